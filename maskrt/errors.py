@@ -1,0 +1,17 @@
+"""Errors a user can cause. The CLI prints their message on one line and exits with code 2."""
+
+
+class MaskrtError(Exception):
+    """Base class: a user-facing problem, reported as one line without a traceback."""
+
+
+class CheckpointError(MaskrtError):
+    """A checkpoint that is missing, unreadable, unsafe, or not a Mask R-CNN we can build."""
+
+
+class InputError(MaskrtError):
+    """An image or video input that cannot be used."""
+
+
+class EngineError(MaskrtError):
+    """An engine artifact that is missing, corrupt, or cannot run on this machine."""

@@ -1,0 +1,70 @@
+"""Reference multi-level RoIAlign: torchvision's MultiScaleRoIAlign semantics, clear and slow."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor
+from torchvision.ops import roi_align as tv_roi_align
+from torchvision.ops.boxes import box_area
+
+
+def fpn_levels(
+    boxes: Tensor, k_min: int, k_max: int, canonical_size: int = 224, canonical_level: int = 4, eps: float = 1e-6
+) -> Tensor:
+    """FPN eq. 1: level index (0 = k_min) for each box.
+
+    boxes: Tensor[R, 4] xyxy in input-image pixels. Returns Tensor[R] int64 in [0, k_max - k_min].
+    level = clamp(floor(canonical_level + log2(sqrt(area) / canonical_size) + eps), k_min, k_max) - k_min.
+    """
+    s = torch.sqrt(box_area(boxes))
+    target = torch.floor(canonical_level + torch.log2(s / canonical_size) + torch.tensor(eps, dtype=s.dtype))
+    target = torch.clamp(target, min=k_min, max=k_max)
+    return target.to(torch.int64) - k_min
+
+
+def level_range(spatial_scales: Sequence[float]) -> tuple[int, int]:
+    """(k_min, k_max) from the first and last level's scale (scale = 2 ** -k)."""
+    return int(-math.log2(spatial_scales[0])), int(-math.log2(spatial_scales[-1]))
+
+
+def roi_align(
+    features: Sequence[Tensor],
+    rois: Tensor,
+    spatial_scales: Sequence[float],
+    output_size: int,
+    sampling_ratio: int = 2,
+    aligned: bool = False,
+    canonical_size: int = 224,
+    canonical_level: int = 4,
+) -> Tensor:
+    """Multi-level RoIAlign.
+
+    features: L tensors Tensor[B, C, H_l, W_l] (one per FPN level, finest first).
+    rois: Tensor[R, 5] rows (batch_index, x1, y1, x2, y2) in input-image pixels.
+    spatial_scales: L floats, 1 / stride of each level (powers of two).
+    Each RoI is pooled from the level chosen by `fpn_levels`; `aligned=False` is torchvision's
+    Mask R-CNN default (no half-pixel offset), `aligned=True` shifts by -0.5 px (Detectron2).
+    sampling_ratio <= 0 means adaptive: ceil(roi_size / output_size) samples per bin.
+    Returns Tensor[R, C, output_size, output_size] in the features' dtype.
+    """
+    first = features[0]
+    result = first.new_zeros((rois.shape[0], first.shape[1], output_size, output_size))
+    if rois.shape[0] == 0:
+        return result
+    k_min, k_max = level_range(spatial_scales)
+    levels = fpn_levels(rois[:, 1:], k_min, k_max, canonical_size, canonical_level)
+    for level, (feature, scale) in enumerate(zip(features, spatial_scales)):
+        idx = torch.where(levels == level)[0]
+        pooled = tv_roi_align(
+            feature,
+            rois[idx].to(feature.dtype),
+            output_size=output_size,
+            spatial_scale=scale,
+            sampling_ratio=sampling_ratio,
+            aligned=aligned,
+        )
+        result[idx] = pooled.to(result.dtype)
+    return result

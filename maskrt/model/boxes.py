@@ -1,0 +1,56 @@
+"""Box arithmetic shared by the RPN and the box head, with torchvision's exact numerics."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+
+BBOX_XFORM_CLIP = math.log(1000.0 / 16)
+
+
+def decode_boxes(deltas: Tensor, reference: Tensor, weights: tuple[float, float, float, float]) -> Tensor:
+    """Apply regression deltas to reference boxes (torchvision BoxCoder.decode_single).
+
+    deltas: Tensor[R, 4 * K] (dx, dy, dw, dh per class); reference: Tensor[R, 4] xyxy.
+    Widths are x2 - x1 (no +1). dw, dh are clamped to log(1000 / 16) before exp.
+    Returns Tensor[R, K, 4] xyxy.
+    """
+    reference = reference.to(deltas.dtype)
+    widths = reference[:, 2] - reference[:, 0]
+    heights = reference[:, 3] - reference[:, 1]
+    ctr_x = reference[:, 0] + 0.5 * widths
+    ctr_y = reference[:, 1] + 0.5 * heights
+    wx, wy, ww, wh = weights
+    dx = deltas[:, 0::4] / wx
+    dy = deltas[:, 1::4] / wy
+    dw = torch.clamp(deltas[:, 2::4] / ww, max=BBOX_XFORM_CLIP)
+    dh = torch.clamp(deltas[:, 3::4] / wh, max=BBOX_XFORM_CLIP)
+    pred_ctr_x = dx * widths[:, None] + ctr_x[:, None]
+    pred_ctr_y = dy * heights[:, None] + ctr_y[:, None]
+    half_w = 0.5 * (torch.exp(dw) * widths[:, None])
+    half_h = 0.5 * (torch.exp(dh) * heights[:, None])
+    return torch.stack((pred_ctr_x - half_w, pred_ctr_y - half_h, pred_ctr_x + half_w, pred_ctr_y + half_h), dim=2)
+
+
+def clip_boxes(boxes: Tensor, height: int, width: int) -> Tensor:
+    """Clamp Tensor[..., 4] xyxy to [0, width] x [0, height]."""
+    x = boxes[..., 0::2].clamp(min=0, max=width)
+    y = boxes[..., 1::2].clamp(min=0, max=height)
+    return torch.stack((x[..., 0], y[..., 0], x[..., 1], y[..., 1]), dim=-1)
+
+
+def keep_min_size(boxes: Tensor, min_size: float) -> Tensor:
+    """Indices of Tensor[N, 4] boxes whose width and height are both >= min_size."""
+    ws = boxes[:, 2] - boxes[:, 0]
+    hs = boxes[:, 3] - boxes[:, 1]
+    return torch.where((ws >= min_size) & (hs >= min_size))[0]
+
+
+def scale_boxes(boxes: Tensor, from_size: tuple[int, int], to_size: tuple[int, int]) -> Tensor:
+    """Rescale Tensor[N, 4] xyxy from an image of (h, w) `from_size` to `to_size` (float32 ratios)."""
+    ratio_h = torch.tensor(to_size[0], dtype=torch.float32) / torch.tensor(from_size[0], dtype=torch.float32)
+    ratio_w = torch.tensor(to_size[1], dtype=torch.float32) / torch.tensor(from_size[1], dtype=torch.float32)
+    x1, y1, x2, y2 = boxes.unbind(1)
+    return torch.stack((x1 * ratio_w, y1 * ratio_h, x2 * ratio_w, y2 * ratio_h), dim=1)

@@ -1,0 +1,93 @@
+"""Box and mask heads, inference only, with torchvision's RoIHeads numerics."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .. import kernels
+from .boxes import clip_boxes, decode_boxes, keep_min_size
+
+BOX_CODER_WEIGHTS = (10.0, 10.0, 5.0, 5.0)
+
+
+@dataclass(frozen=True)
+class DetectionParams:
+    score_thresh: float = 0.05
+    nms_thresh: float = 0.5
+    detections_per_img: int = 100
+    min_box_size: float = 1e-2
+    sampling_ratio: int = 2
+
+
+def infer_spatial_scales(features: list[Tensor], image_sizes: list[tuple[int, int]]) -> list[float]:
+    """1 / stride per level, as torchvision infers it: 2 ** round(log2(H_l / max image height))."""
+    max_h = max(s[0] for s in image_sizes)
+    return [2.0 ** round(math.log2(f.shape[-2] / max_h)) for f in features]
+
+
+def rois_with_batch_index(boxes: list[Tensor]) -> Tensor:
+    """Per-image Tensor[N_i, 4] -> Tensor[sum N_i, 5] rows (image index, x1, y1, x2, y2)."""
+    ids = [torch.full_like(b[:, :1], i) for i, b in enumerate(boxes)]
+    return torch.cat([torch.cat(ids), torch.cat(boxes)], dim=1)
+
+
+class RoIHeads(nn.Module):
+    """Box head (classify + refine proposals) then mask head on the kept detections."""
+
+    def __init__(self, box_head, box_predictor, mask_head, mask_predictor, params, box_pool: int, mask_pool: int):
+        super().__init__()
+        self.box_head, self.box_predictor = box_head, box_predictor
+        self.mask_head, self.mask_predictor = mask_head, mask_predictor
+        self.params = params
+        self.box_pool, self.mask_pool = box_pool, mask_pool
+
+    def forward(self, features: list[Tensor], proposals: list[Tensor], image_sizes: list[tuple[int, int]]):
+        """Returns per image (boxes Tensor[N, 4], scores Tensor[N], labels Tensor[N], masks Tensor[N, 2S, 2S])."""
+        scales = infer_spatial_scales(features, image_sizes)
+        pooled = self._pool(features, proposals, scales, self.box_pool)
+        class_logits, box_regression = self.box_predictor(self.box_head(pooled))
+        counts = [p.shape[0] for p in proposals]
+        dets = [
+            self._postprocess(logits, deltas, props, size)
+            for logits, deltas, props, size in zip(
+                class_logits.split(counts), box_regression.split(counts), proposals, image_sizes
+            )
+        ]
+        masks = self._masks(features, [d[0] for d in dets], [d[2] for d in dets], scales)
+        return [(b, s, lab, m) for (b, s, lab), m in zip(dets, masks)]
+
+    def _pool(self, features: list[Tensor], boxes: list[Tensor], scales: list[float], size: int) -> Tensor:
+        rois = rois_with_batch_index(boxes)
+        return kernels.roi_align(features, rois, scales, size, self.params.sampling_ratio, False)
+
+    def _postprocess(self, logits: Tensor, deltas: Tensor, proposals: Tensor, image_size: tuple[int, int]):
+        """Class-wise decode, clip, drop background, threshold, NMS per class, top-k."""
+        p = self.params
+        num_classes = logits.shape[-1]
+        boxes = clip_boxes(decode_boxes(deltas, proposals, BOX_CODER_WEIGHTS), image_size[0], image_size[1])
+        scores = F.softmax(logits, -1)
+        labels = torch.arange(num_classes).view(1, -1).expand_as(scores)
+        boxes, scores, labels = boxes[:, 1:].reshape(-1, 4), scores[:, 1:].reshape(-1), labels[:, 1:].reshape(-1)
+        keep = torch.where(scores > p.score_thresh)[0]
+        boxes, scores, labels = boxes[keep], scores[keep], labels[keep]
+        keep = keep_min_size(boxes, p.min_box_size)
+        boxes, scores, labels = boxes[keep], scores[keep], labels[keep]
+        keep = kernels.nms(boxes, scores, labels, p.nms_thresh, p.detections_per_img)
+        return boxes[keep], scores[keep], labels[keep]
+
+    def _masks(self, features, boxes: list[Tensor], labels: list[Tensor], scales: list[float]) -> list[Tensor]:
+        """Mask probabilities Tensor[N, 2S, 2S] of each detection's own class."""
+        total = sum(b.shape[0] for b in boxes)
+        if total == 0:
+            size = 2 * self.mask_pool
+            return [features[0].new_zeros((0, size, size)) for _ in boxes]
+        pooled = self._pool(features, boxes, scales, self.mask_pool)
+        logits = self.mask_predictor(self.mask_head(pooled))
+        labels_all = torch.cat(labels)
+        probs = logits[torch.arange(total), labels_all].sigmoid()
+        return list(probs.split([b.shape[0] for b in boxes]))
