@@ -1,0 +1,28 @@
+"""The torch backend: maskrt's MaskRCNN in eager PyTorch (reference, CPU or Triton kernels)."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from ...model import MaskRCNN, RawDetections
+
+
+class TorchBackend:
+    """Runs the eager model. Images are np.ndarray[H, W, 3] uint8 RGB, scaled to [0, 1] floats."""
+
+    name = "torch"
+
+    def __init__(self, model: MaskRCNN, device: str = "cpu"):
+        self.device = torch.device(device)
+        self.model = model.to(self.device).eval()
+
+    def infer(self, images: list[np.ndarray]) -> list[RawDetections]:
+        tensors = [to_float_chw(img, self.device) for img in images]
+        return self.model.detect(tensors)
+
+
+def to_float_chw(image: np.ndarray, device: torch.device | str = "cpu") -> torch.Tensor:
+    """np.ndarray[H, W, 3] uint8 -> Tensor[3, H, W] float32 in [0, 1] (divided by 255)."""
+    tensor = torch.from_numpy(np.ascontiguousarray(image)).to(device)
+    return tensor.permute(2, 0, 1).float().div_(255.0)

@@ -1,0 +1,82 @@
+"""Result files: JSON lines per frame (COCO RLE masks), written atomically."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+from pycocotools import mask as mask_utils
+
+from .detections import Detections
+
+
+def encode_rle(masks: np.ndarray) -> list[dict]:
+    """bool [N, H, W] -> COCO compressed RLE dicts {"size": [H, W], "counts": str}."""
+    if masks.shape[0] == 0:
+        return []
+    rles = mask_utils.encode(np.asfortranarray(masks.transpose(1, 2, 0).astype(np.uint8)))
+    return [{"size": [int(s) for s in r["size"]], "counts": r["counts"].decode("ascii")} for r in rles]
+
+
+def instances_json(dets: Detections) -> list[dict]:
+    """COCO-results-style instances: bbox [x, y, w, h], score, category_id, segmentation (RLE)."""
+    rles = encode_rle(dets.masks)
+    out = []
+    for i, rle in enumerate(rles):
+        x1, y1, x2, y2 = (float(v) for v in dets.boxes[i])
+        out.append({
+            "bbox": [round(x1, 3), round(y1, 3), round(x2 - x1, 3), round(y2 - y1, 3)],
+            "score": round(float(dets.scores[i]), 5),
+            "category_id": int(dets.labels[i]),
+            "segmentation": rle,
+        })
+    return out
+
+
+def frame_record(index: int, time: float | None, dets: Detections, **extra) -> dict:
+    """One JSON-lines object: {"frame": i, "time": seconds, "instances": [...]} (+ extra keys)."""
+    return {"frame": index, "time": time, **extra, "instances": instances_json(dets)}
+
+
+class AtomicFile:
+    """Write to `NAME.partial` and rename to NAME on success; on failure the partial file is removed
+    (or, with keep_partial_on_error, renamed into place so an interrupted run keeps what it wrote)."""
+
+    def __init__(self, path: str | Path, mode: str = "w", keep_partial_on_error: bool = False):
+        self.path = Path(path)
+        self.tmp = self.path.with_name(self.path.name + ".partial")
+        self.mode = mode
+        self.keep = keep_partial_on_error
+        self.file = None
+
+    def __enter__(self):
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.file = open(self.tmp, self.mode)
+        return self.file
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        self.file.close()
+        if exc_type is None or self.keep:
+            os.replace(self.tmp, self.path)
+        else:
+            self.tmp.unlink(missing_ok=True)
+
+
+class JsonLinesWriter:
+    """Append frame records to a JSON-lines file that appears under its name only when closed."""
+
+    def __init__(self, path: str | Path, keep_partial_on_error: bool = False):
+        self._atomic = AtomicFile(path, "w", keep_partial_on_error)
+        self._file = None
+
+    def __enter__(self) -> "JsonLinesWriter":
+        self._file = self._atomic.__enter__()
+        return self
+
+    def write(self, record: dict) -> None:
+        self._file.write(json.dumps(record, separators=(",", ":")) + "\n")
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        self._atomic.__exit__(exc_type, exc, tb)

@@ -1,0 +1,51 @@
+"""Drawing detections onto frames: per-instance mask blend, box outline, class name and score."""
+
+from __future__ import annotations
+
+import colorsys
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFont
+
+from .detections import Detections
+
+
+def instance_color(index: int) -> tuple[int, int, int]:
+    """A distinct, saturated RGB colour per instance index (golden-ratio hue steps)."""
+    r, g, b = colorsys.hsv_to_rgb((index * 0.618033988749895) % 1.0, 0.75, 1.0)
+    return int(r * 255), int(g * 255), int(b * 255)
+
+
+def blend_masks(image: np.ndarray, dets: Detections, alpha: float = 0.5) -> np.ndarray:
+    """Tint each instance's mask pixels with its colour; returns a new uint8 [H, W, 3] array."""
+    out = image.astype(np.float32)
+    masks = dets.masks
+    for i in range(len(dets) - 1, -1, -1):  # highest score painted last, so it stays on top
+        color = np.asarray(instance_color(i), dtype=np.float32)
+        m = masks[i]
+        out[m] = out[m] * (1.0 - alpha) + color * alpha
+    return out.round().clip(0, 255).astype(np.uint8)
+
+
+def draw_detections(image: np.ndarray, dets: Detections, classes: list[str], alpha: float = 0.5,
+                    fps: float | None = None) -> np.ndarray:
+    """image: uint8 [H, W, 3] RGB -> annotated copy (masks, boxes, "name score" labels, optional fps)."""
+    canvas = Image.fromarray(blend_masks(image, dets, alpha))
+    draw = ImageDraw.Draw(canvas)
+    font = ImageFont.load_default()
+    for i in range(len(dets)):
+        x1, y1, x2, y2 = (float(v) for v in dets.boxes[i])
+        color = instance_color(i)
+        draw.rectangle((x1, y1, x2, y2), outline=color, width=2)
+        label = int(dets.labels[i])
+        name = classes[label] if 0 <= label < len(classes) else str(label)
+        _label(draw, font, (x1, y1), f"{name} {dets.scores[i]:.2f}", color)
+    if fps is not None:
+        _label(draw, font, (4, 4), f"{fps:.1f} fps", (255, 255, 255))
+    return np.asarray(canvas)
+
+
+def _label(draw: ImageDraw.ImageDraw, font, xy: tuple[float, float], text: str, color) -> None:
+    left, top, right, bottom = draw.textbbox(xy, text, font=font)
+    draw.rectangle((left - 1, top - 1, right + 1, bottom + 1), fill=(0, 0, 0))
+    draw.text(xy, text, fill=color, font=font)

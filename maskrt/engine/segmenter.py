@@ -1,0 +1,48 @@
+"""Segmenter: the user-facing callable. image(s) in, Detections out."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+
+import numpy as np
+
+from .detections import Detections
+from .images import as_rgb_uint8
+
+
+class Segmenter:
+    """Runs a backend on RGB images.
+
+    seg(image) -> Detections; seg([img, ...]) -> list[Detections]. `image` is np.ndarray
+    [H, W, 3] uint8 RGB (grayscale, RGBA and PIL images are converted; other dtypes refused).
+    """
+
+    def __init__(self, backend, classes: list[str], source: str = "", batch_size: int = 1):
+        self.backend = backend
+        self.classes = list(classes)
+        self.source = source
+        self.batch_size = max(1, int(batch_size))
+
+    def __repr__(self) -> str:
+        return f"Segmenter(backend={self.backend.name!r}, classes={len(self.classes)}, source={self.source!r})"
+
+    def __call__(self, image):
+        if isinstance(image, (list, tuple)):
+            return self.predict_batch(image)
+        return self.predict_batch([image])[0]
+
+    def predict_batch(self, images: Sequence) -> list[Detections]:
+        """Detections for each image, run through the backend in groups of `batch_size`."""
+        rgb = [as_rgb_uint8(img) for img in images]
+        results: list[Detections] = []
+        for start in range(0, len(rgb), self.batch_size):
+            for raw in self.backend.infer(rgb[start:start + self.batch_size]):
+                results.append(Detections.from_tensors(raw.boxes, raw.scores, raw.labels, raw.mask_probs,
+                                                       raw.image_size))
+        return results
+
+    def stream(self, frames: Iterable[np.ndarray], realtime: bool = False) -> Iterator[tuple[np.ndarray, Detections]]:
+        """Yield (frame, detections) for each RGB frame of an iterable, in order."""
+        for frame in frames:
+            rgb = as_rgb_uint8(frame)
+            yield rgb, self(rgb)

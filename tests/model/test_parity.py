@@ -1,0 +1,93 @@
+"""Parity with torchvision's MaskRCNN (the oracle): same checkpoint, same image, same outputs."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torchvision.models.detection import maskrcnn_resnet50_fpn, maskrcnn_resnet50_fpn_v2
+
+import maskrt
+from maskrt.model import save_checkpoint
+from tests.conftest import random_image, small_torchvision_maskrcnn
+
+# (height, width): portrait, landscape, tiny, square, very wide, larger than max_size.
+IMAGE_SIZES = [(480, 320), (300, 560), (24, 36), (400, 400), (120, 700), (900, 1500)]
+MIN_SIZE, MAX_SIZE = 320, 512  # torchvision's transform takes these; keeps the suite fast on 2 cores
+BUILDERS = {"v1": maskrcnn_resnet50_fpn, "v2": maskrcnn_resnet50_fpn_v2}
+
+
+def torchvision_reference(model, image: np.ndarray):
+    tensor = torch.from_numpy(image).permute(2, 0, 1).float() / 255.0
+    with torch.inference_mode():
+        out = model([tensor])[0]
+    return out["boxes"].numpy(), out["scores"].numpy(), out["labels"].numpy(), out["masks"][:, 0].numpy() > 0.5
+
+
+def assert_same_detections(ours: maskrt.Detections, ref, box_atol: float = 1e-3, score_atol: float = 1e-5,
+                           min_iou: float = 0.99) -> None:
+    boxes, scores, labels, masks = ref
+    assert len(ours) == len(scores) > 0
+    np.testing.assert_array_equal(ours.labels, labels)
+    np.testing.assert_allclose(ours.boxes, boxes, atol=box_atol, rtol=0)
+    np.testing.assert_allclose(ours.scores, scores, atol=score_atol, rtol=0)
+    ious = mask_ious(ours.masks, masks)
+    assert ious.min() >= min_iou, f"worst mask IoU {ious.min():.4f}"
+
+
+def mask_ious(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    assert a.shape == b.shape
+    inter = (a & b).reshape(len(a), -1).sum(1)
+    union = (a | b).reshape(len(a), -1).sum(1)
+    return np.where(union == 0, 1.0, inter / np.maximum(union, 1))
+
+
+@pytest.fixture(scope="module", params=["v1", "v2"])
+def resnet50_pair(request, tmp_path_factory):
+    """(torchvision oracle, maskrt Segmenter) on the same seeded ResNet-50 weights, via a .pth file."""
+    torch.manual_seed({"v1": 11, "v2": 22}[request.param])
+    oracle = BUILDERS[request.param](weights=None, weights_backbone=None, num_classes=7, box_score_thresh=0.01,
+                                     min_size=MIN_SIZE, max_size=MAX_SIZE).eval()
+    path = tmp_path_factory.mktemp(request.param) / "model.pth"
+    torch.save({"model": oracle.state_dict()}, path)
+    seg = maskrt.load(str(path), backend="torch", score_threshold=0.01, min_size=MIN_SIZE, max_size=MAX_SIZE)
+    return oracle, seg
+
+
+@pytest.mark.parametrize("size", IMAGE_SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+def test_resnet50_matches_torchvision(resnet50_pair, size):
+    oracle, seg = resnet50_pair
+    image = random_image(np.random.default_rng(size[0] * 7 + size[1]), *size)
+    assert_same_detections(seg(image), torchvision_reference(oracle, image))
+
+
+def test_default_800_1333_policy_matches_torchvision(tmp_path):
+    """The checkpoint's default input policy is torchvision's: min 800, max 1333."""
+    oracle = small_torchvision_maskrcnn(num_classes=3, seed=5, box_score_thresh=0.01)
+    save_checkpoint(tmp_path / "m.safetensors", oracle.state_dict())
+    seg = maskrt.load(str(tmp_path / "m.safetensors"), score_threshold=0.01)
+    image = random_image(np.random.default_rng(3), 500, 700)
+    assert_same_detections(seg(image), torchvision_reference(oracle, image))
+
+
+def test_small_resnet18_fpn64_matches_torchvision(small_checkpoint):
+    oracle = small_torchvision_maskrcnn(box_score_thresh=0.01, min_size=320, max_size=512)
+    seg = maskrt.load(small_checkpoint, score_threshold=0.01)
+    for size in [(256, 320), (333, 250)]:
+        image = random_image(np.random.default_rng(size[0]), *size)
+        assert_same_detections(seg(image), torchvision_reference(oracle, image))
+
+
+def test_batched_call_matches_torchvision_batch(small_checkpoint):
+    """A batch is padded to a common size, exactly as torchvision batches a list of images."""
+    oracle = small_torchvision_maskrcnn(box_score_thresh=0.01, min_size=320, max_size=512)
+    seg = maskrt.load(small_checkpoint, score_threshold=0.01, batch_size=3)
+    images = [random_image(np.random.default_rng(i), 200 + 40 * i, 320 - 30 * i) for i in range(3)]
+    tensors = [torch.from_numpy(img).permute(2, 0, 1).float() / 255.0 for img in images]
+    with torch.inference_mode():
+        refs = oracle(tensors)
+    batched = seg(images)
+    assert isinstance(batched, list) and len(batched) == 3
+    for dets, ref in zip(batched, refs):
+        assert_same_detections(dets, (ref["boxes"].numpy(), ref["scores"].numpy(), ref["labels"].numpy(),
+                                      ref["masks"][:, 0].numpy() > 0.5))
