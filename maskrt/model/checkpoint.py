@@ -76,14 +76,17 @@ def _read_torch(path: Path) -> tuple[dict[str, torch.Tensor], dict]:
         obj = torch.load(str(path), map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         msg = _first_line(exc)
-        if "weights_only" in msg or "Unsupported global" in msg or "GLOBAL" in msg:
+        lowered = msg.lower()
+        if any(t in lowered for t in ("weights only", "weights_only", "unsupported global", "global")):
             raise CheckpointError(
                 f"{path} contains Python objects other than tensors; refusing to unpickle it "
                 "(save a plain state dict, or convert it to .safetensors)"
             ) from None
         raise CheckpointError(f"{path} is not a PyTorch checkpoint ({msg})") from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as exc:
+    except (RuntimeError, EOFError, zipfile.BadZipFile) as exc:
         raise CheckpointError(f"{path} is truncated or not a PyTorch checkpoint ({_first_line(exc)})") from None
+    except Exception as exc:  # garbage bytes make the unpickler fail in arbitrary ways
+        raise CheckpointError(f"{path} is not a PyTorch checkpoint ({type(exc).__name__}: {_first_line(exc)})") from None
     return _unwrap(obj, path)
 
 
