@@ -24,6 +24,6 @@ def load(path_or_name: str | Path, device: str = "cpu", backend: str = "auto", *
     if backend not in BACKENDS:
         raise MaskrtError(f"unknown backend {backend!r}; choose from {', '.join(BACKENDS)}")
     loaded = load_model(path_or_name, min_size=min_size, max_size=max_size)
-    loaded.model.with_params(detection=DetectionParams(score_thresh=score_threshold, nms_thresh=nms_threshold,
-                                                       detections_per_img=max_detections))
+    loaded.model.detector.detection_params = DetectionParams(
+        score_thresh=score_threshold, nms_thresh=nms_threshold, detections_per_img=max_detections)
     return Segmenter(TorchBackend(loaded.model, device), loaded.classes, loaded.source, batch_size)

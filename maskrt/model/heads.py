@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
 
 from .. import kernels
 from .boxes import clip_boxes, decode_boxes, keep_min_size
@@ -36,21 +37,27 @@ def rois_with_batch_index(boxes: list[Tensor]) -> Tensor:
     return torch.cat([torch.cat(ids), torch.cat(boxes)], dim=1)
 
 
-class RoIHeads(nn.Module):
-    """Box head (classify + refine proposals) then mask head on the kept detections."""
+BoxFn = Callable[[Tensor], tuple[Tensor, Tensor]]
+MaskFn = Callable[[Tensor], Tensor]
 
-    def __init__(self, box_head, box_predictor, mask_head, mask_predictor, params, box_pool: int, mask_pool: int):
-        super().__init__()
-        self.box_head, self.box_predictor = box_head, box_predictor
-        self.mask_head, self.mask_predictor = mask_head, mask_predictor
+
+class RoIHeads:
+    """Box head (classify + refine proposals), then the mask head on the kept detections.
+
+    box_fn: pooled Tensor[R, C, S, S] -> (class logits Tensor[R, K], box deltas Tensor[R, 4K]).
+    mask_fn: pooled Tensor[N, C, 2S', 2S'] ... -> mask logits Tensor[N, K, M, M].
+    """
+
+    def __init__(self, box_fn: BoxFn, mask_fn: MaskFn, params: DetectionParams, box_pool: int, mask_pool: int):
+        self.box_fn, self.mask_fn = box_fn, mask_fn
         self.params = params
         self.box_pool, self.mask_pool = box_pool, mask_pool
 
-    def forward(self, features: list[Tensor], proposals: list[Tensor], image_sizes: list[tuple[int, int]]):
-        """Returns per image (boxes Tensor[N, 4], scores Tensor[N], labels Tensor[N], masks Tensor[N, 2S, 2S])."""
+    def __call__(self, features: list[Tensor], proposals: list[Tensor], image_sizes: list[tuple[int, int]]):
+        """Returns per image (boxes Tensor[N, 4], scores Tensor[N], labels Tensor[N], masks Tensor[N, M, M])."""
         scales = infer_spatial_scales(features, image_sizes)
         pooled = self._pool(features, proposals, scales, self.box_pool)
-        class_logits, box_regression = self.box_predictor(self.box_head(pooled))
+        class_logits, box_regression = self.box_fn(pooled)
         counts = [p.shape[0] for p in proposals]
         dets = [
             self._postprocess(logits, deltas, props, size)
@@ -81,13 +88,11 @@ class RoIHeads(nn.Module):
         return boxes[keep], scores[keep], labels[keep]
 
     def _masks(self, features, boxes: list[Tensor], labels: list[Tensor], scales: list[float]) -> list[Tensor]:
-        """Mask probabilities Tensor[N, 2S, 2S] of each detection's own class."""
+        """Mask probabilities Tensor[N, M, M] of each detection's own class."""
         total = sum(b.shape[0] for b in boxes)
         if total == 0:
             size = 2 * self.mask_pool
             return [features[0].new_zeros((0, size, size)) for _ in boxes]
-        pooled = self._pool(features, boxes, scales, self.mask_pool)
-        logits = self.mask_predictor(self.mask_head(pooled))
-        labels_all = torch.cat(labels)
-        probs = logits[torch.arange(total), labels_all].sigmoid()
+        logits = self.mask_fn(self._pool(features, boxes, scales, self.mask_pool))
+        probs = logits[torch.arange(total), torch.cat(labels)].sigmoid()
         return list(probs.split([b.shape[0] for b in boxes]))

@@ -1,11 +1,17 @@
 """maskrt's Mask R-CNN: torchvision's modules (same state-dict keys) with our own inference path.
 
-The three data-dependent ops go through `maskrt.kernels`, so one model definition serves the
-reference, CPU and Triton implementations and every export target.
+The network is split into three dense stages, which are what gets exported and compiled:
+- `DenseStage`: backbone + FPN + RPN head (the bulk of the FLOPs), image -> features + RPN maps
+- `BoxStage`: box head + predictor, pooled RoIs -> class logits + box deltas
+- `MaskStage`: mask head + predictor, pooled detections -> mask logits
+and the data-dependent glue between them (`Detector`: proposals, RoIAlign, NMS, decode), which
+calls the three ops through `maskrt.kernels`. The eager model and every engine backend share
+the glue; a backend only supplies the three stages.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 import torch
@@ -14,7 +20,7 @@ from torch import Tensor, nn
 from .arch import ArchConfig
 from .boxes import scale_boxes
 from .heads import DetectionParams, RoIHeads
-from .rpn import RPN, RPNParams
+from .rpn import ProposalFilter, RPNParams
 from .transform import InputPolicy, preprocess
 
 
@@ -34,54 +40,115 @@ class RawDetections:
     image_size: tuple[int, int]
 
 
-class MaskRCNN(nn.Module):
-    """Inference-only Mask R-CNN built from a torchvision MaskRCNN's submodules."""
+class DenseStage(nn.Module):
+    """Backbone + FPN + RPN head. Tensor[B, 3, H, W] (normalised, H and W multiples of 32) ->
+    (RoI features P2..P5: 4 x Tensor[B, C, H/s, W/s], objectness: L x Tensor[B, A, h, w],
+    deltas: L x Tensor[B, 4A, h, w]) flattened into one tuple, in that order (L = 5 with P6)."""
 
-    def __init__(self, tv_model: nn.Module, config: ArchConfig, policy: InputPolicy | None = None,
-                 rpn: RPNParams | None = None, detection: DetectionParams | None = None):
+    def __init__(self, backbone: nn.Module, rpn_head: nn.Module):
         super().__init__()
-        self.config = config
-        self.policy = policy or InputPolicy()
-        self.backbone = tv_model.backbone
-        cells = tv_model.rpn.anchor_generator.cell_anchors
-        self.rpn = RPN(tv_model.rpn.head, list(cells), rpn or RPNParams())
-        rh = tv_model.roi_heads
-        self.roi_heads = RoIHeads(rh.box_head, rh.box_predictor, rh.mask_head, rh.mask_predictor,
-                                  detection or DetectionParams(), config.box_pool_size, config.mask_pool_size)
-        self.eval()
+        self.backbone, self.rpn_head = backbone, rpn_head
 
-    def with_params(self, policy: InputPolicy | None = None, rpn: RPNParams | None = None,
-                    detection: DetectionParams | None = None) -> "MaskRCNN":
-        """Change thresholds / input policy in place (no weights are copied). Returns self."""
-        if policy is not None:
-            self.policy = policy
-        if rpn is not None:
-            self.rpn.params = rpn
-        if detection is not None:
-            self.roi_heads.params = detection
-        return self
+    def forward(self, batch: Tensor) -> tuple[Tensor, ...]:
+        named = self.backbone(batch)
+        logits, deltas = self.rpn_head(list(named.values()))
+        # RoIs are pooled from the FPN levels P2-P5 only; "pool" (P6) exists for the RPN.
+        roi_features = [f for name, f in named.items() if name != "pool"]
+        return (*roi_features, *logits, *deltas)
+
+
+class BoxStage(nn.Module):
+    """Tensor[R, C, 7, 7] -> (class logits Tensor[R, K], box deltas Tensor[R, 4K])."""
+
+    def __init__(self, box_head: nn.Module, box_predictor: nn.Module):
+        super().__init__()
+        self.box_head, self.box_predictor = box_head, box_predictor
+
+    def forward(self, pooled: Tensor) -> tuple[Tensor, Tensor]:
+        return self.box_predictor(self.box_head(pooled))
+
+
+class MaskStage(nn.Module):
+    """Tensor[N, C, 14, 14] -> mask logits Tensor[N, K, 28, 28]."""
+
+    def __init__(self, mask_head: nn.Module, mask_predictor: nn.Module):
+        super().__init__()
+        self.mask_head, self.mask_predictor = mask_head, mask_predictor
+
+    def forward(self, pooled: Tensor) -> Tensor:
+        return self.mask_predictor(self.mask_head(pooled))
+
+
+DenseFn = Callable[[Tensor], tuple[Tensor, ...]]
+
+
+class Detector:
+    """Preprocess -> dense stage -> proposals -> box stage -> NMS -> mask stage -> rescale."""
+
+    def __init__(self, dense: DenseFn, box, mask, cell_anchors: list[Tensor], config: ArchConfig,
+                 policy: InputPolicy, rpn: RPNParams | None = None, detection: DetectionParams | None = None):
+        self.dense = dense
+        self.config = config
+        self.policy = policy
+        self.num_rpn_levels = len(cell_anchors)
+        self.proposals = ProposalFilter(cell_anchors, rpn or RPNParams())
+        self.heads = RoIHeads(box, mask, detection or DetectionParams(), config.box_pool_size, config.mask_pool_size)
+
+    @property
+    def detection_params(self) -> DetectionParams:
+        return self.heads.params
+
+    @detection_params.setter
+    def detection_params(self, params: DetectionParams) -> None:
+        self.heads.params = params
 
     def set_score_threshold(self, score_thresh: float) -> None:
-        self.roi_heads.params = replace(self.roi_heads.params, score_thresh=score_thresh)
+        self.heads.params = replace(self.heads.params, score_thresh=score_thresh)
 
-    def forward(self, batch: Tensor, image_sizes: list[tuple[int, int]]):
+    def run(self, batch: Tensor, image_sizes: list[tuple[int, int]]):
         """batch: Tensor[B, 3, H, W] normalised, padded to 32; image_sizes: resized (h, w) per image.
 
         Returns per image (boxes, scores, labels, mask_probs) in resized-image coordinates.
         """
-        named = self.backbone(batch)
-        proposals = self.rpn(list(named.values()), (batch.shape[-2], batch.shape[-1]), image_sizes)
-        # RoIs are pooled from the FPN levels P2-P5 only; "pool" (P6) exists for the RPN.
-        roi_features = [f for name, f in named.items() if name != "pool"]
-        return self.roi_heads(roi_features, proposals, image_sizes)
+        outputs = self.dense(batch)
+        n = self.num_rpn_levels
+        features, logits, deltas = list(outputs[:-2 * n]), list(outputs[-2 * n:-n]), list(outputs[-n:])
+        proposals = self.proposals(logits, deltas, (batch.shape[-2], batch.shape[-1]), image_sizes)
+        return self.heads(features, proposals, image_sizes)
 
     @torch.inference_mode()
     def detect(self, images: list[Tensor]) -> list[RawDetections]:
         """images: list of Tensor[3, H, W] float in [0, 1]. Boxes come back in input pixels."""
         batch, sizes = preprocess(images, self.policy)
-        outputs = self(batch, sizes)
         results = []
-        for img, size, (boxes, scores, labels, masks) in zip(images, sizes, outputs):
+        for img, size, (boxes, scores, labels, masks) in zip(images, sizes, self.run(batch, sizes)):
             original = (int(img.shape[-2]), int(img.shape[-1]))
             results.append(RawDetections(scale_boxes(boxes, size, original), scores, labels, masks, original))
         return results
+
+
+class MaskRCNN(nn.Module):
+    """Inference-only Mask R-CNN in eager PyTorch, built from a torchvision MaskRCNN's submodules."""
+
+    def __init__(self, tv_model: nn.Module, config: ArchConfig, policy: InputPolicy | None = None,
+                 rpn: RPNParams | None = None, detection: DetectionParams | None = None):
+        super().__init__()
+        self.config = config
+        self.dense = DenseStage(tv_model.backbone, tv_model.rpn.head)
+        rh = tv_model.roi_heads
+        self.box = BoxStage(rh.box_head, rh.box_predictor)
+        self.mask = MaskStage(rh.mask_head, rh.mask_predictor)
+        self.cell_anchors = [a.float() for a in tv_model.rpn.anchor_generator.cell_anchors]
+        self.detector = Detector(self.dense, self.box, self.mask, self.cell_anchors, config,
+                                 policy or InputPolicy(), rpn, detection)
+        self.eval()
+
+    @property
+    def policy(self) -> InputPolicy:
+        return self.detector.policy
+
+    def forward(self, batch: Tensor, image_sizes: list[tuple[int, int]]):
+        return self.detector.run(batch, image_sizes)
+
+    def detect(self, images: list[Tensor]) -> list[RawDetections]:
+        return self.detector.detect(images)

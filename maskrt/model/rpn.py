@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from .. import kernels
 from .boxes import clip_boxes, decode_boxes, keep_min_size
@@ -41,18 +41,22 @@ def flatten_level(t: Tensor, channels: int) -> Tensor:
     return t.view(b, -1, channels, h, w).permute(0, 3, 4, 1, 2).reshape(b, -1, channels)
 
 
-class RPN(nn.Module):
-    """Proposals from FPN features: per-level top-k, decode, clip, filter, NMS per level."""
+class ProposalFilter:
+    """Proposals from RPN head outputs: per-level top-k, decode, clip, filter, NMS per level.
 
-    def __init__(self, head: nn.Module, cell_anchors: list[Tensor], params: RPNParams):
-        super().__init__()
-        self.head = head
+    Numerics are torchvision's RegionProposalNetwork.filter_proposals (inference settings).
+    """
+
+    def __init__(self, cell_anchors: list[Tensor], params: RPNParams):
         self.cell_anchors = [a.float() for a in cell_anchors]  # Tensor[A, 4] per level
         self.params = params
 
-    def forward(self, features: list[Tensor], padded_hw: tuple[int, int], image_sizes: list[tuple[int, int]]):
-        """features: L x Tensor[B, C, H_l, W_l]. Returns B proposal sets Tensor[P_i, 4] xyxy."""
-        logits, deltas = self.head(features)
+    def __call__(self, logits: list[Tensor], deltas: list[Tensor], padded_hw: tuple[int, int],
+                 image_sizes: list[tuple[int, int]]) -> list[Tensor]:
+        """logits: L x Tensor[B, A, H_l, W_l]; deltas: L x Tensor[B, 4A, H_l, W_l].
+
+        Returns B proposal sets Tensor[P_i, 4] xyxy in resized-image pixels, best first.
+        """
         per_level = [
             self._top_level(lg, dl, cells, padded_hw)
             for lg, dl, cells in zip(logits, deltas, self.cell_anchors)
