@@ -1,29 +1,96 @@
-"""`maskrt.load`: one entry point for checkpoints, torchvision model names and (later) engines."""
+"""`maskrt.load`: one entry point for engine directories, checkpoints and torchvision model names."""
 
 from __future__ import annotations
 
+import hashlib
+import os
 from pathlib import Path
 
+from .builders.manifest import is_engine_dir, read_manifest, sha256_file
 from .engine import Segmenter
-from .engine.backends import TorchBackend
-from .errors import MaskrtError
-from .model import DetectionParams, load_model
+from .errors import EngineError, MaskrtError
+from .model import DetectionParams
+from .model.loader import is_torchvision_name
 
-BACKENDS = ("auto", "torch")
+BACKENDS = ("auto", "torch", "openvino", "tensorrt")
 
 
 def load(path_or_name: str | Path, device: str = "cpu", backend: str = "auto", *,
          score_threshold: float = 0.05, nms_threshold: float = 0.5, max_detections: int = 100,
-         min_size: int | None = None, max_size: int | None = None, batch_size: int = 1) -> Segmenter:
+         min_size: int | None = None, max_size: int | None = None, batch_size: int = 1,
+         num_threads: int | None = None) -> Segmenter:
     """Load a model for inference.
 
-    path_or_name: a checkpoint (.pth/.pt/.safetensors) or "torchvision:maskrcnn_resnet50_fpn[_v2]".
+    path_or_name: an engine directory (NAME.maskrt/, backend from its manifest), a checkpoint
+    (.pth/.pt/.safetensors) or "torchvision:maskrcnn_resnet50_fpn[_v2]". With backend="auto" a
+    checkpoint is compiled once into a CPU (OpenVINO) engine, cached under $MASKRT_CACHE_DIR
+    (default ~/.cache/maskrt/engines); backend="torch" runs it in eager PyTorch instead.
     score_threshold: detections scoring at or below it are dropped (torchvision's box_score_thresh).
     min_size / max_size: override the checkpoint's input-size policy (default 800 / 1333).
     """
     if backend not in BACKENDS:
         raise MaskrtError(f"unknown backend {backend!r}; choose from {', '.join(BACKENDS)}")
-    loaded = load_model(path_or_name, min_size=min_size, max_size=max_size)
-    loaded.model.detector.detection_params = DetectionParams(
+    if is_engine_dir(path_or_name):
+        backend_obj, classes = _engine_backend(Path(path_or_name), backend, num_threads)
+    elif backend == "torch" or device != "cpu":
+        backend_obj, classes = _torch_backend(path_or_name, device, min_size, max_size)
+    elif backend in ("auto", "openvino"):
+        engine_dir = cached_cpu_engine(path_or_name, min_size, max_size)
+        backend_obj, classes = _engine_backend(engine_dir, "openvino", num_threads)
+    else:
+        raise MaskrtError("the tensorrt backend needs an engine built with `maskrt build --target tensorrt`")
+    backend_obj.detector.detection_params = DetectionParams(
         score_thresh=score_threshold, nms_thresh=nms_threshold, detections_per_img=max_detections)
-    return Segmenter(TorchBackend(loaded.model, device), loaded.classes, loaded.source, batch_size)
+    return Segmenter(backend_obj, classes, str(path_or_name), batch_size)
+
+
+def _torch_backend(source, device: str, min_size, max_size):
+    from .engine.backends.torch_backend import TorchBackend
+    from .model import load_model
+
+    loaded = load_model(source, min_size=min_size, max_size=max_size)
+    return TorchBackend(loaded.model, device), loaded.classes
+
+
+def _engine_backend(engine_dir: Path, backend: str, num_threads: int | None):
+    manifest = read_manifest(engine_dir)
+    wanted = {"auto": manifest.target, "openvino": "cpu", "tensorrt": "tensorrt", "torch": None}[backend]
+    if wanted is None or wanted != manifest.target:
+        raise EngineError(f"{engine_dir} is a {manifest.target!r} engine; it cannot run on the {backend} backend")
+    if manifest.target == "cpu":
+        from .engine.backends.openvino_backend import OpenVINOBackend
+
+        return OpenVINOBackend(engine_dir, manifest, num_threads), manifest.classes
+    from .engine.backends.tensorrt_backend import TensorRTBackend  # GPU only; says what is missing
+
+    return TensorRTBackend(engine_dir, manifest), manifest.classes
+
+
+def engine_cache_dir() -> Path:
+    return Path(os.environ.get("MASKRT_CACHE_DIR", Path.home() / ".cache" / "maskrt" / "engines"))
+
+
+def cached_cpu_engine(source: str | Path, min_size: int | None, max_size: int | None) -> Path:
+    """The CPU engine for a checkpoint, built on first use and reused while the checkpoint is unchanged."""
+    from .builders import build_engine
+
+    if is_torchvision_name(source):
+        key = str(source)
+    else:
+        path = Path(source)
+        if not path.is_file():
+            from .model import load_checkpoint
+
+            load_checkpoint(path)  # raises the one-line error for a missing/odd path
+        key = sha256_file(path)
+    from ._version import __version__
+
+    tag = hashlib.sha256(f"{key}|{min_size}|{max_size}|{__version__}".encode()).hexdigest()[:20]
+    engine_dir = engine_cache_dir() / f"{Path(str(source)).stem.replace(':', '_')}-{tag}.maskrt"
+    if is_engine_dir(engine_dir):
+        try:
+            read_manifest(engine_dir)
+            return engine_dir
+        except EngineError:
+            pass  # stale or corrupt cache entry: rebuild it
+    return build_engine(source, engine_dir, "cpu", "fp32", min_size, max_size, progress=True)

@@ -14,17 +14,29 @@ EXIT_INTERRUPTED = 130
 
 
 def _add_run(sub) -> None:
-    p = sub.add_parser("run", help="segment images (a file, a folder or a glob)",
-                       description="Segment SOURCE with MODEL; write JSON lines and/or annotated images.")
-    p.add_argument("source", help="an image, a folder of images, or a quoted glob such as 'imgs/*.jpg'")
+    p = sub.add_parser(
+        "run", help="segment a video, camera, URL or images",
+        description="Segment SOURCE with MODEL; write an annotated video (or PNGs), JSON lines and stats. "
+                    "Exit codes: 0 done, 1 some input unreadable (outputs written), 2 user error, 130 interrupted.")
+    p.add_argument("source", help="a video file, an image, a folder of images, a quoted glob such as 'imgs/*.jpg', "
+                                  "a webcam index (0) or an rtsp/http URL")
     p.add_argument("--model", required=True, help="checkpoint (.pth/.pt/.safetensors) or torchvision:NAME")
-    p.add_argument("--json", type=Path, help="write one JSON object per image to this .jsonl file")
-    p.add_argument("--out", type=Path, help="folder for annotated PNG images")
+    p.add_argument("--out", type=Path, help="annotated output: an .mp4 file (H.264) for videos, cameras and URLs; "
+                                            "a folder of PNG images for still images")
+    p.add_argument("--json", type=Path, help="write one JSON object per frame to this .jsonl file")
+    p.add_argument("--coco", type=Path, help="write COCO results JSON (image_id = frame index) to this file")
+    p.add_argument("--stats", type=Path, help="write per-stage latency percentiles and counters as JSON")
+    p.add_argument("--realtime", action=argparse.BooleanOptionalAction, default=None,
+                   help="keep only the newest frame when inference falls behind, counting drops "
+                        "(default: on for cameras and URLs, off for files)")
     p.add_argument("--score-threshold", type=float, default=0.5, help="keep detections above this (default 0.5)")
+    p.add_argument("--batch", type=int, default=1, help="frames per inference call, offline mode (default 1)")
+    p.add_argument("--show-fps", action="store_true", help="draw the frame rate on the annotated output")
+    p.add_argument("--max-frames", type=int, help="stop after reading this many frames")
     p.add_argument("--min-size", type=int, help="resize shorter side to this (default: the model's, 800)")
     p.add_argument("--max-size", type=int, help="cap on the longer side (default: the model's, 1333)")
     p.add_argument("--device", default="cpu", help="torch device (default cpu)")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--quiet", action="store_true", help="no progress bar and no summary")
     p.set_defaults(func=_cmd_run)
 
 
@@ -34,12 +46,39 @@ def _add_info(sub) -> None:
     p.set_defaults(func=_cmd_info)
 
 
-def _cmd_run(args: argparse.Namespace) -> int:
-    from .commands.run import run_images
+def _add_eval(sub) -> None:
+    p = sub.add_parser("eval", help="box and mask AP on a COCO dataset (pycocotools)",
+                       description="Run MODEL on every image of a COCO annotations file and print box and mask AP "
+                                   "(the standard 12-number pycocotools tables). Writes the COCO results to --out "
+                                   "and the metrics to the same name with .metrics.json (results.json -> "
+                                   "results.metrics.json), both only when the evaluation succeeded.")
+    p.add_argument("--model", required=True, help="checkpoint (.pth/.pt/.safetensors) or torchvision:NAME")
+    p.add_argument("--coco", required=True, type=Path, help="COCO instances annotations JSON")
+    p.add_argument("--images", required=True, type=Path, help="folder holding the annotations' file_name paths")
+    p.add_argument("--out", type=Path, default=Path("results.json"),
+                   help="COCO results JSON to write (default results.json; metrics go to NAME.metrics.json)")
+    p.add_argument("--score-threshold", type=float, default=0.05,
+                   help="keep detections above this (default 0.05, as usual for AP)")
+    p.add_argument("--min-size", type=int, help="resize shorter side to this (default: the model's, 800)")
+    p.add_argument("--max-size", type=int, help="cap on the longer side (default: the model's, 1333)")
+    p.add_argument("--max-images", type=int, help="evaluate only the first N images (by image id)")
+    p.add_argument("--device", default="cpu", help="torch device (default cpu)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar or notes on stderr")
+    p.set_defaults(func=_cmd_eval)
 
-    if args.json is None and args.out is None:
-        raise MaskrtError("nothing to write: give --json FILE and/or --out DIR")
-    return run_images(args)
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from .commands.run import run
+
+    if args.json is None and args.out is None and args.coco is None and args.stats is None:
+        raise MaskrtError("nothing to write: give --out, --json, --coco and/or --stats")
+    return run(args)
+
+
+def _cmd_eval(args: argparse.Namespace) -> int:
+    from .commands.eval import run_eval
+
+    return run_eval(args)
 
 
 def _cmd_info(args: argparse.Namespace) -> int:
@@ -59,7 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="maskrt", description="Mask R-CNN inference engine.")
     parser.add_argument("--version", action="version", version=f"maskrt {_version()}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for add in (_add_run, _add_info):
+    for add in (_add_run, _add_eval, _add_info):
         add(sub)
     return parser
 

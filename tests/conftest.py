@@ -16,6 +16,14 @@ from torchvision.ops.misc import FrozenBatchNorm2d
 
 torch.set_num_threads(int(os.environ.get("MASKRT_TEST_THREADS", "2")))
 
+
+@pytest.fixture(scope="session", autouse=True)
+def engine_cache(tmp_path_factory):
+    """Engines built from checkpoints on first use are cached in a per-session folder, not ~/.cache."""
+    path = tmp_path_factory.mktemp("engine_cache")
+    os.environ["MASKRT_CACHE_DIR"] = str(path)
+    return path
+
 SMALL_CLASSES = ["circle", "square", "triangle", "star"]
 
 

@@ -1,49 +1,144 @@
-"""`maskrt run` on still images: JSON lines and annotated PNGs."""
+"""`maskrt run SOURCE --model MODEL ...`: segment a video, camera, URL or still images.
+
+Outputs: --out (an .mp4 for videos, cameras and URLs; a folder of PNGs for still images),
+--json (JSON lines, one object per frame), --coco (COCO results JSON), --stats (per-stage
+timings JSON). Exit codes: 0 done; 1 outputs written but some input could not be read
+(truncated video, unreadable image, lost stream); 2 user error (nothing written);
+130 interrupted (Ctrl-C or SIGTERM: the outputs cover the frames done).
+"""
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import signal
 import sys
+import threading
+import time
+from pathlib import Path
 
 from tqdm import tqdm
 
 from ..api import load
-from ..engine.outputs import AtomicFile, JsonLinesWriter, frame_record
-from ..engine.render import draw_detections
-from ..engine.images import read_image
-from ..engine.sources import image_paths
-from ..errors import InputError
+from ..engine.stream import (CocoResultsSink, JsonLinesSink, Pipeline, PngFolderSink, VideoSink, describe_kind,
+                             open_source)
+from ..errors import MaskrtError
+
+EXIT_OK, EXIT_INCOMPLETE, EXIT_INTERRUPTED = 0, 1, 130
 
 
-def run_images(args: argparse.Namespace) -> int:
-    """Segment every image of args.source; returns the exit code (1 if some images failed)."""
-    paths = image_paths(args.source)
-    seg = load(args.model, device=args.device, score_threshold=args.score_threshold,
-               min_size=args.min_size, max_size=args.max_size)
-    failures = 0
-    writer = JsonLinesWriter(args.json) if args.json else None
-    with writer if writer else contextlib.nullcontext():
-        for index, path in enumerate(tqdm(paths, unit="img", disable=args.quiet or len(paths) < 2)):
-            try:
-                image = read_image(path)
-            except InputError as exc:
-                print(f"maskrt: skipped: {exc}", file=sys.stderr)
-                failures += 1
-                continue
-            dets = seg(image)
-            if writer:
-                writer.write(frame_record(index, None, dets, file=str(path)))
-            if args.out:
-                _write_png(args.out / f"{path.stem}.png", draw_detections(image, dets, seg.classes))
+def run(args: argparse.Namespace) -> int:
+    """Run the pipeline for args (see cli._add_run); returns the exit code."""
+    kind = describe_kind(args.source)
+    _check_outputs(args, kind)
+    source = open_source(args.source)
+    try:
+        seg = load(args.model, device=args.device, score_threshold=args.score_threshold,
+                   min_size=args.min_size, max_size=args.max_size, batch_size=args.batch)
+    except BaseException:
+        source.close()
+        raise
+    pipeline = Pipeline(seg, source, realtime=args.realtime, batch_size=args.batch, sinks=_sinks(args, kind),
+                        show_fps=args.show_fps, max_frames=args.max_frames)
+    unit = "img" if kind == "images" else "frame"
+    try:
+        with _stop_on_signals(pipeline):
+            _consume(pipeline, unit, quiet=args.quiet)
+    except OSError as exc:  # writing an output failed (disk full, permissions): one line
+        raise MaskrtError(f"cannot write output: {exc}") from None
+    return _report(pipeline, args, unit)
+
+
+def _check_outputs(args: argparse.Namespace, kind: str) -> None:
+    """Refuse output paths that cannot work, before loading anything."""
+    if args.out is not None:
+        if kind == "images":
+            if args.out.suffix.lower() == ".mp4" or args.out.is_file():
+                raise MaskrtError(f"--out for still images is a folder of PNGs, got {args.out}")
+        elif args.out.suffix.lower() != ".mp4":
+            raise MaskrtError(f"--out for a {kind} source is an .mp4 file, got {args.out}")
+    outputs = [p for p in (args.out, args.json, args.coco, args.stats) if p is not None]
+    for path in outputs:
+        if isinstance(args.source, str) and Path(args.source).exists() and path.resolve() == Path(args.source).resolve():
+            raise MaskrtError(f"output {path} would overwrite the input")
+        if path is not args.out and path.is_dir():
+            raise MaskrtError(f"{path} is a folder; give a file name")
+    if len({p.resolve() for p in outputs}) < len(outputs):
+        raise MaskrtError("two outputs have the same path")
+    if args.batch < 1:
+        raise MaskrtError(f"--batch must be at least 1, got {args.batch}")
+
+
+def _sinks(args: argparse.Namespace, kind: str) -> list:
+    sinks = []
+    if args.json is not None:
+        sinks.append(JsonLinesSink(args.json))
+    if args.coco is not None:
+        sinks.append(CocoResultsSink(args.coco))
+    if args.out is not None:
+        sinks.append(PngFolderSink(args.out) if kind == "images" else VideoSink(args.out))
+    return sinks
+
+
+@contextlib.contextmanager
+def _stop_on_signals(pipeline: Pipeline):
+    """While inside: the first SIGINT/SIGTERM stops the pipeline cleanly (outputs kept), a second
+    SIGINT/SIGTERM raises KeyboardInterrupt. Only in the main thread (signals go there)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum, frame):
+        if pipeline.interrupted:
+            raise KeyboardInterrupt
+        pipeline.stop(signal.Signals(signum).name)
+        print("\nmaskrt: stopping: finishing the frames in flight (again to abort)", file=sys.stderr, flush=True)
+
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+def _consume(pipeline: Pipeline, unit: str, quiet: bool) -> None:
+    """Drive the pipeline with a progress bar on stderr (frames, fps, drops)."""
+    total = None if pipeline.realtime else pipeline.source.expected_frames
+    if total is not None and pipeline.max_frames is not None:
+        total = min(total, pipeline.max_frames)
+    disable = quiet or (unit == "img" and (total or 0) < 2)
+    with tqdm(total=total, unit=unit, disable=disable, dynamic_ncols=True) as bar:
+        shown = 0.0
+        for _ in pipeline.run():
+            bar.update(1)
+            now = time.monotonic()
+            if now - shown > 0.5:
+                stats = pipeline.stats
+                bar.set_postfix(fps=f"{stats.recent_fps():.1f}", drops=stats.dropped, refresh=False)
+                shown = now
+
+
+def _report(pipeline: Pipeline, args: argparse.Namespace, unit: str) -> int:
+    """Print the summary and problems, write --stats; return the exit code."""
+    stats = pipeline.stats
+    if args.stats is not None:
+        stats.write_json(args.stats)
+    for problem in pipeline.problems:
+        print(f"maskrt: warning: {problem}", file=sys.stderr)
     if not args.quiet:
-        done = len(paths) - failures
-        print(f"maskrt: {done} image(s) segmented" + (f", {failures} skipped" if failures else ""), file=sys.stderr)
-    return 1 if failures else 0
-
-
-def _write_png(path, image) -> None:
-    from PIL import Image
-
-    with AtomicFile(path, "wb") as f:
-        Image.fromarray(image).save(f, format="PNG")
+        what = "image(s) segmented" if unit == "img" else "frames"
+        line = f"maskrt: {stats.done} {what} in {stats.elapsed():.1f} s ({stats.fps():.1f} fps)"
+        if pipeline.realtime:
+            line += f", {stats.dropped} dropped"
+        print(line, file=sys.stderr)
+        if unit != "img" or stats.done > 1:
+            print(stats.format_table(), file=sys.stderr)
+        written = [str(s.path if hasattr(s, "path") else s.folder) for s in pipeline.sinks if s.written]
+        if written:
+            print(f"maskrt: wrote {', '.join(written)}", file=sys.stderr)
+    if pipeline.interrupted:
+        print(f"maskrt: interrupted ({pipeline.interrupted}) after {stats.done} {unit}s; "
+              "the outputs cover those", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    return EXIT_INCOMPLETE if pipeline.problems else EXIT_OK

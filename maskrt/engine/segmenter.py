@@ -41,8 +41,19 @@ class Segmenter:
                                                        raw.image_size))
         return results
 
-    def stream(self, frames: Iterable[np.ndarray], realtime: bool = False) -> Iterator[tuple[np.ndarray, Detections]]:
-        """Yield (frame, detections) for each RGB frame of an iterable, in order."""
-        for frame in frames:
-            rgb = as_rgb_uint8(frame)
-            yield rgb, self(rgb)
+    def stream(self, source, realtime: bool | None = None, *, batch_size: int | None = None,
+               score_threshold: float | None = None, max_frames: int | None = None, **options):
+        """Segment a stream of frames on pipeline threads; iterate the result for (frame, detections).
+
+        source: a video file, an image, a folder or glob of images, a webcam index (int or digit
+        string), an rtsp/http URL, or arrays (an iterable of images, or [N, H, W, C]).
+        realtime: None -> True for cameras and URLs, False otherwise. Offline, every frame is
+        processed in order; in real time only the newest frame is kept when inference falls
+        behind (the returned Stream counts `dropped` frames). frame: np.ndarray [H, W, 3] uint8
+        RGB; detections: Detections at the frame's size. batch_size defaults to self.batch_size.
+        `options`: sinks=[...], show_fps, and URL options (see maskrt.engine.stream).
+        """
+        from .stream import Stream
+
+        return Stream(self, source, realtime, batch_size=batch_size, score_threshold=score_threshold,
+                      max_frames=max_frames, **options)

@@ -67,7 +67,7 @@ def test_read_image_files(tmp_path):
 def test_segmenter_accepts_grayscale_and_rgba(small_checkpoint):
     import maskrt
 
-    seg = maskrt.load(small_checkpoint, score_threshold=0.01)
+    seg = maskrt.load(small_checkpoint, score_threshold=0.01, backend="torch")
     gray = np.random.default_rng(0).integers(0, 256, size=(120, 160), dtype=np.uint8)
     rgb = np.repeat(gray[:, :, None], 3, axis=2)
     rgba = np.concatenate([rgb, np.full((120, 160, 1), 255, np.uint8)], axis=2)

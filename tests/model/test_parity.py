@@ -65,14 +65,14 @@ def test_default_800_1333_policy_matches_torchvision(tmp_path):
     """The checkpoint's default input policy is torchvision's: min 800, max 1333."""
     oracle = small_torchvision_maskrcnn(num_classes=3, seed=5, box_score_thresh=0.01)
     save_checkpoint(tmp_path / "m.safetensors", oracle.state_dict())
-    seg = maskrt.load(str(tmp_path / "m.safetensors"), score_threshold=0.01)
+    seg = maskrt.load(str(tmp_path / "m.safetensors"), score_threshold=0.01, backend="torch")
     image = random_image(np.random.default_rng(3), 500, 700)
     assert_same_detections(seg(image), torchvision_reference(oracle, image))
 
 
 def test_small_resnet18_fpn64_matches_torchvision(small_checkpoint):
     oracle = small_torchvision_maskrcnn(box_score_thresh=0.01, min_size=320, max_size=512)
-    seg = maskrt.load(small_checkpoint, score_threshold=0.01)
+    seg = maskrt.load(small_checkpoint, score_threshold=0.01, backend="torch")
     for size in [(256, 320), (333, 250)]:
         image = random_image(np.random.default_rng(size[0]), *size)
         assert_same_detections(seg(image), torchvision_reference(oracle, image))
@@ -81,7 +81,7 @@ def test_small_resnet18_fpn64_matches_torchvision(small_checkpoint):
 def test_batched_call_matches_torchvision_batch(small_checkpoint):
     """A batch is padded to a common size, exactly as torchvision batches a list of images."""
     oracle = small_torchvision_maskrcnn(box_score_thresh=0.01, min_size=320, max_size=512)
-    seg = maskrt.load(small_checkpoint, score_threshold=0.01, batch_size=3)
+    seg = maskrt.load(small_checkpoint, score_threshold=0.01, batch_size=3, backend="torch")
     images = [random_image(np.random.default_rng(i), 200 + 40 * i, 320 - 30 * i) for i in range(3)]
     tensors = [torch.from_numpy(img).permute(2, 0, 1).float() / 255.0 for img in images]
     with torch.inference_mode():

@@ -16,6 +16,7 @@ class TorchBackend:
     def __init__(self, model: MaskRCNN, device: str = "cpu"):
         self.device = torch.device(device)
         self.model = model.to(self.device).eval()
+        self.detector = model.detector
 
     def infer(self, images: list[np.ndarray]) -> list[RawDetections]:
         tensors = [to_float_chw(img, self.device) for img in images]
@@ -24,5 +25,7 @@ class TorchBackend:
 
 def to_float_chw(image: np.ndarray, device: torch.device | str = "cpu") -> torch.Tensor:
     """np.ndarray[H, W, 3] uint8 -> Tensor[3, H, W] float32 in [0, 1] (divided by 255)."""
+    if not image.flags.writeable:  # e.g. PIL-backed arrays; torch.from_numpy needs writable memory
+        image = image.copy()
     tensor = torch.from_numpy(np.ascontiguousarray(image)).to(device)
     return tensor.permute(2, 0, 1).float().div_(255.0)

@@ -1,0 +1,119 @@
+"""checkpoint -> ONNX (per target) -> OpenVINO IR / TensorRT plan, in an engine directory.
+
+The directory is assembled under a temporary name beside OUT and renamed into place only when
+complete, so a failed or interrupted build never leaves a half-written engine.
+"""
+
+from __future__ import annotations
+
+import shutil
+import sys
+import tempfile
+from dataclasses import asdict
+from pathlib import Path
+
+from .._version import __version__
+from ..errors import MaskrtError
+from ..model import LoadedModel, load_model
+from .manifest import PRECISIONS, TARGETS, Manifest, sha256_file, write_manifest
+from .onnx_export import STAGES, check_onnx, export_stages
+
+
+def build_engine(weights: str | Path, out: str | Path, target: str = "cpu", precision: str = "fp32",
+                 min_size: int | None = None, max_size: int | None = None, onnx_only: bool = False,
+                 progress: bool = True) -> Path:
+    """Build an engine directory from a checkpoint (file or torchvision:NAME). Returns its path."""
+    if target not in TARGETS:
+        raise MaskrtError(f"unknown target {target!r}; choose from {', '.join(TARGETS)}")
+    if precision not in PRECISIONS:
+        raise MaskrtError(f"unknown precision {precision!r}; choose from {', '.join(PRECISIONS)}")
+    out = Path(out)
+    say = _Progress(progress, total=4 if target == "cpu" and not onnx_only else 3)
+    say("loading checkpoint")
+    loaded = load_model(weights, min_size=min_size, max_size=max_size)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent))
+    try:
+        manifest = _base_manifest(loaded, weights, target, precision)
+        say("exporting ONNX (dense, box and mask stages)")
+        onnx_paths = export_stages(loaded.model, tmp / "onnx", half=precision == "fp16" and target == "tensorrt")
+        for path in onnx_paths.values():
+            check_onnx(path)
+        manifest.files.update({f"onnx/{p.name}": "" for p in onnx_paths.values()})
+        if target == "cpu" and not onnx_only:
+            say("converting to OpenVINO IR")
+            _build_openvino(tmp, onnx_paths, manifest, fp16=precision == "fp16")
+        elif target == "tensorrt" and not onnx_only:
+            from .tensorrt_build import build_plans  # imports tensorrt; says in one line what is missing
+
+            build_plans(tmp, onnx_paths, manifest)
+        say("writing manifest")
+        write_manifest(tmp, manifest)
+        _replace_dir(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    say.done(out)
+    return out
+
+
+def _base_manifest(loaded: LoadedModel, weights, target: str, precision: str) -> Manifest:
+    import openvino
+    import torch
+
+    policy = loaded.model.policy
+    detector = loaded.model.detector
+    source = {"path": str(weights)}
+    if Path(str(weights)).is_file():
+        source["sha256"] = sha256_file(Path(weights))
+    return Manifest(
+        target=target,
+        precision=precision,
+        classes=loaded.classes,
+        config=loaded.config,
+        input_policy={**asdict(policy), "size_divisible": 32},
+        thresholds={"detection": asdict(detector.detection_params), "rpn": asdict(detector.proposals.params)},
+        source=source,
+        stages={},
+        versions={"maskrt": __version__, "torch": torch.__version__, "openvino": openvino.__version__},
+    )
+
+
+def _build_openvino(tmp: Path, onnx_paths: dict[str, Path], manifest: Manifest, fp16: bool) -> None:
+    from .openvino_build import convert_to_ir
+
+    for stage in STAGES:
+        xml = convert_to_ir(onnx_paths[stage], tmp / f"{stage}.xml", fp16_weights=fp16)
+        manifest.stages[stage] = xml.name
+        manifest.files.update({xml.name: "", xml.with_suffix(".bin").name: ""})
+
+
+def _replace_dir(tmp: Path, out: Path) -> None:
+    """Move the finished build to OUT, replacing an older engine there only once the new one is whole."""
+    if out.exists() and not (out / "manifest.json").exists() and any(out.iterdir()):
+        raise MaskrtError(f"{out} exists and is not a maskrt engine; refusing to overwrite it")
+    old = None
+    if out.exists():
+        old = out.with_name(out.name + ".old")
+        shutil.rmtree(old, ignore_errors=True)
+        out.rename(old)
+    tmp.chmod(0o755)  # mkdtemp makes it private; an engine is an ordinary artifact
+    tmp.rename(out)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+class _Progress:
+    """Numbered build steps on stderr."""
+
+    def __init__(self, enabled: bool, total: int):
+        self.enabled, self.total, self.step = enabled, total, 0
+
+    def __call__(self, message: str) -> None:
+        self.step += 1
+        if self.enabled:
+            print(f"[{self.step}/{self.total}] {message}...", file=sys.stderr, flush=True)
+
+    def done(self, out: Path) -> None:
+        if self.enabled:
+            print(f"engine written to {out}", file=sys.stderr, flush=True)

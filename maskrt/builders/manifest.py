@@ -1,0 +1,102 @@
+"""The engine artifact: a directory NAME.maskrt/ with manifest.json and its payload files.
+
+manifest.json holds the format version, the maskrt / runtime versions, the target and
+precision, the input-size policy, class names, thresholds, the architecture, and the sha256 of
+every payload file and of the source checkpoint. Loading verifies all of it and reports the
+first problem in one line (EngineError).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..errors import EngineError
+from ..model.arch import ArchConfig
+
+FORMAT_VERSION = 1
+MANIFEST_NAME = "manifest.json"
+TARGETS = ("cpu", "tensorrt")
+PRECISIONS = ("fp32", "fp16")
+
+
+@dataclass
+class Manifest:
+    target: str
+    precision: str
+    classes: list[str]
+    config: ArchConfig
+    input_policy: dict  # {"min_size", "max_size", "mean", "std", "size_divisible"}
+    thresholds: dict  # detection and RPN parameters the engine was built with
+    files: dict[str, str] = field(default_factory=dict)  # payload path -> sha256
+    source: dict = field(default_factory=dict)  # {"path", "sha256"} of the checkpoint
+    stages: dict[str, str] = field(default_factory=dict)  # stage name -> payload file
+    versions: dict[str, str] = field(default_factory=dict)
+    format_version: int = FORMAT_VERSION
+
+    def to_json(self) -> str:
+        data = dataclasses.asdict(self)
+        return json.dumps(data, indent=2, sort_keys=True) + "\n"
+
+    @classmethod
+    def from_dict(cls, data: dict, where: Path) -> "Manifest":
+        try:
+            cfg = {k: tuple(v) if isinstance(v, list) else v for k, v in data["config"].items()}
+            return cls(**{**data, "config": ArchConfig(**cfg)})
+        except (KeyError, TypeError) as exc:
+            raise EngineError(f"{where}: manifest is incomplete or malformed ({exc})") from None
+
+
+def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def is_engine_dir(path: str | Path) -> bool:
+    path = Path(path)
+    return path.is_dir() and (path / MANIFEST_NAME).is_file()
+
+
+def write_manifest(engine_dir: Path, manifest: Manifest) -> None:
+    """Hash every payload file listed in manifest.files and write manifest.json."""
+    manifest.files = {name: sha256_file(engine_dir / name) for name in sorted(manifest.files)}
+    (engine_dir / MANIFEST_NAME).write_text(manifest.to_json())
+
+
+def read_manifest(engine_dir: str | Path, verify: bool = True) -> Manifest:
+    """Read and check an engine directory; every problem is one EngineError line."""
+    engine_dir = Path(engine_dir)
+    if not engine_dir.exists():
+        raise EngineError(f"engine not found: {engine_dir}")
+    path = engine_dir / MANIFEST_NAME
+    if not path.is_file():
+        raise EngineError(f"{engine_dir} is not a maskrt engine (no {MANIFEST_NAME})")
+    try:
+        data = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise EngineError(f"{path} is not valid JSON ({exc})") from None
+    if not isinstance(data, dict):
+        raise EngineError(f"{path} is not a maskrt manifest")
+    version = data.get("format_version")
+    if version != FORMAT_VERSION:
+        raise EngineError(f"{engine_dir} has engine format version {version}; this maskrt reads version "
+                          f"{FORMAT_VERSION}: rebuild it with `maskrt build`")
+    manifest = Manifest.from_dict(data, engine_dir)
+    if verify:
+        verify_files(engine_dir, manifest)
+    return manifest
+
+
+def verify_files(engine_dir: Path, manifest: Manifest) -> None:
+    for name, expected in manifest.files.items():
+        file = engine_dir / name
+        if not file.is_file():
+            raise EngineError(f"{engine_dir}: payload file {name} is missing")
+        if sha256_file(file) != expected:
+            raise EngineError(f"{engine_dir}: {name} does not match its sha256 in the manifest (corrupt or modified)")

@@ -1,0 +1,269 @@
+"""The streaming pipeline: four threads joined by bounded hand-overs.
+
+    decode ──frames──> preprocess + infer ──> postprocess + render ──> encode/write ──> consumer
+
+decode reads the source; preprocess converts to [H, W, 3] uint8 RGB and infer calls
+`segmenter.backend.infer(list of RGB arrays) -> list[RawDetections]` (batches of up to
+batch_size frames offline); postprocess builds Detections (score filter, mask paste, JSON record
+with RLE masks) and render draws the annotated frame when a sink wants it; encode/write hands the
+frame to every sink. Decoding, rendering and encoding thus overlap inference.
+
+Offline (the default for files) every frame is processed in order and a full queue makes the
+decoder wait. Real time (the default for cameras and URLs) puts decoded frames in a latest-only
+slot: when inference is slower than the source, older frames are dropped (counted in
+stats.dropped) so latency stays bounded; file sources are then paced at their frame rate, like a
+live source. At most queue_size frames wait between two stages, so memory does not grow with
+the length of the video.
+
+Stopping: stop() (Ctrl-C, SIGTERM) reads no more frames, skips frames not yet inferred and
+finishes those already inferred, so the outputs cover exactly the frames done. An exception in
+any stage stops every stage and is raised to the consumer; file outputs are then discarded.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..detections import Detections
+from ..images import as_rgb_uint8
+from ..outputs import frame_record
+from .queues import ABORT, END, BoundedQueue, LatestSlot
+from .render import render_frame
+from .sinks import Sink
+from .sources import FrameSource
+from .stats import StreamStats
+
+
+@dataclass
+class Work:
+    """One frame on its way through the stages. image: [H, W, 3] uint8 RGB after preprocess;
+    started: perf_counter() when the frame became available (end-to-end latency starts there)."""
+
+    index: int
+    time: float | None
+    image: np.ndarray
+    name: str | None
+    started: float
+    raw: object = None
+    dets: Detections | None = None
+    record: dict | None = None
+    rendered: np.ndarray | None = None
+
+
+class Pipeline:
+    """Runs `segmenter` over `source` into `sinks`; iterate run() for the finished frames.
+
+    realtime: None -> source.live. batch_size: frames per backend.infer call (offline only;
+    real time uses 1). score_threshold: drop detections below it (None: keep what the backend
+    returns). render: render_frame-compatible callable. max_frames: stop after reading this many.
+    """
+
+    def __init__(self, segmenter, source: FrameSource, *, realtime: bool | None = None, batch_size: int = 1,
+                 score_threshold: float | None = None, sinks: Sequence[Sink] = (),
+                 render: Callable = render_frame, show_fps: bool = False, queue_size: int = 4,
+                 max_frames: int | None = None):
+        self.segmenter, self.source = segmenter, source
+        self.realtime = source.live if realtime is None else bool(realtime)
+        self.batch_size = 1 if self.realtime else max(1, int(batch_size))
+        self.score_threshold, self.sinks, self.render = score_threshold, list(sinks), render
+        self.show_fps, self.max_frames = show_fps, max_frames
+        self.stats = StreamStats()
+        self.interrupted: str | None = None
+        self.errors: list[BaseException] = []
+        self._halt = threading.Event()   # read no more frames
+        self._abort = threading.Event()  # every stage stops now
+        self._frames = LatestSlot() if self.realtime else BoundedQueue(queue_size)
+        self._inferred, self._posted, self._done = (BoundedQueue(queue_size) for _ in range(3))
+        self._need_record = any(s.needs_record for s in self.sinks)
+        self._need_render = any(s.needs_render for s in self.sinks)
+        self._threads: list[threading.Thread] = []
+        self._closed = False
+
+    @property
+    def problems(self) -> list[str]:
+        """Non-fatal problems of the source (truncated file, skipped images, lost stream)."""
+        return list(self.source.problems)
+
+    def stop(self, reason: str = "interrupted") -> None:
+        """Finish soon, keeping the outputs: no more frames are read; frames already inferred are
+        still written. Safe to call from a signal handler or another thread."""
+        if self.interrupted is None:
+            self.interrupted = reason
+        self._halt.set()
+
+    def __iter__(self) -> Iterator[Work]:
+        return self.run()
+
+    def run(self) -> Iterator[Work]:
+        """Yield each finished Work in frame order; close() at the end; raise the first stage error."""
+        if self._threads:
+            raise RuntimeError("a Pipeline runs only once")
+        self._start()
+        try:
+            while True:
+                work = self._done.get(self._abort)
+                if work is END or work is ABORT:
+                    break
+                self.stats.frame_done(time.perf_counter() - work.started)
+                self.stats.dropped = self._frames.dropped
+                yield work
+        finally:
+            self.close()
+        if self.errors:
+            raise self.errors[0]
+
+    def close(self) -> None:
+        """Stop and join every stage, close the source, then close the sinks: kept unless a stage
+        failed (so an interrupted run keeps what it wrote). Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        self._halt.set()
+        self._abort.set()
+        for thread in self._threads:
+            thread.join()
+        self.stats.finished = time.perf_counter()
+        self.stats.dropped = self._frames.dropped
+        self.source.close()
+        keep = not self.errors
+        for sink in self.sinks:
+            try:
+                sink.close(keep)
+            except Exception as exc:  # a sink that cannot finish: report it, discard the rest
+                self.errors.append(exc)
+                keep = False
+
+    # -- stages ------------------------------------------------------------------------------
+
+    def _start(self) -> None:
+        for name, fn in (("decode", self._decode), ("infer", self._infer), ("post", self._post),
+                         ("write", self._write)):
+            thread = threading.Thread(target=self._guard, args=(fn,), name=f"maskrt-{name}", daemon=True)
+            self._threads.append(thread)
+            thread.start()
+
+    def _guard(self, stage: Callable[[], None]) -> None:
+        try:
+            stage()
+        except BaseException as exc:  # noqa: BLE001 - handed to the consumer
+            self.errors.append(exc)
+            self._halt.set()
+            self._abort.set()
+
+    def _decode(self) -> None:
+        frames = self.source.frames(self._halt)
+        pace = self.realtime and not self.source.live
+        clock0 = None
+        try:
+            while not self._halt.is_set():
+                if self.max_frames is not None and self.stats.decoded >= self.max_frames:
+                    break
+                t0 = time.perf_counter()
+                frame = next(frames, None)
+                if frame is None:
+                    break
+                self.stats.add("decode", time.perf_counter() - t0)
+                self.stats.decoded += 1
+                if pace and frame.time is not None:  # replay a file as if it were live
+                    clock0 = time.perf_counter() - frame.time if clock0 is None else clock0
+                    if self._halt.wait(max(0.0, clock0 + frame.time - time.perf_counter())):
+                        break
+                work = Work(frame.index, frame.time, frame.image, frame.name, time.perf_counter())
+                if not self._frames.put(work, self._abort):
+                    return
+        finally:
+            getattr(frames, "close", lambda: None)()
+        self._frames.close(self._abort)
+
+    def _infer(self) -> None:
+        ended = False
+        while not ended:
+            batch, ended = self._next_batch()
+            if batch is None or (batch and not self._infer_batch(batch)):
+                return
+        self._inferred.close(self._abort)
+
+    def _next_batch(self) -> tuple[list[Work] | None, bool]:
+        """(frames to infer, end reached); (None, True) when aborted. Frames taken after stop()
+        are counted in stats.discarded instead."""
+        batch: list[Work] = []
+        while len(batch) < self.batch_size:
+            work = self._frames.get(self._abort)
+            if work is ABORT:
+                return None, True
+            if work is END:
+                return batch, True
+            if self._halt.is_set():
+                self.stats.discarded += 1
+                continue
+            batch.append(work)
+        return batch, False
+
+    def _infer_batch(self, batch: list[Work]) -> bool:
+        for work in batch:
+            t0 = time.perf_counter()
+            work.image = as_rgb_uint8(work.image)
+            if not work.image.flags.writeable:  # e.g. np.asarray(PIL image); torch wants writable
+                work.image = work.image.copy()
+            self.stats.add("preprocess", time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        raws = self.segmenter.backend.infer([work.image for work in batch])
+        share = (time.perf_counter() - t0) / len(batch)
+        if len(raws) != len(batch):
+            raise RuntimeError(f"backend returned {len(raws)} results for {len(batch)} images")
+        for work, raw in zip(batch, raws):
+            work.raw = raw
+            self.stats.add("infer", share)
+            if not self._inferred.put(work, self._abort):
+                return False
+        return True
+
+    def _post(self) -> None:
+        while (work := self._inferred.get(self._abort)) is not END:
+            if work is ABORT:
+                return
+            t0 = time.perf_counter()
+            work.dets, work.raw = self._detections(work.raw), None
+            if self._need_record or self._need_render:
+                work.dets.masks  # noqa: B018 - paste once, here, for the sinks
+            if self._need_record:
+                extra = {"file": work.name} if work.name else {}
+                t = None if work.time is None else round(work.time, 6)
+                work.record = frame_record(work.index, t, work.dets, **extra)
+            self.stats.add("postprocess", time.perf_counter() - t0)
+            if self._need_render:
+                t0 = time.perf_counter()
+                fps = self.stats.recent_fps() if self.show_fps else None
+                work.rendered = self.render(work.image, work.dets, self.segmenter.classes, fps=fps)
+                self.stats.add("render", time.perf_counter() - t0)
+            if not self._posted.put(work, self._abort):
+                return
+        self._posted.close(self._abort)
+
+    def _detections(self, raw) -> Detections:
+        dets = Detections.from_tensors(raw.boxes, raw.scores, raw.labels, raw.mask_probs, raw.image_size)
+        return dets if self.score_threshold is None else dets.above(self.score_threshold)
+
+    def _write(self) -> None:
+        opened = False
+        while (work := self._posted.get(self._abort)) is not END:
+            if work is ABORT:
+                return
+            if not opened:
+                for sink in self.sinks:
+                    sink.open(self.source.fps)
+                opened = True
+            if self.sinks:
+                t0 = time.perf_counter()
+                for sink in self.sinks:
+                    sink.write(work)
+                self.stats.add("encode", time.perf_counter() - t0)
+            work.rendered = None
+            if not self._done.put(work, self._abort):
+                return
+        self._done.close(self._abort)

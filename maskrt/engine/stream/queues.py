@@ -1,0 +1,81 @@
+"""Hand-over between pipeline threads: a bounded FIFO (offline) and a latest-only slot (real time).
+
+Both have the same interface: put(item, abort) -> bool, close(abort), get(abort) -> item | END |
+ABORT. `abort` is a threading.Event; while it is set, blocked calls return promptly (put returns
+False, get returns ABORT), so no thread stays stuck when another has failed. END is delivered
+once, after every item put before close().
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+
+END = object()    # end of stream: no more items
+ABORT = object()  # the run is being torn down: stop now
+_EMPTY = object()
+_POLL_S = 0.05
+
+
+class BoundedQueue:
+    """FIFO of at most `maxsize` items; put() waits while it is full (back-pressure)."""
+
+    dropped = 0  # never drops
+
+    def __init__(self, maxsize: int = 4):
+        self._q: queue.Queue = queue.Queue(maxsize=max(1, maxsize))
+
+    def put(self, item, abort: threading.Event) -> bool:
+        while not abort.is_set():
+            try:
+                self._q.put(item, timeout=_POLL_S)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def close(self, abort: threading.Event) -> None:
+        self.put(END, abort)
+
+    def get(self, abort: threading.Event):
+        while not abort.is_set():
+            try:
+                return self._q.get(timeout=_POLL_S)
+            except queue.Empty:
+                continue
+        return ABORT
+
+
+class LatestSlot:
+    """Holds the newest item only: put() replaces an item nobody has taken yet and counts it in
+    `dropped`, so a slow consumer always gets the most recent frame and latency stays bounded."""
+
+    def __init__(self):
+        self._cond = threading.Condition()
+        self._item = _EMPTY
+        self._closed = False
+        self.dropped = 0
+
+    def put(self, item, abort: threading.Event) -> bool:
+        with self._cond:
+            if self._item is not _EMPTY:
+                self.dropped += 1
+            self._item = item
+            self._cond.notify_all()
+        return not abort.is_set()
+
+    def close(self, abort: threading.Event) -> None:
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+
+    def get(self, abort: threading.Event):
+        with self._cond:
+            while not abort.is_set():
+                if self._item is not _EMPTY:
+                    item, self._item = self._item, _EMPTY
+                    return item
+                if self._closed:
+                    return END
+                self._cond.wait(_POLL_S)
+        return ABORT

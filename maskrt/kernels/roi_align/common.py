@@ -1,0 +1,46 @@
+"""Checks and level assignment shared by the roi_align implementations."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor
+
+from .reference import fpn_levels, level_range
+
+
+def check_inputs(features: Sequence[Tensor], rois: Tensor, spatial_scales: Sequence[float], output_size: int) -> None:
+    """Raise ValueError for inputs no implementation can pool meaningfully.
+
+    features: L tensors Tensor[B, C, H_l, W_l] of one dtype and device; rois: Tensor[R, 5];
+    spatial_scales: L floats. RoIs with NaN or +-inf coordinates, or a batch index outside
+    [0, B), are rejected (torchvision would read out of bounds or loop forever on them).
+    """
+    if len(features) == 0 or len(features) != len(spatial_scales):
+        raise ValueError(f"roi_align needs one spatial scale per feature level, got {len(features)} levels "
+                         f"and {len(spatial_scales)} scales")
+    first = features[0]
+    for f in features:
+        if f.dim() != 4 or f.shape[:2] != first.shape[:2] or f.dtype != first.dtype or f.device != first.device:
+            raise ValueError("roi_align features must be Tensor[B, C, H, W] with the same B, C, dtype and device")
+    if rois.dim() != 2 or rois.shape[1] != 5:
+        raise ValueError(f"roi_align rois must be Tensor[R, 5] (batch_index, x1, y1, x2, y2), got {tuple(rois.shape)}")
+    if output_size < 1:
+        raise ValueError(f"roi_align output_size must be >= 1, got {output_size}")
+    if rois.shape[0] == 0:
+        return
+    if not bool(torch.isfinite(rois).all()):
+        raise ValueError("roi_align rois contain NaN or inf coordinates")
+    batch = rois[:, 0]
+    if bool((batch < 0).any()) or bool((batch.to(torch.int64) >= first.shape[0]).any()):
+        raise ValueError(f"roi_align batch index out of range [0, {first.shape[0]})")
+
+
+def assign_levels(rois: Tensor, spatial_scales: Sequence[float], canonical_size: int, canonical_level: int) -> Tensor:
+    """Tensor[R] int64 level index (0 = first feature) of each RoI, exactly as the reference assigns it."""
+    k_min, k_max = level_range(spatial_scales)
+    return fpn_levels(rois[:, 1:], k_min, k_max, canonical_size, canonical_level)
+
+
+__all__ = ["assign_levels", "check_inputs", "fpn_levels", "level_range"]

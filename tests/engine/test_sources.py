@@ -1,0 +1,238 @@
+"""Sources: still images (image_paths/iter_images), video files, URLs with reconnect, classification.
+
+Facts come from outside the code under test: the generator's clip parameters (frame count, fps),
+PyAV's own reading of the files, and scripted fake connections for the URL source.
+"""
+
+from __future__ import annotations
+
+import threading
+from fractions import Fraction
+from types import SimpleNamespace
+
+import av
+import numpy as np
+import pytest
+from PIL import Image
+
+from maskrt.data import generate_video
+from maskrt.engine.sources import image_paths, iter_images
+from maskrt.engine.stream import ArraySource, ImageSource, describe_kind, open_source
+from maskrt.engine.stream.av_sources import UrlSource, VideoFileSource, camera_input
+from maskrt.errors import InputError
+
+SIZE = (64, 96)
+
+
+def faststart_copy(src, dst) -> None:
+    """Remux an MP4 with its index first, so a truncated copy still opens (the index says how
+    many frames there should be)."""
+    with av.open(str(src)) as inp, av.open(str(dst), "w", format="mp4", options={"movflags": "faststart"}) as out:
+        stream = inp.streams.video[0]
+        copy = out.add_stream_from_template(stream)
+        for packet in inp.demux(stream):
+            if packet.dts is not None:
+                packet.stream = copy
+                out.mux(packet)
+
+
+def truncated_video(tmp_path, num_frames=20, keep=0.6):
+    """A generated clip with its index first, cut to `keep` of its bytes."""
+    clip = generate_video(tmp_path / "clip.mp4", num_frames=num_frames, fps=10, size=SIZE, seed=5)
+    full = tmp_path / "full.mp4"
+    faststart_copy(clip, full)
+    data = full.read_bytes()
+    cut = tmp_path / "truncated.mp4"
+    cut.write_bytes(data[:int(len(data) * keep)])
+    return cut
+
+
+def zero_frame_video(path):
+    """A y4m file with a header and no frames: a video stream with zero frames."""
+    path.write_text("YUV4MPEG2 W64 H48 F10:1 Ip A1:1 C420jpeg\n")
+    return path
+
+
+def test_image_paths_and_iter_images(tmp_path):
+    for name, mode in (("b.png", "L"), ("a.png", "RGBA"), ("c.txt", None)):
+        if mode:
+            Image.new(mode, (7, 5)).save(tmp_path / name)
+        else:
+            (tmp_path / name).write_text("x")
+    assert [p.name for p in image_paths(tmp_path)] == ["a.png", "b.png"]
+    assert [p.name for p in image_paths(str(tmp_path / "*.png"))] == ["a.png", "b.png"]
+    shapes = [img.shape for _, img in iter_images(tmp_path)]
+    assert shapes == [(5, 7, 3), (5, 7, 3)]
+    with pytest.raises(InputError, match="not found"):
+        image_paths(tmp_path / "missing.png")
+
+
+def test_describe_kind(tmp_path):
+    (tmp_path / "v.mkv").write_bytes(b"")
+    assert describe_kind(0) == "camera" and describe_kind("1") == "camera"
+    assert describe_kind("rtsp://cam/stream") == "url" and describe_kind("https://x/y.m3u8") == "url"
+    assert describe_kind(str(tmp_path)) == "images" and describe_kind("imgs/*.jpg") == "images"
+    assert describe_kind(tmp_path / "a.PNG") == "images"
+    assert describe_kind(tmp_path / "v.mkv") == "video"
+    assert describe_kind([np.zeros((2, 2, 3), np.uint8)]) == "arrays"
+
+
+def test_video_file_frames_match_generator(tmp_path):
+    clip = generate_video(tmp_path / "clip.mp4", num_frames=12, fps=10, size=SIZE, seed=1)
+    source = open_source(clip)
+    assert isinstance(source, VideoFileSource) and not source.live
+    assert source.fps == 10 and source.expected_frames == 12 and source.size == SIZE
+    frames = list(source.frames(threading.Event()))
+    source.close()
+    assert [f.index for f in frames] == list(range(12))
+    assert [f.time for f in frames] == pytest.approx([i / 10 for i in range(12)])
+    with av.open(str(clip)) as c:
+        expected = [f.to_ndarray(format="rgb24") for f in c.decode(video=0)]
+    assert all(np.array_equal(f.image, e) for f, e in zip(frames, expected))
+    assert source.problems == []
+
+
+def test_truncated_video_reports_missing_frames(tmp_path):
+    source = open_source(truncated_video(tmp_path))
+    frames = list(source.frames(threading.Event()))
+    assert 0 < len(frames) < 20
+    assert len(source.problems) == 1 and f"only {len(frames)} of 20 frames" in source.problems[0]
+
+
+@pytest.mark.parametrize("content", [b"hello, not a video", b""])
+def test_not_a_video_is_one_line_error(tmp_path, content):
+    path = tmp_path / "notes.mp4"
+    path.write_bytes(content)
+    with pytest.raises(InputError, match="cannot read .*notes.mp4") as info:
+        open_source(path)
+    assert "\n" not in str(info.value)
+
+
+def test_zero_frames_and_missing_file(tmp_path):
+    source = open_source(zero_frame_video(tmp_path / "empty.y4m"))
+    with pytest.raises(InputError, match="no frame could be decoded .*no frames"):
+        list(source.frames(threading.Event()))
+    with pytest.raises(InputError, match="input not found"):
+        open_source(tmp_path / "missing.mp4")
+
+
+def test_image_source_skips_unreadable(tmp_path):
+    Image.new("L", (9, 4), 7).save(tmp_path / "a.png")
+    (tmp_path / "b.png").write_bytes(b"broken")
+    Image.new("RGBA", (3, 3)).save(tmp_path / "c.png")
+    source = open_source(tmp_path)
+    assert isinstance(source, ImageSource)
+    frames = list(source.frames(threading.Event()))
+    assert [(f.index, f.image.shape, f.name.endswith(n)) for f, n in zip(frames, ("a.png", "c.png"))] == [
+        (0, (4, 9, 3), True), (2, (3, 3, 3), True)]
+    assert len(source.problems) == 1 and "b.png" in source.problems[0]
+
+
+def test_array_sources():
+    one = open_source(np.zeros((5, 6, 3), np.uint8))
+    assert isinstance(one, ArraySource) and len(list(one.frames(threading.Event()))) == 1
+    many = ArraySource(np.zeros((4, 5, 6, 3), np.uint8), fps=2)
+    assert [f.time for f in many.frames(threading.Event())] == [0, 0.5, 1.0, 1.5]
+
+
+def test_camera_input_on_linux(monkeypatch):
+    monkeypatch.setattr("sys.platform", "linux")
+    assert camera_input(2) == ("/dev/video2", "v4l2")
+    monkeypatch.setattr("sys.platform", "win32")
+    with pytest.raises(InputError, match="Linux"):
+        camera_input(0)
+
+
+# -- URL source: reconnect with backoff, through a scripted fake connection --------------------
+
+class _FakeFrame:
+    def __init__(self, value: int):
+        self.value = value
+
+    def to_ndarray(self, format: str):
+        assert format == "rgb24"
+        return np.full((4, 6, 3), self.value, np.uint8)
+
+
+class _FakeContainer:
+    def __init__(self, values, error):
+        self.values, self.error, self.closed = values, error, False
+        self.streams = SimpleNamespace(video=[SimpleNamespace(average_rate=Fraction(25), guessed_rate=None)])
+
+    def decode(self, stream):
+        yield from (_FakeFrame(v) for v in self.values)
+        if self.error is not None:
+            raise self.error
+
+    def close(self):
+        self.closed = True
+
+
+class _Script:
+    """opener(url, options, timeout): each call takes the next step: an exception to raise, or
+    (frame values, exception raised after them or None)."""
+
+    def __init__(self, steps):
+        self.steps, self.calls, self.containers = list(steps), [], []
+
+    def __call__(self, url, options, timeout):
+        self.calls.append((url, options, timeout))
+        step = self.steps.pop(0)
+        if isinstance(step, BaseException):
+            raise step
+        self.containers.append(_FakeContainer(*step))
+        return self.containers[-1]
+
+
+class _RecordingStop(threading.Event):
+    """A stop event whose waits return at once, recording the delays asked for."""
+
+    def __init__(self):
+        super().__init__()
+        self.waits = []
+
+    def wait(self, timeout=None):
+        self.waits.append(timeout)
+        return self.is_set()
+
+
+def _reset():
+    return av.error.ConnectionResetError(104, "Connection reset by peer")
+
+
+def test_url_reconnects_with_backoff_and_keeps_counting():
+    script = _Script([([1, 2], _reset()), OSError("refused"), ([3], _reset()), ([4, 5], None), OSError("gone"),
+                      OSError("gone"), OSError("gone")])
+    log = []
+    source = UrlSource("rtsp://cam/live", opener=script, max_attempts=3, backoff_s=0.5, log=log.append)
+    stop = _RecordingStop()
+    frames = list(source.frames(stop))
+    assert [f.image[0, 0, 0] for f in frames] == [1, 2, 3, 4, 5]
+    assert [f.index for f in frames] == [0, 1, 2, 3, 4]
+    # failure counts: lost(1) refused(2) lost-after-frames(1) ended(1) gone(2) gone(3) gone(4 > 3: give up)
+    assert stop.waits == [0.5, 1.0, 0.5, 0.5, 1.0, 2.0]
+    assert len(log) == 6 and "reconnecting in 0.5 s (attempt 1 of 3)" in log[0] and "refused" in log[1]
+    assert "stream ended" in log[3]
+    assert source.reconnects == 6 and len(source.problems) == 1 and "giving up" in source.problems[0]
+    assert all(c.closed for c in script.containers)
+    assert script.calls[0] == ("rtsp://cam/live", {"rtsp_transport": "tcp"}, 10.0)
+
+
+def test_url_never_reachable_is_an_input_error():
+    script = _Script([OSError("Connection refused")] * 3)
+    source = UrlSource("rtsp://nowhere/x", opener=script, max_attempts=2, backoff_s=1, log=lambda m: None)
+    stop = _RecordingStop()
+    with pytest.raises(InputError, match="giving up after 2 failed reconnects .*refused"):
+        list(source.frames(stop))
+    assert stop.waits == [1, 2]
+
+
+def test_http_stream_ends_at_its_end_and_backoff_is_capped():
+    source = UrlSource("http://host/clip.mp4", opener=_Script([([7, 8], None)]), log=lambda m: None)
+    assert [f.index for f in source.frames(_RecordingStop())] == [0, 1] and source.reconnects == 0
+    script = _Script([OSError("x")] * 6)
+    capped = UrlSource("udp://h:1", opener=script, max_attempts=5, backoff_s=1, max_backoff_s=3, log=lambda m: None)
+    stop = _RecordingStop()
+    with pytest.raises(InputError):
+        list(capped.frames(stop))
+    assert stop.waits == [1, 2, 3, 3, 3]

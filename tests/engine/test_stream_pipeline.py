@@ -1,0 +1,164 @@
+"""The threaded pipeline with a scripted backend: order, batching, real-time drops, errors, stop.
+
+The fake backend reports one box per frame whose left edge is the frame's first pixel value, so
+the pairing of frames and detections can be checked from the frames the test made itself.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+
+import numpy as np
+import pytest
+import torch
+from pycocotools import mask as mask_utils
+
+from maskrt.engine import Segmenter
+from maskrt.engine.stream import ArraySource, JsonLinesSink, Pipeline
+from maskrt.errors import InputError
+from maskrt.model import RawDetections
+
+H, W = 24, 32
+
+
+class FakeBackend:
+    """One detection per image: box [v, 2, v + 8, 12] where v = image[0, 0, 0], score 0.9,
+    label 1, a mask of ones. Records batch sizes; can sleep and fail on a given image value."""
+
+    name = "fake"
+
+    def __init__(self, delay: float = 0.0, fail_on: int | None = None):
+        self.delay, self.fail_on = delay, fail_on
+        self.batches: list[int] = []
+        self.seen: list[int] = []
+
+    def infer(self, images):
+        self.batches.append(len(images))
+        time.sleep(self.delay)
+        out = []
+        for img in images:
+            v = int(img[0, 0, 0])
+            if v == self.fail_on:
+                raise RuntimeError(f"backend failed on {v}")
+            self.seen.append(v)
+            out.append(RawDetections(torch.tensor([[v, 2.0, v + 8, 12.0]]), torch.tensor([0.9]), torch.tensor([1]),
+                                     torch.ones(1, 28, 28), img.shape[:2]))
+        return out
+
+
+def frames(n: int) -> list[np.ndarray]:
+    """n frames; frame i has first pixel value i (the fake box's left edge)."""
+    out = []
+    for i in range(n):
+        img = np.zeros((H, W, 3), np.uint8)
+        img[0, 0, 0] = i
+        out.append(img)
+    return out
+
+
+def segmenter(backend) -> Segmenter:
+    return Segmenter(backend, ["__background__", "thing"])
+
+
+def test_offline_every_frame_in_order_with_batches():
+    backend = FakeBackend()
+    stream = segmenter(backend).stream(frames(10), batch_size=4)
+    results = list(stream)
+    assert [int(f[0, 0, 0]) for f, _ in results] == list(range(10))
+    assert [float(d.boxes[0, 0]) for _, d in results] == list(range(10))
+    assert backend.batches == [4, 4, 2]
+    assert stream.stats.done == 10 and stream.dropped == 0 and not stream.realtime
+    for stage in ("decode", "preprocess", "infer", "postprocess", "latency"):
+        assert stream.stats.stages[stage].count == 10
+
+
+def test_grayscale_and_rgba_frames_are_converted():
+    gray = np.full((H, W), 3, np.uint8)
+    rgba = np.full((H, W, 4), 5, np.uint8)
+    out = [f for f, _ in segmenter(FakeBackend()).stream([gray, rgba])]
+    assert [f.shape for f in out] == [(H, W, 3)] * 2 and out[0][0, 0].tolist() == [3, 3, 3]
+
+
+def test_bad_frame_dtype_raises_input_error():
+    with pytest.raises(InputError, match="uint8"):
+        list(segmenter(FakeBackend()).stream([np.zeros((H, W, 3), np.float32)]))
+
+
+def test_realtime_drops_old_frames_and_bounds_latency():
+    backend = FakeBackend(delay=0.05)
+    # 60 frames at 200 fps (paced, as if live) into a 20 fps backend
+    stream = segmenter(backend).stream(ArraySource(frames(60), fps=200), realtime=True)
+    indices = [int(f[0, 0, 0]) for f, _ in stream]
+    assert indices == sorted(indices) and indices[-1] == 59  # newest frame always processed
+    stats = stream.stats
+    assert stats.dropped > 20 and stats.done + stats.dropped == 60
+    assert backend.batches == [1] * len(indices)
+    # latency stays near one inference, however long the source runs
+    assert stats.stages["latency"].max < 0.5
+
+
+def test_backend_error_stops_run_and_discards_outputs(tmp_path):
+    sink = JsonLinesSink(tmp_path / "out.jsonl")
+    stream = segmenter(FakeBackend(fail_on=5)).stream(frames(30), sinks=[sink])
+    with pytest.raises(RuntimeError, match="backend failed on 5"):
+        for _ in stream:
+            pass
+    assert list(tmp_path.iterdir()) == []
+    assert all(not t.is_alive() for t in stream.pipeline._threads)
+
+
+def test_stop_keeps_outputs_covering_frames_done(tmp_path):
+    sink = JsonLinesSink(tmp_path / "out.jsonl")
+    stream = segmenter(FakeBackend(delay=0.01)).stream(frames(200), sinks=[sink])
+    done = []
+    for frame, _ in stream:
+        done.append(int(frame[0, 0, 0]))
+        if len(done) == 5:
+            stream.stop()
+    assert 5 <= len(done) < 200 and done == list(range(len(done)))
+    lines = (tmp_path / "out.jsonl").read_text().splitlines()
+    assert [json.loads(line)["frame"] for line in lines] == done
+    assert not (tmp_path / "out.jsonl.partial").exists()
+
+
+def test_jsonl_records_follow_the_contract(tmp_path):
+    sink = JsonLinesSink(tmp_path / "out.jsonl")
+    list(segmenter(FakeBackend()).stream(ArraySource(frames(3), fps=5), sinks=[sink]))
+    records = [json.loads(line) for line in (tmp_path / "out.jsonl").read_text().splitlines()]
+    assert [(r["frame"], r["time"]) for r in records] == [(0, 0.0), (1, 0.2), (2, 0.4)]
+    for r in records:
+        (inst,) = r["instances"]
+        assert set(inst) == {"bbox", "score", "category_id", "segmentation"}
+        v = r["frame"]
+        assert inst["bbox"] == [v, 2, 8, 10] and inst["category_id"] == 1 and inst["score"] == pytest.approx(0.9)
+        mask = mask_utils.decode({"size": inst["segmentation"]["size"],
+                                  "counts": inst["segmentation"]["counts"].encode()})
+        ys, xs = np.nonzero(mask)
+        assert mask.shape == (H, W) and xs.min() >= v and xs.max() < v + 8 and ys.min() >= 2 and ys.max() < 12
+        assert mask.sum() >= 0.7 * 8 * 10
+
+
+def test_memory_is_bounded_offline():
+    """The decoder never runs more than a few queues ahead of inference."""
+    backend = FakeBackend(delay=0.005)
+    ahead = []
+
+    def source():
+        for i, img in enumerate(frames(80)):
+            ahead.append(i - len(backend.seen))
+            yield img
+
+    list(segmenter(backend).stream(source()))
+    assert max(ahead) <= 4 * 4 + 2
+
+
+def test_consumer_break_stops_threads():
+    stream = segmenter(FakeBackend()).stream(frames(100))
+    for i, _ in enumerate(stream):
+        if i == 3:
+            break
+    stream.close()
+    assert all(not t.is_alive() for t in stream.pipeline._threads)
+    assert threading.active_count() < 10
