@@ -1,4 +1,4 @@
-"""`maskrt` command line: run | info. User mistakes print one line and exit with code 2."""
+"""`maskrt` command line: build | run | eval | info. User mistakes print one line and exit with code 2."""
 
 from __future__ import annotations
 
@@ -41,9 +41,34 @@ def _add_run(sub) -> None:
 
 
 def _add_info(sub) -> None:
-    p = sub.add_parser("info", help="describe a checkpoint", description="Print what maskrt infers from MODEL.")
-    p.add_argument("model", help="checkpoint or torchvision:NAME")
+    p = sub.add_parser("info", help="describe an engine or a checkpoint",
+                       description="Print an engine's manifest, or what maskrt infers from a checkpoint.")
+    p.add_argument("model", help="engine directory (NAME.maskrt), checkpoint, or torchvision:NAME")
     p.set_defaults(func=_cmd_info)
+
+
+def _add_build(sub) -> None:
+    p = sub.add_parser("build", help="compile a checkpoint into an engine",
+                       description="Export WEIGHTS to ONNX and build an engine directory OUT.maskrt.")
+    p.add_argument("weights", help="checkpoint (.pth/.pt/.safetensors) or torchvision:NAME")
+    p.add_argument("-o", "--output", required=True, type=Path, help="engine directory to write (NAME.maskrt)")
+    p.add_argument("--target", choices=("cpu", "tensorrt"), default="cpu", help="cpu (OpenVINO) or tensorrt")
+    p.add_argument("--precision", choices=("fp32", "fp16"), default="fp32",
+                   help="fp32, or fp16 (TensorRT: an fp16 ONNX; CPU: fp16 weights, bf16 compute where supported)")
+    p.add_argument("--min-size", type=int, help="resize shorter side to this (default: the checkpoint's, 800)")
+    p.add_argument("--max-size", type=int, help="cap on the longer side (default: the checkpoint's, 1333)")
+    p.add_argument("--onnx-only", action="store_true", help="stop after writing and checking the ONNX")
+    p.add_argument("--quiet", action="store_true", help="no progress output")
+    p.set_defaults(func=_cmd_build)
+
+
+def _cmd_build(args: argparse.Namespace) -> int:
+    from .builders import build_engine
+
+    build_engine(args.weights, args.output, target=args.target, precision=args.precision,
+                 min_size=args.min_size, max_size=args.max_size, onnx_only=args.onnx_only,
+                 progress=not args.quiet)
+    return 0
 
 
 def _add_eval(sub) -> None:
@@ -82,8 +107,13 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 
 
 def _cmd_info(args: argparse.Namespace) -> int:
+    from .builders.manifest import is_engine_dir
     from .model import load_model
 
+    if is_engine_dir(args.model):
+        from .commands.info import print_engine_info
+
+        return print_engine_info(args.model)
     loaded = load_model(args.model)
     cfg = loaded.config
     print(f"model:        {loaded.source}")
@@ -98,7 +128,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="maskrt", description="Mask R-CNN inference engine.")
     parser.add_argument("--version", action="version", version=f"maskrt {_version()}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for add in (_add_run, _add_eval, _add_info):
+    for add in (_add_build, _add_run, _add_eval, _add_info):
         add(sub)
     return parser
 

@@ -3,7 +3,7 @@
 
 Reproduces maskrt/assets/shapes_r18fpn64.safetensors:
 
-    .venv/bin/python tools/train_shapes.py --steps 3000 --out maskrt/assets/shapes_r18fpn64.safetensors
+    .venv/bin/python tools/train_shapes.py --steps 2000 --warmup 150 --out maskrt/assets/shapes_r18fpn64.safetensors
 
 Seeded and deterministic on a given machine (torch.use_deterministic_algorithms, seeded data:
 training scenes come from maskrt.data with seed 1000 + step, never from the evaluation seeds).
@@ -88,8 +88,9 @@ def train(args: argparse.Namespace) -> None:
     model = build_model(len(CLASS_NAMES) + 1).train()
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=args.lr, weight_decay=1e-4)
+    first = resume(model, optimizer, args.resume) if args.resume else 0
     start = time.time()
-    for step in range(args.steps):
+    for step in range(first, args.steps):
         for group in optimizer.param_groups:
             group["lr"] = learning_rate(step, args.steps, args.lr, args.warmup)
         images, targets = make_batch(step, args.batch_size)
@@ -104,26 +105,43 @@ def train(args: argparse.Namespace) -> None:
             print(f"step {step:5d}/{args.steps} loss={loss.item():.3f} {parts} lr={optimizer.param_groups[0]['lr']:.2e}"
                   f" {time.time() - start:.0f}s", flush=True)
         if args.checkpoint_every and step and step % args.checkpoint_every == 0:
-            save(model, args.out)
-    save(model, args.out)
+            save(model, args.out, optimizer, step + 1)
+    save(model, args.out, optimizer, args.steps)
     print(f"saved {args.out} after {args.steps} steps in {time.time() - start:.0f}s", flush=True)
 
 
-def save(model: MaskRCNN, out: Path) -> None:
+def save(model: MaskRCNN, out: Path, optimizer: torch.optim.Optimizer, next_step: int) -> None:
+    """The fp16 safetensors checkpoint to ship, plus OUT.state.pt (fp32 weights, optimizer, step) to resume."""
     state = {k: v for k, v in model.state_dict().items() if not k.endswith("num_batches_tracked")}
     save_checkpoint(out, state, classes=CLASS_NAMES, min_size=IMAGE_SIZE, max_size=IMAGE_SIZE, half=True)
+    resume_path = out.with_name(out.name + ".state.pt")
+    torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": next_step,
+                "rng": torch.get_rng_state()},
+               str(resume_path) + ".tmp")
+    Path(str(resume_path) + ".tmp").replace(resume_path)
+
+
+def resume(model: MaskRCNN, optimizer: torch.optim.Optimizer, path: Path) -> int:
+    """Load OUT.state.pt written by `save`; returns the step to continue from."""
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    model.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    torch.set_rng_state(state["rng"])
+    print(f"resumed from {path} at step {state['step']}", flush=True)
+    return int(state["step"])
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--steps", type=int, default=3000)
+    p.add_argument("--steps", type=int, default=2000)
     p.add_argument("--batch-size", type=int, default=4)
     p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--warmup", type=int, default=200)
+    p.add_argument("--warmup", type=int, default=150)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--log-every", type=int, default=20)
     p.add_argument("--checkpoint-every", type=int, default=250)
+    p.add_argument("--resume", type=Path, help="continue from OUT.state.pt (the schedule uses --steps)")
     p.add_argument("--out", type=Path, default=Path("maskrt/assets/shapes_r18fpn64.safetensors"))
     return p.parse_args(argv)
 

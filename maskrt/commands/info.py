@@ -1,0 +1,30 @@
+"""`maskrt info ENGINE`: the manifest, readably."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..builders.manifest import read_manifest
+
+
+def print_engine_info(engine_dir: str | Path) -> int:
+    m = read_manifest(engine_dir)  # verifies format version and payload hashes
+    cfg = m.config
+    pol = m.input_policy
+    det = m.thresholds.get("detection", {})
+    print(f"engine:       {engine_dir}")
+    print(f"format:       version {m.format_version}, built by maskrt {m.versions.get('maskrt', '?')}")
+    print(f"target:       {m.target} ({m.precision})")
+    print(f"architecture: {cfg.name} ({cfg.variant}), ResNet-{cfg.depth}, FPN {cfg.fpn_channels} channels")
+    print(f"input size:   min {pol['min_size']}, max {pol['max_size']}, any size (dynamic), padded to "
+          f"{pol.get('size_divisible', 32)}")
+    print(f"thresholds:   score > {det.get('score_thresh')}, NMS IoU {det.get('nms_thresh')}, "
+          f"max {det.get('detections_per_img')} detections")
+    print(f"classes ({cfg.num_classes - 1} + background): {', '.join(m.classes[1:])}")
+    print(f"source:       {m.source.get('path')} (sha256 {m.source.get('sha256', 'n/a')[:16]})")
+    print("payload:")
+    for name, digest in m.files.items():
+        size = (Path(engine_dir) / name).stat().st_size
+        print(f"  {name:<16} {size / 1e6:8.2f} MB  sha256 {digest[:16]}")
+    print("versions:     " + ", ".join(f"{k} {v}" for k, v in sorted(m.versions.items())))
+    return 0
