@@ -20,7 +20,12 @@ def _add_run(sub) -> None:
                     "Exit codes: 0 done, 1 some input unreadable (outputs written), 2 user error, 130 interrupted.")
     p.add_argument("source", help="a video file, an image, a folder of images, a quoted glob such as 'imgs/*.jpg', "
                                   "a webcam index (0) or an rtsp/http URL")
-    p.add_argument("--model", required=True, help="checkpoint (.pth/.pt/.safetensors) or torchvision:NAME")
+    p.add_argument("--model", required=True,
+                   help="engine directory (NAME.maskrt), checkpoint (.pth/.pt/.safetensors; the CPU engine is built "
+                        "and cached) or torchvision:NAME")
+    p.add_argument("--backend", choices=("auto", "torch", "openvino", "tensorrt"), default="auto",
+                   help="inference backend (default auto: the engine's, or OpenVINO for checkpoints on the CPU)")
+    p.add_argument("--threads", type=int, help="inference threads (default: all cores)")
     p.add_argument("--out", type=Path, help="annotated output: an .mp4 file (H.264) for videos, cameras and URLs; "
                                             "a folder of PNG images for still images")
     p.add_argument("--json", type=Path, help="write one JSON object per frame to this .jsonl file")

@@ -33,8 +33,8 @@ def run(args: argparse.Namespace) -> int:
     _check_outputs(args, kind)
     source = open_source(args.source)
     try:
-        seg = load(args.model, device=args.device, score_threshold=args.score_threshold,
-                   min_size=args.min_size, max_size=args.max_size, batch_size=args.batch)
+        seg = load(args.model, device=args.device, backend=args.backend, score_threshold=args.score_threshold,
+                   min_size=args.min_size, max_size=args.max_size, batch_size=args.batch, num_threads=args.threads)
     except BaseException:
         source.close()
         raise

@@ -78,7 +78,7 @@ class RoIHeads:
         num_classes = logits.shape[-1]
         boxes = clip_boxes(decode_boxes(deltas, proposals, BOX_CODER_WEIGHTS), image_size[0], image_size[1])
         scores = F.softmax(logits, -1)
-        labels = torch.arange(num_classes).view(1, -1).expand_as(scores)
+        labels = torch.arange(num_classes, device=logits.device).view(1, -1).expand_as(scores)
         boxes, scores, labels = boxes[:, 1:].reshape(-1, 4), scores[:, 1:].reshape(-1), labels[:, 1:].reshape(-1)
         keep = torch.where(scores > p.score_thresh)[0]
         boxes, scores, labels = boxes[keep], scores[keep], labels[keep]
@@ -94,5 +94,5 @@ class RoIHeads:
             size = 2 * self.mask_pool
             return [features[0].new_zeros((0, size, size)) for _ in boxes]
         logits = self.mask_fn(self._pool(features, boxes, scales, self.mask_pool))
-        probs = logits[torch.arange(total), torch.cat(labels)].sigmoid()
+        probs = logits[torch.arange(total, device=logits.device), torch.cat(labels)].sigmoid()
         return list(probs.split([b.shape[0] for b in boxes]))

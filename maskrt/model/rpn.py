@@ -63,7 +63,8 @@ class ProposalFilter:
         ]
         boxes = torch.cat([p[0] for p in per_level], dim=1)
         scores = torch.cat([p[1] for p in per_level], dim=1)
-        levels = torch.cat([torch.full((p[0].shape[1],), i, dtype=torch.int64) for i, p in enumerate(per_level)])
+        levels = torch.cat([torch.full((p[0].shape[1],), i, dtype=torch.int64, device=boxes.device)
+                            for i, p in enumerate(per_level)])
         return [self._filter(b, s, levels, size) for b, s, size in zip(boxes, scores, image_sizes)]
 
     def _top_level(self, logits: Tensor, deltas: Tensor, cells: Tensor, padded_hw: tuple[int, int]):
@@ -71,7 +72,7 @@ class ProposalFilter:
         so this equals torchvision's decode-all-then-select). -> (Tensor[B, k, 4], Tensor[B, k])."""
         h, w = logits.shape[-2:]
         stride = (padded_hw[0] // h, padded_hw[1] // w)
-        anchors = grid_anchors(cells.to(logits.dtype), (h, w), stride)
+        anchors = grid_anchors(cells.to(logits.device, logits.dtype), (h, w), stride)
         objectness = flatten_level(logits, 1).flatten(1)
         k = min(self.params.pre_nms_top_n, objectness.shape[1])
         top_logits, top_idx = objectness.topk(k, dim=1)

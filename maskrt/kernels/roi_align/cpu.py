@@ -1,11 +1,13 @@
 """Fast CPU multi-level RoIAlign: all RoIs of a level in one weighted gather.
 
-Per level, the feature map is viewed channels-last as a table Tensor[B * H * W, C]. Every
+All levels are copied channels-last into one table Tensor[sum_l B * H_l * W_l, C]. Every
 output bin of every RoI is a weighted sum of `4 * gh * gw` table rows (gh x gw sampling points,
-4 bilinear taps each); positions and weights are computed for all RoIs at once in float32 with
-torchvision's arithmetic, and `F.embedding_bag(mode="sum", per_sample_weights=...)` performs
-the gather-multiply-add over C contiguous channels. RoIs are visited in raster order of their
-position so neighbouring RoIs share cache lines.
+4 bilinear taps each); positions (level base + row) and weights are computed for all RoIs at
+once in float32 with torchvision's arithmetic, and one `F.embedding_bag(mode="sum",
+per_sample_weights=...)` performs the gather-multiply-add over C contiguous channels, writing
+bins in raster order of the RoIs (level, image, row band, column: neighbouring RoIs share
+cache lines), then one row copy puts them in RoI order. The result is channels_last, so the
+output is never transposed.
 
 RoIs whose adaptive grid is large (gh * gw > MAX_GATHER_SAMPLES, e.g. huge boxes) use an exact
 separable path instead: out = Wy @ F @ Wx^T with per-axis weights accumulated over samples, so
@@ -42,76 +44,119 @@ def roi_align(
     """Multi-level RoIAlign, same contract as `maskrt.kernels.roi_align.reference.roi_align`.
 
     features: L x Tensor[B, C, H_l, W_l]; rois: Tensor[R, 5] (batch_index, x1, y1, x2, y2) in
-    input-image pixels. Returns Tensor[R, C, output_size, output_size] in the features' dtype.
+    input-image pixels. Returns Tensor[R, C, output_size, output_size] in the features' dtype, in
+    channels_last memory format (the values are the same; call .contiguous() for NCHW strides).
     Raises ValueError for non-finite RoIs or batch indices out of range.
     """
     check_inputs(features, rois, spatial_scales, output_size)
     first = features[0]
-    out = first.new_zeros((rois.shape[0], first.shape[1], output_size, output_size))
-    if rois.shape[0] == 0:
-        return out
+    n, c, size = rois.shape[0], first.shape[1], output_size
+    if n == 0:
+        return first.new_zeros((0, size, size, c)).permute(0, 3, 1, 2)
+    table, bases = pyramid_table(features)
     levels = assign_levels(rois, spatial_scales, canonical_size, canonical_level)
-    for level, (feature, scale) in enumerate(zip(features, spatial_scales)):
-        idx = torch.where(levels == level)[0]
-        if idx.numel() == 0:
-            continue
-        level_rois = rois[idx].to(feature.dtype).float()  # the reference rounds RoIs to the features' dtype
-        order = _raster_order(level_rois, feature.shape[-1] / max(scale, 1e-30))
-        pooled = pool_level(feature, level_rois[order], float(scale), output_size, sampling_ratio, aligned)
-        out[idx[order]] = pooled.permute(0, 3, 1, 2).to(out.dtype)
-    return out
-
-
-def pool_level(feature: Tensor, rois: Tensor, scale: float, size: int, sampling_ratio: int, aligned: bool) -> Tensor:
-    """RoIAlign of n RoIs on one level. feature: Tensor[B, C, H, W]; rois: Tensor[n, 5] float32.
-
-    Returns Tensor[n, size, size, C] float32 (channels last).
-    """
-    b, c, h, w = feature.shape
-    table = feature.permute(0, 2, 3, 1).reshape(b * h * w, c).float()  # no copy if already channels_last fp32
-    geo = _geometry(rois, scale, size, sampling_ratio, aligned)
-    out = torch.zeros((rois.shape[0], size, size, c), dtype=torch.float32)
+    geo = _geometry(rois, levels, features, spatial_scales, bases, size, sampling_ratio, aligned)
+    order = _raster_order(geo)
+    geo = {k: v[order] for k, v in geo.items()}
     grids = torch.stack([geo["grid_h"], geo["grid_w"]], 1)
-    for gh, gw in torch.unique(grids, dim=0).tolist():
-        sel = torch.where((grids[:, 0] == gh) & (grids[:, 1] == gw))[0]
-        part = {k: v[sel] for k, v in geo.items()}
-        if gh * gw <= MAX_GATHER_SAMPLES:
-            out[sel] = _gather(table, part, (h, w), size, int(gh), int(gw))
-        else:
-            for j, i in enumerate(sel.tolist()):
-                one = {k: v[j : j + 1] for k, v in part.items()}
-                out[i] = _separable(table.view(b, h, w, c), one, (h, w), size, int(gh), int(gw))
-    return out
+    pairs = torch.unique(grids, dim=0).tolist()
+    if len(pairs) == 1 and pairs[0][0] * pairs[0][1] <= MAX_GATHER_SAMPLES:
+        pos, weight = _taps(geo, size, *pairs[0])
+        out = _bag_sum(table, pos.view(n * size * size, -1), weight.view(n * size * size, -1), None)
+    else:
+        out = _pool_mixed(table, geo, grids, pairs, size)
+    for i in torch.where(grids.prod(1) > MAX_GATHER_SAMPLES)[0].tolist():
+        one = {k: v[i : i + 1] for k, v in geo.items()}
+        out.view(n, size, size, c)[i] = _separable(table, one, size)
+    result = torch.empty((n, size, size, c), dtype=first.dtype)
+    result.index_copy_(0, order, out.view(n, size, size, c).to(first.dtype))
+    # [R, S, S, C] -> Tensor[R, C, S, S] in channels_last memory format: no transpose of the output.
+    return result.permute(0, 3, 1, 2)
 
 
-def _geometry(rois: Tensor, scale: float, size: int, sampling_ratio: int, aligned: bool) -> dict[str, Tensor]:
-    """Per-RoI start, bin size and sampling grid with torchvision's float32 arithmetic."""
-    s = torch.tensor(scale, dtype=torch.float32)
+def pyramid_table(features: Sequence[Tensor]) -> tuple[Tensor, list[int]]:
+    """All levels channels-last in one float32 Tensor[sum_l B * H_l * W_l, C], and each level's first row."""
+    b, c = features[0].shape[:2]
+    sizes = [b * f.shape[2] * f.shape[3] for f in features]
+    bases = [sum(sizes[:i]) for i in range(len(sizes))]
+    table = torch.empty((sum(sizes), c), dtype=torch.float32)
+    for f, base, rows in zip(features, bases, sizes):
+        dst = table[base : base + rows].view(b, -1, c)
+        for i in range(b):  # a 2-D transpose per image is ~1.7x faster than a 4-D permute copy
+            dst[i].copy_(f[i].reshape(c, -1).t())
+    return table, bases
+
+
+def _geometry(rois, levels, features, spatial_scales, bases, size, sampling_ratio, aligned) -> dict[str, Tensor]:
+    """Per-RoI level geometry, start, bin size and sampling grid with torchvision's float32 arithmetic.
+
+    The RoI is rounded to the features' dtype first, as the reference does before pooling.
+    """
+    dtype = features[0].dtype
+    scale = torch.tensor([float(s) for s in spatial_scales], dtype=dtype).float()[levels]
+    height = torch.tensor([f.shape[2] for f in features])[levels]
+    width = torch.tensor([f.shape[3] for f in features])[levels]
+    r = rois.to(dtype).float()
     offset = 0.5 if aligned else 0.0
-    x1, y1, x2, y2 = (rois[:, k] * s - offset for k in range(1, 5))
+    x1, y1, x2, y2 = (r[:, k] * scale - offset for k in range(1, 5))
     roi_w, roi_h = x2 - x1, y2 - y1
     if not aligned:
         roi_w, roi_h = roi_w.clamp(min=1.0), roi_h.clamp(min=1.0)
     bin_h, bin_w = roi_h / size, roi_w / size
     if sampling_ratio > 0:
-        grid_h = torch.full_like(bin_h, sampling_ratio, dtype=torch.int64)
+        grid_h = torch.full_like(levels, sampling_ratio)
         grid_w = grid_h.clone()
     else:
         grid_h = torch.ceil(roi_h / size).to(torch.int64)
         grid_w = torch.ceil(roi_w / size).to(torch.int64)
-    return {"batch": rois[:, 0].to(torch.int64), "start_h": y1, "start_w": x1, "bin_h": bin_h, "bin_w": bin_w,
-            "grid_h": grid_h, "grid_w": grid_w}
+    base = torch.tensor(bases)[levels] + r[:, 0].to(torch.int64) * height * width
+    return {"base": base, "height": height, "width": width, "start_h": y1, "start_w": x1, "bin_h": bin_h,
+            "bin_w": bin_w, "grid_h": grid_h, "grid_w": grid_w}
 
 
-def axis_taps(start: Tensor, bin_size: Tensor, grid: int, size: int, limit: int, first: int = 0):
-    """Bilinear taps along one axis for samples `first .. first + grid_chunk` of every bin.
+def _pool_mixed(table: Tensor, geo: dict[str, Tensor], grids: Tensor, pairs, size: int) -> Tensor:
+    """Adaptive grids: one variable-length bag per bin, bags in RoI order. -> Tensor[R * S * S, C]."""
+    n = grids.shape[0]
+    taps = 4 * grids.prod(1)
+    taps = torch.where(taps > 4 * MAX_GATHER_SAMPLES, 0, taps)  # separable RoIs get empty bags here
+    per_roi = taps * size * size
+    starts = torch.cumsum(per_roi, 0) - per_roi
+    total = int(per_roi.sum())
+    flat_pos = torch.empty(total, dtype=torch.int64)
+    flat_w = torch.empty(total, dtype=torch.float32)
+    for gh, gw in pairs:
+        if gh * gw > MAX_GATHER_SAMPLES:
+            continue
+        sel = torch.where((grids[:, 0] == gh) & (grids[:, 1] == gw))[0]
+        pos, weight = _taps({k: v[sel] for k, v in geo.items()}, size, gh, gw)
+        dst = (starts[sel][:, None] + torch.arange(pos[0].numel())[None, :]).reshape(-1)
+        flat_pos[dst] = pos.reshape(-1)
+        flat_w[dst] = weight.reshape(-1)
+    bag_sizes = taps.repeat_interleave(size * size)
+    offsets = torch.cumsum(bag_sizes, 0) - bag_sizes
+    return _bag_sum(table, flat_pos, flat_w, offsets)
 
-    start, bin_size: Tensor[n] float32. Sample k of bin p sits at
-    start + p * bin + (k + 0.5) * bin / grid (torchvision's order of operations). Returns
-    (index Tensor[n, size, g, 2] int64, weight Tensor[n, size, g, 2] float32, valid Tensor[n, size, g])
-    where g = number of samples in this chunk; samples outside [-1, limit] are invalid (weight 0).
+
+def _bag_sum(table: Tensor, pos: Tensor, weight: Tensor, offsets: Tensor | None) -> Tensor:
+    """sum_k weight[bag, k] * table[pos[bag, k]] for every bag -> Tensor[bags, C] float32."""
+    if offsets is None:
+        if pos.shape[0] <= _CHUNK_BINS:
+            return F.embedding_bag(pos, table, per_sample_weights=weight, mode="sum")
+        return torch.cat([F.embedding_bag(pos[s : s + _CHUNK_BINS], table, per_sample_weights=weight[s : s + _CHUNK_BINS],
+                                          mode="sum") for s in range(0, pos.shape[0], _CHUNK_BINS)])
+    return F.embedding_bag(pos, table, offsets, per_sample_weights=weight, mode="sum", include_last_offset=False)
+
+
+def axis_taps(start: Tensor, bin_size: Tensor, grid: int, size: int, limit: Tensor | int, first: int = 0):
+    """Bilinear taps along one axis for samples `first .. first + g` of every bin (g <= _CHUNK_BINS).
+
+    start, bin_size: Tensor[n] float32; limit: the feature size along the axis (int or Tensor[n]).
+    Sample k of bin p sits at start + p * bin + (k + 0.5) * bin / grid (torchvision's order of
+    operations). Returns (index Tensor[n, size, g, 2] int64, weight Tensor[n, size, g, 2] float32,
+    valid Tensor[n, size, g] bool); samples outside [-1, limit] are invalid (torchvision drops them).
     """
     n_samples = min(grid - first, _CHUNK_BINS)
+    limit = torch.as_tensor(limit).reshape(-1, 1, 1)
     p = torch.arange(size, dtype=torch.float32)
     k = torch.arange(first, first + n_samples, dtype=torch.float32)
     coord = (start[:, None] + p[None, :] * bin_size[:, None])[:, :, None] + \
@@ -122,56 +167,40 @@ def axis_taps(start: Tensor, bin_size: Tensor, grid: int, size: int, limit: int,
     at_edge = low >= limit - 1
     low = torch.where(at_edge, limit - 1, low)
     high = torch.where(at_edge, low, low + 1)
-    coord = torch.where(at_edge, low.to(torch.float32), coord)
-    frac = coord - low
-    index = torch.stack([low, high], -1)
-    weight = torch.stack([1.0 - frac, frac], -1)
-    return index, weight, valid
+    frac = torch.where(at_edge, 0.0, coord - low)
+    return torch.stack([low, high], -1), torch.stack([1.0 - frac, frac], -1), valid
 
 
-def _gather(table: Tensor, geo: dict[str, Tensor], hw: tuple[int, int], size: int, gh: int, gw: int) -> Tensor:
-    """Pool RoIs sharing one (gh, gw) grid: Tensor[n, size, size, C] via one weighted gather."""
-    h, w = hw
+def _taps(geo: dict[str, Tensor], size: int, gh: int, gw: int) -> tuple[Tensor, Tensor]:
+    """Table rows and weights of every bin's 4 * gh * gw bilinear taps: two Tensor[n, S, S, 4 * gh * gw]."""
     n = geo["start_h"].shape[0]
-    yi, yw, yv = axis_taps(geo["start_h"], geo["bin_h"], gh, size, h)
-    xi, xw, xv = axis_taps(geo["start_w"], geo["bin_w"], gw, size, w)
-    base = geo["batch"] * (h * w)
+    yi, yw, yv = axis_taps(geo["start_h"], geo["bin_h"], gh, size, geo["height"])
+    xi, xw, xv = axis_taps(geo["start_w"], geo["bin_w"], gw, size, geo["width"])
     # [n, P, gh, 2] x [n, Q, gw, 2] -> [n, P, Q, gh, 2, gw, 2]
-    rows = (base[:, None, None, None] + yi * w)[:, :, None, :, :, None, None]
-    pos = rows + xi[:, None, :, None, None, :, :]
-    wy = (yw * yv[..., None])[:, :, None, :, :, None, None]
+    rows = (geo["base"][:, None, None, None] + yi * geo["width"][:, None, None, None])
+    pos = rows[:, :, None, :, :, None, None] + xi[:, None, :, None, None, :, :]
+    wy = (yw * (yv[..., None] / float(max(gh * gw, 1))))[:, :, None, :, :, None, None]
     wx = (xw * xv[..., None])[:, None, :, None, None, :, :]
-    weight = wy * wx / float(max(gh * gw, 1))
-    taps = 4 * gh * gw
-    pos, weight = pos.reshape(n * size * size, taps), weight.reshape(n * size * size, taps)
-    out = torch.empty((n * size * size, table.shape[1]), dtype=torch.float32)
-    for s in range(0, pos.shape[0], _CHUNK_BINS):
-        e = s + _CHUNK_BINS
-        out[s:e] = F.embedding_bag(pos[s:e], table, per_sample_weights=weight[s:e], mode="sum")
-    return out.view(n, size, size, -1)
+    return pos.reshape(n, size, size, -1), (wy * wx).reshape(n, size, size, -1)
 
 
-def _separable(fmap: Tensor, geo: dict[str, Tensor], hw: tuple[int, int], size: int, gh: int, gw: int) -> Tensor:
-    """One RoI with a large sampling grid: Tensor[size, size, C] = Wy @ F @ Wx^T / count.
+def _separable(table: Tensor, geo: dict[str, Tensor], size: int) -> Tensor:
+    """One RoI with a large sampling grid: Tensor[S, S, C] = Wy @ F @ Wx^T / count.
 
-    fmap: Tensor[B, H, W, C]. Per-axis weights are accumulated over samples in chunks, so the
-    cost is O(samples + size * H * W * C) whatever the grid size.
+    Per-axis weights are accumulated over samples in chunks, so memory stays O(S * (H + W)) and
+    the cost O(samples + S * H * W * C) whatever the grid size.
     """
-    h, w = hw
+    h, w = int(geo["height"][0]), int(geo["width"][0])
+    gh, gw = int(geo["grid_h"][0]), int(geo["grid_w"][0])
     wy = _axis_matrix(geo["start_h"], geo["bin_h"], gh, size, h)  # [P, H]
     wx = _axis_matrix(geo["start_w"], geo["bin_w"], gw, size, w)  # [Q, W]
-    rows = torch.where(wy.abs().sum(0) > 0)[0]
-    cols = torch.where(wx.abs().sum(0) > 0)[0]
-    if rows.numel() == 0 or cols.numel() == 0:
-        return fmap.new_zeros((size, size, fmap.shape[-1]), dtype=torch.float32)
-    r0, r1, c0, c1 = int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
-    crop = fmap[int(geo["batch"][0]), r0:r1, c0:c1].float()  # [h', w', C]
-    tmp = torch.einsum("ph,hwc->pwc", wy[:, r0:r1], crop)
-    return torch.einsum("qw,pwc->pqc", wx[:, c0:c1], tmp) / float(max(gh * gw, 1))
+    fmap = table[int(geo["base"][0]) : int(geo["base"][0]) + h * w].view(h, w, -1)
+    tmp = torch.einsum("ph,hwc->pwc", wy, fmap)
+    return torch.einsum("qw,pwc->pqc", wx, tmp) / float(max(gh * gw, 1))
 
 
 def _axis_matrix(start: Tensor, bin_size: Tensor, grid: int, size: int, limit: int) -> Tensor:
-    """Dense Tensor[size, limit] of summed tap weights along one axis for a single RoI."""
+    """Dense Tensor[size, limit] float32 of summed tap weights along one axis for a single RoI."""
     mat = torch.zeros((size, limit), dtype=torch.float64)
     for first in range(0, grid, _CHUNK_BINS):
         index, weight, valid = axis_taps(start, bin_size, grid, size, limit, first)
@@ -180,10 +209,9 @@ def _axis_matrix(start: Tensor, bin_size: Tensor, grid: int, size: int, limit: i
     return mat.float()
 
 
-def _raster_order(rois: Tensor, width: float) -> Tensor:
-    """Permutation visiting RoIs by batch, then row-major centre position (cache locality)."""
-    cy = (rois[:, 2] + rois[:, 4]) * 0.5
-    cx = (rois[:, 1] + rois[:, 3]) * 0.5
-    band = torch.floor(cy / 64.0)
-    key = (rois[:, 0] * 1e6 + band) * (width * 2 + 1e4) + cx
-    return torch.argsort(key.double(), stable=True)
+def _raster_order(geo: dict[str, Tensor]) -> Tensor:
+    """Permutation visiting RoIs by table position of their top-left corner, in bands of 16 rows."""
+    row = (geo["start_h"].clamp(-1.0, 1e6) / 16.0).floor().to(torch.int64).clamp(min=0)
+    col = geo["start_w"].clamp(0.0, 1e6).to(torch.int64)
+    key = (geo["base"] + row * 16 * geo["width"]) * 4096 + col.clamp(max=4095)
+    return torch.argsort(key, stable=True)

@@ -1,0 +1,129 @@
+"""Geometry shared by the paste implementations, and the fused variant's result type.
+
+torchvision's paste (the oracle) pads each M x M mask by one pixel (M + 2), scales its box by
+(M + 2) / M about the centre, truncates the corners toward zero (`.to(int64)`), resizes the
+padded mask bilinearly (align_corners=False) to (y2 - y1 + 1, x2 - x1 + 1) (each at least 1)
+and copies the part inside the image. Only that visible part is ever computed here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+from torchvision.models.detection.roi_heads import expand_boxes
+
+COORD_LIMIT = float(2**30)  # |coordinates| are clamped here before the int64 cast (the oracle would overflow)
+
+
+@dataclass(frozen=True)
+class PasteGeometry:
+    """Per-instance geometry. padded: Tensor[N, M + 2, M + 2] float32 masks with a zero border;
+    box: Tensor[N, 4] int64 (x1, y1, x2, y2) of the resized mask in image pixels (inclusive ends);
+    region: Tensor[N, 4] int64 (x0, y0, x1, y1) visible part, exclusive ends, empty when
+    x1 <= x0 or y1 <= y0 (non-finite boxes are made empty)."""
+
+    padded: Tensor
+    box: Tensor
+    region: Tensor
+
+    @property
+    def out_hw(self) -> Tensor:
+        """Tensor[N, 2] int64 (h, w) of the resized mask: (y2 - y1 + 1, x2 - x1 + 1), each >= 1."""
+        return torch.stack([self.box[:, 3] - self.box[:, 1] + 1, self.box[:, 2] - self.box[:, 0] + 1], 1).clamp(min=1)
+
+
+def check_inputs(masks: Tensor, boxes: Tensor, height: int, width: int) -> None:
+    """Raise ValueError for malformed shapes (N masks [N, M, M] with N boxes [N, 4], H, W >= 0)."""
+    if masks.dim() != 3 or masks.shape[1] != masks.shape[2]:
+        raise ValueError(f"paste masks must be Tensor[N, M, M], got {tuple(masks.shape)}")
+    if boxes.dim() != 2 or boxes.shape[1] != 4 or boxes.shape[0] != masks.shape[0]:
+        raise ValueError(f"paste boxes must be Tensor[N, 4] with N = {masks.shape[0]}, got {tuple(boxes.shape)}")
+    if height < 0 or width < 0:
+        raise ValueError(f"paste image size must be non-negative, got {height}x{width}")
+    if masks.shape[0] > 0 and masks.shape[1] == 0:
+        raise ValueError("paste masks must have M >= 1")
+
+
+def geometry(masks: Tensor, boxes: Tensor, height: int, width: int) -> PasteGeometry:
+    """PasteGeometry with torchvision's exact box arithmetic (float32, then truncation toward zero)."""
+    m = masks.shape[-1]
+    padded = F.pad(masks.float(), (1, 1, 1, 1))
+    b = boxes.float()
+    finite = torch.isfinite(b).all(1)
+    b = torch.where(finite[:, None], b, 0.0).clamp(-COORD_LIMIT, COORD_LIMIT)
+    box = expand_boxes(b, float(m + 2) / m).to(torch.int64)
+    x0 = box[:, 0].clamp(min=0)
+    y0 = box[:, 1].clamp(min=0)
+    x1 = torch.minimum(box[:, 2] + 1, torch.tensor(width))
+    y1 = torch.minimum(box[:, 3] + 1, torch.tensor(height))
+    region = torch.stack([x0, y0, x1, y1], 1)
+    region = torch.where(finite[:, None], region, 0)
+    return PasteGeometry(padded, box, region)
+
+
+def background_value(threshold: float) -> bool:
+    """What the oracle yields outside every box: 0.0 > threshold compared in float32."""
+    return bool(torch.tensor(0.0) > threshold)
+
+
+def paint_priority(scores: Tensor | None, n: int) -> Tensor:
+    """Tensor[N] int64 rank of each instance: 0 = painted on top. Highest score first; ties
+    (and scores=None) go to the lower index."""
+    if scores is None:
+        return torch.arange(n)
+    order = torch.argsort(-scores.float(), stable=True)
+    rank = torch.empty(n, dtype=torch.int64)
+    rank[order] = torch.arange(n)
+    return rank
+
+
+@dataclass(frozen=True)
+class PastedInstances:
+    """Output of `paste_id_map`: the image's instance-id map plus each instance's own cropped mask.
+
+    id_map: Tensor[H, W] int32: -1 = background, else the index (into masks/boxes) of the
+        instance that owns the pixel: among instances whose mask covers it, the highest score
+        (ties: the lower index).
+    regions: Tensor[N, 4] int64 (x0, y0, x1, y1), the clipped integer box of each instance in
+        image pixels, exclusive ends (empty when x1 <= x0 or y1 <= y0).
+    packed: Tensor[sum_i h_i * w_i] bool, the crops back to back; offsets: Tensor[N + 1] int64.
+    crop(i) is instance i's full mask (not occluded by others) inside regions[i]; it equals
+    `paste(...)[i, y0:y1, x0:x1]`, and paste() is zero outside regions.
+    """
+
+    id_map: Tensor
+    regions: Tensor
+    packed: Tensor
+    offsets: Tensor
+
+    def __len__(self) -> int:
+        return int(self.regions.shape[0])
+
+    def crop(self, i: int) -> Tensor:
+        """Tensor[y1 - y0, x1 - x0] bool of instance i."""
+        x0, y0, x1, y1 = (int(v) for v in self.regions[i])
+        h, w = max(y1 - y0, 0), max(x1 - x0, 0)
+        return self.packed[int(self.offsets[i]) : int(self.offsets[i + 1])].view(h, w)
+
+    @property
+    def crops(self) -> list[Tensor]:
+        return [self.crop(i) for i in range(len(self))]
+
+    def full_masks(self) -> Tensor:
+        """Tensor[N, H, W] bool, equal to `paste(masks, boxes, H, W, threshold)` for threshold >= 0."""
+        h, w = self.id_map.shape
+        out = torch.zeros((len(self), h, w), dtype=torch.bool)
+        for i in range(len(self)):
+            x0, y0, x1, y1 = (int(v) for v in self.regions[i])
+            if x1 > x0 and y1 > y0:
+                out[i, y0:y1, x0:x1] = self.crop(i)
+        return out
+
+
+def crop_offsets(region: Tensor) -> Tensor:
+    """Tensor[N + 1] int64 start of each instance's crop in the packed buffer."""
+    area = ((region[:, 2] - region[:, 0]).clamp(min=0) * (region[:, 3] - region[:, 1]).clamp(min=0))
+    return torch.cat([torch.zeros(1, dtype=torch.int64), torch.cumsum(area, 0)])

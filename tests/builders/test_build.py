@@ -1,0 +1,173 @@
+"""`maskrt build`: the engine artifact, CPU-engine parity with the torch backend, and refusals."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import onnx
+import pytest
+import torch
+
+import maskrt
+from maskrt.builders import build_engine, read_manifest
+from maskrt.builders.manifest import sha256_file
+from maskrt.errors import EngineError, MaskrtError
+from tests.conftest import random_image
+from tests.model.test_parity import mask_ious
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "maskrt.cli", *args], capture_output=True, text=True, timeout=600)
+
+
+@pytest.fixture(scope="module")
+def engine_dir(small_checkpoint, tmp_path_factory):
+    return build_engine(small_checkpoint, tmp_path_factory.mktemp("eng") / "small.maskrt", progress=False)
+
+
+def assert_close_detections(a, b, box_atol=0.5, min_iou=0.98):
+    assert len(a) == len(b) > 0
+    np.testing.assert_array_equal(a.labels, b.labels)
+    np.testing.assert_allclose(a.boxes, b.boxes, atol=box_atol, rtol=0)
+    np.testing.assert_allclose(a.scores, b.scores, atol=1e-3, rtol=0)
+    assert mask_ious(a.masks, b.masks).min() >= min_iou
+
+
+def test_manifest_describes_the_engine(engine_dir, small_checkpoint):
+    m = read_manifest(engine_dir)
+    assert (m.target, m.precision, m.format_version) == ("cpu", "fp32", 1)
+    assert m.classes[1:] == ["circle", "square", "triangle", "star"]
+    assert (m.input_policy["min_size"], m.input_policy["max_size"]) == (320, 512)
+    assert m.source["sha256"] == sha256_file(__import__("pathlib").Path(small_checkpoint))
+    assert set(m.stages) == {"dense", "box", "mask"}
+    for name, digest in m.files.items():
+        assert sha256_file(engine_dir / name) == digest
+    for name in ("dense", "box", "mask"):
+        model = onnx.load(str(engine_dir / "onnx" / f"{name}.onnx"))
+        onnx.checker.check_model(model)
+    dims = onnx.load(str(engine_dir / "onnx" / "dense.onnx")).graph.input[0].type.tensor_type.shape.dim
+    assert [d.dim_param or d.dim_value for d in dims] == ["batch", 3, "height", "width"], "dynamic N, H, W"
+
+
+@pytest.mark.parametrize("size", [(240, 320), (333, 250), (64, 500), (700, 900)])
+def test_cpu_engine_matches_torch_backend(engine_dir, small_checkpoint, size):
+    engine = maskrt.load(engine_dir, score_threshold=0.01)
+    torch_seg = maskrt.load(small_checkpoint, backend="torch", score_threshold=0.01)
+    assert engine.backend.name == "openvino"
+    image = random_image(np.random.default_rng(size[0] + size[1]), *size)
+    assert_close_detections(engine(image), torch_seg(image))
+
+
+def test_cpu_engine_matches_torch_on_resnet50(tmp_path):
+    from torchvision.models.detection import maskrcnn_resnet50_fpn
+
+    torch.manual_seed(3)
+    oracle = maskrcnn_resnet50_fpn(weights=None, weights_backbone=None, num_classes=5)
+    torch.save(oracle.state_dict(), tmp_path / "r50.pth")
+    out = build_engine(tmp_path / "r50.pth", tmp_path / "r50.maskrt", min_size=320, max_size=512, progress=False)
+    engine = maskrt.load(out, score_threshold=0.05)
+    torch_seg = maskrt.load(tmp_path / "r50.pth", backend="torch", score_threshold=0.05, min_size=320, max_size=512)
+    for size in [(300, 400), (420, 260)]:
+        image = random_image(np.random.default_rng(size[0]), *size)
+        assert_close_detections(engine(image), torch_seg(image))
+
+
+def test_load_checkpoint_builds_and_caches_cpu_engine(small_checkpoint, engine_cache):
+    seg = maskrt.load(small_checkpoint)
+    assert seg.backend.name == "openvino"
+    built = list(engine_cache.glob("*.maskrt"))
+    assert len(built) == 1
+    stamp = (built[0] / "manifest.json").stat().st_mtime_ns
+    maskrt.load(small_checkpoint)
+    assert (built[0] / "manifest.json").stat().st_mtime_ns == stamp, "second load reuses the cached engine"
+
+
+def _copy_engine(engine_dir, tmp_path):
+    import shutil
+
+    copy = tmp_path / "copy.maskrt"
+    shutil.copytree(engine_dir, copy)
+    return copy
+
+
+def test_refuses_other_format_version(engine_dir, tmp_path):
+    copy = _copy_engine(engine_dir, tmp_path)
+    data = json.loads((copy / "manifest.json").read_text())
+    data["format_version"] = 99
+    (copy / "manifest.json").write_text(json.dumps(data))
+    with pytest.raises(EngineError, match="format version 99.*rebuild"):
+        maskrt.load(copy)
+
+
+def test_refuses_payload_with_wrong_hash(engine_dir, tmp_path):
+    copy = _copy_engine(engine_dir, tmp_path)
+    with open(copy / "box.bin", "r+b") as f:
+        f.seek(100)
+        f.write(b"\x00\x01\x02\x03")
+    with pytest.raises(EngineError, match="box.bin does not match its sha256"):
+        maskrt.load(copy)
+
+
+def test_refuses_missing_payload(engine_dir, tmp_path):
+    copy = _copy_engine(engine_dir, tmp_path)
+    (copy / "mask.xml").unlink()
+    with pytest.raises(EngineError, match="mask.xml is missing"):
+        maskrt.load(copy)
+
+
+def test_refuses_target_this_machine_cannot_run(engine_dir, tmp_path):
+    copy = _copy_engine(engine_dir, tmp_path)
+    data = json.loads((copy / "manifest.json").read_text())
+    data["target"] = "tensorrt"
+    (copy / "manifest.json").write_text(json.dumps(data))
+    with pytest.raises(MaskrtError, match="TensorRT is not installed|no CUDA GPU"):
+        maskrt.load(copy)
+    with pytest.raises(EngineError, match="cannot run on the openvino backend"):
+        maskrt.load(copy, backend="openvino")
+
+
+def test_failed_build_leaves_nothing(small_checkpoint, tmp_path, monkeypatch):
+    from maskrt.builders import openvino_build
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("simulated converter crash")
+
+    monkeypatch.setattr(openvino_build, "convert_to_ir", broken)
+    with pytest.raises(RuntimeError):
+        build_engine(small_checkpoint, tmp_path / "x.maskrt", progress=False)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_cli_build_shows_progress_and_info(small_checkpoint, tmp_path):
+    result = run_cli("build", small_checkpoint, "-o", str(tmp_path / "e.maskrt"))
+    assert result.returncode == 0, result.stderr
+    assert "[1/4]" in result.stderr and "[4/4]" in result.stderr
+    info = run_cli("info", str(tmp_path / "e.maskrt"))
+    assert info.returncode == 0 and "target:       cpu (fp32)" in info.stdout and "dense.bin" in info.stdout
+
+
+def test_cli_tensorrt_target_says_what_is_missing(small_checkpoint, tmp_path):
+    result = run_cli("build", small_checkpoint, "-o", str(tmp_path / "t.maskrt"), "--target", "tensorrt")
+    assert result.returncode == 2
+    assert result.stderr.count("maskrt: error:") == 1 and "TensorRT is not installed" in result.stderr
+    assert "Traceback" not in result.stderr and not (tmp_path / "t.maskrt").exists()
+    only = run_cli("build", small_checkpoint, "-o", str(tmp_path / "o.maskrt"), "--target", "tensorrt",
+                   "--onnx-only", "--quiet")
+    assert only.returncode == 0, only.stderr
+    assert sorted(p.name for p in (tmp_path / "o.maskrt" / "onnx").iterdir()) == ["box.onnx", "dense.onnx",
+                                                                                   "mask.onnx"]
+
+
+@pytest.mark.parametrize("args,message", [
+    (["build", "missing.pth", "-o", "x.maskrt"], "checkpoint not found"),
+    (["info", "nothing.maskrt"], "checkpoint not found"),
+])
+def test_cli_bad_inputs(tmp_path, args, message):
+    result = subprocess.run([sys.executable, "-m", "maskrt.cli", *args], capture_output=True, text=True,
+                            cwd=tmp_path, timeout=300)
+    errors = [line for line in result.stderr.splitlines() if line.startswith("maskrt: error:")]
+    assert result.returncode == 2 and len(errors) == 1 and message in errors[0]
+    assert "Traceback" not in result.stderr and list(tmp_path.iterdir()) == []
