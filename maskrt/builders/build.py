@@ -29,25 +29,25 @@ def build_engine(weights: str | Path, out: str | Path, target: str = "cpu", prec
         raise MaskrtError(f"unknown precision {precision!r}; choose from {', '.join(PRECISIONS)}")
     out = Path(out)
     say = _Progress(progress, total=4 if target == "cpu" and not onnx_only else 3)
-    say("loading checkpoint")
-    loaded = load_model(weights, min_size=min_size, max_size=max_size)
+    loaded = load_model(weights, min_size=min_size, max_size=max_size)  # a bad checkpoint fails before any output
+    say(f"loaded {loaded.config.name} from {weights}")
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent))
     try:
         manifest = _base_manifest(loaded, weights, target, precision)
-        say("exporting ONNX (dense, box and mask stages)")
+        say("exporting ONNX (dense, box and mask stages)...")
         onnx_paths = export_stages(loaded.model, tmp / "onnx", half=precision == "fp16" and target == "tensorrt")
         for path in onnx_paths.values():
             check_onnx(path)
         manifest.files.update({f"onnx/{p.name}": "" for p in onnx_paths.values()})
         if target == "cpu" and not onnx_only:
-            say("converting to OpenVINO IR")
+            say("converting to OpenVINO IR...")
             _build_openvino(tmp, onnx_paths, manifest, fp16=precision == "fp16")
         elif target == "tensorrt" and not onnx_only:
             from .tensorrt_build import build_plans  # imports tensorrt; says in one line what is missing
 
             build_plans(tmp, onnx_paths, manifest)
-        say("writing manifest")
+        say("writing manifest...")
         write_manifest(tmp, manifest)
         _replace_dir(tmp, out)
     except BaseException:
@@ -112,7 +112,7 @@ class _Progress:
     def __call__(self, message: str) -> None:
         self.step += 1
         if self.enabled:
-            print(f"[{self.step}/{self.total}] {message}...", file=sys.stderr, flush=True)
+            print(f"[{self.step}/{self.total}] {message}", file=sys.stderr, flush=True)
 
     def done(self, out: Path) -> None:
         if self.enabled:

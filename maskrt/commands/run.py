@@ -31,7 +31,7 @@ def run(args: argparse.Namespace) -> int:
     """Run the pipeline for args (see cli._add_run); returns the exit code."""
     kind = describe_kind(args.source)
     _check_outputs(args, kind)
-    source = open_source(args.source)
+    source = open_source(args.source, log=_log)  # log: URL reconnect reports, above the progress bar
     try:
         seg = load(args.model, device=args.device, backend=args.backend, score_threshold=args.score_threshold,
                    min_size=args.min_size, max_size=args.max_size, batch_size=args.batch, num_threads=args.threads)
@@ -47,6 +47,10 @@ def run(args: argparse.Namespace) -> int:
     except OSError as exc:  # writing an output failed (disk full, permissions): one line
         raise MaskrtError(f"cannot write output: {exc}") from None
     return _report(pipeline, args, unit)
+
+
+def _log(message: str) -> None:
+    tqdm.write(f"maskrt: {message}", file=sys.stderr)
 
 
 def _check_outputs(args: argparse.Namespace, kind: str) -> None:
@@ -82,15 +86,20 @@ def _sinks(args: argparse.Namespace, kind: str) -> list:
 
 @contextlib.contextmanager
 def _stop_on_signals(pipeline: Pipeline):
-    """While inside: the first SIGINT/SIGTERM stops the pipeline cleanly (outputs kept), a second
-    SIGINT/SIGTERM raises KeyboardInterrupt. Only in the main thread (signals go there)."""
+    """While inside: the first SIGINT/SIGTERM stops the pipeline cleanly (outputs kept), another one
+    at least a second later raises KeyboardInterrupt (sooner: the same signal sent to the whole
+    process group, as `timeout` does). Only in the main thread (signals go there)."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
+    first = []
 
     def handler(signum, frame):
-        if pipeline.interrupted:
-            raise KeyboardInterrupt
+        if first:
+            if time.monotonic() - first[0] > 1.0:
+                raise KeyboardInterrupt
+            return
+        first.append(time.monotonic())
         pipeline.stop(signal.Signals(signum).name)
         print("\nmaskrt: stopping: finishing the frames in flight (again to abort)", file=sys.stderr, flush=True)
 
@@ -132,13 +141,13 @@ def _report(pipeline: Pipeline, args: argparse.Namespace, unit: str) -> int:
         if pipeline.realtime:
             line += f", {stats.dropped} dropped"
         print(line, file=sys.stderr)
-        if unit != "img" or stats.done > 1:
+        if stats.done and (unit != "img" or stats.done > 1):
             print(stats.format_table(), file=sys.stderr)
         written = [str(s.path if hasattr(s, "path") else s.folder) for s in pipeline.sinks if s.written]
         if written:
             print(f"maskrt: wrote {', '.join(written)}", file=sys.stderr)
     if pipeline.interrupted:
-        print(f"maskrt: interrupted ({pipeline.interrupted}) after {stats.done} {unit}s; "
-              "the outputs cover those", file=sys.stderr)
+        covered = "the outputs cover those" if stats.done else "nothing written"
+        print(f"maskrt: interrupted ({pipeline.interrupted}) after {stats.done} {unit}s; {covered}", file=sys.stderr)
         return EXIT_INTERRUPTED
     return EXIT_INCOMPLETE if pipeline.problems else EXIT_OK

@@ -16,7 +16,7 @@ import torch
 from pycocotools import mask as mask_utils
 
 from maskrt.engine import Segmenter
-from maskrt.engine.stream import ArraySource, JsonLinesSink, Pipeline
+from maskrt.engine.stream import ArraySource, JsonLinesSink
 from maskrt.errors import InputError
 from maskrt.model import RawDetections
 
@@ -163,3 +163,20 @@ def test_consumer_break_stops_threads():
     stream.close()
     assert all(not t.is_alive() for t in stream.pipeline._threads)
     assert threading.active_count() < 10
+
+
+def test_next_and_break_without_close():
+    stream = segmenter(FakeBackend()).stream(frames(50))
+    frame, dets = next(stream)
+    assert int(frame[0, 0, 0]) == 0 and len(dets) == 1
+    assert int(next(stream)[0][0, 0, 0]) == 1
+    stream.close()
+    assert all(not t.is_alive() for t in stream.pipeline._threads)
+    other = segmenter(FakeBackend()).stream(frames(50))
+    for i, _ in enumerate(other):
+        if i == 2:
+            break
+    deadline = time.monotonic() + 5  # the loop's generator is gone, so the pipeline closed itself
+    while any(t.is_alive() for t in other.pipeline._threads) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert all(not t.is_alive() for t in other.pipeline._threads)

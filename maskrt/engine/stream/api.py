@@ -19,7 +19,7 @@ class Stream:
     Opening happens here (a missing or unreadable source raises InputError at once); the
     pipeline threads start with the iteration and stop when it ends, breaks or fails (the error
     of a stage is raised). `stats`, `problems`, `dropped` and stop() are available during and after.
-    Usable once; also a context manager (closes on exit).
+    Iterable once (for loop or next()); also a context manager (closes on exit).
     """
 
     def __init__(self, segmenter, source, realtime: bool | None = None, *, batch_size: int | None = None,
@@ -29,10 +29,18 @@ class Stream:
         self.pipeline = Pipeline(segmenter, self.source, realtime=realtime,
                                  batch_size=batch_size or segmenter.batch_size, score_threshold=score_threshold,
                                  sinks=sinks, show_fps=show_fps, max_frames=max_frames)
+        self._results = None
 
     def __iter__(self) -> Iterator[tuple[np.ndarray, Detections]]:
+        """A one-shot generator: leaving a for loop early (break, exception) stops the threads."""
         for work in self.pipeline.run():
             yield work.image, work.dets
+
+    def __next__(self) -> tuple[np.ndarray, Detections]:
+        """next(stream) also works (call close() when done early)."""
+        if self._results is None:
+            self._results = iter(self)
+        return next(self._results)
 
     def __enter__(self) -> "Stream":
         return self
@@ -62,4 +70,7 @@ class Stream:
         self.pipeline.stop(reason)
 
     def close(self) -> None:
+        """Stop the threads and release the source (also when iteration never started)."""
+        if self._results is not None:
+            self._results.close()
         self.pipeline.close()

@@ -78,7 +78,8 @@ class Pipeline:
         self._halt = threading.Event()   # read no more frames
         self._abort = threading.Event()  # every stage stops now
         self._frames = LatestSlot() if self.realtime else BoundedQueue(queue_size)
-        self._inferred, self._posted, self._done = (BoundedQueue(queue_size) for _ in range(3))
+        after = min(queue_size, 2) if self.realtime else queue_size  # real time: little waiting after infer
+        self._inferred, self._posted, self._done = (BoundedQueue(after) for _ in range(3))
         self._need_record = any(s.needs_record for s in self.sinks)
         self._need_render = any(s.needs_render for s in self.sinks)
         self._threads: list[threading.Thread] = []

@@ -36,9 +36,7 @@ def paste(masks: Tensor, boxes: Tensor, height: int, width: int, threshold: floa
     """
     check_inputs(masks, boxes, height, width)
     n = masks.shape[0]
-    fill = background_value(threshold)
-    out = torch.full((n, height, width), fill, dtype=torch.bool) if fill else torch.zeros((n, height, width),
-                                                                                          dtype=torch.bool)
+    out = torch.full((n, height, width), background_value(threshold), dtype=torch.bool)
     for i, (x0, y0, x1, y1), crop in _visible_crops(masks, boxes, height, width, threshold):
         out[i, y0:y1, x0:x1] = crop
     return out

@@ -1,0 +1,39 @@
+"""Lazy access to Triton for the kernels (importing triton costs seconds; CPU paths never need it).
+
+Triton kernels run on the tensors' device: CUDA on a GPU, or CPU tensors when the interpreter
+is enabled (TRITON_INTERPRET=1 set before triton is imported), which is how they are tested here.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+
+
+@functools.lru_cache(maxsize=1)
+def triton_modules():
+    """(triton, triton.language); raises ImportError with a clear message if unavailable."""
+    try:
+        import triton
+        import triton.language as tl
+    except Exception as exc:  # pragma: no cover - depends on the environment
+        raise ImportError(f"the triton kernels need the triton package ({exc})") from exc
+    return triton, tl
+
+
+def interpreted() -> bool:
+    """True when Triton runs kernels in its Python interpreter (TRITON_INTERPRET=1)."""
+    return os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
+
+
+def check_device(*tensors) -> None:
+    """Triton needs CUDA tensors, or CPU tensors under the interpreter."""
+    for t in tensors:
+        if t.device.type == "cpu" and not interpreted():
+            raise RuntimeError("triton kernels need CUDA tensors, or CPU tensors with TRITON_INTERPRET=1 set "
+                               "before triton is imported")
+
+
+def launch_options() -> dict:
+    """Compile options for bit-exact kernels: no FMA contraction on the GPU (ignored by the interpreter)."""
+    return {} if interpreted() else {"enable_fp_fusion": False}

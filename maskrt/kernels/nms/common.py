@@ -1,0 +1,80 @@
+"""Input handling shared by the nms implementations.
+
+NaN/inf policy: a row whose score is NaN or whose box has a NaN or +-inf coordinate is dropped
+before NMS: it is never kept and never suppresses another box (torchvision would compare NaN
+IoUs and keep such boxes in an unspecified order). Scores of +-inf are ordinary values.
+Boxes are processed in float32 (fp16/bf16 inputs are widened; the result is indices only).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+
+@dataclass(frozen=True)
+class NmsInput:
+    """Finite rows of the input. boxes: Tensor[n, 4] float32; scores: Tensor[n] float32;
+    classes: Tensor[n] int64; index: Tensor[n] int64 row of each in the caller's tensors."""
+
+    boxes: Tensor
+    scores: Tensor
+    classes: Tensor
+    index: Tensor
+
+
+def prepare(boxes: Tensor, scores: Tensor, classes: Tensor) -> NmsInput:
+    """Validate shapes and drop non-finite rows (see the module docstring)."""
+    if boxes.dim() != 2 or boxes.shape[1] != 4:
+        raise ValueError(f"nms boxes must be Tensor[N, 4], got {tuple(boxes.shape)}")
+    n = boxes.shape[0]
+    if scores.shape != (n,) or classes.shape != (n,):
+        raise ValueError(f"nms scores and classes must be Tensor[{n}], got {tuple(scores.shape)} and "
+                         f"{tuple(classes.shape)}")
+    if classes.is_floating_point() and not bool(torch.isfinite(classes).all()):
+        raise ValueError("nms classes contain NaN or inf")
+    b = boxes.float() if boxes.dtype != torch.float64 else boxes
+    s = scores.to(b.dtype)
+    ok = torch.isfinite(b).all(1) & ~torch.isnan(s)
+    if bool(ok.all()):
+        return NmsInput(b.contiguous(), s.contiguous(), classes.to(torch.int64), torch.arange(n, device=boxes.device))
+    index = torch.where(ok)[0]
+    return NmsInput(b[index].contiguous(), s[index].contiguous(), classes[index].to(torch.int64), index)
+
+
+def uses_coordinate_trick(boxes: Tensor) -> bool:
+    """torchvision.ops.batched_nms's own switch: one NMS over class-offset boxes for small inputs,
+    one NMS per class above (4000 coordinates on CPU, 100000 elsewhere). Mirrored so every
+    implementation keeps exactly the reference's set, including IoUs that round differently."""
+    limit = 4000 if boxes.device.type == "cpu" else 100_000
+    return boxes.numel() <= limit
+
+
+def offset_boxes(boxes: Tensor, classes: Tensor) -> Tensor:
+    """batched_nms's coordinate trick, same ops: boxes + class * (max coordinate + 1)."""
+    max_coordinate = boxes.max()
+    offsets = classes.to(boxes) * (max_coordinate + torch.tensor(1).to(boxes))
+    return boxes + offsets[:, None]
+
+
+def order_by_score(kept: Tensor, scores: Tensor) -> Tensor:
+    """batched_nms's final ordering of per-class results: kept (ascending rows) by score, descending."""
+    return kept[scores[kept].sort(descending=True)[1]]
+
+
+def finish(kept: Tensor, prepared: NmsInput, max_output: int) -> Tensor:
+    """Map rows of the finite subset back to the caller's indices and truncate to max_output."""
+    if max_output >= 0:
+        kept = kept[:max_output]
+    return prepared.index[kept]
+
+
+def float32_threshold(iou_threshold: float) -> float:
+    """Largest float32 t with (x > t) == (x > iou_threshold as double) for every float32 x:
+    torchvision compares the float IoU with a double threshold."""
+    t = torch.tensor(iou_threshold, dtype=torch.float32)
+    if float(t) > iou_threshold:
+        t = torch.nextafter(t, torch.tensor(-float("inf")))
+    return float(t)
