@@ -25,5 +25,8 @@ bench: $(STAMP)
 	mkdir -p benchmarks/results
 	$(PY) -m pytest benchmarks -q --benchmark-only --benchmark-json=benchmarks/results/latest.json
 
+demo: $(STAMP)
+	$(VENV)/bin/maskrt demo
+
 clean:
 	rm -rf $(VENV) .pytest_cache .benchmarks

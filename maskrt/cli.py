@@ -1,4 +1,4 @@
-"""`maskrt` command line: build | run | eval | info. User mistakes print one line and exit with code 2."""
+"""`maskrt` command line: build | run | eval | info | demo. User mistakes print one line and exit with code 2."""
 
 from __future__ import annotations
 
@@ -67,6 +67,26 @@ def _add_build(sub) -> None:
     p.set_defaults(func=_cmd_build)
 
 
+def _add_demo(sub) -> None:
+    p = sub.add_parser("demo", help="segment a generated shapes video with the bundled model",
+                       description="Generate a synthetic video, build the CPU engine from the bundled model, "
+                                   "segment the video and write runs/demo/out.mp4 and out.jsonl.")
+    p.add_argument("--model", default=None, help="model to use (default: the bundled shapes model)")
+    p.add_argument("--out-dir", type=Path, default=Path("runs/demo"), help="output folder (default runs/demo)")
+    p.add_argument("--frames", type=int, default=90, help="number of frames to generate (default 90)")
+    p.add_argument("--seed", type=int, default=0, help="video generator seed (default 0)")
+    p.set_defaults(func=_cmd_demo)
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from .commands.demo import DEFAULT_MODEL, run_demo
+
+    if args.frames < 1:
+        raise MaskrtError("--frames must be at least 1")
+    run_demo(args.model or DEFAULT_MODEL, args.out_dir, num_frames=args.frames, seed=args.seed)
+    return 0
+
+
 def _cmd_build(args: argparse.Namespace) -> int:
     from .builders import build_engine
 
@@ -133,7 +153,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="maskrt", description="Mask R-CNN inference engine.")
     parser.add_argument("--version", action="version", version=f"maskrt {_version()}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for add in (_add_build, _add_run, _add_eval, _add_info):
+    for add in (_add_build, _add_run, _add_eval, _add_info, _add_demo):
         add(sub)
     return parser
 
