@@ -5,12 +5,19 @@
 - `nms(boxes, scores, classes, iou_threshold, max_output)`: batched NMS -> Tensor[K] int64
 - `paste(masks, boxes, height, width, threshold)`: masks into the image -> Tensor[N, H, W] bool
 
-Each op lives in its own folder with a `reference` (torchvision) implementation.
+Each op lives in its own folder (roi_align/, nms/, paste/) with `reference` (torchvision, the
+ground truth), `cpu` (fast vectorised torch) and `triton` implementations; `use("cpu")` /
+`set_implementation` / MASKRT_KERNELS select one for all three. `paste_id_map` is the fused
+paste (instance-id map + cropped masks, see paste/README.md). The ops are also registered as
+torch custom ops `torch.ops.maskrt.{roi_align, nms, paste, paste_id_map}` (CPU kernel = cpu,
+CUDA kernel = triton, with fake implementations) by `maskrt.kernels.library`.
 """
 
 from __future__ import annotations
 
+from . import library  # noqa: F401  (registers torch.ops.maskrt.*)
 from .dispatch import available, current, get, register, set_implementation, use
+from .paste.common import PastedInstances
 
 
 def roi_align(*args, impl: str | None = None, **kwargs):
@@ -28,4 +35,18 @@ def paste(*args, impl: str | None = None, **kwargs):
     return get("paste", impl)(*args, **kwargs)
 
 
-__all__ = ["available", "current", "get", "nms", "paste", "register", "roi_align", "set_implementation", "use"]
+def paste_id_map(*args, impl: str | None = None, **kwargs) -> PastedInstances:
+    """Fused paste (instance-id map + per-instance crops); see `maskrt.kernels.paste.cpu.paste_id_map`.
+
+    The `reference` selection uses the cpu implementation (checked against paste() in tests).
+    """
+    impl = impl or current()
+    if impl == "triton":
+        from .paste.triton import paste_id_map as fn
+    else:
+        from .paste.cpu import paste_id_map as fn
+    return fn(*args, **kwargs)
+
+
+__all__ = ["PastedInstances", "available", "current", "get", "nms", "paste", "paste_id_map", "register", "roi_align",
+           "set_implementation", "use"]

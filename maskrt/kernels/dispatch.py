@@ -1,7 +1,9 @@
 """One switch for all three ops: `reference`, `cpu` or `triton`.
 
 The model calls `maskrt.kernels.roi_align / nms / paste`; which implementation runs is chosen
-per call (`impl=`) or process-wide with `set_implementation` / the `use` context manager.
+per call (`impl=`) or process-wide with `set_implementation` / the `use` context manager (or
+the MASKRT_KERNELS environment variable at import). `triton` imports triton on first use only;
+its kernels run on the tensors' device (CUDA, or CPU tensors under TRITON_INTERPRET=1).
 """
 
 from __future__ import annotations
@@ -13,6 +15,9 @@ from collections.abc import Callable, Iterator
 from . import nms as _nms
 from . import paste as _paste
 from . import roi_align as _roi_align
+from .nms import cpu as _nms_cpu
+from .paste import cpu as _paste_cpu
+from .roi_align import cpu as _roi_align_cpu
 
 OPS = ("roi_align", "nms", "paste")
 _REGISTRY: dict[str, dict[str, Callable]] = {
@@ -21,6 +26,31 @@ _REGISTRY: dict[str, dict[str, Callable]] = {
         "nms": _nms.reference,
         "paste": _paste.reference,
     },
+    "cpu": {
+        "roi_align": _roi_align_cpu.roi_align,
+        "nms": _nms_cpu.nms,
+        "paste": _paste_cpu.paste,
+    },
+}
+
+
+def _lazy(module: str, name: str) -> Callable:
+    """A function that imports `maskrt.kernels.<module>` (and with it triton) on its first call."""
+
+    def call(*args, **kwargs):
+        import importlib
+
+        return getattr(importlib.import_module(f"{__package__}.{module}"), name)(*args, **kwargs)
+
+    call.__name__ = call.__qualname__ = f"{module.replace('.', '_')}_{name}"
+    call.__doc__ = f"Lazily imported `maskrt.kernels.{module}.{name}`."
+    return call
+
+
+_REGISTRY["triton"] = {
+    "roi_align": _lazy("roi_align.triton", "roi_align"),
+    "nms": _lazy("nms.triton", "nms"),
+    "paste": _lazy("paste.triton", "paste"),
 }
 _current = os.environ.get("MASKRT_KERNELS", "reference")
 
