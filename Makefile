@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 export OMP_NUM_THREADS ?= 2
 export MKL_NUM_THREADS ?= 2
 
-.PHONY: setup test bench demo clean
+.PHONY: setup test bench bench-quick bench-compare bench-smoke demo clean
 
 setup: $(STAMP)
 
@@ -20,10 +20,38 @@ $(STAMP): pyproject.toml setup.py requirements.lock
 
 test: $(STAMP)
 	$(PY) -m pytest -q tests
+	$(MAKE) --no-print-directory bench-smoke
+
+# Benchmarks (benchmarks/README.md): raw JSON (every round's timing) + Markdown report + stage chart.
+BENCH_OUT := benchmarks/results
+BASELINE ?= $(BENCH_OUT)/baseline.json
+CURRENT ?= $(BENCH_OUT)/latest.json
+# $(call bench_run,JSON,REPORT.md,CHART.png,PYTEST SELECTION): the JSON is written under a .partial
+# name and renamed when pytest ends; the report is made even when a benchmark failed (exit status kept).
+define bench_run
+	mkdir -p $(BENCH_OUT)
+	rm -f $(1).partial
+	status=0; $(PY) -m pytest $(4) -q -p no:cacheprovider --benchmark-only --benchmark-json=$(1).partial \
+		--benchmark-columns=median,min,rounds || status=$$?; \
+	if [ -s $(1).partial ]; then mv -f $(1).partial $(1) && \
+		$(PY) -m benchmarks.report $(1) -o $(2) --chart $(3) || status=$$((status ? status : 1)); fi; \
+	exit $$status
+endef
 
 bench: $(STAMP)
-	mkdir -p benchmarks/results
-	$(PY) -m pytest benchmarks -q --benchmark-only --benchmark-json=benchmarks/results/latest.json
+	$(call bench_run,$(BENCH_OUT)/latest.json,$(BENCH_OUT)/REPORT.md,$(BENCH_OUT)/stages.png,benchmarks)
+
+bench-quick: export MASKRT_BENCH_SECONDS ?= 1
+bench-quick: $(STAMP)
+	$(call bench_run,$(BENCH_OUT)/quick.json,$(BENCH_OUT)/QUICK.md,$(BENCH_OUT)/quick-stages.png,benchmarks -m quick)
+
+bench-compare: $(STAMP)
+	@test -f $(BASELINE) || { echo "no saved run at $(BASELINE): keep one with cp $(CURRENT) $(BASELINE)"; exit 2; }
+	$(PY) -m benchmarks.report $(CURRENT) -o $(BENCH_OUT)/COMPARE.md --compare $(BASELINE) --fail-on-regression
+
+# CI smoke check: every quick benchmark body runs once, untimed, so the suites cannot rot.
+bench-smoke: $(STAMP)
+	$(PY) -m pytest benchmarks -m quick -q -p no:cacheprovider --benchmark-disable
 
 demo: $(STAMP)
 	$(VENV)/bin/maskrt demo

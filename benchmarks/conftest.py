@@ -27,3 +27,8 @@ def bench_image(height: int, width: int, seed: int = 0) -> np.ndarray:
 @pytest.fixture(scope="session")
 def threads() -> int:
     return THREADS
+
+
+def pytest_benchmark_update_machine_info(config, machine_info):
+    """Record the settings every figure depends on (the report prints them)."""
+    machine_info["maskrt"] = {"threads": THREADS, "torch": torch.__version__}

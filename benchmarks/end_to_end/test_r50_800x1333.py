@@ -20,6 +20,7 @@ from torchvision.models.detection import maskrcnn_resnet50_fpn
 
 import maskrt
 from benchmarks.conftest import THREADS, bench_image
+from benchmarks.tools.timing import count_flops
 from maskrt.builders import build_engine
 
 GROUP = "e2e r50-fpn 800x1333"
@@ -48,7 +49,13 @@ def as_tensor(image: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(image).permute(2, 0, 1).float() / 255.0
 
 
-def test_torchvision_eager(benchmark, oracle, image):
+@pytest.fixture(scope="module")
+def flops(oracle, image) -> int:
+    """FLOPs of one torchvision forward on the image (convolutions and matmuls), shared by all four."""
+    return count_flops(lambda: oracle([as_tensor(image)]))
+
+
+def test_torchvision_eager(benchmark, oracle, image, flops):
     tensor = as_tensor(image)
 
     def run():
@@ -56,10 +63,11 @@ def test_torchvision_eager(benchmark, oracle, image):
             return oracle([tensor])[0]["masks"] > 0.5
 
     benchmark.group = GROUP
+    benchmark.extra_info.update(baseline=True, flops=flops)
     benchmark.pedantic(run, rounds=ROUNDS, warmup_rounds=1)
 
 
-def test_onnxruntime_torchvision_export(benchmark, oracle, image, tmp_path):
+def test_onnxruntime_torchvision_export(benchmark, oracle, image, tmp_path, flops):
     import onnxruntime as ort
 
     path = tmp_path / "torchvision_maskrcnn.onnx"
@@ -80,17 +88,20 @@ def test_onnxruntime_torchvision_export(benchmark, oracle, image, tmp_path):
         return masks > 0.5
 
     benchmark.group = GROUP
+    benchmark.extra_info["flops"] = flops
     benchmark.pedantic(run, rounds=ROUNDS, warmup_rounds=1)
 
 
-def test_maskrt_torch_backend(benchmark, checkpoint, image):
+def test_maskrt_torch_backend(benchmark, checkpoint, image, flops):
     seg = maskrt.load(checkpoint, backend="torch")
     benchmark.group = GROUP
+    benchmark.extra_info["flops"] = flops
     benchmark.pedantic(lambda: seg(image).masks, rounds=ROUNDS, warmup_rounds=1)
 
 
-def test_maskrt_cpu_engine(benchmark, checkpoint, image, tmp_path):
+def test_maskrt_cpu_engine(benchmark, checkpoint, image, tmp_path, flops):
     engine = build_engine(checkpoint, tmp_path / "r50.maskrt", progress=False)
     seg = maskrt.load(engine, num_threads=THREADS)
     benchmark.group = GROUP
+    benchmark.extra_info["flops"] = flops
     benchmark.pedantic(lambda: seg(image).masks, rounds=ROUNDS, warmup_rounds=1)
