@@ -40,6 +40,13 @@ def build_engine(weights: str | Path, out: str | Path, target: str = "cpu", prec
         for path in onnx_paths.values():
             check_onnx(path)
         manifest.files.update({f"onnx/{p.name}": "" for p in onnx_paths.values()})
+        if target == "tensorrt":  # the whole detector + paste with plugin nodes (trt_graph.py), checked
+            from .trt_graph import check_trt_onnx, export_paste_onnx, export_trt_onnx
+
+            for path in (export_trt_onnx(loaded.model, tmp / "model.onnx", half=precision == "fp16"),
+                         export_paste_onnx(tmp / "paste.onnx")):
+                check_trt_onnx(path)
+                manifest.files[path.name] = ""
         if target == "cpu" and not onnx_only:
             say("converting to OpenVINO IR...")
             _build_openvino(tmp, onnx_paths, manifest, fp16=precision == "fp16")
