@@ -39,8 +39,9 @@ def load(path_or_name: str | Path, device: str = "cpu", backend: str = "auto", *
         backend_obj, classes = _engine_backend(engine_dir, "openvino", num_threads)
     else:
         raise MaskrtError("the tensorrt backend needs an engine built with `maskrt build --target tensorrt`")
-    backend_obj.detector.detection_params = DetectionParams(
-        score_thresh=score_threshold, nms_thresh=nms_threshold, detections_per_img=max_detections)
+    if backend_obj.detector is not None:  # TensorRT plans carry the thresholds they were built with
+        backend_obj.detector.detection_params = DetectionParams(
+            score_thresh=score_threshold, nms_thresh=nms_threshold, detections_per_img=max_detections)
     return Segmenter(backend_obj, classes, str(path_or_name), batch_size)
 
 

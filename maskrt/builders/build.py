@@ -28,32 +28,17 @@ def build_engine(weights: str | Path, out: str | Path, target: str = "cpu", prec
     if precision not in PRECISIONS:
         raise MaskrtError(f"unknown precision {precision!r}; choose from {', '.join(PRECISIONS)}")
     out = Path(out)
-    say = _Progress(progress, total=4 if target == "cpu" and not onnx_only else 3)
+    say = _Progress(progress, total=3 if onnx_only else 4)
     loaded = load_model(weights, min_size=min_size, max_size=max_size)  # a bad checkpoint fails before any output
     say(f"loaded {loaded.config.name} from {weights}")
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent))
     try:
         manifest = _base_manifest(loaded, weights, target, precision)
-        say("exporting ONNX (dense, box and mask stages)...")
-        onnx_paths = export_stages(loaded.model, tmp / "onnx", half=precision == "fp16" and target == "tensorrt")
-        for path in onnx_paths.values():
-            check_onnx(path)
-        manifest.files.update({f"onnx/{p.name}": "" for p in onnx_paths.values()})
-        if target == "tensorrt":  # the whole detector + paste with plugin nodes (trt_graph.py), checked
-            from .trt_graph import check_trt_onnx, export_paste_onnx, export_trt_onnx
-
-            for path in (export_trt_onnx(loaded.model, tmp / "model.onnx", half=precision == "fp16"),
-                         export_paste_onnx(tmp / "paste.onnx")):
-                check_trt_onnx(path)
-                manifest.files[path.name] = ""
-        if target == "cpu" and not onnx_only:
-            say("converting to OpenVINO IR...")
-            _build_openvino(tmp, onnx_paths, manifest, fp16=precision == "fp16")
-        elif target == "tensorrt" and not onnx_only:
-            from .tensorrt_build import build_plans  # imports tensorrt; says in one line what is missing
-
-            build_plans(tmp, onnx_paths, manifest)
+        if target == "cpu":
+            _build_cpu(tmp, loaded, manifest, say, fp16=precision == "fp16", onnx_only=onnx_only)
+        else:
+            _build_tensorrt(tmp, loaded, manifest, say, fp16=precision == "fp16", onnx_only=onnx_only)
         say("writing manifest...")
         write_manifest(tmp, manifest)
         _replace_dir(tmp, out)
@@ -84,6 +69,34 @@ def _base_manifest(loaded: LoadedModel, weights, target: str, precision: str) ->
         stages={},
         versions={"maskrt": __version__, "torch": torch.__version__, "openvino": openvino.__version__},
     )
+
+
+def _build_cpu(tmp: Path, loaded: LoadedModel, manifest: Manifest, say, fp16: bool, onnx_only: bool) -> None:
+    """Three stage graphs (standard ONNX ops only) -> OpenVINO IR; maskrt's kernels run between them."""
+    say("exporting ONNX (dense, box and mask stages)...")
+    onnx_paths = export_stages(loaded.model, tmp / "onnx")
+    for path in onnx_paths.values():
+        check_onnx(path)
+    manifest.files.update({f"onnx/{p.name}": "" for p in onnx_paths.values()})
+    if not onnx_only:
+        say("converting to OpenVINO IR...")
+        _build_openvino(tmp, onnx_paths, manifest, fp16)
+
+
+def _build_tensorrt(tmp: Path, loaded: LoadedModel, manifest: Manifest, say, fp16: bool, onnx_only: bool) -> None:
+    """The whole detector (and paste) as ONNX with maskrt plugin nodes, checked; then the plan."""
+    from .trt_graph import check_trt_onnx, export_paste_onnx, export_trt_onnx
+
+    say("exporting ONNX (detector with RoIAlign/NMS plugin nodes, paste graph)...")
+    model_onnx = export_trt_onnx(loaded.model, tmp / "model.onnx", half=fp16)
+    for path in (model_onnx, export_paste_onnx(tmp / "paste.onnx")):
+        check_trt_onnx(path)
+        manifest.files[path.name] = ""
+    if not onnx_only:
+        from .tensorrt_build import build_plans  # imports tensorrt; says in one line what is missing
+
+        say("building the TensorRT plan...")
+        build_plans(tmp, model_onnx, manifest)
 
 
 def _build_openvino(tmp: Path, onnx_paths: dict[str, Path], manifest: Manifest, fp16: bool) -> None:

@@ -1,7 +1,12 @@
-"""ONNX -> TensorRT plans (`tensorrt` target). UNVERIFIED HERE: no machine of this project has
-TensorRT's libraries or a GPU; CI checks only the ONNX and the one-line report of what is missing.
+"""ONNX -> TensorRT plan (`tensorrt` target). UNVERIFIED HERE: no machine of this project has
+TensorRT's libraries or a GPU; CI checks the ONNX it parses (tests/builders/test_trt_onnx.py)
+and the one-line report of what is missing.
 
-Kept thin on purpose: everything it calls (the ONNX export and checks) is tested on CPU.
+The plan is built from `model.onnx` (maskrt.builders.trt_graph: the whole detector for one
+image, RoIAlign and NMS as maskrt plugin nodes registered by maskrt.kernels.trt_plugins), as a
+strongly typed network (TensorRT 11 has no FP16 flag: an fp16 engine is an fp16 ONNX) with one
+optimization profile for the dynamic image size. Kept thin on purpose: everything it calls
+before `tensorrt` (export, schemas, plugin table) is tested on CPU.
 """
 
 from __future__ import annotations
@@ -10,6 +15,8 @@ from pathlib import Path
 
 from ..errors import MaskrtError
 from .manifest import Manifest
+
+PLAN_NAME = "model.plan"
 
 
 def require_tensorrt():
@@ -26,19 +33,20 @@ def require_tensorrt():
     return trt
 
 
-def build_plans(engine_dir: Path, onnx_paths: dict[str, Path], manifest: Manifest) -> None:
-    """Build one strongly typed plan per stage with a dynamic-shape optimization profile."""
+def build_plans(engine_dir: Path, onnx_path: Path, manifest: Manifest) -> None:
+    """Build engine_dir/model.plan from the plugin-node ONNX and record it in the manifest."""
     trt = require_tensorrt()
+    from ..kernels.trt_plugins import register_plugins
+
+    register_plugins()
     logger = trt.Logger(trt.Logger.WARNING)
-    for stage, onnx_path in onnx_paths.items():
-        plan = _build_plan(trt, logger, onnx_path, manifest, stage)
-        out = engine_dir / f"{stage}.plan"
-        out.write_bytes(plan)
-        manifest.stages[stage] = out.name
-        manifest.files[out.name] = ""
+    plan = _build_plan(trt, logger, onnx_path, manifest)
+    (engine_dir / PLAN_NAME).write_bytes(plan)
+    manifest.stages["model"] = PLAN_NAME
+    manifest.files[PLAN_NAME] = ""
 
 
-def _build_plan(trt, logger, onnx_path: Path, manifest: Manifest, stage: str) -> bytes:
+def _build_plan(trt, logger, onnx_path: Path, manifest: Manifest) -> bytes:
     flags = 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED)
     builder = trt.Builder(logger)
     network = builder.create_network(flags)
@@ -48,22 +56,16 @@ def _build_plan(trt, logger, onnx_path: Path, manifest: Manifest, stage: str) ->
         raise MaskrtError(f"TensorRT could not parse {onnx_path.name}: {errors}")
     config = builder.create_builder_config()
     profile = builder.create_optimization_profile()
-    name = network.get_input(0).name
-    lo, opt, hi = _profile_shapes(manifest, stage)
-    profile.set_shape(name, lo, opt, hi)
+    profile.set_shape("images", *image_profile(manifest))
     config.add_optimization_profile(profile)
     plan = builder.build_serialized_network(network, config)
     if plan is None:
-        raise MaskrtError(f"TensorRT failed to build the {stage} stage")
+        raise MaskrtError("TensorRT failed to build the engine (see the TensorRT log above)")
     return bytes(plan)
 
 
-def _profile_shapes(manifest: Manifest, stage: str):
-    cfg = manifest.config
-    c = cfg.fpn_channels
-    max_side = ((manifest.input_policy["max_size"] + 31) // 32) * 32
-    if stage == "dense":
-        return (1, 3, 32, 32), (1, 3, 800, 1088), (4, 3, max_side, max_side)
-    pool = cfg.box_pool_size if stage == "box" else cfg.mask_pool_size
-    most = 4 * 1000 if stage == "box" else 4 * 100
-    return (1, c, pool, pool), (most // 4, c, pool, pool), (most, c, pool, pool)
+def image_profile(manifest: Manifest) -> tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]:
+    """(min, opt, max) shapes of the `images` input: batch 1, any padded size up to max_size."""
+    side = ((manifest.input_policy["max_size"] + 31) // 32) * 32
+    short = ((manifest.input_policy["min_size"] + 31) // 32) * 32
+    return (1, 3, 32, 32), (1, 3, short, side), (1, 3, side, side)

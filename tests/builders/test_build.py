@@ -157,8 +157,8 @@ def test_cli_tensorrt_target_says_what_is_missing(small_checkpoint, tmp_path):
     only = run_cli("build", small_checkpoint, "-o", str(tmp_path / "o.maskrt"), "--target", "tensorrt",
                    "--onnx-only", "--quiet")
     assert only.returncode == 0, only.stderr
-    assert sorted(p.name for p in (tmp_path / "o.maskrt" / "onnx").iterdir()) == ["box.onnx", "dense.onnx",
-                                                                                   "mask.onnx"]
+    manifest = read_manifest(tmp_path / "o.maskrt")
+    assert manifest.target == "tensorrt" and sorted(manifest.files) == ["model.onnx", "paste.onnx"]
 
 
 @pytest.mark.parametrize("args,message", [

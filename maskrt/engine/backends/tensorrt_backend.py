@@ -1,6 +1,12 @@
 """The TensorRT backend. UNVERIFIED HERE: needs TensorRT and a CUDA GPU, which no machine of
-this project has. Thin on purpose: the glue it runs (maskrt.model.network.Detector with the
-Triton kernels) is tested on CPU; only the plan execution below is GPU-only.
+this project has. Thin on purpose: the graph it runs is verified on CPU (the plugin-node ONNX
+under onnx.reference with our reference kernels, tests/builders/test_trt_onnx.py), the plugins
+launch the Triton kernels tested under TRITON_INTERPRET=1, and pre/post-processing is shared
+with the other backends; only the plan execution below is GPU-only.
+
+One image per execution (the plan's batch is 1): execute_async_v3 on a torch CUDA stream,
+torch tensors as I/O buffers (no pycuda); outputs whose length depends on the data (the
+detections) are allocated through an IOutputAllocator.
 """
 
 from __future__ import annotations
@@ -13,36 +19,38 @@ import torch
 from ...builders.manifest import Manifest
 from ...builders.tensorrt_build import require_tensorrt
 from ...errors import EngineError
-from ...model import DetectionParams, InputPolicy, RawDetections, RPNParams
-from ...model.network import Detector
-from .openvino_backend import cell_anchors
+from ...model import InputPolicy, RawDetections
+from ...model.boxes import scale_boxes
+from ...model.transform import preprocess
 from .torch_backend import to_float_chw
 
+_TORCH_DTYPES = {"FLOAT": torch.float32, "HALF": torch.float16, "INT64": torch.int64, "INT32": torch.int32,
+                 "BOOL": torch.bool, "UINT8": torch.uint8}
 
-class _PlanStage:
-    """One deserialized plan run with execute_async_v3 on a torch CUDA stream (torch tensors as buffers)."""
 
-    def __init__(self, trt, runtime, plan: bytes):
-        self.engine = runtime.deserialize_cuda_engine(plan)
-        self.context = self.engine.create_execution_context()
-        self.names = [self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)]
-        self.inputs = [n for n in self.names if self.engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
-        self.outputs = [n for n in self.names if n not in self.inputs]
-        self.stream = torch.cuda.Stream()
+def _output_allocator(trt):
+    class OutputAllocator(trt.IOutputAllocator):
+        """Grows a torch CUDA byte buffer per output; remembers the shapes TensorRT reports."""
 
-    def __call__(self, x: torch.Tensor):
-        x = x.contiguous()
-        self.context.set_input_shape(self.inputs[0], tuple(x.shape))
-        self.context.set_tensor_address(self.inputs[0], x.data_ptr())
-        outs = []
-        for name in self.outputs:
-            shape = tuple(self.context.get_tensor_shape(name))
-            out = torch.empty(shape, dtype=x.dtype, device=x.device)
-            self.context.set_tensor_address(name, out.data_ptr())
-            outs.append(out)
-        self.context.execute_async_v3(self.stream.cuda_stream)
-        self.stream.synchronize()
-        return tuple(outs) if len(outs) > 1 else outs[0]
+        def __init__(self):
+            super().__init__()
+            self.buffers: dict[str, torch.Tensor] = {}
+            self.shapes: dict[str, tuple[int, ...]] = {}
+
+        def reallocate_output_async(self, name, memory, size, alignment, stream):
+            buf = self.buffers.get(name)
+            if buf is None or buf.numel() < size:
+                buf = torch.empty(max(int(size), 1), dtype=torch.uint8, device="cuda")
+                self.buffers[name] = buf
+            return buf.data_ptr()
+
+        def reallocate_output(self, name, memory, size, alignment):
+            return self.reallocate_output_async(name, memory, size, alignment, None)
+
+        def notify_shape(self, name, shape):
+            self.shapes[name] = tuple(shape)
+
+    return OutputAllocator()
 
 
 class TensorRTBackend:
@@ -50,16 +58,45 @@ class TensorRTBackend:
 
     def __init__(self, engine_dir: str | Path, manifest: Manifest):
         trt = require_tensorrt()
-        if not manifest.stages:
+        if "model" not in manifest.stages:
             raise EngineError(f"{engine_dir} holds only ONNX (built with --onnx-only); build it on a GPU machine")
+        from ...kernels.trt_plugins import register_plugins
+
+        register_plugins()
         runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))
-        stages = {s: _PlanStage(trt, runtime, (Path(engine_dir) / f).read_bytes()) for s, f in manifest.stages.items()}
+        self.engine = runtime.deserialize_cuda_engine((Path(engine_dir) / manifest.stages["model"]).read_bytes())
+        self.context = self.engine.create_execution_context()
+        self.allocator = _output_allocator(trt)
+        self.outputs = ("boxes", "scores", "labels", "mask_probs")
+        for name in self.outputs:
+            self.context.set_output_allocator(name, self.allocator)
+        self.dtypes = {n: _TORCH_DTYPES[self.engine.get_tensor_dtype(n).name] for n in self.outputs}
+        self.input_dtype = _TORCH_DTYPES[self.engine.get_tensor_dtype("images").name]
         pol = manifest.input_policy
-        policy = InputPolicy(pol["min_size"], pol["max_size"], tuple(pol["mean"]), tuple(pol["std"]))
-        self.detector = Detector(stages["dense"], stages["box"], stages["mask"], cell_anchors(), manifest.config,
-                                 policy, RPNParams(**manifest.thresholds["rpn"]),
-                                 DetectionParams(**manifest.thresholds["detection"]))
-        self.device = torch.device("cuda")
+        self.policy = InputPolicy(pol["min_size"], pol["max_size"], tuple(pol["mean"]), tuple(pol["std"]))
+        self.stream = torch.cuda.Stream()
+        self.detector = None  # thresholds are baked into the plan at build time
 
     def infer(self, images: list[np.ndarray]) -> list[RawDetections]:
-        return self.detector.detect([to_float_chw(img, self.device) for img in images])
+        return [self._one(img) for img in images]
+
+    def _one(self, image: np.ndarray) -> RawDetections:
+        batch, sizes = preprocess([to_float_chw(image, "cuda")], self.policy)
+        batch = batch.to(self.input_dtype).contiguous()
+        hw = torch.tensor(sizes[0], dtype=torch.int64, device="cuda")
+        self.context.set_input_shape("images", tuple(batch.shape))
+        self.context.set_tensor_address("images", batch.data_ptr())
+        self.context.set_tensor_address("image_hw", hw.data_ptr())
+        self.context.execute_async_v3(self.stream.cuda_stream)
+        self.stream.synchronize()
+        out = {n: self._view(n) for n in self.outputs}
+        original = (image.shape[0], image.shape[1])
+        boxes = scale_boxes(out["boxes"].float().cpu(), sizes[0], original)
+        return RawDetections(boxes, out["scores"].float().cpu(), out["labels"].cpu(),
+                             out["mask_probs"].float().cpu(), original)
+
+    def _view(self, name: str) -> torch.Tensor:
+        shape = self.allocator.shapes[name]
+        count = int(np.prod(shape)) if shape else 1
+        dtype = self.dtypes[name]
+        return self.allocator.buffers[name].view(dtype)[:count].view(shape)
