@@ -18,7 +18,29 @@ def triton_modules():
         import triton.language as tl
     except Exception as exc:  # pragma: no cover - depends on the environment
         raise ImportError(f"the triton kernels need the triton package ({exc})") from exc
+    if interpreted():
+        _interpret_standard_library(tl)
     return triton, tl
+
+
+def _interpret_standard_library(tl) -> None:
+    """Make triton.language's jitted standard functions (tl.zeros, tl.sum, tl.cdiv, ...) interpretable.
+
+    triton decides at decoration time whether a function is compiled or interpreted. `import
+    torch` imports triton, so when TRITON_INTERPRET=1 is set after torch was imported (e.g. by a
+    conftest), our kernels are interpreted but the standard library was decorated for
+    compilation, and calling it from an interpreted kernel fails. Re-wrap those functions once.
+    """
+    from triton.runtime.interpreter import InterpretedFunction
+    from triton.runtime.jit import JITFunction
+
+    for name in dir(tl.standard):
+        obj = getattr(tl.standard, name)
+        if isinstance(obj, JITFunction) and not isinstance(obj, InterpretedFunction):
+            new = InterpretedFunction(obj.fn)
+            setattr(tl.standard, name, new)
+            if getattr(tl, name, None) is obj:
+                setattr(tl, name, new)
 
 
 def interpreted() -> bool:

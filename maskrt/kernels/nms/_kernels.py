@@ -4,7 +4,6 @@ import triton
 import triton.language as tl
 
 
-
 @triton.jit
 def iou_mask_kernel(boxes_ptr, areas_ptr, classes_ptr, mask_ptr, n, words, threshold,
                     CHECK_CLASS: tl.constexpr, BLOCK_ROWS: tl.constexpr, WORD: tl.constexpr):

@@ -41,7 +41,8 @@ def prepare(boxes: Tensor, scores: Tensor, classes: Tensor) -> NmsInput:
     if bool(ok.all()):
         return NmsInput(b.contiguous(), s.contiguous(), classes.to(torch.int64), torch.arange(n, device=boxes.device))
     index = torch.where(ok)[0]
-    return NmsInput(b[index].contiguous(), s[index].contiguous(), classes[index].to(torch.int64), index)
+    return NmsInput(b.index_select(0, index), s.index_select(0, index), classes.index_select(0, index).to(torch.int64),
+                    index)
 
 
 def uses_coordinate_trick(boxes: Tensor) -> bool:
@@ -61,14 +62,14 @@ def offset_boxes(boxes: Tensor, classes: Tensor) -> Tensor:
 
 def order_by_score(kept: Tensor, scores: Tensor) -> Tensor:
     """batched_nms's final ordering of per-class results: kept (ascending rows) by score, descending."""
-    return kept[scores[kept].sort(descending=True)[1]]
+    return kept.index_select(0, scores.index_select(0, kept).sort(descending=True)[1])
 
 
 def finish(kept: Tensor, prepared: NmsInput, max_output: int) -> Tensor:
     """Map rows of the finite subset back to the caller's indices and truncate to max_output."""
     if max_output >= 0:
         kept = kept[:max_output]
-    return prepared.index[kept]
+    return prepared.index.index_select(0, kept)
 
 
 def float32_threshold(iou_threshold: float) -> float:

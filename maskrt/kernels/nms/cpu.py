@@ -11,6 +11,7 @@ scores resolve identically; the final order is the reference's (score descending
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torch import Tensor
 from torchvision.ops import nms as tv_nms
@@ -35,16 +36,21 @@ def nms(boxes: Tensor, scores: Tensor, classes: Tensor, iou_threshold: float, ma
 
 
 def _per_class_mask(boxes: Tensor, scores: Tensor, classes: Tensor, iou_threshold: float) -> Tensor:
-    """Ascending rows kept by per-class NMS. One stable sort groups the classes into slices."""
-    order = torch.argsort(classes, stable=True)
-    counts = torch.unique_consecutive(classes[order], return_counts=True)[1].tolist()
-    sorted_boxes, sorted_scores = boxes[order], scores[order]
-    keep = torch.zeros(boxes.shape[0], dtype=torch.bool)
-    start = 0
+    """Ascending rows kept by per-class NMS. One stable sort groups the classes into slices.
+
+    Bookkeeping uses index_select and numpy: advanced indexing and unique_consecutive launch
+    parallel kernels whose thread start-up costs milliseconds on a busy 2-core machine.
+    """
+    order_np = np.argsort(classes.cpu().numpy(), kind="stable")
+    counts = np.unique(classes.cpu().numpy()[order_np], return_counts=True)[1].tolist()
+    order = torch.from_numpy(order_np).to(boxes.device)
+    sorted_boxes, sorted_scores = boxes.index_select(0, order), scores.index_select(0, order)
+    kept, start = [], 0
     for count in counts:
-        end = start + count
-        kept = tv_nms(sorted_boxes[start:end], sorted_scores[start:end], iou_threshold) if count > 1 else \
-            torch.zeros(1, dtype=torch.int64)
-        keep[order[start + kept]] = True
-        start = end
-    return torch.where(keep)[0]
+        if count == 1:
+            kept.append(torch.tensor([start], device=boxes.device))
+        else:
+            kept.append(tv_nms(sorted_boxes[start : start + count], sorted_scores[start : start + count],
+                               iou_threshold).add_(start))
+        start += count
+    return torch.sort(order.index_select(0, torch.cat(kept)))[0]

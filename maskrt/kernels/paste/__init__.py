@@ -1,4 +1,7 @@
-"""The paste op: `reference` (torchvision, the ground truth) and faster implementations."""
+"""The paste op (see README.md): `reference` (torchvision, the ground truth), `cpu` (fast
+vectorised torch/numpy, module `paste.cpu`) and `triton` (module `paste.triton`, imported on demand).
+Select one with `maskrt.kernels.use(...)`; the implementations are registered in `maskrt.kernels.dispatch`.
+"""
 
 from .reference import paste as reference
 

@@ -44,7 +44,7 @@ def paste_kernel(masks_ptr, geo_ptr, out_ptr, packed_ptr, offsets_ptr, keymap_pt
     iy0, iy1, wy0, wy1 = _taps(rows - by, oh, mp, EMULATE)
     base = masks_ptr + i.to(tl.int64) * mp * mp
     vis_w = tl.maximum(x1 - x0, 0)
-    for cb in range(0, tl.cdiv(vis_w, BLOCK_W)):
+    for cb in range(tl.cdiv(vis_w, BLOCK_W)):
         cols = x0 + cb * BLOCK_W + tl.arange(0, BLOCK_W)
         ok = r_ok[:, None] & (cols < x1)[None, :]
         ix0, ix1, wx0, wx1 = _taps(cols - bx, ow, mp, EMULATE)

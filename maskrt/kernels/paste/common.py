@@ -57,8 +57,8 @@ def geometry(masks: Tensor, boxes: Tensor, height: int, width: int) -> PasteGeom
     box = expand_boxes(b, float(m + 2) / m).to(torch.int64)
     x0 = box[:, 0].clamp(min=0)
     y0 = box[:, 1].clamp(min=0)
-    x1 = torch.minimum(box[:, 2] + 1, torch.tensor(width))
-    y1 = torch.minimum(box[:, 3] + 1, torch.tensor(height))
+    x1 = (box[:, 2] + 1).clamp(max=width)
+    y1 = (box[:, 3] + 1).clamp(max=height)
     region = torch.stack([x0, y0, x1, y1], 1)
     region = torch.where(finite[:, None], region, 0)
     return PasteGeometry(padded, box, region)
@@ -70,11 +70,11 @@ def background_value(threshold: float) -> bool:
 
 
 def paint_priority(scores: Tensor | None, n: int) -> Tensor:
-    """Tensor[N] int64 rank of each instance: 0 = painted on top. Highest score first; ties
+    """Tensor[N] int64 (CPU) rank of each instance: 0 = painted on top. Highest score first; ties
     (and scores=None) go to the lower index."""
     if scores is None:
         return torch.arange(n)
-    order = torch.argsort(-scores.float(), stable=True)
+    order = torch.argsort(-scores.detach().float().cpu(), stable=True)
     rank = torch.empty(n, dtype=torch.int64)
     rank[order] = torch.arange(n)
     return rank

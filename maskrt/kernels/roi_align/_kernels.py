@@ -36,10 +36,10 @@ def roi_align_kernel(level_ptrs, heights, widths, levels, batch, start_h, start_
     ok = row_ok[:, None] & c_ok[None, :]
     acc = tl.zeros([ROI_BLOCK * BINS, BLOCK_C], dtype=tl.float32)
     for iy in range(tl.load(block_grid + 2 * tl.program_id(0))):
-        yy = sh + ph * bh + (iy + 0.5) * bh / gh.to(tl.float32)
+        yy = sh + ph * bh + (iy + 0.5) * bh / tl.maximum(gh, 1).to(tl.float32)  # gh = 0: no samples
         y_low, y_high, ly, y_ok = _axis(yy, h)
         for ix in range(tl.load(block_grid + 2 * tl.program_id(0) + 1)):
-            xx = sw + pw * bw + (ix + 0.5) * bw / gw.to(tl.float32)
+            xx = sw + pw * bw + (ix + 0.5) * bw / tl.maximum(gw, 1).to(tl.float32)
             x_low, x_high, lx, x_ok = _axis(xx, w)
             use = y_ok & x_ok & (iy < gh) & (ix < gw)
             hy, hx = 1.0 - ly, 1.0 - lx
@@ -52,7 +52,8 @@ def roi_align_kernel(level_ptrs, heights, widths, levels, batch, start_h, start_
             acc += tl.where(m, val, 0.0)
     count = tl.maximum(gh * gw, 1).to(tl.float32)
     res = acc / count[:, None]
-    dst = out_ptr + (roi.to(tl.int64) * channels)[:, None] * (size * size) + cs[None, :] * (size * size) + bin_id[:, None]
+    row = (roi.to(tl.int64) * channels)[:, None] + cs[None, :]
+    dst = out_ptr + row * (size * size) + bin_id[:, None]
     tl.store(dst, res.to(out_ptr.dtype.element_ty), mask=ok)
 
 

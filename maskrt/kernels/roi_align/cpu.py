@@ -1,13 +1,12 @@
-"""Fast CPU multi-level RoIAlign: all RoIs of a level in one weighted gather.
+"""Fast CPU multi-level RoIAlign: every bin of every RoI as one weighted gather, per channel block.
 
-All levels are copied channels-last into one table Tensor[sum_l B * H_l * W_l, C]. Every
-output bin of every RoI is a weighted sum of `4 * gh * gw` table rows (gh x gw sampling points,
-4 bilinear taps each); positions (level base + row) and weights are computed for all RoIs at
-once in float32 with torchvision's arithmetic, and one `F.embedding_bag(mode="sum",
-per_sample_weights=...)` performs the gather-multiply-add over C contiguous channels, writing
-bins in raster order of the RoIs (level, image, row band, column: neighbouring RoIs share
-cache lines), then one row copy puts them in RoI order. The result is channels_last, so the
-output is never transposed.
+Every output bin is a weighted sum of `4 * gh * gw` feature pixels (gh x gw sampling points,
+4 bilinear taps each). Their positions (level base + row) and weights are computed once for all
+RoIs in float32 with torchvision's arithmetic. Then, per block of 64 channels, all levels are
+copied channels-last into a small table Tensor[sum_l B * H_l * W_l, 64] (~5 MB: it stays in
+cache) and `F.embedding_bag(mode="sum", per_sample_weights=...)` gathers and sums the taps of
+all bins, in RoI order, into a channels-last output. The result is returned as a channels_last
+Tensor[R, C, S, S], so the output is never transposed.
 
 RoIs whose adaptive grid is large (gh * gw > MAX_GATHER_SAMPLES, e.g. huge boxes) use an exact
 separable path instead: out = Wy @ F @ Wx^T with per-axis weights accumulated over samples, so
@@ -21,6 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -28,7 +28,8 @@ from torch import Tensor
 from .common import assign_levels, check_inputs
 
 MAX_GATHER_SAMPLES = 36  # gh * gw per bin above which the separable path is used
-_CHUNK_BINS = 1 << 16  # bins per embedding_bag call (bounds the index/weight tensors to ~100 MB)
+CHANNEL_BLOCK = 64  # channels per gather: the block's table (~5 MB for 800x1088) stays in cache
+_CHUNK_BINS = 1 << 16  # samples per chunk when accumulating the separable path's axis weights
 
 
 def roi_align(
@@ -53,38 +54,66 @@ def roi_align(
     n, c, size = rois.shape[0], first.shape[1], output_size
     if n == 0:
         return first.new_zeros((0, size, size, c)).permute(0, 3, 1, 2)
-    table, bases = pyramid_table(features)
+    bases = level_bases(features)
     levels = assign_levels(rois, spatial_scales, canonical_size, canonical_level)
     geo = _geometry(rois, levels, features, spatial_scales, bases, size, sampling_ratio, aligned)
-    order = _raster_order(geo)
-    geo = {k: v[order] for k, v in geo.items()}
+    pos, weight, offsets = _bags(geo, size)  # computed once, reused for every channel block
+    out = np.empty((n * size * size, c), dtype=np.float32)
+    maps = [f.detach().float().numpy() for f in features]
+    for c0 in range(0, c, CHANNEL_BLOCK):
+        c1 = min(c0 + CHANNEL_BLOCK, c)
+        table = torch.from_numpy(pyramid_table(maps, c0, c1))
+        out[:, c0:c1] = F.embedding_bag(pos, table, offsets, per_sample_weights=weight, mode="sum").numpy()
+    out = torch.from_numpy(out)
+    out = out.view(n, size, size, c)
+    large = torch.where(geo["grid_h"] * geo["grid_w"] > MAX_GATHER_SAMPLES)[0].tolist()
+    for i in large:
+        out[i] = _separable(features, {k: v[i : i + 1] for k, v in geo.items()}, size)
+    # [R, S, S, C] -> Tensor[R, C, S, S] in channels_last memory format: no transpose of the output.
+    return out.to(first.dtype).permute(0, 3, 1, 2)
+
+
+def level_bases(features: Sequence[Tensor]) -> list[int]:
+    """First table row of each level: levels are stacked, each B * H_l * W_l rows (image-major)."""
+    sizes = [f.shape[0] * f.shape[2] * f.shape[3] for f in features]
+    return [sum(sizes[:i]) for i in range(len(sizes))]
+
+
+def pyramid_table(maps: Sequence[np.ndarray], c0: int, c1: int) -> np.ndarray:
+    """Channels c0:c1 of all levels, channels-last: float32 [sum_l B * H_l * W_l, c1 - c0].
+
+    Small enough (a few MB for 32 channels) to stay in cache while the gather reads it. numpy
+    copies are single-threaded: many mid-sized torch copies would each wake the thread pool,
+    which costs milliseconds per op when the other core is busy.
+    """
+    b = maps[0].shape[0]
+    rows = sum(b * f.shape[2] * f.shape[3] for f in maps)
+    table = np.empty((rows, c1 - c0), dtype=np.float32)
+    start = 0
+    for f in maps:
+        for i in range(b):
+            hw = f.shape[2] * f.shape[3]
+            table[start : start + hw] = f[i, c0:c1].reshape(c1 - c0, hw).T
+            start += hw
+    return table
+
+
+def _bags(geo: dict[str, Tensor], size: int) -> tuple[Tensor, Tensor, Tensor]:
+    """Table rows, weights and bag offsets of every output bin, bins in (RoI, row, column) order.
+
+    Returns flat 1-D positions and weights with per-bin offsets (Tensor[R * S * S]). With one sampling
+    grid for all RoIs (fixed sampling_ratio) every bag has 4 * gh * gw taps; with adaptive grids
+    bags differ, and RoIs using the separable path get empty bags (filled afterwards).
+    """
+    n = geo["start_h"].shape[0]
     grids = torch.stack([geo["grid_h"], geo["grid_w"]], 1)
     pairs = torch.unique(grids, dim=0).tolist()
     if len(pairs) == 1 and pairs[0][0] * pairs[0][1] <= MAX_GATHER_SAMPLES:
         pos, weight = _taps(geo, size, *pairs[0])
-        out = _bag_sum(table, pos.view(n * size * size, -1), weight.view(n * size * size, -1), None)
-    else:
-        out = _pool_mixed(table, geo, grids, pairs, size)
-    for i in torch.where(grids.prod(1) > MAX_GATHER_SAMPLES)[0].tolist():
-        one = {k: v[i : i + 1] for k, v in geo.items()}
-        out.view(n, size, size, c)[i] = _separable(table, one, size)
-    result = torch.empty((n, size, size, c), dtype=first.dtype)
-    result.index_copy_(0, order, out.view(n, size, size, c).to(first.dtype))
-    # [R, S, S, C] -> Tensor[R, C, S, S] in channels_last memory format: no transpose of the output.
-    return result.permute(0, 3, 1, 2)
-
-
-def pyramid_table(features: Sequence[Tensor]) -> tuple[Tensor, list[int]]:
-    """All levels channels-last in one float32 Tensor[sum_l B * H_l * W_l, C], and each level's first row."""
-    b, c = features[0].shape[:2]
-    sizes = [b * f.shape[2] * f.shape[3] for f in features]
-    bases = [sum(sizes[:i]) for i in range(len(sizes))]
-    table = torch.empty((sum(sizes), c), dtype=torch.float32)
-    for f, base, rows in zip(features, bases, sizes):
-        dst = table[base : base + rows].view(b, -1, c)
-        for i in range(b):  # a 2-D transpose per image is ~1.7x faster than a 4-D permute copy
-            dst[i].copy_(f[i].reshape(c, -1).t())
-    return table, bases
+        taps = pos.shape[-1]
+        # flat input + explicit offsets: embedding_bag would otherwise rebuild both on every call
+        return pos.reshape(-1), weight.reshape(-1), torch.arange(0, n * size * size * taps, taps)
+    return _mixed_bags(geo, grids, pairs, size)
 
 
 def _geometry(rois, levels, features, spatial_scales, bases, size, sampling_ratio, aligned) -> dict[str, Tensor]:
@@ -93,9 +122,10 @@ def _geometry(rois, levels, features, spatial_scales, bases, size, sampling_rati
     The RoI is rounded to the features' dtype first, as the reference does before pooling.
     """
     dtype = features[0].dtype
-    scale = torch.tensor([float(s) for s in spatial_scales], dtype=dtype).float()[levels]
-    height = torch.tensor([f.shape[2] for f in features])[levels]
-    width = torch.tensor([f.shape[3] for f in features])[levels]
+    dev = levels.device
+    scale = torch.tensor([float(s) for s in spatial_scales], dtype=dtype, device=dev).float().index_select(0, levels)
+    height = torch.tensor([f.shape[2] for f in features], device=dev).index_select(0, levels)
+    width = torch.tensor([f.shape[3] for f in features], device=dev).index_select(0, levels)
     r = rois.to(dtype).float()
     offset = 0.5 if aligned else 0.0
     x1, y1, x2, y2 = (r[:, k] * scale - offset for k in range(1, 5))
@@ -109,42 +139,30 @@ def _geometry(rois, levels, features, spatial_scales, bases, size, sampling_rati
     else:
         grid_h = torch.ceil(roi_h / size).to(torch.int64)
         grid_w = torch.ceil(roi_w / size).to(torch.int64)
-    base = torch.tensor(bases)[levels] + r[:, 0].to(torch.int64) * height * width
+    base = torch.tensor(bases, device=dev).index_select(0, levels) + r[:, 0].to(torch.int64) * height * width
     return {"base": base, "height": height, "width": width, "start_h": y1, "start_w": x1, "bin_h": bin_h,
-            "bin_w": bin_w, "grid_h": grid_h, "grid_w": grid_w}
+            "bin_w": bin_w, "grid_h": grid_h, "grid_w": grid_w, "level": levels, "batch": r[:, 0].to(torch.int64)}
 
 
-def _pool_mixed(table: Tensor, geo: dict[str, Tensor], grids: Tensor, pairs, size: int) -> Tensor:
-    """Adaptive grids: one variable-length bag per bin, bags in RoI order. -> Tensor[R * S * S, C]."""
-    n = grids.shape[0]
+def _mixed_bags(geo: dict[str, Tensor], grids: Tensor, pairs, size: int) -> tuple[Tensor, Tensor, Tensor]:
+    """Adaptive grids: one variable-length bag per bin, bags in RoI order (flat pos, weight, offsets)."""
     taps = 4 * grids.prod(1)
     taps = torch.where(taps > 4 * MAX_GATHER_SAMPLES, 0, taps)  # separable RoIs get empty bags here
     per_roi = taps * size * size
     starts = torch.cumsum(per_roi, 0) - per_roi
     total = int(per_roi.sum())
-    flat_pos = torch.empty(total, dtype=torch.int64)
-    flat_w = torch.empty(total, dtype=torch.float32)
+    flat_pos = torch.zeros(total, dtype=torch.int64)
+    flat_w = torch.zeros(total, dtype=torch.float32)
     for gh, gw in pairs:
         if gh * gw > MAX_GATHER_SAMPLES:
             continue
         sel = torch.where((grids[:, 0] == gh) & (grids[:, 1] == gw))[0]
-        pos, weight = _taps({k: v[sel] for k, v in geo.items()}, size, gh, gw)
-        dst = (starts[sel][:, None] + torch.arange(pos[0].numel())[None, :]).reshape(-1)
-        flat_pos[dst] = pos.reshape(-1)
-        flat_w[dst] = weight.reshape(-1)
+        pos, weight = _taps({k: v.index_select(0, sel) for k, v in geo.items()}, size, gh, gw)
+        dst = (starts.index_select(0, sel)[:, None] + torch.arange(pos[0].numel())[None, :]).reshape(-1)
+        flat_pos.index_copy_(0, dst, pos.reshape(-1))
+        flat_w.index_copy_(0, dst, weight.reshape(-1))
     bag_sizes = taps.repeat_interleave(size * size)
-    offsets = torch.cumsum(bag_sizes, 0) - bag_sizes
-    return _bag_sum(table, flat_pos, flat_w, offsets)
-
-
-def _bag_sum(table: Tensor, pos: Tensor, weight: Tensor, offsets: Tensor | None) -> Tensor:
-    """sum_k weight[bag, k] * table[pos[bag, k]] for every bag -> Tensor[bags, C] float32."""
-    if offsets is None:
-        if pos.shape[0] <= _CHUNK_BINS:
-            return F.embedding_bag(pos, table, per_sample_weights=weight, mode="sum")
-        return torch.cat([F.embedding_bag(pos[s : s + _CHUNK_BINS], table, per_sample_weights=weight[s : s + _CHUNK_BINS],
-                                          mode="sum") for s in range(0, pos.shape[0], _CHUNK_BINS)])
-    return F.embedding_bag(pos, table, offsets, per_sample_weights=weight, mode="sum", include_last_offset=False)
+    return flat_pos, flat_w, torch.cumsum(bag_sizes, 0) - bag_sizes
 
 
 def axis_taps(start: Tensor, bin_size: Tensor, grid: int, size: int, limit: Tensor | int, first: int = 0):
@@ -184,7 +202,7 @@ def _taps(geo: dict[str, Tensor], size: int, gh: int, gw: int) -> tuple[Tensor, 
     return pos.reshape(n, size, size, -1), (wy * wx).reshape(n, size, size, -1)
 
 
-def _separable(table: Tensor, geo: dict[str, Tensor], size: int) -> Tensor:
+def _separable(features: Sequence[Tensor], geo: dict[str, Tensor], size: int) -> Tensor:
     """One RoI with a large sampling grid: Tensor[S, S, C] = Wy @ F @ Wx^T / count.
 
     Per-axis weights are accumulated over samples in chunks, so memory stays O(S * (H + W)) and
@@ -194,8 +212,8 @@ def _separable(table: Tensor, geo: dict[str, Tensor], size: int) -> Tensor:
     gh, gw = int(geo["grid_h"][0]), int(geo["grid_w"][0])
     wy = _axis_matrix(geo["start_h"], geo["bin_h"], gh, size, h)  # [P, H]
     wx = _axis_matrix(geo["start_w"], geo["bin_w"], gw, size, w)  # [Q, W]
-    fmap = table[int(geo["base"][0]) : int(geo["base"][0]) + h * w].view(h, w, -1)
-    tmp = torch.einsum("ph,hwc->pwc", wy, fmap)
+    fmap = features[int(geo["level"][0])][int(geo["batch"][0])].float()  # [C, H, W]
+    tmp = torch.einsum("ph,chw->pwc", wy, fmap)
     return torch.einsum("qw,pwc->pqc", wx, tmp) / float(max(gh * gw, 1))
 
 
@@ -208,10 +226,3 @@ def _axis_matrix(start: Tensor, bin_size: Tensor, grid: int, size: int, limit: i
         mat.scatter_add_(1, index[0].reshape(size, -1), weight[0].reshape(size, -1))
     return mat.float()
 
-
-def _raster_order(geo: dict[str, Tensor]) -> Tensor:
-    """Permutation visiting RoIs by table position of their top-left corner, in bands of 16 rows."""
-    row = (geo["start_h"].clamp(-1.0, 1e6) / 16.0).floor().to(torch.int64).clamp(min=0)
-    col = geo["start_w"].clamp(0.0, 1e6).to(torch.int64)
-    key = (geo["base"] + row * 16 * geo["width"]) * 4096 + col.clamp(max=4095)
-    return torch.argsort(key, stable=True)

@@ -55,8 +55,8 @@ def roi_align(
     pad = programs * ROI_BLOCK - n
     grids = torch.stack([geo["grid_h"], geo["grid_w"]], 1)
     block_grid = torch.cat([grids, grids.new_zeros((pad, 2))]).view(programs, ROI_BLOCK, 2).amax(1)
-    f32 = lambda k: geo[k].to(device=dev, dtype=torch.float32).contiguous()  # noqa: E731
-    i32 = lambda v: v.to(device=dev, dtype=torch.int32).contiguous()  # noqa: E731
+    f32 = lambda k: geo[k].to(device=dev, dtype=torch.float32).contiguous()
+    i32 = lambda v: v.to(device=dev, dtype=torch.int32).contiguous()
     dtype = {torch.float32: tl.float32, torch.float16: tl.float16, torch.bfloat16: tl.bfloat16}[first.dtype]
     grid = (programs, triton.cdiv(c, BLOCK_C))
     _kernels.roi_align_kernel[grid](

@@ -1,0 +1,156 @@
+"""roi_align: cpu and triton (interpreter) against the reference (torchvision's roi_align per level)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import maskrt.kernels as K
+from maskrt.kernels.roi_align.reference import roi_align as reference
+from tests.kernels.conftest import IMPLS
+
+SCALES = [1 / 4, 1 / 8, 1 / 16, 1 / 32]
+
+
+def pyramid(batch=2, channels=8, height=64, width=80, dtype=torch.float32, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return [torch.randn(batch, channels, height // 2**i, width // 2**i, generator=g).to(dtype) for i in range(4)]
+
+
+def random_rois(n, batch=2, height=256, width=320, seed=1, max_size=400.0):
+    """RoIs over every FPN level: sizes log-uniform in [2, max_size], some crossing the border."""
+    g = torch.Generator().manual_seed(seed)
+    xy = torch.rand(n, 2, generator=g) * torch.tensor([width + 40.0, height + 40.0]) - 20
+    wh = torch.exp(torch.rand(n, 2, generator=g) * (torch.log(torch.tensor(max_size)) - 0.7) + 0.7)
+    b = torch.randint(0, batch, (n, 1), generator=g).float()
+    return torch.cat([b, xy, xy + wh], 1)
+
+
+def check(impl, feats, rois, size=7, sampling_ratio=2, aligned=False, atol=1e-5, rtol=1e-5):
+    ref = reference(feats, rois, SCALES, size, sampling_ratio, aligned)
+    out = K.roi_align(feats, rois, SCALES, size, sampling_ratio, aligned, impl=impl)
+    assert out.shape == ref.shape and out.dtype == ref.dtype
+    torch.testing.assert_close(out, ref, atol=atol, rtol=rtol, equal_nan=True)
+    return out
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+@pytest.mark.parametrize("aligned", [False, True])
+@pytest.mark.parametrize("sampling_ratio", [2, -1])
+@pytest.mark.parametrize("size", [7, 14])
+def test_random_rois_match_reference(impl, aligned, sampling_ratio, size):
+    n = 24 if impl == "triton" else 200
+    check(impl, pyramid(), random_rois(n), size, sampling_ratio, aligned)
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+def test_zero_rois(impl):
+    out = K.roi_align(pyramid(), torch.zeros(0, 5), SCALES, 7, 2, False, impl=impl)
+    assert out.shape == (0, 8, 7, 7)
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+@pytest.mark.parametrize("aligned", [False, True])
+@pytest.mark.parametrize("sampling_ratio", [2, -1])
+def test_degenerate_rois(impl, aligned, sampling_ratio):
+    rois = torch.tensor([
+        [0, 10.0, 10.0, 10.0, 40.0],  # zero width
+        [1, 10.0, 10.0, 40.0, 10.0],  # zero height
+        [0, 20.0, 20.0, 20.0, 20.0],  # a point
+        [0, 50.0, 60.0, 30.0, 40.0],  # inverted
+        [0, -80.0, -60.0, -10.0, -5.0],  # entirely above-left of the image
+        [1, 400.0, 300.0, 700.0, 500.0],  # entirely past the bottom-right border
+        [0, -30.0, -20.0, 50.0, 70.0],  # negative start
+        [1, 280.0, 200.0, 360.0, 290.0],  # past the border
+        [0, 0.0, 0.0, 320.0, 256.0],  # the whole image
+        [1, -500.0, -500.0, 1500.0, 1200.0],  # much larger than the image (top level, large grid)
+    ])
+    check(impl, pyramid(), rois, 7, sampling_ratio, aligned)
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+def test_huge_adaptive_grid_is_exact(impl):
+    """A RoI far larger than the image: the cpu path switches to the separable computation."""
+    rois = torch.tensor([[0, -3000.0, -2000.0, 3300.0, 2500.0], [1, 5.0, 5.0, 9000.0, 40.0]])
+    check(impl, pyramid(channels=4), rois, 7, -1, False, atol=1e-4)
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf")])
+def test_non_finite_rois_raise(impl, bad):
+    rois = random_rois(3)
+    rois[1, 3] = bad
+    with pytest.raises(ValueError, match="NaN or inf"):
+        K.roi_align(pyramid(), rois, SCALES, 7, 2, False, impl=impl)
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+def test_batch_index_out_of_range_raises(impl):
+    rois = random_rois(3)
+    rois[0, 0] = 2
+    with pytest.raises(ValueError, match="batch index"):
+        K.roi_align(pyramid(), rois, SCALES, 7, 2, False, impl=impl)
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+def test_nan_features_propagate_like_reference(impl):
+    feats = pyramid()
+    for f in feats:
+        f[0, :, f.shape[2] // 2, f.shape[3] // 2] = float("nan")
+    rois = random_rois(16 if impl == "triton" else 100, seed=3)
+    rois[:, 1:] = rois[:, 1:].clamp(0, 250)  # keep the samples inside: no zero-weight reads at the border
+    around_centre = torch.tensor([[0, 160 - s, 128 - s, 160 + s, 128 + s] for s in (10.0, 40.0, 90.0, 127.0)])
+    rois = torch.cat([rois, around_centre])  # one RoI per level over the NaN pixel
+    out = check(impl, feats, rois)
+    assert torch.isnan(out).any() and not torch.isnan(out).all()
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+def test_many_rois(impl):
+    n = 300 if impl == "triton" else 5000
+    check(impl, pyramid(channels=4), random_rois(n, seed=7))
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+def test_non_contiguous_inputs(impl):
+    feats = [f[:, ::2] for f in pyramid(channels=16)]  # every other channel: strided views
+    rois = random_rois(20).t().contiguous().t()  # column-major rows
+    assert not feats[0].is_contiguous() and not rois.is_contiguous()
+    check(impl, feats, rois)
+    cl = [f.contiguous(memory_format=torch.channels_last) for f in pyramid()]
+    check(impl, cl, random_rois(20))
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+def test_fp16(impl):
+    """fp16 features: sampled and accumulated in fp32, rounded once. torchvision's own fp16 kernel
+    also computes the sample coordinates in fp16 (errors up to ~0.1 here), so the oracle is the
+    fp32 reference on the same fp16 values, to fp16 output precision."""
+    feats = pyramid(dtype=torch.float16)
+    rois = random_rois(20).half().float()  # exactly representable
+    out = K.roi_align(feats, rois, SCALES, 7, 2, False, impl=impl)
+    assert out.dtype == torch.float16
+    ref = reference([f.float() for f in feats], rois, SCALES, 7, 2, False)
+    torch.testing.assert_close(out.float(), ref, atol=2e-3, rtol=2e-3)
+    torch.testing.assert_close(out, reference(feats, rois, SCALES, 7, 2, False), atol=0.15, rtol=0)
+
+
+def test_output_is_channels_last_view_with_same_values():
+    out = K.roi_align(pyramid(), random_rois(5), SCALES, 7, 2, False, impl="cpu")
+    assert out.is_contiguous(memory_format=torch.channels_last)
+
+
+def test_levels_follow_fpn_equation():
+    """A 224 px box goes to level 4 (scale 1/16), a 112 px box to level 3; clamped at both ends."""
+    from maskrt.kernels.roi_align.common import assign_levels
+
+    rois = torch.tensor([[0, 0, 0, 224.0, 224], [0, 0, 0, 112, 112], [0, 0, 0, 1, 1], [0, 0, 0, 5000, 5000]])
+    assert assign_levels(rois, SCALES, 224, 4).tolist() == [2, 1, 0, 3]
+
+
+def test_custom_op_opcheck():
+    feats = pyramid(batch=1, channels=2, height=16, width=16)
+    rois = torch.tensor([[0, 1.0, 2.0, 30.0, 40.0], [0, 3.0, 3.0, 60.0, 50.0]])
+    torch.library.opcheck(torch.ops.maskrt.roi_align.default, (feats, rois, SCALES, 3, 2, False, 224, 4))
+    torch.testing.assert_close(torch.ops.maskrt.roi_align(feats, rois, SCALES, 3, 2, False, 224, 4),
+                               reference(feats, rois, SCALES, 3, 2, False))
