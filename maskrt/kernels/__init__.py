@@ -41,7 +41,8 @@ def paste_id_map(*args, impl: str | None = None, **kwargs) -> PastedInstances:
     The `reference` selection uses the cpu implementation (checked against paste() in tests).
     """
     impl = impl or current()
-    if impl == "triton":
+    masks = args[0] if args else kwargs["masks"]
+    if impl == "triton" or (impl == "auto" and masks.is_cuda):
         from .paste.triton import paste_id_map as fn
     else:
         from .paste.cpu import paste_id_map as fn

@@ -1,4 +1,7 @@
-"""One switch for all three ops: `reference`, `cpu` or `triton`.
+"""One switch for all three ops: `auto` (the default), `reference`, `cpu` or `triton`.
+
+`auto` runs the `triton` kernels on CUDA tensors and the fast `cpu` ones on CPU tensors;
+`reference` (torchvision) is the ground truth the tests compare the others with.
 
 The model calls `maskrt.kernels.roi_align / nms / paste`; which implementation runs is chosen
 per call (`impl=`) or process-wide with `set_implementation` / the `use` context manager (or
@@ -52,7 +55,22 @@ _REGISTRY["triton"] = {
     "nms": _lazy("nms.triton", "nms"),
     "paste": _lazy("paste.triton", "paste"),
 }
-_current = os.environ.get("MASKRT_KERNELS", "reference")
+
+
+def _by_device(op: str) -> Callable:
+    """`auto`: the `triton` implementation for CUDA tensors, the `cpu` one otherwise."""
+
+    def call(*args, **kwargs):
+        first = args[0] if args else next(iter(kwargs.values()))
+        tensor = first[0] if isinstance(first, (list, tuple)) else first
+        return _REGISTRY["triton" if tensor.is_cuda else "cpu"][op](*args, **kwargs)
+
+    call.__name__ = call.__qualname__ = f"auto_{op}"
+    return call
+
+
+_REGISTRY["auto"] = {op: _by_device(op) for op in OPS}
+_current = os.environ.get("MASKRT_KERNELS", "auto")
 
 
 def available() -> list[str]:

@@ -244,7 +244,7 @@ def test_tensorrt_build_writes_checked_full_graph_onnx(small_checkpoint, tmp_pat
 
     out = build_engine(small_checkpoint, tmp_path / "t.maskrt", target="tensorrt", onnx_only=True, progress=False)
     manifest = read_manifest(out)
-    assert {"model.onnx", "paste.onnx", "onnx/dense.onnx"} <= set(manifest.files)
+    assert set(manifest.files) == {"model.onnx", "paste.onnx"}  # the stage graphs are the cpu target's
     assert [n.op_type for n in trt_graph.check_trt_onnx(out / "paste.onnx")] == ["PasteMasks"]
 
 
