@@ -88,6 +88,8 @@ def train(args: argparse.Namespace) -> None:
     model = build_model(len(CLASS_NAMES) + 1).train()
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=args.lr, weight_decay=1e-4)
+    if args.init:
+        init_from(model, args.init)
     first = resume(model, optimizer, args.resume) if args.resume else 0
     start = time.time()
     for step in range(first, args.steps):
@@ -121,6 +123,17 @@ def save(model: MaskRCNN, out: Path, optimizer: torch.optim.Optimizer, next_step
     Path(str(resume_path) + ".tmp").replace(resume_path)
 
 
+def init_from(model: MaskRCNN, path: Path) -> None:
+    """Start from a shipped checkpoint's weights (fp16 safetensors are loaded as fp32)."""
+    from maskrt.model import load_checkpoint
+
+    state = load_checkpoint(path).state_dict
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    if unexpected or any(not k.endswith("num_batches_tracked") for k in missing):
+        raise SystemExit(f"{path} does not match the training architecture")
+    print(f"initialised from {path}", flush=True)
+
+
 def resume(model: MaskRCNN, optimizer: torch.optim.Optimizer, path: Path) -> int:
     """Load OUT.state.pt written by `save`; returns the step to continue from."""
     state = torch.load(path, map_location="cpu", weights_only=True)
@@ -141,6 +154,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--log-every", type=int, default=20)
     p.add_argument("--checkpoint-every", type=int, default=250)
+    p.add_argument("--init", type=Path, help="start from the weights of a saved checkpoint (e.g. the bundled one)")
     p.add_argument("--resume", type=Path, help="continue from OUT.state.pt (the schedule uses --steps)")
     p.add_argument("--out", type=Path, default=Path("maskrt/assets/shapes_r18fpn64.safetensors"))
     return p.parse_args(argv)
