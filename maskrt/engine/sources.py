@@ -13,6 +13,7 @@ from .images import IMAGE_SUFFIXES, read_image
 
 
 def _has_glob(text: str) -> bool:
+    """True when `text` holds a glob wildcard (*, ? or [)."""
     return any(ch in text for ch in "*?[")
 
 

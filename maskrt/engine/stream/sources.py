@@ -21,7 +21,7 @@ import numpy as np
 
 from ...errors import InputError
 from ..images import IMAGE_SUFFIXES, read_image
-from ..sources import image_paths
+from ..sources import _has_glob, image_paths
 
 URL_SCHEMES = ("rtsp", "rtsps", "rtmp", "rtmps", "http", "https", "udp", "tcp", "srt")
 
@@ -108,10 +108,6 @@ class ImageSource(FrameSource):
 def _is_url(text: str) -> bool:
     match = re.match(r"^([a-zA-Z][a-zA-Z0-9+.-]*)://", text)
     return bool(match) and match.group(1).lower() in URL_SCHEMES
-
-
-def _has_glob(text: str) -> bool:
-    return any(ch in text for ch in "*?[")
 
 
 def describe_kind(spec) -> str:
