@@ -105,3 +105,12 @@ def test_maskrt_cpu_engine(benchmark, checkpoint, image, tmp_path, flops):
     benchmark.group = GROUP
     benchmark.extra_info["flops"] = flops
     benchmark.pedantic(lambda: seg(image).masks, rounds=ROUNDS, warmup_rounds=1)
+
+
+def test_maskrt_cpu_engine_fp16(benchmark, checkpoint, image, tmp_path, flops):
+    """`--precision fp16` on the CPU: fp16 weights, bf16 compute where the CPU supports it."""
+    engine = build_engine(checkpoint, tmp_path / "r50-fp16.maskrt", precision="fp16", progress=False)
+    seg = maskrt.load(engine, num_threads=THREADS)
+    benchmark.group = GROUP
+    benchmark.extra_info["flops"] = flops
+    benchmark.pedantic(lambda: seg(image).masks, rounds=ROUNDS, warmup_rounds=1)

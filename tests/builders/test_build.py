@@ -171,3 +171,14 @@ def test_cli_bad_inputs(tmp_path, args, message):
     errors = [line for line in result.stderr.splitlines() if line.startswith("maskrt: error:")]
     assert result.returncode == 2 and len(errors) == 1 and message in errors[0]
     assert "Traceback" not in result.stderr and list(tmp_path.iterdir()) == []
+
+
+def test_cpu_engine_matches_torch_on_bundled_model(tmp_path):
+    from maskrt.data import make_scene
+
+    bundled = __import__("pathlib").Path(maskrt.__file__).parent / "assets" / "shapes_r18fpn64.safetensors"
+    engine = maskrt.load(build_engine(bundled, tmp_path / "shapes.maskrt", progress=False))
+    torch_seg = maskrt.load(bundled, backend="torch")
+    for index, size in enumerate([(320, 320), (240, 320), (480, 270)]):
+        image = make_scene(55_555, index, size=size).image
+        assert_close_detections(engine(image), torch_seg(image))
