@@ -48,9 +48,13 @@ def prepare(boxes: Tensor, scores: Tensor, classes: Tensor) -> NmsInput:
 def uses_coordinate_trick(boxes: Tensor) -> bool:
     """torchvision.ops.batched_nms's own switch: one NMS over class-offset boxes for small inputs,
     one NMS per class above (4000 coordinates on CPU, 100000 elsewhere). Mirrored so every
-    implementation keeps exactly the reference's set, including IoUs that round differently."""
+    implementation keeps exactly the reference's set, including IoUs that round differently.
+
+    The trick keeps classes apart only when no coordinate is negative (torchvision then lets boxes
+    of different classes suppress each other, a bug); such inputs, which the model never makes
+    (its boxes are clipped to the image), take the per-class path, NMS's definition."""
     limit = 4000 if boxes.device.type == "cpu" else 100_000
-    return boxes.numel() <= limit
+    return boxes.numel() <= limit and not bool((boxes < 0).any())
 
 
 def offset_boxes(boxes: Tensor, classes: Tensor) -> Tensor:
