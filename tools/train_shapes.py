@@ -60,12 +60,14 @@ def build_model(num_classes: int) -> MaskRCNN:
     )
 
 
-def make_batch(step: int, batch_size: int) -> tuple[list[torch.Tensor], list[dict]]:
+def make_batch(step: int, batch_size: int, data_offset: int = 0) -> tuple[list[torch.Tensor], list[dict]]:
+    """Scenes of seed TRAIN_SEED + data_offset + step (fresh scenes when continuing a model)."""
     images, targets = [], []
+    seed = TRAIN_SEED + data_offset + step
     for i in range(batch_size):
-        scene = make_scene(TRAIN_SEED + step, i, size=(IMAGE_SIZE, IMAGE_SIZE))
+        scene = make_scene(seed, i, size=(IMAGE_SIZE, IMAGE_SIZE))
         if scene.num_instances == 0:
-            scene = make_scene(TRAIN_SEED + step, i + batch_size, size=(IMAGE_SIZE, IMAGE_SIZE))
+            scene = make_scene(seed, i + batch_size, size=(IMAGE_SIZE, IMAGE_SIZE))
         images.append(torch.from_numpy(scene.image).permute(2, 0, 1).float() / 255.0)
         targets.append({
             "boxes": torch.from_numpy(scene.boxes).float().reshape(-1, 4),
@@ -95,7 +97,7 @@ def train(args: argparse.Namespace) -> None:
     for step in range(first, args.steps):
         for group in optimizer.param_groups:
             group["lr"] = learning_rate(step, args.steps, args.lr, args.warmup)
-        images, targets = make_batch(step, args.batch_size)
+        images, targets = make_batch(step, args.batch_size, args.data_offset)
         losses = model(images, targets)
         loss = sum(losses.values())
         optimizer.zero_grad(set_to_none=True)
@@ -154,6 +156,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--log-every", type=int, default=20)
     p.add_argument("--checkpoint-every", type=int, default=250)
+    p.add_argument("--data-offset", type=int, default=0, help="shift the scene seeds (use fresh data when continuing)")
     p.add_argument("--init", type=Path, help="start from the weights of a saved checkpoint (e.g. the bundled one)")
     p.add_argument("--resume", type=Path, help="continue from OUT.state.pt (the schedule uses --steps)")
     p.add_argument("--out", type=Path, default=Path("maskrt/assets/shapes_r18fpn64.safetensors"))
