@@ -123,6 +123,16 @@ def test_fp16_and_non_contiguous(impl):
     assert torch.equal(K.nms(*half, cls, 0.5, -1, impl=impl), expected(*half, cls, 0.5))
 
 
+@pytest.mark.parametrize("n", [300, 1200])
+def test_cpu_float64_computes_in_double_like_the_reference(n):
+    """float64 boxes: torchvision's NMS computes IoUs in double; the cpu scan is compiled for
+    double then (a float32 scan would round some IoUs across the threshold)."""
+    boxes, scores, cls = random_boxes(n, 4, seed=n)
+    boxes, scores = boxes.double(), scores.double()
+    for thr in (0.3, 0.7):
+        assert torch.equal(K.nms(boxes, scores, cls, thr, -1, impl="cpu"), reference(boxes, scores, cls, thr))
+
+
 @pytest.mark.parametrize("impl", ["cpu"])
 def test_very_many_boxes(impl):
     boxes, scores, cls = random_boxes(20_000, 80, seed=13, extent=2000.0)

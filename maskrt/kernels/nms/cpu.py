@@ -1,22 +1,30 @@
 """Fast CPU batched NMS with exactly torchvision.ops.batched_nms's kept set and order.
 
-batched_nms switches algorithm by size (see `common.uses_coordinate_trick`); this does the same:
-- small inputs: one torchvision NMS over class-offset boxes (the reference's own computation);
-- large inputs: one torchvision NMS per class over contiguous class segments. The reference
-  finds each class with torch.unique + torch.where over all N boxes and scatters into a mask;
-  here one stable sort by class makes every class a slice, so the per-class cost is the NMS alone.
-Either way each class sees its boxes in ascending index order, as in the reference, so tied
-scores resolve identically; the final order is the reference's (score descending).
+The greedy scan is a numba-compiled loop (`_greedy_scan`): for each box still standing, in
+processing order, it marks every later box of its segment whose IoU exceeds the threshold. The
+inner loop has no branches (IoU computed for every later box, OR-ed into `removed`), so LLVM
+vectorises it; torchvision's C++ loop tests `suppressed[j]` per pair and stays scalar. The IoU
+is torchvision's CPU formula with the same float operations in the same order and no FMA
+contraction (numba's default, fastmath off), compared with the float32 threshold equivalent to
+torchvision's double comparison, so every kept set is identical.
+
+batched_nms switches algorithm by size (see `common.uses_coordinate_trick`); mirrored here:
+- small inputs: one segment of class-offset boxes (the reference's own computation);
+- large inputs: one segment per class. One stable sort by score and one stable sort by class
+  make every class a contiguous slice in its own score order (ties: lower index first, as the
+  reference's stable per-class sort of boxes given in ascending index order).
+The final order is the reference's (score descending).
 """
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import torch
 from torch import Tensor
-from torchvision.ops import nms as tv_nms
 
-from .common import finish, offset_boxes, order_by_score, prepare, uses_coordinate_trick
+from .common import finish, float32_threshold, offset_boxes, order_by_score, prepare, uses_coordinate_trick
 
 
 def nms(boxes: Tensor, scores: Tensor, classes: Tensor, iou_threshold: float, max_output: int = -1) -> Tensor:
@@ -29,28 +37,68 @@ def nms(boxes: Tensor, scores: Tensor, classes: Tensor, iou_threshold: float, ma
     if p.boxes.shape[0] == 0:
         return torch.empty(0, dtype=torch.int64, device=boxes.device)
     if uses_coordinate_trick(p.boxes):
-        kept = tv_nms(offset_boxes(p.boxes, p.classes), p.scores, iou_threshold)
+        order = p.scores.sort(descending=True, stable=True)[1]
+        segments = np.array([0, order.numel()], dtype=np.int64)
+        kept = order[_scan(offset_boxes(p.boxes, p.classes).index_select(0, order), segments, iou_threshold)]
     else:
-        kept = order_by_score(_per_class_mask(p.boxes, p.scores, p.classes, iou_threshold), p.scores)
-    return finish(kept, p, max_output)
+        order, segments = _per_class_order(p.scores, p.classes)
+        kept = order[_scan(p.boxes.index_select(0, order), segments, iou_threshold)]
+        kept = order_by_score(torch.sort(kept)[0], p.scores)
+    return finish(kept.to(boxes.device), p, max_output)
 
 
-def _per_class_mask(boxes: Tensor, scores: Tensor, classes: Tensor, iou_threshold: float) -> Tensor:
-    """Ascending rows kept by per-class NMS. One stable sort groups the classes into slices.
+def _per_class_order(scores: Tensor, classes: Tensor) -> tuple[Tensor, np.ndarray]:
+    """Rows grouped by class (ascending), each class by decreasing score, ties by lower row.
 
-    Bookkeeping uses index_select and numpy: advanced indexing and unique_consecutive launch
-    parallel kernels whose thread start-up costs milliseconds on a busy 2-core machine.
+    Returns (order Tensor[n] int64, segments int64[C + 1]: class c occupies order[s[c]:s[c+1]]).
     """
-    order_np = np.argsort(classes.cpu().numpy(), kind="stable")
-    counts = np.unique(classes.cpu().numpy()[order_np], return_counts=True)[1].tolist()
-    order = torch.from_numpy(order_np).to(boxes.device)
-    sorted_boxes, sorted_scores = boxes.index_select(0, order), scores.index_select(0, order)
-    kept, start = [], 0
-    for count in counts:
-        if count == 1:
-            kept.append(torch.tensor([start], device=boxes.device))
-        else:
-            kept.append(tv_nms(sorted_boxes[start : start + count], sorted_scores[start : start + count],
-                               iou_threshold).add_(start))
-        start += count
-    return torch.sort(order.index_select(0, torch.cat(kept)))[0]
+    by_score = scores.sort(descending=True, stable=True)[1]
+    order = by_score.index_select(0, classes.index_select(0, by_score).sort(stable=True)[1])
+    sorted_classes = classes.index_select(0, order).cpu().numpy()
+    starts = np.flatnonzero(sorted_classes[1:] != sorted_classes[:-1]) + 1
+    return order, np.concatenate([[0], starts, [sorted_classes.size]]).astype(np.int64)
+
+
+def _scan(boxes: Tensor, segments: np.ndarray, iou_threshold: float) -> Tensor:
+    """Greedy NMS within each segment of boxes already in processing order.
+
+    boxes: Tensor[n, 4] float32 or float64 xyxy. Returns Tensor[n] bool, True where kept.
+    """
+    boxes = boxes.detach().cpu().contiguous()
+    x1, y1, x2, y2 = boxes.unbind(1)
+    areas = ((x2 - x1) * (y2 - y1)).numpy()  # torchvision computes the areas with torch, like this
+    if boxes.dtype == torch.float64:
+        threshold = np.float64(iou_threshold)
+    else:
+        threshold = np.float32(float32_threshold(iou_threshold))
+    removed = np.zeros(boxes.shape[0], dtype=np.bool_)
+    _greedy_kernel()(boxes.numpy(), areas, segments, threshold, removed)
+    return torch.from_numpy(~removed)
+
+
+def _greedy_scan(boxes, areas, segments, threshold, removed):  # pragma: no cover - compiled by numba
+    """boxes: [n, 4] in processing order; areas: [n]; segments: [S + 1] slice bounds; removed: [n]
+    bool, written. Box j is removed when an earlier, not removed box i of its segment has
+    inter / (area_i + area_j - inter) > threshold (torchvision's CPU IoU, same operation order)."""
+    zero = threshold - threshold
+    for s in range(segments.shape[0] - 1):
+        end = segments[s + 1]
+        for i in range(segments[s], end):
+            if removed[i]:
+                continue
+            ix1, iy1, ix2, iy2, iarea = boxes[i, 0], boxes[i, 1], boxes[i, 2], boxes[i, 3], areas[i]
+            for j in range(i + 1, end):
+                w = max(zero, min(ix2, boxes[j, 2]) - max(ix1, boxes[j, 0]))
+                h = max(zero, min(iy2, boxes[j, 3]) - max(iy1, boxes[j, 1]))
+                inter = w * h
+                removed[j] |= inter / (iarea + areas[j] - inter) > threshold
+
+
+@functools.cache
+def _greedy_kernel():
+    """`_greedy_scan` compiled by numba (imported on first use; compiled code cached on disk).
+    error_model="numpy": IEEE division (0/0 is NaN, which never suppresses, as in torchvision).
+    nogil: the streaming pipeline's other threads keep running during the scan."""
+    import numba
+
+    return numba.njit(cache=True, nogil=True, boundscheck=False, error_model="numpy")(_greedy_scan)
