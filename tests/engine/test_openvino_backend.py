@@ -1,0 +1,54 @@
+"""The OpenVINO backend's stages: RoI/detection counts padded to a few bucket shapes, exact rows out."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import maskrt
+from maskrt.builders import build_engine
+from maskrt.engine.backends.openvino_backend import row_bucket
+
+
+def test_row_bucket_bounds_padding_and_shape_count():
+    buckets = {row_bucket(n) for n in range(1, 1001)}
+    assert len(buckets) <= 40
+    assert all(row_bucket(n) == n for n in range(1, 9))
+    assert all(n <= row_bucket(n) <= 1.25 * n for n in range(1, 20_000))
+    assert all(row_bucket(b) == b for b in buckets)  # a bucket is its own bucket
+
+
+class ShapeSpy:
+    """Wraps an OpenVINO InferRequest and records the input shapes it is given."""
+
+    def __init__(self, request):
+        self.request, self.shapes = request, set()
+
+    def infer(self, inputs):
+        self.shapes.add(inputs[0].shape)
+        return self.request.infer(inputs)
+
+    def get_output_tensor(self, i):
+        return self.request.get_output_tensor(i)
+
+
+@pytest.fixture(scope="module")
+def engines(small_checkpoint, tmp_path_factory):
+    engine = build_engine(small_checkpoint, tmp_path_factory.mktemp("eng") / "small.maskrt", progress=False)
+    return maskrt.load(engine).backend.detector.heads, maskrt.load(small_checkpoint, backend="torch").backend.detector.heads
+
+
+@pytest.mark.parametrize("stage,pool", [("box_fn", 7), ("mask_fn", 14)])
+def test_heads_see_bucket_shapes_and_return_each_row_as_unpadded(engines, stage, pool):
+    ov_heads, torch_heads = engines
+    ov_stage, torch_stage = getattr(ov_heads, stage), getattr(torch_heads, stage)
+    spy = ov_stage.request = ShapeSpy(ov_stage.request)
+    x = torch.randn(70, 64, pool, pool, generator=torch.Generator().manual_seed(0))
+    for n in range(1, 71):
+        got = ov_stage(x[:n])
+        with torch.no_grad():
+            want = torch_stage(x[:n])
+        for g, w in zip(got if isinstance(got, tuple) else (got,), want if isinstance(want, tuple) else (want,)):
+            assert g.shape == w.shape
+            torch.testing.assert_close(g, w, atol=2e-4, rtol=1e-4)
+    assert {shape[0] for shape in spy.shapes} == {row_bucket(n) for n in range(1, 71)}
