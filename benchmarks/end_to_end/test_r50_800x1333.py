@@ -113,4 +113,5 @@ def test_maskrt_cpu_engine_fp16(benchmark, checkpoint, image, tmp_path, flops):
     seg = maskrt.load(engine, num_threads=THREADS)
     benchmark.group = GROUP
     benchmark.extra_info["flops"] = flops
+    benchmark.extra_info["compute_dtype"] = "bfloat16" if seg.backend.compute_precision == "bf16" else "float32"
     benchmark.pedantic(lambda: seg(image).masks, rounds=ROUNDS, warmup_rounds=1)

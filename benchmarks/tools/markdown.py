@@ -79,31 +79,44 @@ def group_table(results: list[Result]) -> list[str]:
     return lines
 
 
-def machine_line(run: Run) -> str:
-    limit = run.machine_limit()
-    if limit is None:
-        return "Machine limit: not measured in this run (benchmarks/machine did not run)."
-    source = next((r for r in run.results if r.group == MACHINE_GROUP and gflops_per_s(r) == limit), None)
-    what = f" (`{source.name}`, fp32 matmul, median round)" if source else ""
-    return f"Machine limit: **{limit:.1f} GFLOP/s** attainable{what}."
+def machine_lines(run: Run, dtypes: list[str]) -> list[str]:
+    """One line per compute dtype: the best matmul figure measured for it this run."""
+    lines = []
+    for dtype in dtypes:
+        source = run.machine_limit(dtype)
+        if source is None:
+            lines.append(f"- {dtype}: not measured in this run (benchmarks/machine did not run).")
+        else:
+            library = source.extra_info.get("library", "")
+            lines.append(f"- {dtype}: **{gflops_per_s(source):.1f} GFLOP/s** attainable "
+                         f"(`{source.name}`, {library} matmul, median round)")
+    return lines
+
+
+def compute_dtype(result) -> str:
+    return result.extra_info.get("compute_dtype", "float32")
 
 
 def flops_table(run: Run) -> list[str]:
-    """Each benchmark with counted FLOPs: GFLOP, attained GFLOP/s and its fraction of the machine limit."""
+    """Each benchmark with counted FLOPs: GFLOP, attained GFLOP/s and its fraction of the machine
+    limit for the dtype it computes in."""
     counted = [r for r in run.results if r.flops and r.group != MACHINE_GROUP]
     if not counted:
         return []
-    limit = run.machine_limit()
     rows = []
     for r in counted:
         rate = r.flops / r.median / 1e9
-        share = f"{100 * rate / limit:.1f}%" if limit else "n/a"
-        rows.append([r.group, f"`{r.name}`", f"{r.flops / 1e9:.3g}", format_time(r.median, 1e-3), f"{rate:.3g}", share])
-    header = ["group", "benchmark", "GFLOP", "median (ms)", "GFLOP/s", "of machine limit"]
+        limit = run.machine_limit(compute_dtype(r))
+        share = f"{100 * rate / gflops_per_s(limit):.1f}%" if limit else "n/a"
+        rows.append([r.group, f"`{r.name}`", f"{r.flops / 1e9:.3g}", format_time(r.median, 1e-3), f"{rate:.3g}",
+                     compute_dtype(r), share])
+    header = ["group", "benchmark", "GFLOP", "median (ms)", "GFLOP/s", "computes in", "of machine limit"]
     intro = ("FLOPs are counted once per call (torch.utils.flop_counter: convolutions and matrix products; "
-             "RoIAlign, NMS and elementwise work are not counted). Attained = FLOPs / median.")
-    return ["## FLOPs and the machine limit", "", machine_line(run), "", intro, "",
-            *markdown_table(header, rows, "llrrrr"), ""]
+             "RoIAlign, NMS and elementwise work are not counted). Attained = FLOPs / median, compared with "
+             "the limit of the dtype the benchmark computes in.")
+    dtypes = sorted({compute_dtype(r) for r in counted}, key=lambda d: d != "float32")
+    return ["## FLOPs and the machine limit", "", "Machine limits (large matrix multiply):", "",
+            *machine_lines(run, dtypes), "", intro, "", *markdown_table(header, rows, "llrrrlr"), ""]
 
 
 def comparison_section(comparison: Comparison) -> list[str]:

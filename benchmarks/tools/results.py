@@ -11,7 +11,10 @@ Conventions the suites follow (see benchmarks/README.md):
 - `extra_info["baseline"] = True` marks the group's baseline. Without one, the first benchmark
   (in run order) whose name contains "torchvision" is the baseline; otherwise the group has none.
 - `extra_info["flops"]`: floating-point operations of one call (counted, e.g. FlopCounterMode).
-- group "machine", `extra_info["gflops_per_s"]`: the machine's attainable GFLOP/s (large matmul).
+- group "machine", `extra_info["gflops_per_s"]`: the machine's attainable GFLOP/s (large matmul),
+  `extra_info["dtype"]` its compute dtype ("float32" when absent).
+- `extra_info["compute_dtype"]`: the dtype a FLOP-counted benchmark computes in ("float32" when
+  absent); its attained GFLOP/s is compared with the machine limit of that dtype.
 - `extra_info["stage"]`: a model-stage benchmark (drawn in the per-stage latency chart).
 """
 
@@ -110,10 +113,11 @@ class Run:
             out.setdefault(r.group, []).append(r)
         return out
 
-    def machine_limit(self) -> float | None:
-        """Attainable GFLOP/s: the best figure in the "machine" group (None if it did not run)."""
-        rates = [rate for r in self.results if r.group == MACHINE_GROUP and (rate := gflops_per_s(r))]
-        return max(rates) if rates else None
+    def machine_limit(self, dtype: str = "float32") -> Result | None:
+        """The "machine" benchmark with the best attainable GFLOP/s in `dtype` (None if none ran)."""
+        limits = [r for r in self.results
+                  if r.group == MACHINE_GROUP and gflops_per_s(r) and r.extra_info.get("dtype", "float32") == dtype]
+        return max(limits, key=gflops_per_s, default=None)
 
 
 def gflops_per_s(result: Result) -> float | None:

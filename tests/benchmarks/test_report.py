@@ -139,14 +139,21 @@ def test_markdown_has_one_table_per_group():
     assert all("p90" in h and "p99" in h and "median" in h and "vs baseline" in h for h in header_rows)
 
 
-def test_flops_table_uses_the_machine_limit():
-    entries = e2e_entries() + [bench_entry("test_matmul_fp32", "machine", around(0.1), {"gflops_per_s": 920.0})]
-    run = parse_run(results_doc(entries))
-    assert run.machine_limit() == 920.0
+def test_flops_table_uses_the_best_machine_limit_of_each_dtype():
+    machine = [bench_entry("test_matmul_fp32", "machine", around(0.1), {"gflops_per_s": 500.0}),
+               bench_entry("test_matmul_openvino[f32]", "machine", around(0.1), {"gflops_per_s": 920.0, "dtype": "float32"}),
+               bench_entry("test_matmul_openvino[bf16]", "machine", around(0.1),
+                           {"gflops_per_s": 1840.0, "dtype": "bfloat16"})]
+    bf16 = bench_entry("test_maskrt_cpu_engine_fp16", E2E, around(0.5), {"flops": 460e9, "compute_dtype": "bfloat16"})
+    run = parse_run(results_doc(e2e_entries() + [bf16] + machine))
+    assert run.machine_limit().name == "test_matmul_openvino[f32]"
+    assert run.machine_limit("bfloat16").name == "test_matmul_openvino[bf16]"
     md = render_report(run)
-    assert "**920.0 GFLOP/s**" in md
+    assert "**920.0 GFLOP/s**" in md and "**1840.0 GFLOP/s**" in md
     row = next(line for line in md.splitlines() if line.startswith(f"| {E2E} | `test_maskrt_cpu_engine`"))
-    assert row.split(" | ")[2:] == ["460", "1000", "460", "50.0% |"]  # 460 GFLOP in 1 s of a 920 GFLOP/s limit
+    assert row.split(" | ")[2:] == ["460", "1000", "460", "float32", "50.0% |"]  # 460 GFLOP in 1 s, 920 GFLOP/s limit
+    row = next(line for line in md.splitlines() if line.startswith(f"| {E2E} | `test_maskrt_cpu_engine_fp16`"))
+    assert row.split(" | ")[2:] == ["460", "500", "920", "bfloat16", "50.0% |"]  # 920 GFLOP/s of 1840
 
 
 def test_flops_without_a_machine_run():

@@ -76,9 +76,10 @@ class OpenVINOBackend:
         self.engine_dir = Path(engine_dir)
         self.manifest = manifest
         threads = num_threads or os.cpu_count() or 1
-        config = {"INFERENCE_NUM_THREADS": threads, "PERFORMANCE_HINT": "LATENCY",
-                  "INFERENCE_PRECISION_HINT": self._precision_hint(ov.Core())}
         core = ov.Core()
+        self.compute_precision = self._precision_hint(core)  # "f32" or "bf16": what OpenVINO computes in
+        config = {"INFERENCE_NUM_THREADS": threads, "PERFORMANCE_HINT": "LATENCY",
+                  "INFERENCE_PRECISION_HINT": self.compute_precision}
         compiled = {s: core.compile_model(str(self.engine_dir / f), "CPU", config) for s, f in manifest.stages.items()}
         k = manifest.config.num_classes
         dense = _Stage(compiled["dense"])
