@@ -17,7 +17,10 @@ class Detections:
     boxes: float32 [N, 4] xyxy in input-image pixels; scores: float32 [N] sorted descending;
     labels: int64 [N] class ids of the checkpoint (names in `Segmenter.classes`);
     mask_probs: float32 [N, M, M] per-box mask probabilities (M = 28), pasted on demand.
-    `masks` is bool [N, H, W] at the input image's size, computed once on first access.
+    `instances` is the fused paste (kernels.paste_id_map): an instance-id map [H, W] (highest
+    score on top) and each instance's mask cropped to its box, computed once on first access;
+    rendering and RLE encoding use it and never hold N full-size masks. `masks` is bool
+    [N, H, W] at the input image's size, built from those crops on first access.
     """
 
     boxes: np.ndarray
@@ -25,8 +28,9 @@ class Detections:
     labels: np.ndarray
     mask_probs: np.ndarray
     image_size: tuple[int, int]
-    mask_threshold: float = 0.5
+    mask_threshold: float = 0.5  # probability > threshold is foreground; must be >= 0
     _masks: np.ndarray | None = field(default=None, repr=False)
+    _instances: kernels.PastedInstances | None = field(default=None, repr=False)
 
     @classmethod
     def from_tensors(cls, boxes, scores, labels, mask_probs, image_size, mask_threshold=0.5) -> "Detections":
@@ -43,13 +47,29 @@ class Detections:
         return int(self.scores.shape[0])
 
     @property
+    def instances(self) -> kernels.PastedInstances:
+        """The fused paste: id_map Tensor[H, W] int32 (-1 background, else the index of the
+        highest-scoring instance covering the pixel) and crop(i), instance i's own mask inside
+        its clipped integer box regions[i] (x0, y0, x1, y1)."""
+        if self._instances is None:
+            h, w = self.image_size
+            self._instances = kernels.paste_id_map(torch.from_numpy(self.mask_probs), torch.from_numpy(self.boxes),
+                                                   h, w, self.mask_threshold, torch.from_numpy(self.scores))
+        return self._instances
+
+
+    @property
     def masks(self) -> np.ndarray:
-        """bool [N, H, W]: each instance's mask pasted into the full image."""
+        """bool [N, H, W]: each instance's mask pasted into the full image (the crops of
+        `instances` placed in a zeroed array: paste is zero outside an instance's region)."""
         if self._masks is None:
             h, w = self.image_size
-            pasted = kernels.paste(torch.from_numpy(self.mask_probs), torch.from_numpy(self.boxes), h, w,
-                                   self.mask_threshold)
-            self._masks = pasted.numpy().astype(bool, copy=False).reshape(len(self), h, w)
+            pasted = self.instances
+            masks = np.zeros((len(self), h, w), dtype=np.bool_)  # calloc'd: untouched pages stay free
+            for i, (x0, y0, x1, y1) in enumerate(pasted.regions.tolist()):
+                if x1 > x0 and y1 > y0:
+                    masks[i, y0:y1, x0:x1] = pasted.crop(i).numpy()
+            self._masks = masks
         return self._masks
 
     def filter(self, keep: np.ndarray) -> "Detections":

@@ -20,9 +20,46 @@ def encode_rle(masks: np.ndarray) -> list[dict]:
     return [{"size": [int(s) for s in r["size"]], "counts": r["counts"].decode("ascii")} for r in rles]
 
 
+def crop_rle(crop: np.ndarray, region: tuple[int, int, int, int], height: int, width: int) -> dict:
+    """COCO compressed RLE of a [height, width] mask that is zero outside `region`.
+
+    crop: bool [y1 - y0, x1 - x0], the mask inside region (x0, y0, x1, y1), exclusive ends.
+    Same result as `encode_rle` on the full mask, from an [H, x1 - x0] column band only: COCO
+    RLE runs over the image column-major, starting with a (possibly empty) run of zeros.
+    """
+    x0, y0, x1, y1 = region
+    if x1 <= x0 or y1 <= y0:
+        counts = [height * width]
+    else:
+        band = np.zeros((x1 - x0, height), dtype=np.bool_)  # the band's columns, each a row here
+        band[:, y0:y1] = crop.T
+        flat = band.reshape(-1)
+        edges = np.flatnonzero(flat[1:] != flat[:-1]) + 1
+        runs = np.diff(np.concatenate([[0], edges, [flat.size]])).tolist()
+        if flat[0]:
+            runs.insert(0, 0)
+        runs[0] += x0 * height  # the zero columns left of the band
+        after = (width - x1) * height  # and right of it
+        if flat[-1]:
+            if after:
+                runs.append(after)
+        else:
+            runs[-1] += after
+        counts = runs
+    rle = mask_utils.frPyObjects({"size": [height, width], "counts": counts}, height, width)
+    return {"size": [height, width], "counts": rle["counts"].decode("ascii")}
+
+
+def instance_rles(dets: Detections) -> list[dict]:
+    """Each instance's COCO compressed RLE, from the fused paste's crops (no full-size masks)."""
+    h, w = dets.image_size
+    pasted = dets.instances
+    return [crop_rle(pasted.crop(i).numpy(), region, h, w) for i, region in enumerate(pasted.regions.tolist())]
+
+
 def instances_json(dets: Detections) -> list[dict]:
     """COCO-results-style instances: bbox [x, y, w, h], score, category_id, segmentation (RLE)."""
-    rles = encode_rle(dets.masks)
+    rles = instance_rles(dets)
     out = []
     for i, rle in enumerate(rles):
         x1, y1, x2, y2 = (float(v) for v in dets.boxes[i])

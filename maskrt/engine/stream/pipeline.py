@@ -231,7 +231,7 @@ class Pipeline:
             t0 = time.perf_counter()
             work.dets, work.raw = self._detections(work.raw), None
             if self._need_record or self._need_render:
-                work.dets.masks  # noqa: B018 - paste once, here, for the sinks
+                work.dets.instances  # noqa: B018 - the fused paste, once, here, for the sinks
             if self._need_record:
                 extra = {"file": work.name} if work.name else {}
                 t = None if work.time is None else round(work.time, 6)
