@@ -7,12 +7,8 @@ import os
 import numpy as np
 import pytest
 import torch
-from torchvision.models import resnet18
-from torchvision.models.detection import MaskRCNN
-from torchvision.models.detection.backbone_utils import BackboneWithFPN
-from torchvision.models.detection.faster_rcnn import FastRCNNPredictor, TwoMLPHead
-from torchvision.models.detection.mask_rcnn import MaskRCNNHeads, MaskRCNNPredictor
-from torchvision.ops.misc import FrozenBatchNorm2d
+
+from maskrt.testing import small_torchvision_maskrcnn  # noqa: F401 - re-exported for the tests
 
 torch.set_num_threads(int(os.environ.get("MASKRT_TEST_THREADS", "2")))
 
@@ -25,32 +21,6 @@ def engine_cache(tmp_path_factory):
     return path
 
 SMALL_CLASSES = ["circle", "square", "triangle", "star"]
-
-
-def small_torchvision_maskrcnn(num_classes: int = 5, fpn_channels: int = 64, seed: int = 0, **kwargs) -> MaskRCNN:
-    """A ResNet-18-FPN Mask R-CNN with narrow heads, seeded, built only from torchvision parts."""
-    torch.manual_seed(seed)
-    body = resnet18(weights=None, norm_layer=FrozenBatchNorm2d)
-    backbone = BackboneWithFPN(body, {f"layer{i}": str(i - 1) for i in range(1, 5)}, [64, 128, 256, 512],
-                               fpn_channels)
-    model = MaskRCNN(
-        backbone,
-        num_classes=None,
-        box_head=TwoMLPHead(fpn_channels * 49, 128),
-        box_predictor=FastRCNNPredictor(128, num_classes),
-        mask_head=MaskRCNNHeads(fpn_channels, [fpn_channels] * 2, 1),
-        mask_predictor=MaskRCNNPredictor(fpn_channels, fpn_channels, num_classes),
-        **kwargs,
-    )
-    # FrozenBatchNorm2d starts as identity; give it seeded statistics so it is really exercised.
-    for module in model.modules():
-        if isinstance(module, FrozenBatchNorm2d):
-            n = module.weight.numel()
-            module.weight.copy_(1 + 0.1 * torch.randn(n))
-            module.bias.copy_(0.1 * torch.randn(n))
-            module.running_mean.copy_(0.1 * torch.randn(n))
-            module.running_var.copy_(1 + 0.1 * torch.rand(n))
-    return model.eval()
 
 
 @pytest.fixture(scope="session")

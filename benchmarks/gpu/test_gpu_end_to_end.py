@@ -15,7 +15,7 @@ import torch
 
 import maskrt
 from benchmarks.conftest import bench_image
-from benchmarks.model_stages.models import r50_torchvision
+from maskrt.testing import r50_torchvision_maskrcnn
 from benchmarks.tools.timing import count_flops
 from maskrt import kernels
 
@@ -31,7 +31,7 @@ def device():
 
 @pytest.fixture(scope="module")
 def oracle():
-    return r50_torchvision()
+    return r50_torchvision_maskrcnn()
 
 
 @pytest.fixture(scope="module")
