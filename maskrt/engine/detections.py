@@ -57,19 +57,12 @@ class Detections:
                                                    h, w, self.mask_threshold, torch.from_numpy(self.scores))
         return self._instances
 
-
     @property
     def masks(self) -> np.ndarray:
         """bool [N, H, W]: each instance's mask pasted into the full image (the crops of
         `instances` placed in a zeroed array: paste is zero outside an instance's region)."""
         if self._masks is None:
-            h, w = self.image_size
-            pasted = self.instances
-            masks = np.zeros((len(self), h, w), dtype=np.bool_)  # calloc'd: untouched pages stay free
-            for i, (x0, y0, x1, y1) in enumerate(pasted.regions.tolist()):
-                if x1 > x0 and y1 > y0:
-                    masks[i, y0:y1, x0:x1] = pasted.crop(i).numpy()
-            self._masks = masks
+            self._masks = self.instances.full_masks().numpy()
         return self._masks
 
     def filter(self, keep: np.ndarray) -> "Detections":

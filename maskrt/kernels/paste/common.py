@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -115,12 +116,11 @@ class PastedInstances:
     def full_masks(self) -> Tensor:
         """Tensor[N, H, W] bool, equal to `paste(masks, boxes, H, W, threshold)` for threshold >= 0."""
         h, w = self.id_map.shape
-        out = torch.zeros((len(self), h, w), dtype=torch.bool)
-        for i in range(len(self)):
-            x0, y0, x1, y1 = (int(v) for v in self.regions[i])
+        out = np.zeros((len(self), h, w), dtype=np.bool_)  # calloc'd: pages outside the boxes stay untouched
+        for i, (x0, y0, x1, y1) in enumerate(self.regions.tolist()):
             if x1 > x0 and y1 > y0:
-                out[i, y0:y1, x0:x1] = self.crop(i)
-        return out
+                out[i, y0:y1, x0:x1] = self.crop(i).cpu().numpy()
+        return torch.from_numpy(out).to(self.id_map.device)
 
 
 def crop_offsets(region: Tensor) -> Tensor:
