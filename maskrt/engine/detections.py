@@ -58,6 +58,11 @@ class Detections:
         return self._instances
 
     @property
+    def has_full_masks(self) -> bool:
+        """True once `masks` exists (computed, or given when the Detections was made)."""
+        return self._masks is not None
+
+    @property
     def masks(self) -> np.ndarray:
         """bool [N, H, W]: each instance's mask pasted into the full image (the crops of
         `instances` placed in a zeroed array: paste is zero outside an instance's region)."""

@@ -51,7 +51,10 @@ def crop_rle(crop: np.ndarray, region: tuple[int, int, int, int], height: int, w
 
 
 def instance_rles(dets: Detections) -> list[dict]:
-    """Each instance's COCO compressed RLE, from the fused paste's crops (no full-size masks)."""
+    """Each instance's COCO compressed RLE: from the fused paste's crops (no full-size masks), or
+    from `dets.masks` when those already exist."""
+    if dets.has_full_masks:
+        return encode_rle(dets.masks)
     h, w = dets.image_size
     pasted = dets.instances
     return [crop_rle(pasted.crop(i).numpy(), region, h, w) for i, region in enumerate(pasted.regions.tolist())]

@@ -69,7 +69,8 @@ def predict_dataset(seg: Callable, coco_gt: COCO | str | Path, images_dir: str |
     coco_gt = load_coco(coco_gt)
     pairs = image_files(coco_gt, images_dir, img_ids)
     results: list[dict] = []
-    bar = tqdm(pairs, desc="eval", unit="img", file=sys.stderr, disable=not progress)
+    bar = tqdm(pairs, desc="eval", unit="img", file=sys.stderr, disable=not progress,
+               mininterval=0.1 if sys.stderr.isatty() else 30.0)  # a log file gets a line every 30 s
     for image_id, path in bar:
         image = read_image(path)
         info = coco_gt.imgs[image_id]

@@ -40,3 +40,11 @@ def test_instances_json_masks_decode_to_the_full_masks():
     records = instances_json(dets)
     decoded = mask_utils.decode([r["segmentation"] for r in records]).transpose(2, 0, 1)
     np.testing.assert_array_equal(decoded.astype(bool), dets.masks)
+
+
+def test_given_full_masks_are_encoded_as_given():
+    dets = make(n=3, seed=1)
+    dets._masks = np.zeros((3, 60, 80), bool)
+    dets._masks[1, 10:20, 5:9] = True
+    decoded = mask_utils.decode([r["segmentation"] for r in instances_json(dets)]).transpose(2, 0, 1)
+    np.testing.assert_array_equal(decoded.astype(bool), dets._masks)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -87,3 +89,16 @@ def test_missing_image_and_wrong_size_are_input_errors(dataset):
     Image.new("RGB", (10, 10)).save(dataset / "images" / "000004.png")
     with pytest.raises(InputError, match="is 10x10 but the annotations say 128x96"):
         predict_dataset(seg, gt, dataset / "images", progress=False)
+
+
+def test_progress_bar_does_not_flood_a_log_file(dataset, capsys):
+    """stderr is not a TTY here: the bar prints its first and last state, not one per image."""
+    gt = load_coco(dataset / "annotations.json")
+    perfect = PerfectSegmenter(6)
+
+    def slow(image):
+        time.sleep(0.15)  # slower than tqdm's refresh interval on a terminal
+        return perfect(image)
+
+    predict_dataset(slow, gt, dataset / "images", progress=True)
+    assert capsys.readouterr().err.count("\r") <= 3
