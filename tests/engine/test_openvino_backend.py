@@ -18,6 +18,13 @@ def test_row_bucket_bounds_padding_and_shape_count():
     assert all(row_bucket(b) == b for b in buckets)  # a bucket is its own bucket
 
 
+def test_row_bucket_keeps_multiples_of_the_full_count():
+    assert row_bucket(100) == 112 and row_bucket(100, full=100) == 100
+    assert row_bucket(200, full=100) == 200 and row_bucket(1000, full=1000) == 1000
+    assert row_bucket(37, full=100) == row_bucket(37) == 40
+    assert all(n <= row_bucket(n, 100) <= row_bucket(n) for n in range(1, 2000))
+
+
 class ShapeSpy:
     """Wraps an OpenVINO InferRequest and records the input shapes it is given."""
 
@@ -51,4 +58,5 @@ def test_heads_see_bucket_shapes_and_return_each_row_as_unpadded(engines, stage,
         for g, w in zip(got if isinstance(got, tuple) else (got,), want if isinstance(want, tuple) else (want,)):
             assert g.shape == w.shape
             torch.testing.assert_close(g, w, atol=2e-4, rtol=1e-4)
+    # 70 rows is below both full counts (1000 proposals, 100 detections): plain buckets
     assert {shape[0] for shape in spy.shapes} == {row_bucket(n) for n in range(1, 71)}

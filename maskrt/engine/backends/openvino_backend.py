@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -22,10 +23,12 @@ def cell_anchors() -> list[torch.Tensor]:
     return [a.float() for a in AnchorGenerator(ANCHOR_SIZES, (ASPECT_RATIOS,) * len(ANCHOR_SIZES)).cell_anchors]
 
 
-def row_bucket(n: int) -> int:
+def row_bucket(n: int, full: int | None = None) -> int:
     """Number of rows a stage input with n rows is padded to: n up to 8, then the next multiple of
     a quarter of n's power of two (9 -> 10, 17 -> 20, 1000 -> 1024): at most 25% extra rows, about
-    four shapes per octave (36 for 1..1000).
+    four shapes per octave (36 for 1..1000). With `full` (the most rows one image can bring: the
+    RPN's post-NMS top-n for the box head, detections per image for the mask head), a multiple
+    of it is used when smaller, so the common full-size case (100 detections) is not padded.
 
     OpenVINO's CPU plugin prepares and caches kernels for every new input shape (~0.35 MB and
     ~5 ms per box-head shape, ~1.3 MB and ~20 ms per mask-head shape of the bundled model), so an
@@ -34,29 +37,31 @@ def row_bucket(n: int) -> int:
     if n <= 8:
         return n
     step = 1 << (n.bit_length() - 3)
-    return -(-n // step) * step
+    bucket = -(-n // step) * step
+    return min(bucket, -(-n // full) * full) if full else bucket
 
 
 class _Stage:
     """One compiled model; called with torch tensors, returns torch tensors (copied out of OpenVINO).
 
-    With `bucket_rows`, the input's first dimension (RoIs, detections) is zero-padded to
-    `row_bucket(n)` and the outputs cut back to n rows; the heads treat rows independently, so
-    the padding changes no real row's result."""
+    With `full_rows` (a callable giving `row_bucket`'s `full`), the input's first dimension
+    (RoIs, detections) is zero-padded to `row_bucket(n, full_rows())` and the outputs cut back to
+    n rows; the heads treat rows independently, so the padding changes no real row's result."""
 
-    def __init__(self, compiled, empty_outputs=None, bucket_rows: bool = False):
+    def __init__(self, compiled, empty_outputs=None, full_rows: Callable[[], int] | None = None):
         self.request = compiled.create_infer_request()
         self.num_outputs = len(compiled.outputs)
         self.empty_outputs = empty_outputs
-        self.bucket_rows = bucket_rows
+        self.full_rows = full_rows
 
     def __call__(self, x: torch.Tensor):
         n = x.shape[0]
         if n == 0 and self.empty_outputs is not None:
             return self.empty_outputs()
         array = np.ascontiguousarray(x.numpy())
-        if self.bucket_rows and row_bucket(n) != n:
-            padded = np.zeros((row_bucket(n),) + array.shape[1:], dtype=array.dtype)
+        rows = row_bucket(n, self.full_rows()) if self.full_rows else n
+        if rows != n:
+            padded = np.zeros((rows,) + array.shape[1:], dtype=array.dtype)
             padded[:n] = array
             array = padded
         self.request.infer([array])
@@ -83,8 +88,9 @@ class OpenVINOBackend:
         compiled = {s: core.compile_model(str(self.engine_dir / f), "CPU", config) for s, f in manifest.stages.items()}
         k = manifest.config.num_classes
         dense = _Stage(compiled["dense"])
-        box = _Stage(compiled["box"], lambda: (torch.zeros(0, k), torch.zeros(0, 4 * k)), bucket_rows=True)
-        mask = _Stage(compiled["mask"], bucket_rows=True)
+        box = _Stage(compiled["box"], lambda: (torch.zeros(0, k), torch.zeros(0, 4 * k)),
+                     full_rows=lambda: self.detector.proposals.params.post_nms_top_n)
+        mask = _Stage(compiled["mask"], full_rows=lambda: self.detector.heads.params.detections_per_img)
         pol = manifest.input_policy
         policy = InputPolicy(pol["min_size"], pol["max_size"], tuple(pol["mean"]), tuple(pol["std"]))
         self.detector = Detector(dense, box, mask, cell_anchors(), manifest.config, policy,
