@@ -112,7 +112,20 @@ def test_realtime_latency_bounded(benchmark, segmenter, frames, tmp_path):
                                  "latency_p50_ms": latency["p50_ms"], "latency_p99_ms": latency["p99_ms"]})
 
 
+def rss_trend(samples: list[tuple[int, float]]) -> float:
+    """MB per 1,000 frames over the second half of (frames done, RSS bytes) samples (least
+    squares): ~0 for memory that has settled, the leak rate otherwise."""
+    half = [(f, r) for f, r in samples if f >= samples[-1][0] / 2]
+    if len(half) < 3 or half[-1][0] == half[0][0]:
+        return 0.0
+    frames, rss = np.array(half, dtype=np.float64).T
+    return float(np.polyfit(frames, rss, 1)[0] * 1000 / 1e6)
+
+
 def test_soak_10000_frames_memory(benchmark, segmenter, frames, tmp_path):
+    """RSS after warm-up (200 frames) vs after 10,000 more, sampled every second meanwhile:
+    rss_growth_mb (end - start, the target <= 50 MB), rss_peak_growth_mb (largest sample - start)
+    and rss_trend_mb_per_1k_frames over the second half (a leak shows as a steady slope)."""
     process = psutil.Process()
     info = {}
 
@@ -120,8 +133,25 @@ def test_soak_10000_frames_memory(benchmark, segmenter, frames, tmp_path):
         run_pipeline(segmenter, ArraySource(frames[:50] * 4), [JsonLinesSink(tmp_path / "warm.jsonl")])
         before = process.memory_info().rss
         images = [frames[i % len(frames)] for i in range(10_000)]
-        run_pipeline(segmenter, ArraySource(images), [JsonLinesSink(tmp_path / "soak.jsonl")])
-        info["rss_growth_mb"] = round((process.memory_info().rss - before) / 1e6, 1)
+        pipeline = Pipeline(segmenter, ArraySource(images), sinks=[JsonLinesSink(tmp_path / "soak.jsonl")],
+                            score_threshold=0.5)
+        samples, stop = [], threading.Event()
+
+        def sample():
+            while not stop.wait(1.0):
+                samples.append((pipeline.stats.done, process.memory_info().rss))
+
+        monitor = threading.Thread(target=sample, daemon=True)
+        monitor.start()
+        for _ in pipeline.run():
+            pass
+        stop.set()
+        monitor.join()
+        after = process.memory_info().rss
+        samples.append((pipeline.stats.done, after))
+        info.update(frames=pipeline.stats.done, rss_growth_mb=round((after - before) / 1e6, 1),
+                    rss_peak_growth_mb=round((max(r for _, r in samples) - before) / 1e6, 1),
+                    rss_trend_mb_per_1k_frames=round(rss_trend(samples), 2))
 
     benchmark.group = "stream soak"
     benchmark.pedantic(run, rounds=1, warmup_rounds=0)

@@ -233,3 +233,12 @@ def test_short_extra_info_is_shown_and_bookkeeping_hidden():
     lines = render_report(parse_run(results_doc(entries))).splitlines()
     assert next(line for line in lines if "test_engine_only" in line).endswith("| baseline | fps=12.35 |")
     assert next(line for line in lines if "test_pipeline" in line).endswith("| 0.91x | fps=11.1 |")
+
+
+def test_soak_rss_trend_separates_a_leak_from_settled_memory():
+    from benchmarks.streaming.test_streaming import rss_trend
+
+    settled = [(f, 1e9 + (30e6 if f > 500 else 0)) for f in range(0, 10_001, 100)]
+    leaking = [(f, 1e9 + 2_000 * f) for f in range(0, 10_001, 100)]  # 2 kB a frame = 2 MB / 1k frames
+    assert abs(rss_trend(settled)) < 1e-6
+    assert rss_trend(leaking) == pytest.approx(2.0)

@@ -32,6 +32,7 @@ import numpy as np
 from ..detections import Detections
 from ..images import as_rgb_uint8
 from ..outputs import frame_record
+from .memory import TRIM_EVERY_FRAMES, release_free_memory
 from .queues import ABORT, END, BoundedQueue, LatestSlot
 from .render import render_frame
 from .sinks import Sink
@@ -138,6 +139,7 @@ class Pipeline:
             except Exception as exc:  # a sink that cannot finish: report it, discard the rest
                 self.errors.append(exc)
                 keep = False
+        release_free_memory()
 
     # -- stages ------------------------------------------------------------------------------
 
@@ -251,7 +253,7 @@ class Pipeline:
         return dets if self.score_threshold is None else dets.above(self.score_threshold)
 
     def _write(self) -> None:
-        opened = False
+        opened, written = False, 0
         while (work := self._posted.get(self._abort)) is not END:
             if work is ABORT:
                 return
@@ -265,6 +267,9 @@ class Pipeline:
                     sink.write(work)
                 self.stats.add("encode", time.perf_counter() - t0)
             work.rendered = None
+            written += 1
+            if written % TRIM_EVERY_FRAMES == 0:
+                release_free_memory()  # long runs: freed frames and masks must not stay resident
             if not self._done.put(work, self._abort):
                 return
         self._done.close(self._abort)
