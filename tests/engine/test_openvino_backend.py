@@ -55,7 +55,8 @@ def test_heads_see_bucket_shapes_and_return_each_row_as_unpadded(engines, stage,
         got = ov_stage(x[:n])
         with torch.no_grad():
             want = torch_stage(x[:n])
-        for g, w in zip(got if isinstance(got, tuple) else (got,), want if isinstance(want, tuple) else (want,)):
+        got, want = (got if isinstance(got, tuple) else (got,)), (want if isinstance(want, tuple) else (want,))
+        for g, w in zip(got, want, strict=True):
             assert g.shape == w.shape
             torch.testing.assert_close(g, w, atol=2e-4, rtol=1e-4)
     # 70 rows is below both full counts (1000 proposals, 100 detections): plain buckets
