@@ -13,6 +13,8 @@ from torchvision.ops import batched_nms
 
 from maskrt.kernels.nms import cpu
 
+pytestmark = pytest.mark.quick  # seconds each: part of make bench-quick and the CI smoke check
+
 CASES = {"80 classes, iou 0.5": (80, 0.5), "5 classes, iou 0.7": (5, 0.7)}
 
 

@@ -13,6 +13,8 @@ import torch
 from maskrt.kernels.paste import cpu
 from maskrt.kernels.paste.reference import paste as torchvision_paste
 
+pytestmark = pytest.mark.quick  # seconds each: part of make bench-quick and the CI smoke check
+
 GROUP = "paste 100 masks into 1920x1080"
 H, W = 1080, 1920
 

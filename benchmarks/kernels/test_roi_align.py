@@ -14,6 +14,8 @@ from torchvision.ops import MultiScaleRoIAlign
 
 from maskrt.kernels.roi_align import cpu
 
+pytestmark = pytest.mark.quick  # seconds each: part of make bench-quick and the CI smoke check
+
 GROUP = "roi_align 1000 RoIs x 256 ch x 7x7, 4 levels of 800x1088"
 SCALES = [1 / 4, 1 / 8, 1 / 16, 1 / 32]
 

@@ -72,6 +72,7 @@ def run_pipeline(segmenter, source, sinks=(), realtime=False) -> Pipeline:
     return pipeline
 
 
+@pytest.mark.quick
 def test_engine_only(benchmark, segmenter, frames):
     def run():
         for frame in frames:
@@ -85,6 +86,7 @@ def test_engine_only(benchmark, segmenter, frames):
         benchmark.extra_info["fps"] = round(len(frames) / median, 2)
 
 
+@pytest.mark.quick
 def test_pipeline_mp4_and_jsonl(benchmark, segmenter, frames, tmp_path):
     def run():
         sinks = [VideoSink(tmp_path / "out.mp4"), JsonLinesSink(tmp_path / "out.jsonl")]
