@@ -42,17 +42,20 @@ def row_bucket(n: int, full: int | None = None) -> int:
 
 
 class _Stage:
-    """One compiled model; called with torch tensors, returns torch tensors (copied out of OpenVINO).
+    """One compiled model; called with torch tensors, returns torch tensors: copies, or with
+    copy_outputs=False views of OpenVINO's output buffers, valid until the stage's next call.
 
     With `full_rows` (a callable giving `row_bucket`'s `full`), the input's first dimension
     (RoIs, detections) is zero-padded to `row_bucket(n, full_rows())` and the outputs cut back to
     n rows; the heads treat rows independently, so the padding changes no real row's result."""
 
-    def __init__(self, compiled, empty_outputs=None, full_rows: Callable[[], int] | None = None):
+    def __init__(self, compiled, empty_outputs=None, full_rows: Callable[[], int] | None = None,
+                 copy_outputs: bool = True):
         self.request = compiled.create_infer_request()
         self.num_outputs = len(compiled.outputs)
         self.empty_outputs = empty_outputs
         self.full_rows = full_rows
+        self.copy_outputs = copy_outputs
 
     def __call__(self, x: torch.Tensor):
         n = x.shape[0]
@@ -65,8 +68,8 @@ class _Stage:
             padded[:n] = array
             array = padded
         self.request.infer([array])
-        outs = tuple(torch.from_numpy(self.request.get_output_tensor(i).data[:n].copy())
-                     for i in range(self.num_outputs))
+        views = (self.request.get_output_tensor(i).data[:n] for i in range(self.num_outputs))
+        outs = tuple(torch.from_numpy(v.copy() if self.copy_outputs else v) for v in views)
         return outs if self.num_outputs > 1 else outs[0]
 
 
@@ -87,7 +90,9 @@ class OpenVINOBackend:
                   "INFERENCE_PRECISION_HINT": self.compute_precision}
         compiled = {s: core.compile_model(str(self.engine_dir / f), "CPU", config) for s, f in manifest.stages.items()}
         k = manifest.config.num_classes
-        dense = _Stage(compiled["dense"])
+        # The dense stage's outputs (FPN features, ~90 MB at 800x1344) are used in place: they are
+        # read only within the same detect() call, before this request runs again.
+        dense = _Stage(compiled["dense"], copy_outputs=False)
         box = _Stage(compiled["box"], lambda: (torch.zeros(0, k), torch.zeros(0, 4 * k)),
                      full_rows=lambda: self.detector.proposals.params.post_nms_top_n)
         mask = _Stage(compiled["mask"], full_rows=lambda: self.detector.heads.params.detections_per_img)
