@@ -182,3 +182,33 @@ def test_cpu_engine_matches_torch_on_bundled_model(tmp_path):
     for index, size in enumerate([(320, 320), (240, 320), (480, 270)]):
         image = make_scene(55_555, index, size=size).image
         assert_close_detections(engine(image), torch_seg(image))
+
+
+def test_fp16_cpu_engine_keeps_the_bundled_model_s_detections(tmp_path):
+    """`--precision fp16`: fp16 weights, bf16 compute where the CPU has it. Not bit-exact, but
+    every confident torch detection is found again: same label, box IoU >= 0.9, and the masks
+    agree on >= 95% of their pixels overall (>= 0.6 IoU each: a 50-pixel object loses a few
+    boundary pixels to bf16 rounding)."""
+    from torchvision.ops import box_iou
+
+    from maskrt.data import make_scene
+
+    bundled = __import__("pathlib").Path(maskrt.__file__).parent / "assets" / "shapes_r18fpn64.safetensors"
+    engine = maskrt.load(build_engine(bundled, tmp_path / "shapes16.maskrt", precision="fp16", progress=False))
+    torch_seg = maskrt.load(bundled, backend="torch")
+    matched, inter, union = 0, 0, 0
+    for index in range(4):
+        image = make_scene(77_777, index, size=(320, 320)).image
+        want, got = torch_seg(image).above(0.5), engine(image)
+        if len(want) == 0:
+            continue
+        assert len(got) > 0
+        ious = box_iou(torch.from_numpy(want.boxes), torch.from_numpy(got.boxes)).numpy()
+        for i in range(len(want)):
+            j = int(ious[i].argmax())
+            assert ious[i, j] >= 0.9 and got.labels[j] == want.labels[i]
+            a, b = want.masks[i], got.masks[j]
+            assert (a & b).sum() / max((a | b).sum(), 1) >= 0.6
+            matched, inter, union = matched + 1, inter + (a & b).sum(), union + (a | b).sum()
+    print(f"fp16 engine: {matched} detections matched, overall mask IoU {inter / union:.4f}")
+    assert matched >= 8 and inter / union >= 0.95
