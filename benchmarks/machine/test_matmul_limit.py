@@ -26,7 +26,7 @@ N = 2048
 FLOPS = 2 * N**3
 
 
-def record_rate(benchmark, info: dict) -> None:
+def record_rate(benchmark) -> None:
     median = median_seconds(benchmark)
     if median:
         benchmark.extra_info["gflops_per_s"] = FLOPS / median / 1e9
@@ -45,7 +45,7 @@ def test_matmul_fp32(benchmark):
     info = {"flops": FLOPS, "n": N, "dtype": "float32", "library": "torch", "threads": THREADS}
     measure(benchmark, lambda: torch.mm(a, b, out=out), group=GROUP, min_rounds=8, max_rounds=30,
             warmup_rounds=2, extra_info=info)
-    record_rate(benchmark, info)
+    record_rate(benchmark)
     torch.testing.assert_close(out[:2, :2], a[:2] @ b[:, :2], rtol=1e-4, atol=1e-3)
 
 
@@ -73,6 +73,6 @@ def test_matmul_openvino(benchmark, precision, dtype):
     info = {"flops": FLOPS, "n": N, "dtype": dtype, "library": "openvino", "threads": THREADS}
     measure(benchmark, lambda: request.infer([a]), group=GROUP, min_rounds=8, max_rounds=30,
             warmup_rounds=2, extra_info=info)
-    record_rate(benchmark, info)
+    record_rate(benchmark)
     out = request.get_output_tensor(0).data
     np.testing.assert_allclose(out[:2, :2], a[:2] @ b[:, :2], rtol=0.05 if dtype == "bfloat16" else 1e-3, atol=1.0)

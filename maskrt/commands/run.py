@@ -23,6 +23,7 @@ from ..api import load
 from ..engine.stream import (CocoResultsSink, JsonLinesSink, Pipeline, PngFolderSink, VideoSink, describe_kind,
                              open_source)
 from ..errors import MaskrtError
+from ..progress import progress_bar
 
 EXIT_OK, EXIT_INCOMPLETE, EXIT_INTERRUPTED = 0, 1, 130
 
@@ -117,8 +118,7 @@ def _consume(pipeline: Pipeline, unit: str, quiet: bool) -> None:
     if total is not None and pipeline.max_frames is not None:
         total = min(total, pipeline.max_frames)
     disable = quiet or (unit == "img" and (total or 0) < 2)
-    interval = 0.1 if sys.stderr.isatty() else 30.0  # a log file gets a line every 30 s, not a flood
-    with tqdm(total=total, unit=unit, disable=disable, dynamic_ncols=True, mininterval=interval) as bar:
+    with progress_bar(total=total, unit=unit, disable=disable, dynamic_ncols=True) as bar:
         shown = 0.0
         for _ in pipeline.run():
             bar.update(1)

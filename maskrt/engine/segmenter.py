@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-
 from .detections import Detections
 from .images import as_rgb_uint8
 

@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from pycocotools.coco import COCO
-from tqdm import tqdm
 
 from ..engine.images import read_image
 from ..engine.outputs import instances_json
 from ..errors import InputError, MaskrtError
+from ..progress import progress_bar
 from .coco_eval import load_coco
 
 
@@ -69,8 +68,7 @@ def predict_dataset(seg: Callable, coco_gt: COCO | str | Path, images_dir: str |
     coco_gt = load_coco(coco_gt)
     pairs = image_files(coco_gt, images_dir, img_ids)
     results: list[dict] = []
-    bar = tqdm(pairs, desc="eval", unit="img", file=sys.stderr, disable=not progress,
-               mininterval=0.1 if sys.stderr.isatty() else 30.0)  # a log file gets a line every 30 s
+    bar = progress_bar(pairs, desc="eval", unit="img", disable=not progress)
     for image_id, path in bar:
         image = read_image(path)
         info = coco_gt.imgs[image_id]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -55,6 +56,18 @@ def uses_coordinate_trick(boxes: Tensor) -> bool:
     (its boxes are clipped to the image), take the per-class path, NMS's definition."""
     limit = 4000 if boxes.device.type == "cpu" else 100_000
     return boxes.numel() <= limit and not bool((boxes < 0).any())
+
+
+def per_class_order(scores: Tensor, classes: Tensor) -> tuple[Tensor, np.ndarray]:
+    """Rows grouped by class (ascending), each class by decreasing score, ties by lower row.
+
+    Returns (order Tensor[n] int64, segments int64[C + 1]: class c occupies order[s[c]:s[c+1]]).
+    """
+    by_score = scores.sort(descending=True, stable=True)[1]
+    order = by_score.index_select(0, classes.index_select(0, by_score).sort(stable=True)[1])
+    sorted_classes = classes.index_select(0, order).cpu().numpy()
+    starts = np.flatnonzero(sorted_classes[1:] != sorted_classes[:-1]) + 1
+    return order, np.concatenate([[0], starts, [sorted_classes.size]]).astype(np.int64)
 
 
 def offset_boxes(boxes: Tensor, classes: Tensor) -> Tensor:

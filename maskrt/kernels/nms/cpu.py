@@ -24,7 +24,15 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .common import finish, float32_threshold, offset_boxes, order_by_score, prepare, uses_coordinate_trick
+from .common import (
+    finish,
+    float32_threshold,
+    offset_boxes,
+    order_by_score,
+    per_class_order,
+    prepare,
+    uses_coordinate_trick,
+)
 
 
 def nms(boxes: Tensor, scores: Tensor, classes: Tensor, iou_threshold: float, max_output: int = -1) -> Tensor:
@@ -41,22 +49,10 @@ def nms(boxes: Tensor, scores: Tensor, classes: Tensor, iou_threshold: float, ma
         segments = np.array([0, order.numel()], dtype=np.int64)
         kept = order[_scan(offset_boxes(p.boxes, p.classes).index_select(0, order), segments, iou_threshold)]
     else:
-        order, segments = _per_class_order(p.scores, p.classes)
+        order, segments = per_class_order(p.scores, p.classes)
         kept = order[_scan(p.boxes.index_select(0, order), segments, iou_threshold)]
         kept = order_by_score(torch.sort(kept)[0], p.scores)
     return finish(kept.to(boxes.device), p, max_output)
-
-
-def _per_class_order(scores: Tensor, classes: Tensor) -> tuple[Tensor, np.ndarray]:
-    """Rows grouped by class (ascending), each class by decreasing score, ties by lower row.
-
-    Returns (order Tensor[n] int64, segments int64[C + 1]: class c occupies order[s[c]:s[c+1]]).
-    """
-    by_score = scores.sort(descending=True, stable=True)[1]
-    order = by_score.index_select(0, classes.index_select(0, by_score).sort(stable=True)[1])
-    sorted_classes = classes.index_select(0, order).cpu().numpy()
-    starts = np.flatnonzero(sorted_classes[1:] != sorted_classes[:-1]) + 1
-    return order, np.concatenate([[0], starts, [sorted_classes.size]]).astype(np.int64)
 
 
 def _scan(boxes: Tensor, segments: np.ndarray, iou_threshold: float) -> Tensor:

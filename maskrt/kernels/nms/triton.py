@@ -18,7 +18,15 @@ import torch
 from torch import Tensor
 
 from .._triton import check_device, launch_options, triton_modules
-from .common import finish, float32_threshold, offset_boxes, order_by_score, prepare, uses_coordinate_trick
+from .common import (
+    finish,
+    float32_threshold,
+    offset_boxes,
+    order_by_score,
+    per_class_order,
+    prepare,
+    uses_coordinate_trick,
+)
 
 BLOCK_ROWS = 64
 WORD = 64
@@ -33,24 +41,15 @@ def nms(boxes: Tensor, scores: Tensor, classes: Tensor, iou_threshold: float, ma
     check_device(p.boxes)
     trick = uses_coordinate_trick(p.boxes)
     work = offset_boxes(p.boxes, p.classes).float() if trick else p.boxes.float()
-    order = p.scores.sort(dim=0, descending=True, stable=True)[1] if trick else _per_class_order(p.scores, p.classes)
+    if trick:
+        order = p.scores.sort(dim=0, descending=True, stable=True)[1]
+    else:
+        order = per_class_order(p.scores, p.classes)[0]
     keep_sorted = suppress(work[order], p.classes[order], iou_threshold, check_class=not trick)
     kept = order[keep_sorted]
     if not trick:
         kept = order_by_score(torch.sort(kept)[0], p.scores)
     return finish(kept, p, max_output)
-
-
-def _per_class_order(scores: Tensor, classes: Tensor) -> Tensor:
-    """Rows grouped by class, each class in the order the reference's per-class NMS sorts it."""
-    by_class = torch.argsort(classes, stable=True)
-    counts = torch.unique_consecutive(classes[by_class], return_counts=True)[1].tolist()
-    parts, start = [], 0
-    for count in counts:
-        rows = by_class[start : start + count]
-        parts.append(rows[scores[rows].sort(dim=0, descending=True, stable=True)[1]])
-        start += count
-    return torch.cat(parts)
 
 
 def suppress(boxes: Tensor, classes: Tensor, iou_threshold: float, check_class: bool) -> Tensor:
