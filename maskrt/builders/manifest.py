@@ -20,7 +20,7 @@ from ..model.arch import ArchConfig
 FORMAT_VERSION = 1
 MANIFEST_NAME = "manifest.json"
 TARGETS = ("cpu", "tensorrt")
-PRECISIONS = ("fp32", "fp16")
+PRECISIONS = ("fp32", "fp16", "int8")
 
 
 @dataclass
@@ -35,6 +35,9 @@ class Manifest:
     source: dict = field(default_factory=dict)  # {"path", "sha256"} of the checkpoint
     stages: dict[str, str] = field(default_factory=dict)  # stage name -> payload file
     versions: dict[str, str] = field(default_factory=dict)
+    # int8 engines: {"nncf", "preset", "calibration": {"source", "size", "sha256"}, "samples",
+    # "stages", "float_groups", "float_layers"} (maskrt.builders.quantize); empty otherwise
+    quantization: dict = field(default_factory=dict)
     format_version: int = FORMAT_VERSION
 
     def to_json(self) -> str:
