@@ -35,7 +35,8 @@ def run(args: argparse.Namespace) -> int:
     source = open_source(args.source, log=_log)  # log: URL reconnect reports, above the progress bar
     try:
         seg = load(args.model, device=args.device, backend=args.backend, score_threshold=args.score_threshold,
-                   min_size=args.min_size, max_size=args.max_size, batch_size=args.batch, num_threads=args.threads)
+                   min_size=args.min_size, max_size=args.max_size, batch_size=args.batch, num_threads=args.threads,
+                   precision=args.precision, calibration=args.calibration, calibration_size=args.calibration_size)
     except BaseException:
         source.close()
         raise
