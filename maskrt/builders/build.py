@@ -31,6 +31,8 @@ def build_engine(weights: str | Path, out: str | Path, target: str = "cpu", prec
         raise MaskrtError(f"unknown target {target!r}; choose from {', '.join(TARGETS)}")
     if precision not in PRECISIONS:
         raise MaskrtError(f"unknown precision {precision!r}; choose from {', '.join(PRECISIONS)}")
+    if precision != "int8" and (calibration is not None or calibration_size is not None):
+        raise MaskrtError("--calibration and --calibration-size apply to --precision int8 only")
     calibration_set = _int8_calibration(target, weights, calibration, calibration_size) if precision == "int8" else None
     out = Path(out)
     say = _Progress(progress, total=3 if onnx_only else (7 if calibration_set else 4))
