@@ -5,9 +5,12 @@ import triton.language as tl
 
 
 @triton.jit
-def iou_mask_kernel(boxes_ptr, areas_ptr, classes_ptr, mask_ptr, n, words, threshold,
+def iou_mask_kernel(boxes_ptr, areas_ptr, classes_ptr, mask_ptr, n, words, threshold_ptr,
                     CHECK_CLASS: tl.constexpr, BLOCK_ROWS: tl.constexpr, WORD: tl.constexpr):
-    """mask[i, word] bit b = box (word * WORD + b) after i, same class, IoU > threshold."""
+    """mask[i, word] bit b = box (word * WORD + b) after i, same class, IoU > threshold.
+
+    The IoU is computed in the boxes' dtype (float32 or float64); the threshold is read from
+    threshold_ptr (one element of that dtype: a scalar argument would be passed as float32)."""
     rows = tl.program_id(0) * BLOCK_ROWS + tl.arange(0, BLOCK_ROWS)
     cols = tl.program_id(1) * WORD + tl.arange(0, WORD)
     rmask, cmask = rows < n, cols < n
@@ -24,8 +27,8 @@ def iou_mask_kernel(boxes_ptr, areas_ptr, classes_ptr, mask_ptr, n, words, thres
     w = tl.maximum(tl.minimum(rx2, cx2) - tl.maximum(rx1, cx1), 0.0)
     h = tl.maximum(tl.minimum(ry2, cy2) - tl.maximum(ry1, cy1), 0.0)
     inter = w * h
-    iou = tl.math.div_rn(inter, (rarea + carea) - inter)
-    hit = (iou > threshold) & (cols[None, :] > rows[:, None]) & cmask[None, :] & rmask[:, None]
+    iou = tl.math.fdiv(inter, (rarea + carea) - inter, ieee_rounding=True)  # div.rn, float32 or float64
+    hit = (iou > tl.load(threshold_ptr)) & (cols[None, :] > rows[:, None]) & cmask[None, :] & rmask[:, None]
     if CHECK_CLASS:
         rcls = tl.load(classes_ptr + rows, mask=rmask, other=-1)[:, None]
         ccls = tl.load(classes_ptr + cols, mask=cmask, other=-2)[None, :]

@@ -9,7 +9,8 @@ keeping a vector of "removed" words: box i is kept unless its bit is set, and th
 words is OR-ed in. (torchvision copies the mask to the host for this scan; keeping it on the
 device avoids the copy.) The IoU is computed with torchvision's CPU formula and float32
 operations in the same order, divide rounded to nearest, no FMA contraction, and the double
-threshold replaced by the equivalent float32 one, so the kept set is identical.
+threshold replaced by the equivalent float32 one, so the kept set is identical. float64 boxes
+are processed in float64 with the double threshold, as torchvision's kernel does for them.
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ def nms(boxes: Tensor, scores: Tensor, classes: Tensor, iou_threshold: float, ma
         return torch.empty(0, dtype=torch.int64, device=boxes.device)
     check_device(p.boxes)
     trick = uses_coordinate_trick(p.boxes)
-    work = offset_boxes(p.boxes, p.classes).float() if trick else p.boxes.float()
+    work = offset_boxes(p.boxes, p.classes) if trick else p.boxes  # float32, or float64 (common.prepare)
     if trick:
         order = p.scores.sort(dim=0, descending=True, stable=True)[1]
     else:
@@ -53,8 +54,9 @@ def nms(boxes: Tensor, scores: Tensor, classes: Tensor, iou_threshold: float, ma
 
 
 def suppress(boxes: Tensor, classes: Tensor, iou_threshold: float, check_class: bool) -> Tensor:
-    """Greedy NMS over boxes already in processing order. boxes: Tensor[n, 4] float32;
-    classes: Tensor[n] int64. Returns Tensor[k] int64 positions (ascending) of the kept boxes."""
+    """Greedy NMS over boxes already in processing order. boxes: Tensor[n, 4] float32 or float64
+    (the IoU is computed in that dtype); classes: Tensor[n] int64. Returns Tensor[k] int64
+    positions (ascending) of the kept boxes."""
     mask_kernel, scan_kernel = _get_kernels()
     triton, _ = triton_modules()
     n = boxes.shape[0]
@@ -64,7 +66,10 @@ def suppress(boxes: Tensor, classes: Tensor, iou_threshold: float, check_class: 
     words = triton.cdiv(n, WORD)
     mask = torch.zeros((n, words), dtype=torch.int64, device=boxes.device)
     grid = (triton.cdiv(n, BLOCK_ROWS), words)
-    mask_kernel[grid](boxes, areas, classes.contiguous(), mask, n, words, float32_threshold(iou_threshold),
+    double = boxes.dtype == torch.float64
+    threshold = torch.tensor([iou_threshold if double else float32_threshold(iou_threshold)], dtype=boxes.dtype,
+                             device=boxes.device)
+    mask_kernel[grid](boxes, areas, classes.contiguous(), mask, n, words, threshold,
                       CHECK_CLASS=check_class, BLOCK_ROWS=BLOCK_ROWS, WORD=WORD, **launch_options())
     keep = torch.zeros(n, dtype=torch.int8, device=boxes.device)
     removed = torch.zeros(words, dtype=torch.int64, device=boxes.device)
