@@ -52,6 +52,21 @@ class Expected:
 
 
 @dataclass
+class Found:
+    """Detections from somewhere other than a maskrt Detections (e.g. an ONNX graph's outputs):
+    boxes [N, 4] in image pixels, scores [N], labels [N], mask_probs [N, M, M], masks bool [N, H, W]."""
+
+    boxes: np.ndarray
+    scores: np.ndarray
+    labels: np.ndarray
+    mask_probs: np.ndarray
+    masks: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.scores)
+
+
+@dataclass
 class Agreement:
     instances: int
     compared_pixels: int  # pasted pixels compared exactly (farther than prob_atol from the threshold)
