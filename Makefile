@@ -23,7 +23,10 @@ test: $(STAMP)
 	$(MAKE) --no-print-directory bench-smoke
 
 # Benchmarks (benchmarks/README.md): raw JSON (every round's timing) + Markdown report + stage chart.
-BENCH_OUT := benchmarks/results
+# Results are kept per kind of CPU (avx2, avx512, avx512-bf16: maskrt.machine), so figures from
+# different machines are never mixed; each report names its machine precisely.
+MACHINE_KIND = $(shell $(PY) -c "from maskrt.machine import describe; print(describe(False).kind)")
+BENCH_OUT = benchmarks/results/$(MACHINE_KIND)
 BASELINE ?= $(BENCH_OUT)/baseline.json
 CURRENT ?= $(BENCH_OUT)/latest.json
 # $(call bench_run,JSON,REPORT.md,CHART.png,PYTEST SELECTION): the JSON is written under a .partial
