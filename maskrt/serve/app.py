@@ -88,7 +88,7 @@ def build_app(o: ServeOptions):
     from ray import serve
 
     model = serve.deployment(ModelReplica).options(**model_deployment_options(o)).bind(
-        o.model, o.max_batch, o.batch_wait_s)
+        o.model, o.max_batch, o.batch_wait_s, *([o.max_pixels] if o.max_pixels else []))
     gateway = serve.deployment(Gateway).options(
         name=GATEWAY_DEPLOYMENT, num_replicas=1, max_ongoing_requests=1000, max_queued_requests=1000,
         ray_actor_options={"num_cpus": 0}, health_check_period_s=o.health_check_period_s,

@@ -8,12 +8,13 @@
     GET  /healthz            200 while a model replica is running, else 503
     GET  /metrics            Prometheus text format (metrics.py)
 
-The gateway decodes and checks uploads (4xx with a one-line reason, uploads.py) and hands the
-pixels to the model deployment through a DeploymentHandle. Overload is Serve's: when every model
-replica has max_ongoing_requests in hand and max_queued_requests wait at this caller, the handle
-raises BackPressureError at once, answered as 503 with Retry-After. A replica that dies with a
-request in hand fails that request (503, "retry"); Serve starts a replacement. Every answer is
-JSON {"error": "..."} except the page, frames and metrics.
+The gateway checks uploads (4xx with a one-line reason, uploads.py: everything but the pixels)
+and hands the bytes to the model deployment through a DeploymentHandle; replicas decode them.
+Overload is Serve's: when every model replica has max_ongoing_requests in hand and
+max_queued_requests wait at this caller, the handle raises BackPressureError at once, answered
+as 503 with Retry-After. A replica that dies with a request in hand fails that request (503,
+"retry"); Serve starts a replacement. Every answer is JSON ({"error": "..."} when refused)
+except the page, frames and metrics.
 """
 
 # No `from __future__ import annotations` here: FastAPI reads the route signatures' annotations
@@ -92,15 +93,15 @@ class Gateway:
             threshold = uploads.score_threshold(request.query_params.get("score_threshold"), o.score_threshold)
             body = await self._body(request)
             data, name = uploads.image_bytes(request.headers.get("content-type"), body, o.max_bytes)
-            t1 = time.perf_counter()
-            image = await asyncio.to_thread(uploads.decode, data, o.max_pixels)
-            decode_s = time.perf_counter() - t1
-            result = await self._infer(image, threshold, name)
+            uploads.probe(data, o.max_pixels)  # the header only: pixels are decoded by the replica
+            result = await self._infer(data, threshold, name)
         except uploads.UploadError as exc:
             return self._refuse("/v1/segment", exc.status, str(exc), t0)
         except Refused as exc:
             return self._refuse("/v1/segment", exc.status, str(exc), t0)
-        self.metrics.answered({**result["timing"], "decode_s": decode_s})
+        if "error" in result:  # bytes that passed the header check but do not decode
+            return self._refuse("/v1/segment", result["status"], result["error"], t0)
+        self.metrics.answered(result["timing"])
         self.metrics.request("/v1/segment", 200, time.perf_counter() - t0)
         return JSONResponse(result["record"])
 
@@ -114,11 +115,11 @@ class Gateway:
             chunks.append(chunk)
         return b"".join(chunks)
 
-    async def _infer(self, image, threshold, name) -> dict:
+    async def _infer(self, data: bytes, threshold, name) -> dict:
         self.metrics.in_flight += 1
         response = None
         try:
-            response = self.model.segment.remote(image, threshold, name)
+            response = self.model.segment.remote(data, threshold, name)
             return await asyncio.wait_for(_result(response), self.options.request_timeout_s)
         except BackPressureError:
             raise Refused(503, "overloaded: every replica is busy and the queue is full; retry later") from None

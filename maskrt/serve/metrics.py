@@ -3,8 +3,8 @@
 
 Requests: counted by route and status. Latency of `POST /v1/segment`, end to end inside the
 gateway (body read to response), as a summary with quantiles 0.5 / 0.9 / 0.99, separately for
-answered (200) and refused (4xx/503) requests. Per-stage times of answered requests: decode (image
-bytes to pixels, gateway), queue (waiting at the replica for a batch to start), infer (the
+answered (200) and refused (4xx/503) requests. Per-stage times of answered requests: queue
+(waiting at the replica for its batch to start), decode (image bytes to pixels), infer (the
 backend's batch call, shared evenly by the batch's images), postprocess (mask paste + COCO RLE +
 JSON record). Batch sizes as a histogram. Streams: fps, frames, drops, restarts, reconnects and
 their per-stage p50/p99, as gauges per stream.
@@ -23,7 +23,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 
 from ..engine.stream.stats import StageTimes
 
-REQUEST_STAGES = ("decode", "queue", "infer", "postprocess")
+REQUEST_STAGES = ("queue", "decode", "infer", "postprocess")
 QUANTILES = (0.5, 0.9, 0.99)
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
@@ -67,7 +67,7 @@ class ServiceMetrics:
                 self.latency["answered" if status == 200 else "refused"].add(seconds)
 
     def answered(self, timing: dict) -> None:
-        """timing: the replica's {"queue_s", "infer_s", "postprocess_s", "batch"} plus the gateway's "decode_s"."""
+        """timing: the replica's {"batch", "queue_s", "decode_s", "infer_s", "postprocess_s"}."""
         with self._lock:
             for stage in REQUEST_STAGES:
                 if f"{stage}_s" in timing:

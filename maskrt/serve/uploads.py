@@ -7,8 +7,11 @@ refused with an UploadError carrying the HTTP status and a one-line reason:
     400  an empty body, a multipart body without a file, an image that does not decode
     422  a score_threshold that is not a number in [0, 1]
 
-Decoding is the one `maskrt run` uses for image files (maskrt.engine.images.decoded_rgb), so the
-pixels the service segments are the pixels run segments for the same file.
+The gateway checks everything but the pixels (probe: signature, format and size from the header);
+the model replicas decode (decode), so a request refused for overload costs no decoding and
+decoding scales with the replicas. Decoding is the one `maskrt run` uses for image files
+(maskrt.engine.images.decoded_rgb), so the pixels the service segments are the pixels run
+segments for the same file.
 """
 
 from __future__ import annotations
@@ -88,8 +91,18 @@ def _multipart_file(content_type: str, body: bytes) -> tuple[bytes, str | None]:
     return payload, files[0].get_filename()
 
 
+def probe(data: bytes, max_pixels: int = MAX_PIXELS) -> tuple[int, int]:
+    """(width, height) from the image's header alone (no pixels decoded): the gateway's cheap check."""
+    return _open(data, max_pixels, lambda img: img.size)
+
+
 def decode(data: bytes, max_pixels: int = MAX_PIXELS) -> np.ndarray:
     """JPEG/PNG bytes -> np.ndarray[H, W, 3] uint8 RGB (EXIF orientation applied, like `maskrt run`)."""
+    return _open(data, max_pixels, decoded_rgb)
+
+
+def _open(data: bytes, max_pixels: int, then):
+    """then(opened PIL image) once the bytes are a JPEG or PNG of at most max_pixels pixels."""
     from PIL import Image, UnidentifiedImageError
 
     if not any(data.startswith(sig) for sig in SIGNATURES):
@@ -101,7 +114,7 @@ def decode(data: bytes, max_pixels: int = MAX_PIXELS) -> np.ndarray:
             width, height = img.size
             if width * height > max_pixels:
                 raise UploadError(413, f"the image is {width}x{height} pixels; the limit is {max_pixels} pixels")
-            return decoded_rgb(img)
+            return then(img)
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise UploadError(400, f"the image does not decode ({first})") from None

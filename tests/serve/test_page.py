@@ -99,6 +99,6 @@ def test_page_shows_live_annotated_streams(service, browser, clip_frames):
 
     target = os.environ.get("MASKRT_SCREENSHOT")
     if target:
-        browser.send("Emulation.setDeviceMetricsOverride", width=820, height=330, deviceScaleFactor=2, mobile=False)
+        browser.send("Emulation.setDeviceMetricsOverride", width=820, height=350, deviceScaleFactor=2, mobile=False)
         wait_for(lambda: figures(browser, "loop")["natural"][1] > 0, what="the view after resizing")
         Path(target).write_bytes(browser.screenshot())
