@@ -40,10 +40,13 @@ async function refresh(){
     document.getElementById('updated').textContent = new Date().toLocaleTimeString();
   } catch (e) { document.getElementById('updated').textContent = 'unreachable'; }
 }
+const reopen = img => { img.src = img.dataset.src + '?t=' + Date.now(); };
 function rewire(img){  // a feed that broke (gateway or actor restarting) is opened again
-  img.onerror = () => setTimeout(() => { img.src = img.dataset.src + '?t=' + Date.now(); }, 1000);
+  img.onerror = () => setTimeout(() => reopen(img), 1000);
 }
 document.querySelectorAll('img.view').forEach(rewire);
+// the gateway ends each feed after mjpeg_max_s (10 min): open a fresh one before that
+setInterval(() => document.querySelectorAll('img.view').forEach(reopen), 300000);
 refresh(); setInterval(refresh, 1000);
 """
 
