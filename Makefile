@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 export OMP_NUM_THREADS ?= 2
 export MKL_NUM_THREADS ?= 2
 
-.PHONY: setup test bench bench-quick bench-compare bench-smoke demo clean
+.PHONY: setup browser test bench bench-quick bench-compare bench-smoke demo clean
 
 setup: $(STAMP)
 
@@ -18,7 +18,13 @@ $(STAMP): pyproject.toml setup.py requirements.lock
 	$(PY) -m pip install --quiet --no-deps -e .
 	touch $@
 
-test: $(STAMP)
+# The page test of `maskrt serve` drives Debian's chromium headless; installed here when missing
+# (CI runs as root with the Debian archive reachable; nothing is downloaded by the tests).
+browser:
+	@test -x /usr/bin/chromium || { apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium; }
+
+test: $(STAMP) browser
 	$(PY) -m pytest -q tests
 	$(MAKE) --no-print-directory bench-smoke
 

@@ -1,4 +1,4 @@
-"""`maskrt` command line: build | run | eval | info | demo. User mistakes print one line and exit with code 2."""
+"""`maskrt` command line: build | run | eval | info | demo | serve. User mistakes print one line and exit with code 2."""
 
 from __future__ import annotations
 
@@ -149,11 +149,17 @@ def _cmd_info(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_serve(sub) -> None:
+    from .commands.serve import add_parser  # the command itself imports Ray only when it runs
+
+    add_parser(sub)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="maskrt", description="Mask R-CNN inference engine.")
     parser.add_argument("--version", action="version", version=f"maskrt {_version()}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for add in (_add_build, _add_run, _add_eval, _add_info, _add_demo):
+    for add in (_add_build, _add_run, _add_eval, _add_info, _add_demo, _add_serve):
         add(sub)
     return parser
 

@@ -38,17 +38,24 @@ def as_rgb_uint8(image: object) -> np.ndarray:
 
 def read_image(path: str | Path) -> np.ndarray:
     """Decode an image file to np.ndarray[H, W, 3] uint8 RGB (EXIF orientation applied)."""
-    from PIL import Image, ImageOps, UnidentifiedImageError
+    from PIL import Image, UnidentifiedImageError
 
     path = Path(path)
     if not path.exists():
         raise InputError(f"image not found: {path}")
     try:
         with Image.open(path) as img:
-            img = ImageOps.exif_transpose(img)
-            return as_rgb_uint8(img.convert("RGB"))
+            return decoded_rgb(img)
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         raise InputError(f"cannot read image {path}: {str(exc).splitlines()[0] if str(exc) else 'not an image'}") from None
+
+
+def decoded_rgb(img) -> np.ndarray:
+    """An opened PIL image -> np.ndarray[H, W, 3] uint8 RGB, EXIF orientation applied: how every
+    image maskrt reads (files, uploads to `maskrt serve`) becomes pixels."""
+    from PIL import ImageOps
+
+    return as_rgb_uint8(ImageOps.exif_transpose(img).convert("RGB"))
 
 
 def _is_pil(obj: object) -> bool:
