@@ -57,5 +57,21 @@ def check_device(*tensors) -> None:
 
 
 def launch_options() -> dict:
-    """Compile options for bit-exact kernels: no FMA contraction on the GPU (ignored by the interpreter)."""
+    """Compile options for bit-exact kernels: no FMA contraction on the GPU (ignored by the interpreter).
+
+    enable_fp_fusion=False stops LLVM contracting a * b + c into fma.rn.f32 and makes triton run
+    ptxas with --fmad=false; explicit tl.fma calls stay fused."""
     return {} if interpreted() else {"enable_fp_fusion": False}
+
+
+_size_reader = None  # set by maskrt.kernels.fake_cuda to record the reads
+
+
+def read_sizes(values, bounds, what: str = "") -> list[int]:
+    """The one host read of a wrapper: data-dependent output sizes (on a GPU, a device-to-host copy
+    that waits for the queued work). values: Tensor[k] integer on the device; bounds: k ints, upper
+    bounds of the values (what maskrt.kernels.fake_cuda answers with). Every such read of the GPU
+    path goes through here so that tests can see and count them."""
+    if _size_reader is not None:
+        return _size_reader(values, bounds, what)
+    return [int(v) for v in values.tolist()]
