@@ -125,30 +125,44 @@ def target(arch: int):
 
 
 def compile_launch(launch: Launch, arch: int = 90) -> dict:
-    """Compile one recorded launch for sm_<arch> and measure it. Returns a dict: kernel, arch,
-    registers, spill_stores, spill_loads, stack (bytes per thread), shared (bytes), num_warps,
-    compile_s (0 when triton's cache had it), div_full, div_approx, fma (PTX instruction counts),
-    fp_fusion (the launch's enable_fp_fusion), ptx_lines."""
-    import triton
+    """Compile one recorded launch for sm_<arch> as triton's JIT would, and measure it (compile_source)."""
     from triton.compiler import ASTSource
 
+    signature, constexprs, attrs, options, _ = specialize(launch, arch)
+    return compile_source(ASTSource(jit_function(launch.kernel), signature, constexprs, attrs), options.__dict__,
+                          arch)
+
+
+def compile_source(src, options: dict, arch: int = 90) -> dict:
+    """Compile a triton ASTSource for sm_<arch> and measure it. Returns a dict: kernel, arch,
+    registers, spill_stores, spill_loads, stack (bytes per thread), shared (bytes), num_warps,
+    compile_s (0 when triton's cache had it), div_full, div_approx, fma (PTX instruction counts),
+    fp_fusion (enable_fp_fusion), params (the kernel's PTX parameters: p pointer, i 32-bit int),
+    ptx_lines."""
+    import triton
     from triton import knobs
 
-    signature, constexprs, attrs, options, _ = specialize(launch, arch)
     log = io.StringIO()
     start = time.perf_counter()
     with knobs.nvidia.scope(), contextlib.redirect_stdout(log):
         knobs.nvidia.dump_ptxas_log = True  # triton prints its own `ptxas -v` log (none on a cache hit)
-        compiled = triton.compile(ASTSource(launch.kernel, signature, constexprs, attrs), target=target(arch),
-                                  options=options.__dict__)
+        compiled = triton.compile(src, target=target(arch), options=options)
     seconds = time.perf_counter() - start
     ptx = compiled.asm["ptx"]
+    fp_fusion = bool(compiled.metadata.enable_fp_fusion)
     fresh = parse_ptxas_log(log.getvalue()) if "registers" in log.getvalue() else None
-    stats = _cached_ptxas_stats(compiled.hash, ptx, arch, options.enable_fp_fusion, fresh)
-    return {"kernel": launch.name, "arch": f"sm_{arch}{'a' if arch == 90 else ''}", **stats,
+    stats = _cached_ptxas_stats(compiled.hash, ptx, arch, fp_fusion, fresh)
+    return {"kernel": compiled.metadata.name, "arch": f"sm_{arch}{'a' if arch == 90 else ''}", **stats,
             "shared": int(compiled.metadata.shared), "num_warps": int(compiled.metadata.num_warps),
-            "compile_s": round(seconds, 2), **ptx_counts(ptx), "fp_fusion": bool(options.enable_fp_fusion),
-            "ptx_lines": ptx.count("\n")}
+            "compile_s": round(seconds, 2), **ptx_counts(ptx), "fp_fusion": fp_fusion,
+            "params": ptx_params(ptx), "ptx_lines": ptx.count("\n")}
+
+
+def ptx_params(ptx: str) -> str:
+    """The entry's parameters, one letter each: p (64-bit pointer), i (32-bit integer), f (float)."""
+    entry = re.search(r"\.entry\s+\w+\((.*?)\)", ptx, re.S)
+    kinds = re.findall(r"\.param\s+\.(\w+)", entry.group(1)) if entry else []
+    return "".join({"u64": "p", "u32": "i", "s32": "i", "f32": "f"}.get(k, "?") for k in kinds)
 
 
 def ptx_counts(ptx: str) -> dict:
@@ -208,10 +222,14 @@ def _cached_ptxas_stats(key: str, ptx: str, arch: int, fp_fusion: bool, fresh: d
     return cache[key]
 
 
-def compile_in_subprocess(archs=ARCHS, timeout: float = 900) -> list[dict]:
+def compile_in_subprocess(archs=ARCHS, timeout: float = 1800, cache_dir: str | None = None) -> list[dict]:
     """`python -m maskrt.kernels.ptx` in a child process without TRITON_INTERPRET: the compile
-    table of every kernel at every configuration the wrappers launch (maskrt.kernels.launches)."""
+    table of every kernel at every configuration the wrappers launch (maskrt.kernels.launches)
+    and of the AOT plugin kernels (maskrt.kernels.trt_aot). cache_dir: triton's cache (None:
+    its default, so repeated runs reuse the compiled kernels; a fresh folder: real timings)."""
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    if cache_dir:
+        env["TRITON_CACHE_DIR"] = str(cache_dir)
     root = str(Path(__file__).resolve().parents[2])
     env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH", "")) if p)
     cmd = [sys.executable, "-m", "maskrt.kernels.ptx", "--json", "-", "--arch", *map(str, archs)]
@@ -224,7 +242,7 @@ def compile_in_subprocess(archs=ARCHS, timeout: float = 900) -> list[dict]:
 def table(rows: list[dict]) -> str:
     """The compile table as Markdown."""
     cols = ("config", "arch", "registers", "spill_stores", "spill_loads", "stack", "compile_s", "div_full", "fma",
-            "fp_fusion")
+            "fp_fusion", "params")
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     lines += ["| " + " | ".join(str(r.get(c, "")) for c in cols) + " |" for r in rows]
     return "\n".join(lines)
@@ -242,12 +260,16 @@ def main(argv=None) -> int:
         parser.error("unset TRITON_INTERPRET: interpreted kernels cannot be compiled")
     from .launches import configurations
 
+    from .trt_aot import sources
+
+    jobs = [(config, lambda arch, launch=launch: compile_launch(launch, arch)) for config, launch in configurations()]
+    jobs += [(config, lambda arch, src=src, opts=opts: compile_source(src, opts, arch)) for config, src, opts in sources()]
     rows = []
-    for config, launch in configurations():
+    for config, compile_for in jobs:
         if args.only and args.only not in config:
             continue
         for arch in args.arch:
-            rows.append({"config": config, **compile_launch(launch, arch)})
+            rows.append({"config": config, **compile_for(arch)})
             print(f"{config} sm_{arch}: {rows[-1]['compile_s']} s", file=sys.stderr, flush=True)
     if args.json == "-":
         json.dump(rows, sys.stdout)
