@@ -10,6 +10,7 @@ import maskrt
 import maskrt.kernels as K
 from maskrt.model import save_checkpoint
 from tests.conftest import SMALL_CLASSES, random_image, small_torchvision_maskrcnn
+from tests.detections_compare import Expected, assert_detections_agree
 
 SIZE = (128, 160)
 
@@ -28,23 +29,15 @@ def detect(segmenter, image, impl):
     return dets, masks
 
 
-def mask_ious(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    inter = (a & b).reshape(len(a), -1).sum(1)
-    union = (a | b).reshape(len(a), -1).sum(1)
-    return np.where(union == 0, 1.0, inter / np.maximum(union, 1))
-
-
 @pytest.mark.parametrize("impl", ["triton", "cpu"])
 def test_model_matches_reference_kernels(segmenter, impl):
     image = random_image(np.random.default_rng(42), *SIZE)
-    ref, ref_masks = detect(segmenter, image, "reference")
-    ours, our_masks = detect(segmenter, image, impl)
-    assert len(ref) > 0
-    assert len(ours) == len(ref)
-    np.testing.assert_array_equal(ours.labels, ref.labels)
-    np.testing.assert_allclose(ours.boxes, ref.boxes, atol=1e-3, rtol=0)
-    np.testing.assert_allclose(ours.scores, ref.scores, atol=1e-5, rtol=0)
-    assert mask_ious(our_masks, ref_masks).min() >= 0.99
+    ref, _ = detect(segmenter, image, "reference")
+    ours, _ = detect(segmenter, image, impl)
+    # Only RoIAlign's summation order differs (float32, ~1e-6 relative): boxes of this 160-px
+    # image move by far less than 1e-3 px, scores by 1e-5, and the narrow seeded mask head's
+    # probabilities by < 1e-4; masks compared where rounding cannot decide them.
+    assert_detections_agree(ours, Expected.of(ref), box_atol=1e-3, score_atol=1e-5, prob_atol=1e-4)
 
 
 def test_switch_selects_all_three_ops():

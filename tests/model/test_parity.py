@@ -11,6 +11,7 @@ import maskrt
 from maskrt import kernels
 from maskrt.model import save_checkpoint
 from tests.conftest import random_image, small_torchvision_maskrcnn
+from tests.detections_compare import assert_detections_agree, torchvision_expected
 
 # (height, width): portrait, landscape, tiny, square, very wide, larger than max_size.
 IMAGE_SIZES = [(480, 320), (300, 560), (24, 36), (400, 400), (120, 700), (900, 1500)]
@@ -104,10 +105,16 @@ def test_batched_call_matches_torchvision_batch(small_checkpoint):
 
 @pytest.mark.parametrize("impl", ["cpu", "auto"])
 def test_fast_cpu_kernels_match_torchvision(resnet50_pair, impl):
-    """The default (auto -> cpu) kernels sum in another order than torchvision's ops; detections
-    still agree to float rounding (boxes within 1e-2 px on a 1500-px image, scores within 1e-4)."""
+    """The default (auto -> cpu) kernels sum RoIAlign's samples in another order than
+    torchvision's (float32; ~1e-6 relative). Through the box head that moves boxes by <= 1e-2 px
+    on a 1500-px image and scores by <= 1e-4; the mask head sees the same ~1e-6 relative change
+    and, with seeded logits up to ~200, moves probabilities by <= 200 * 1e-6 / 4 = 5e-5 directly,
+    more through the boxes' own moves: 1e-3. Masks are compared where rounding cannot decide
+    them (tests/detections_compare.py): a 1e-2 px box move can shift torchvision's truncated
+    paste of a small box by one pixel (a 28x6 px box: IoU 0.82), which no IoU bound survives."""
     oracle, seg = resnet50_pair
     image = random_image(np.random.default_rng(99), 900, 1500)
-    expected = torchvision_reference(oracle, image)
+    expected = torchvision_expected(oracle, image)
     with kernels.use(impl):
-        assert_same_detections(seg(image), expected, box_atol=1e-2, score_atol=1e-4)
+        agreement = assert_detections_agree(seg(image), expected, box_atol=1e-2, score_atol=1e-4, prob_atol=1e-3)
+    print(agreement)

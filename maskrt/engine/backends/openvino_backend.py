@@ -41,6 +41,14 @@ def row_bucket(n: int, full: int | None = None) -> int:
     return min(bucket, -(-n // full) * full) if full else bucket
 
 
+def compute_precision(precision: str, capabilities) -> str:
+    """OpenVINO's INFERENCE_PRECISION_HINT for an engine of `precision` on a CPU with these
+    OPTIMIZATION_CAPABILITIES: fp32 engines run in f32 (exact parity); fp16 engines in bf16 where
+    the CPU has it natively (AVX512_BF16 or AMX: "BF16" listed), in f32 elsewhere (fp16 weights
+    are widened when the model is compiled, so such an engine computes what an fp32 one does)."""
+    return "bf16" if precision == "fp16" and "BF16" in capabilities else "f32"
+
+
 class _Stage:
     """One compiled model; called with torch tensors, returns torch tensors: copies, or with
     copy_outputs=False views of OpenVINO's output buffers, valid until the stage's next call.
@@ -85,7 +93,9 @@ class OpenVINOBackend:
         self.manifest = manifest
         threads = num_threads or os.cpu_count() or 1
         core = ov.Core()
-        self.compute_precision = self._precision_hint(core)  # "f32" or "bf16": what OpenVINO computes in
+        # "f32" or "bf16": what OpenVINO computes in on this CPU
+        capabilities = core.get_property("CPU", "OPTIMIZATION_CAPABILITIES")
+        self.compute_precision = compute_precision(manifest.precision, capabilities)
         config = {"INFERENCE_NUM_THREADS": threads, "PERFORMANCE_HINT": "LATENCY",
                   "INFERENCE_PRECISION_HINT": self.compute_precision}
         compiled = {s: core.compile_model(str(self.engine_dir / f), "CPU", config) for s, f in manifest.stages.items()}
@@ -101,12 +111,6 @@ class OpenVINOBackend:
         self.detector = Detector(dense, box, mask, cell_anchors(), manifest.config, policy,
                                  RPNParams(**manifest.thresholds["rpn"]),
                                  DetectionParams(**manifest.thresholds["detection"]))
-
-    def _precision_hint(self, core) -> str:
-        """fp32 engines run in f32 (exact parity); fp16 engines in bf16 where the CPU has it."""
-        if self.manifest.precision == "fp16" and "BF16" in core.get_property("CPU", "OPTIMIZATION_CAPABILITIES"):
-            return "bf16"
-        return "f32"
 
     def infer(self, images: list[np.ndarray]) -> list[RawDetections]:
         return self.detector.detect([to_float_chw(img) for img in images])

@@ -3,7 +3,8 @@
 NaN/inf policy: a row whose score is NaN or whose box has a NaN or +-inf coordinate is dropped
 before NMS: it is never kept and never suppresses another box (torchvision would compare NaN
 IoUs and keep such boxes in an unspecified order). Scores of +-inf are ordinary values.
-Boxes are processed in float32 (fp16/bf16 inputs are widened; the result is indices only).
+Boxes are processed in float32 (fp16/bf16/integer inputs are widened; the result is indices
+only), float64 boxes in float64 (torchvision's kernel computes their IoUs in double).
 """
 
 from __future__ import annotations
@@ -17,8 +18,9 @@ from torch import Tensor
 
 @dataclass(frozen=True)
 class NmsInput:
-    """Finite rows of the input. boxes: Tensor[n, 4] float32; scores: Tensor[n] float32;
-    classes: Tensor[n] int64; index: Tensor[n] int64 row of each in the caller's tensors."""
+    """Finite rows of the input. boxes: Tensor[n, 4] float32 (float64 for float64 input); scores:
+    Tensor[n] of the boxes' dtype; classes: Tensor[n] int64; index: Tensor[n] int64 row of each in
+    the caller's tensors."""
 
     boxes: Tensor
     scores: Tensor

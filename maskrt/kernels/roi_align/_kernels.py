@@ -6,8 +6,8 @@ import triton.language as tl
 
 @triton.jit
 def roi_align_kernel(level_ptrs, heights, widths, levels, batch, start_h, start_w, bin_h, bin_w, grid_h, grid_w,
-                     block_grid, out_ptr, n_rois, channels, size,
-                     DTYPE: tl.constexpr, ROI_BLOCK: tl.constexpr, BINS: tl.constexpr, BLOCK_C: tl.constexpr):
+                     block_grid, out_ptr, n_rois, channels, size, DTYPE: tl.constexpr, ACC: tl.constexpr,
+                     ROI_BLOCK: tl.constexpr, BINS: tl.constexpr, BLOCK_C: tl.constexpr):
     """Pool ROI_BLOCK RoIs x BLOCK_C channels: a [ROI_BLOCK * BINS, BLOCK_C] tile of output bins.
 
     Row t of the tile is bin (t % BINS) of RoI (program_id(0) * ROI_BLOCK + t // BINS). Each row
@@ -15,6 +15,7 @@ def roi_align_kernel(level_ptrs, heights, widths, levels, batch, start_h, start_
     CPU kernel: y = start + ph * bin + (iy + 0.5) * bin / grid; samples outside [-1, size] count
     as zero; coordinates clamp at 0 and at size - 1; the bin is the mean over grid_h x grid_w.
     block_grid: per program (max grid_h, max grid_w) of its RoIs (the sample loop bounds).
+    ACC: the accumulation dtype (float32; float64 for float64 features, whose geometry is float64).
     """
     t = tl.arange(0, ROI_BLOCK * BINS)
     roi = tl.program_id(0) * ROI_BLOCK + t // BINS
@@ -34,7 +35,7 @@ def roi_align_kernel(level_ptrs, heights, widths, levels, batch, start_h, start_
     c_ok = cs < channels
     plane = (tl.load(batch + roi).to(tl.int64)[:, None] * channels + cs[None, :]) * (h * w).to(tl.int64)[:, None]
     ok = row_ok[:, None] & c_ok[None, :]
-    acc = tl.zeros([ROI_BLOCK * BINS, BLOCK_C], dtype=tl.float32)
+    acc = tl.zeros([ROI_BLOCK * BINS, BLOCK_C], dtype=ACC)
     for iy in range(tl.load(block_grid + 2 * tl.program_id(0))):
         yy = sh + ph * bh + (iy + 0.5) * bh / tl.maximum(gh, 1).to(tl.float32)  # gh = 0: no samples
         y_low, y_high, ly, y_ok = _axis(yy, h)
@@ -44,13 +45,13 @@ def roi_align_kernel(level_ptrs, heights, widths, levels, batch, start_h, start_
             use = y_ok & x_ok & (iy < gh) & (ix < gw)
             hy, hx = 1.0 - ly, 1.0 - lx
             m = ok & use[:, None]
-            v1 = tl.load(fmap[:, None] + plane + (y_low * w + x_low)[:, None], mask=m, other=0.0).to(tl.float32)
-            v2 = tl.load(fmap[:, None] + plane + (y_low * w + x_high)[:, None], mask=m, other=0.0).to(tl.float32)
-            v3 = tl.load(fmap[:, None] + plane + (y_high * w + x_low)[:, None], mask=m, other=0.0).to(tl.float32)
-            v4 = tl.load(fmap[:, None] + plane + (y_high * w + x_high)[:, None], mask=m, other=0.0).to(tl.float32)
+            v1 = tl.load(fmap[:, None] + plane + (y_low * w + x_low)[:, None], mask=m, other=0.0).to(ACC)
+            v2 = tl.load(fmap[:, None] + plane + (y_low * w + x_high)[:, None], mask=m, other=0.0).to(ACC)
+            v3 = tl.load(fmap[:, None] + plane + (y_high * w + x_low)[:, None], mask=m, other=0.0).to(ACC)
+            v4 = tl.load(fmap[:, None] + plane + (y_high * w + x_high)[:, None], mask=m, other=0.0).to(ACC)
             val = (hy * hx)[:, None] * v1 + (hy * lx)[:, None] * v2 + (ly * hx)[:, None] * v3 + (ly * lx)[:, None] * v4
             acc += tl.where(m, val, 0.0)
-    count = tl.maximum(gh * gw, 1).to(tl.float32)
+    count = tl.maximum(gh * gw, 1).to(ACC)
     res = acc / count[:, None]
     row = (roi.to(tl.int64) * channels)[:, None] + cs[None, :]
     dst = out_ptr + row * (size * size) + bin_id[:, None]

@@ -1,10 +1,12 @@
 """Triton multi-level RoIAlign: one program per (block of RoIs, block of channels), all levels in one launch.
 
-The host assigns levels (`fpn_levels`, exactly as the reference) and computes each RoI's float32
-geometry (start, bin size, sampling grid: `cpu._geometry`, torchvision's arithmetic); the kernel
-picks each RoI's feature map from a table of per-level base pointers and does the sampling and
-averaging for a [ROI_BLOCK * bins, BLOCK_C] tile, accumulating in float32. Features may be
-float32 or float16 (read as is, accumulated in float32, output in the features' dtype).
+The host assigns levels (`fpn_levels`, exactly as the reference) and computes each RoI's
+geometry (start, bin size, sampling grid: `cpu._geometry`, torchvision's arithmetic; RoIs without
+a level get an empty grid and pool to 0); the kernel picks each RoI's feature map from a table of
+per-level base pointers and does the sampling and averaging for a [ROI_BLOCK * bins, BLOCK_C]
+tile. Features may be float32, float16 or bfloat16 (read as is, geometry and accumulation in
+float32, output in the features' dtype) or float64 (geometry and accumulation in float64, as
+torchvision's double kernel).
 Output: Tensor[R, C, S, S] contiguous.
 """
 
@@ -41,7 +43,7 @@ def roi_align(
         return out
     check_device(first, rois)
     from . import _kernels
-    from .cpu import _geometry
+    from .cpu import _geometry, compute_dtype
 
     triton, tl = triton_modules()
     features = [f.contiguous() for f in features]
@@ -55,12 +57,15 @@ def roi_align(
     pad = programs * ROI_BLOCK - n
     grids = torch.stack([geo["grid_h"], geo["grid_w"]], 1)
     block_grid = torch.cat([grids, grids.new_zeros((pad, 2))]).view(programs, ROI_BLOCK, 2).amax(1)
-    f32 = lambda k: geo[k].to(device=dev, dtype=torch.float32).contiguous()
+    acc = compute_dtype(first.dtype)
+    real = lambda k: geo[k].to(device=dev, dtype=acc).contiguous()
     i32 = lambda v: v.to(device=dev, dtype=torch.int32).contiguous()
-    dtype = {torch.float32: tl.float32, torch.float16: tl.float16, torch.bfloat16: tl.bfloat16}[first.dtype]
+    types = {torch.float32: tl.float32, torch.float16: tl.float16, torch.bfloat16: tl.bfloat16,
+             torch.float64: tl.float64}  # = common.FEATURE_DTYPES (checked above)
     grid = (programs, triton.cdiv(c, BLOCK_C))
     _kernels.roi_align_kernel[grid](
-        table, heights, widths, i32(levels), i32(rois[:, 0].to(torch.int64)), f32("start_h"), f32("start_w"),
-        f32("bin_h"), f32("bin_w"), i32(geo["grid_h"]), i32(geo["grid_w"]), i32(block_grid.reshape(-1)), out,
-        n, c, size, DTYPE=dtype, ROI_BLOCK=ROI_BLOCK, BINS=triton.next_power_of_2(size * size), BLOCK_C=BLOCK_C)
+        table, heights, widths, i32(geo["level"]), i32(rois[:, 0].to(torch.int64)), real("start_h"), real("start_w"),
+        real("bin_h"), real("bin_w"), i32(geo["grid_h"]), i32(geo["grid_w"]), i32(block_grid.reshape(-1)), out,
+        n, c, size, DTYPE=types[first.dtype], ACC=types[acc], ROI_BLOCK=ROI_BLOCK,
+        BINS=triton.next_power_of_2(size * size), BLOCK_C=BLOCK_C)
     return out
