@@ -12,8 +12,9 @@ device (here "cuda") but no data. Inside it:
 - `kernel[grid](...)` of every Triton kernel is recorded (maskrt.kernels.ptx.Launch), not run:
   its outputs stay what the wrapper allocated, as the op's fake implementation describes them.
 The one host read a wrapper makes on purpose - a data-dependent output size, inherent in
-returning a Tensor[K] - goes through `maskrt.kernels._triton.read_sizes`; inside fake_cuda it
-is recorded in `FakeRun.size_reads` and answered with the upper bound the caller gave.
+returning a Tensor[K], or an input check - goes through `maskrt.kernels._triton.host_read`;
+inside fake_cuda it is recorded in `FakeRun.host_reads` and answered as the caller says (an
+upper bound of a size, 0 for a check).
 
 So `with fake_cuda() as run: paste(...)` proves that paste's host code makes no sync and no
 hidden CPU tensor, and shows what it launches.
@@ -37,7 +38,7 @@ class FakeRun:
     """What happened inside one fake_cuda() block."""
 
     launches: list = dataclasses.field(default_factory=list)  # maskrt.kernels.ptx.Launch
-    size_reads: list = dataclasses.field(default_factory=list)  # (what, upper bounds) per read_sizes call
+    host_reads: list = dataclasses.field(default_factory=list)  # (what, fake answer) per host_read call
 
     def kernels(self) -> list[str]:
         return [launch.name for launch in self.launches]
@@ -70,16 +71,16 @@ def fake_cuda(allow_host_copies: bool = False):
 
     run = FakeRun()
 
-    def fake_read(values, bounds, what=""):
-        run.size_reads.append((what, tuple(bounds)))
-        return [int(b) for b in bounds]
+    def fake_read(values, answer, what=""):
+        run.host_reads.append((what, tuple(answer)))
+        return [int(b) for b in answer]
 
-    saved = _triton._size_reader
-    _triton._size_reader = fake_read
+    saved = getattr(_triton, "_host_reader", None)
+    _triton._host_reader = fake_read
     try:
         with FakeTensorMode(allow_non_fake_inputs=True), record_launches() as launches, \
                 (contextlib.nullcontext() if allow_host_copies else _NoHostCopies()):
             run.launches = launches
             yield run
     finally:
-        _triton._size_reader = saved
+        _triton._host_reader = saved

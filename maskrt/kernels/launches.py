@@ -14,24 +14,31 @@ from . import warmup
 from .fake_cuda import fake_cuda
 
 NAMES = {
+    "roi_align float32": ("roi_align S=7 float32", "roi_align S=14 float32"),
+    "roi_align float16": ("roi_align S=7 float16", "roi_align S=14 float16"),
     "nms": ("nms iou_mask", "nms greedy_scan", "nms segments"),
     "paste": ("paste plain", "paste fused"),
 }
 
 
-def recorded(op: str, small: bool = False, dtype: torch.dtype = torch.float32) -> list:
-    """The launches of warmup.CALLS[op] on fake CUDA tensors (model sizes unless small)."""
+def recorded(group: str, small: bool = False) -> list:
+    """The launches of one group of warmup.CALLS (a key of NAMES) on fake CUDA tensors (model
+    sizes unless small)."""
+    op, _, dtype = group.partition(" ")
     with fake_cuda() as run:
-        warmup.CALLS[op]("cuda", small)
+        if dtype:
+            warmup.CALLS[op]("cuda", small, getattr(torch, dtype))
+        else:
+            warmup.CALLS[op]("cuda", small)
     return run.launches
 
 
 def configurations() -> list:
     """[(name, maskrt.kernels.ptx.Launch)] for every kernel configuration the wrappers launch."""
     out = []
-    for op, names in NAMES.items():
-        launches = recorded(op)
+    for group, names in NAMES.items():
+        launches = recorded(group)
         if len(launches) != len(names):
-            raise RuntimeError(f"{op}: {len(launches)} launches recorded, expected {len(names)} ({names})")
+            raise RuntimeError(f"{group}: {len(launches)} launches recorded, expected {len(names)} ({names})")
         out += list(zip(names, launches))
     return out

@@ -50,13 +50,24 @@ def paste_calls(device, small: bool) -> None:
     paste.paste_id_map(masks, boxes, h, w, 0.5, torch.rand(n, device=device))
 
 
-CALLS = {"nms": nms_calls, "paste": paste_calls}
+def roi_align_calls(device, small: bool, dtype: torch.dtype = torch.float32) -> None:
+    """The box head's S = 7 over 1000 proposals and the mask head's S = 14 over 100 detections, on
+    P2-P5 of an 800 x 1088 image with 256 channels (small: 3 RoIs on 64 x 96 maps of 8 channels)."""
+    roi_align = _op("roi_align").roi_align
+    h, w, c = (64, 96, 8) if small else (HEIGHT, WIDTH, CHANNELS)
+    features = [torch.randn(1, c, h // s, w // s, device=device).to(dtype) for s in (4, 8, 16, 32)]
+    for size, n in ((7, 3 if small else 1000), (14, 3 if small else 100)):
+        rois = torch.cat([torch.zeros(n, 1, device=device), random_boxes(n, h, w, device)], 1)
+        roi_align(features, rois, [1 / 4, 1 / 8, 1 / 16, 1 / 32], size, 2, False)
+
+
+CALLS = {"roi_align": roi_align_calls, "nms": nms_calls, "paste": paste_calls}
 
 
 def exercise(device, dtype: torch.dtype = torch.float32, small: bool = True) -> None:
     """Call every op once per kernel configuration on `device` (dtype: the features' dtype)."""
-    for calls in CALLS.values():
-        calls(device, small)
+    for op, calls in CALLS.items():
+        calls(device, small, dtype) if op == "roi_align" else calls(device, small)
 
 
 def warm_up(device, dtype: torch.dtype = torch.float32) -> None:

@@ -246,7 +246,7 @@ def test_per_frame_code_on_fake_cuda_tensors(make_backend):
             out, size = backend.run_plan(image())
             boxes, instances = backend.paste(out, size, (60, 80))
     assert boxes.device.type == "cuda" and instances.id_map.device.type == "cuda"
-    assert run.kernels() == ["paste_kernel"] and [w for w, _ in run.size_reads] == ["packed crop length"]
+    assert run.kernels() == ["paste_kernel"] and [w for w, _ in run.host_reads] == ["packed crop length"]
     with fake_cuda(allow_host_copies=True) as run:
         backend, log = make_backend([{k: v.to("cuda") for k, v in detections(4).items()}], device="cuda")
         with log:

@@ -56,7 +56,7 @@ def test_paste_runs_on_device_without_host_reads():
         masks, boxes, _ = cuda_instances()
         out = paste_triton.paste(masks, boxes, 90, 120, 0.5)
     assert out.device.type == "cuda" and out.shape == (6, 90, 120) and out.dtype == torch.bool
-    assert run.kernels() == ["paste_kernel"] and run.size_reads == []
+    assert run.kernels() == ["paste_kernel"] and run.host_reads == []
 
 
 def test_paste_id_map_runs_on_device_with_one_size_read():
@@ -67,7 +67,7 @@ def test_paste_id_map_runs_on_device_with_one_size_read():
         r = paste_triton.paste_id_map(masks, boxes, 90, 120, 0.5, scores)
     assert {t.device.type for t in (r.id_map, r.regions, r.packed, r.offsets)} == {"cuda"}
     assert run.kernels() == ["paste_kernel"]
-    assert [what for what, _ in run.size_reads] == ["packed crop length"]
+    assert [what for what, _ in run.host_reads] == ["packed crop length"]
 
 
 @pytest.mark.parametrize("n", [300, 30_000])  # dense path; per-class segment path (n * 4 > 100000)
@@ -78,7 +78,7 @@ def test_nms_runs_on_device_with_one_size_read(n):
         boxes = warmup.random_boxes(n, 800, 1088, "cuda")
         keep = nms_triton.nms(boxes, torch.rand(n, device="cuda"), torch.randint(0, 80, (n,), device="cuda"), 0.5)
     assert keep.device.type == "cuda" and keep.dtype == torch.int64
-    assert [what for what, _ in run.size_reads] == ["nms kept count"]
+    assert [what for what, _ in run.host_reads] == ["nms kept count"]
     expected = ["iou_mask_kernel", "greedy_scan_kernel"] if n == 300 else ["segment_nms_kernel"]
     assert run.kernels() == expected
 
@@ -93,15 +93,27 @@ def test_nms_per_class_memory_is_linear():
     assert max(a.numel() for a in launch.args if isinstance(a, torch.Tensor)) == n * 4
 
 
+def test_roi_align_runs_on_device_with_one_check_read():
+    """Defect 8: the input checks were three host reads, and the level pointer table and map sizes
+    three host-to-device copies per call. Now one read (the combined check); pointers, sizes and
+    scales are kernel arguments."""
+    with fake_cuda() as run:
+        warmup.roi_align_calls("cuda", small=True)
+    assert run.kernels() == ["roi_align_kernel"] * 2
+    assert [what for what, _ in run.host_reads] == ["roi_align input check"] * 2
+    tensors = [a for a in run.launches[0].args if isinstance(a, torch.Tensor)]
+    assert {t.device.type for t in tensors} == {"cuda"} and len(tensors) == 8  # 5 maps, rois, levels, out
+
+
 # --- recompiles (defect 7) ------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("op", sorted(launches.NAMES))
-def test_per_frame_sizes_do_not_change_the_compiled_kernel(op):
+@pytest.mark.parametrize("group", sorted(launches.NAMES))
+def test_per_frame_sizes_do_not_change_the_compiled_kernel(group):
     """triton compiles anew for every new specialization key: integers equal to 1 or divisible by
     16 are specialized unless do_not_specialize. The small warm-up calls and the model-sized
     calls (different counts and image sizes) must give the same keys: warm-up compiles all."""
-    small = [ptx.specialize(launch)[4] for launch in launches.recorded(op, small=True)]
-    model = [ptx.specialize(launch)[4] for launch in launches.recorded(op, small=False)]
+    small = [ptx.specialize(launch)[4] for launch in launches.recorded(group, small=True)]
+    model = [ptx.specialize(launch)[4] for launch in launches.recorded(group, small=False)]
     assert small == model
 
 

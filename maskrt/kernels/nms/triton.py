@@ -20,7 +20,7 @@ holds, the raw boxes with the class check otherwise. Two kernel paths, by the ro
 The IoU is torchvision's CPU formula with float32 operations in the same order, divide rounded to
 nearest, no FMA contraction, and the double threshold replaced by the equivalent float32 one
 (float64 boxes: double arithmetic, double threshold), so the kept set is identical. The result
-(kept count and which algorithm applied) is read back once (`_triton.read_sizes`), then ordered
+(kept count and which algorithm applied) is read back once (`_triton.host_read`), then ordered
 as torchvision orders it.
 """
 
@@ -55,7 +55,7 @@ def nms(boxes: Tensor, scores: Tensor, classes: Tensor, iou_threshold: float, ma
         return torch.empty(0, dtype=torch.int64, device=boxes.device)
     check_device(b)
     order, keep, trick = keep_flags(b, s, c, valid, iou_threshold)
-    count, trick_applied = _triton.read_sizes(torch.stack([keep.sum(), trick.to(torch.int64)]), [n, 1],
+    count, trick_applied = _triton.host_read(torch.stack([keep.sum(), trick.to(torch.int64)]), [n, 1],
                                               "nms kept count")
     kept = order.index_select(0, (keep == 0).to(torch.uint8).sort(stable=True)[1][:count])
     if not trick_applied:

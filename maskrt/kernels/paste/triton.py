@@ -52,7 +52,7 @@ def paste_id_map(masks: Tensor, boxes: Tensor, height: int, width: int, threshol
     n, dev = masks.shape[0], masks.device
     _, region = box_geometry(boxes.to(dev), masks.shape[-1], height, width)
     offsets = crop_offsets(region)
-    (total,) = _triton.read_sizes(offsets[-1:], [n * height * width], "packed crop length")
+    (total,) = _triton.host_read(offsets[-1:], [n * height * width], "packed crop length")
     packed = torch.empty(total, dtype=torch.bool, device=dev)
     keymap = torch.full((height, width), -1, dtype=torch.int32, device=dev)
     rank = paint_priority(None if scores is None else scores.to(dev), n, dev)
