@@ -12,8 +12,10 @@ Which ops qualify:
   writes every output pixel in one launch; its arguments are in TensorRT's order already.
 - BatchedNMS: no. It sorts (torch), runs two kernels (or the per-class one) and has a
   data-dependent output size; it stays a JIT plugin (Python at run time).
-- MultiLevelRoIAlign: no, for now: level assignment and geometry run as torch ops on the host
-  side of the launch (see roi_align/triton.py); it stays a JIT plugin.
+- MultiLevelRoIAlign: no, for now: the kernel is one launch and computes each RoI's geometry,
+  but the FPN levels are assigned before it with torch ops (roi_align/triton.py): the level is
+  floor(4 + log2(sqrt(area) / 224) + eps), and an in-kernel log2 must round as torch's does on
+  both sides of each level boundary. It stays a JIT plugin.
 
 UNVERIFIED ON A GPU: CPU tests compile these sources for sm_90a/sm_80 (ptxas statistics,
 tests/kernels/test_ptx.py) and drive the aot_impl body with a stand-in tensorrt.plugin.
