@@ -107,13 +107,14 @@ def assert_detections_agree(ours, expected: Expected, box_atol: float, score_ato
 def torchvision_expected(model, image: np.ndarray) -> Expected:
     """Run a torchvision MaskRCNN (eval mode) on one uint8 RGB image; the 28x28 probabilities are
     taken from its RoI heads (before torchvision pastes them), in its detection order."""
-    captured = {}
-    hook = model.roi_heads.register_forward_hook(lambda _m, _i, out: captured.update(result=out[0][0]))
+    captured = {}  # copied in the hook: torchvision's postprocess then pastes the masks into the same dict
+    hook = model.roi_heads.register_forward_hook(
+        lambda _m, _i, out: captured.update(probs=out[0][0]["masks"][:, 0].numpy().copy()))
     try:
         tensor = torch.from_numpy(image).permute(2, 0, 1).float() / 255.0
         with torch.inference_mode():
             out = model([tensor])[0]
     finally:
         hook.remove()
-    probs = captured["result"]["masks"][:, 0].numpy()
+    probs = captured["probs"]
     return Expected(out["boxes"].numpy(), out["scores"].numpy(), out["labels"].numpy(), probs, image.shape[:2])
