@@ -222,7 +222,8 @@ def _cached_ptxas_stats(key: str, ptx: str, arch: int, fp_fusion: bool, fresh: d
     return cache[key]
 
 
-def compile_in_subprocess(archs=ARCHS, timeout: float = 1800, cache_dir: str | None = None) -> list[dict]:
+def compile_in_subprocess(archs=ARCHS, timeout: float = 1800, cache_dir: str | None = None,
+                          processes: int = 2) -> list[dict]:
     """`python -m maskrt.kernels.ptx` in a child process without TRITON_INTERPRET: the compile
     table of every kernel at every configuration the wrappers launch (maskrt.kernels.launches)
     and of the AOT plugin kernels (maskrt.kernels.trt_aot). cache_dir: triton's cache (None:
@@ -233,10 +234,15 @@ def compile_in_subprocess(archs=ARCHS, timeout: float = 1800, cache_dir: str | N
     root = str(Path(__file__).resolve().parents[2])
     env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH", "")) if p)
     cmd = [sys.executable, "-m", "maskrt.kernels.ptx", "--json", "-", "--arch", *map(str, archs)]
-    out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
-    if out.returncode != 0:
-        raise RuntimeError(f"compiling the kernels failed:\n{out.stderr[-4000:]}")
-    return json.loads(out.stdout)
+    runs = [subprocess.Popen([*cmd, "--shard", f"{k}/{processes}"], env=env, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True) for k in range(processes)]  # one per core
+    rows = []
+    for run in runs:
+        stdout, stderr = run.communicate(timeout=timeout)
+        if run.returncode != 0:
+            raise RuntimeError(f"compiling the kernels failed:\n{stderr[-4000:]}")
+        rows += json.loads(stdout)
+    return rows
 
 
 def table(rows: list[dict]) -> str:
@@ -255,6 +261,7 @@ def main(argv=None) -> int:
     parser.add_argument("--arch", type=int, nargs="+", default=list(ARCHS))
     parser.add_argument("--json", help="write the rows as JSON to this file ('-': stdout)")
     parser.add_argument("--only", help="compile only configurations whose name contains this")
+    parser.add_argument("--shard", default="0/1", help="k/n: compile every n-th job from the k-th (parallel runs)")
     args = parser.parse_args(argv)
     if os.environ.get("TRITON_INTERPRET", "0") not in ("", "0"):
         parser.error("unset TRITON_INTERPRET: interpreted kernels cannot be compiled")
@@ -264,8 +271,9 @@ def main(argv=None) -> int:
 
     jobs = [(config, lambda arch, launch=launch: compile_launch(launch, arch)) for config, launch in configurations()]
     jobs += [(config, lambda arch, src=src, opts=opts: compile_source(src, opts, arch)) for config, src, opts in sources()]
+    k, n = (int(v) for v in args.shard.split("/"))
     rows = []
-    for config, compile_for in jobs:
+    for config, compile_for in jobs[k::n]:
         if args.only and args.only not in config:
             continue
         for arch in args.arch:
