@@ -29,8 +29,6 @@ from pathlib import Path
 
 import torch
 
-from benchmarks.gpu import check_items as items
-
 
 def environment(device: torch.device) -> dict:
     import torchvision
@@ -51,6 +49,8 @@ def environment(device: torch.device) -> dict:
 
 def run_checks(device: str = "cuda", tiny: bool = False, only: str = "") -> dict:
     """Every check of the module docstring; returns the report (also what gets written)."""
+    from benchmarks.gpu import check_items as items
+
     dev = torch.device(device)
     report = {"environment": environment(dev), "tiny": tiny, "checks": []}
     for section, name, fn in items.ITEMS:

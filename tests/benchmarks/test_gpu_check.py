@@ -35,6 +35,7 @@ def test_every_check_runs_on_cpu_tensors(tmp_path):
     failures = [(r["section"], r["name"], r.get("error"), r.get("traceback")) for r in report["checks"] if not r["ok"]]
     assert failures == []
     assert [(r["section"], r["name"]) for r in report["checks"]] == [(s, n) for s, n, _ in ITEMS]
+    assert all(r["seconds"] >= 0 for r in report["checks"]) and report["environment"]["device"] == "cpu"
     check.write(report, tmp_path)
     table = (tmp_path / "gpu-check.md").read_text()
     assert "all checks passed" in table and all(n in table for _, n, _ in ITEMS)
