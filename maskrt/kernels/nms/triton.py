@@ -119,7 +119,9 @@ def _segments(boxes, keys, valid, threshold) -> Tensor:
 
 
 def _get_kernels():
-    """The jitted kernels; importing them imports triton (done on first use only)."""
+    """The jitted kernels; importing them imports triton (done on first use only). triton_modules()
+    first: under the interpreter it makes triton's standard library (tl.sum, ...) interpretable."""
+    triton_modules()
     from . import _kernels
 
     return _kernels.iou_mask_kernel, _kernels.greedy_scan_kernel, _kernels.segment_nms_kernel
