@@ -27,7 +27,7 @@ import torch
 from torch import Tensor
 
 from .. import _triton
-from .._triton import check_device, launch_options, triton_modules
+from .._triton import check_device, interpreted, launch_options, triton_modules
 from .common import assign_levels, check_shapes, raise_rois_problem, rois_problem
 
 MAX_LEVELS = 5
@@ -70,7 +70,9 @@ def roi_align(
     scales += [1.0] * (MAX_LEVELS - len(scales))
     types = {torch.float32: tl.float32, torch.float16: tl.float16, torch.bfloat16: tl.bfloat16,
              torch.float64: tl.float64}  # = common.FEATURE_DTYPES (checked above)
-    bin_block = min(BIN_BLOCK, triton.next_power_of_2(size * size))
+    bin_block = triton.next_power_of_2(size * size)
+    if not interpreted():  # the interpreter pays per program, not per tile size: one bin block there
+        bin_block = min(BIN_BLOCK, bin_block)
     _kernels.roi_align_kernel[(n, triton.cdiv(c, BLOCK_C), triton.cdiv(size * size, bin_block))](
         *maps, rois.contiguous(), levels, out, n, c, *dims, sampling_ratio,
         **{f"S{i}": s for i, s in enumerate(scales)}, NUM_LEVELS=len(features), SIZE=size, ALIGNED=bool(aligned),
