@@ -29,10 +29,13 @@ def roi_align_kernel(f0, f1, f2, f3, f4, rois_ptr, levels_ptr, out_ptr, n_rois, 
                      h0, w0, h1, w1, h2, w2, h3, w3, h4, w4, sampling_ratio,
                      S0: tl.constexpr, S1: tl.constexpr, S2: tl.constexpr, S3: tl.constexpr, S4: tl.constexpr,
                      NUM_LEVELS: tl.constexpr, SIZE: tl.constexpr, ALIGNED: tl.constexpr, DTYPE: tl.constexpr,
-                     ACC: tl.constexpr, BIN_BLOCK: tl.constexpr, BLOCK_C: tl.constexpr):
-    """RoI program_id(0), channels [BLOCK_C * program_id(1), +BLOCK_C), bins [BIN_BLOCK *
-    program_id(2), +BIN_BLOCK) of its SIZE x SIZE: a [BLOCK_C, BIN_BLOCK] tile (bins along the
-    fast axis: neighbouring threads read neighbouring sample points, write neighbouring outputs).
+                     ACC: tl.constexpr, ROI_BLOCK: tl.constexpr, BIN_BLOCK: tl.constexpr, BLOCK_C: tl.constexpr):
+    """RoIs [ROI_BLOCK * program_id(0), +ROI_BLOCK), channels [BLOCK_C * program_id(1), +BLOCK_C),
+    bins [BIN_BLOCK * program_id(2), +BIN_BLOCK) of their SIZE x SIZE: a [BLOCK_C, ROI_BLOCK *
+    BIN_BLOCK] tile, column t = bin (t % BIN_BLOCK) of RoI (t // BIN_BLOCK); bins along the fast
+    axis (neighbouring threads read neighbouring sample points, write neighbouring outputs). On a
+    GPU ROI_BLOCK = 1 (the RoI's geometry is uniform across the tile); the interpreter, which pays
+    per operation, takes many RoIs per program.
 
     f0..f4: the level maps Tensor[B, C, H_l, W_l] (unused ones repeat f0); S0..S4 their spatial
     scales (already rounded to the features' dtype); levels: Tensor[R] int64 level of each RoI
@@ -44,11 +47,14 @@ def roi_align_kernel(f0, f1, f2, f3, f4, rois_ptr, levels_ptr, out_ptr, n_rois, 
     grid divided by max(grid_h * grid_w, 1). Divisions are IEEE (fdiv with ieee_rounding); the
     launch disables FMA contraction.
     """
-    roi = tl.program_id(0)
+    t = tl.arange(0, ROI_BLOCK * BIN_BLOCK)
+    roi = tl.program_id(0) * ROI_BLOCK + t // BIN_BLOCK
+    bins = tl.program_id(2) * BIN_BLOCK + t % BIN_BLOCK
+    col_ok = (roi < n_rois) & (bins < SIZE * SIZE)
+    roi = tl.where(roi < n_rois, roi, 0)
     level = tl.load(levels_ptr + roi)
     assigned = (level >= 0) & (level < NUM_LEVELS)
     lv = tl.minimum(tl.maximum(level, 0), NUM_LEVELS - 1).to(tl.int32)
-    fmap = _pick(lv, f0, f1, f2, f3, f4)
     h = _pick(lv, h0, h1, h2, h3, h4)
     w = _pick(lv, w0, w1, w2, w3, w4)
     scale = _pick(lv, tl.full((), S0, ACC), tl.full((), S1, ACC), tl.full((), S2, ACC), tl.full((), S3, ACC),
@@ -62,40 +68,42 @@ def roi_align_kernel(f0, f1, f2, f3, f4, rois_ptr, levels_ptr, out_ptr, n_rois, 
     roi_w, roi_h = x2 - x1, y2 - y1
     if not ALIGNED:
         roi_w, roi_h = tl.maximum(roi_w, 1.0), tl.maximum(roi_h, 1.0)
-    size_f = tl.full((), SIZE, ACC)
+    size_f = tl.full(roi_w.shape, SIZE, ACC)
     bin_h, bin_w = tl.math.fdiv(roi_h, size_f, ieee_rounding=True), tl.math.fdiv(roi_w, size_f, ieee_rounding=True)
     if sampling_ratio > 0:
-        grid_h, grid_w = sampling_ratio, sampling_ratio
+        grid_h = tl.full(roi_w.shape, 0, tl.int32) + sampling_ratio
+        grid_w = grid_h
     else:
         grid_h = tl.maximum(tl.math.ceil(bin_h).to(tl.int32), 0)
         grid_w = tl.maximum(tl.math.ceil(bin_w).to(tl.int32), 0)
-    grid_h, grid_w = tl.where(assigned, grid_h, 0), tl.where(assigned, grid_w, 0)
+    grid_h, grid_w = tl.where(assigned & col_ok, grid_h, 0), tl.where(assigned & col_ok, grid_w, 0)
     gh_f, gw_f = tl.maximum(grid_h, 1).to(ACC), tl.maximum(grid_w, 1).to(ACC)  # 0: no samples
     count = tl.maximum(grid_h * grid_w, 1).to(ACC)
     batch = tl.load(r).to(DTYPE).to(tl.int64)
     cs = tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C)
     c_ok = cs < channels
-    plane = fmap + (batch * channels + cs).to(tl.int64) * (h * w).to(tl.int64)  # [BLOCK_C] channel planes
-    dst = out_ptr + (roi.to(tl.int64) * channels + cs) * (SIZE * SIZE)
-    bins = tl.program_id(2) * BIN_BLOCK + tl.arange(0, BIN_BLOCK)
-    bin_ok = bins < SIZE * SIZE
+    plane = (batch * channels)[None, :] + cs[:, None]  # [BLOCK_C, columns] channel plane index
+    base = _pick(lv, f0, f1, f2, f3, f4)[None, :] + plane.to(tl.int64) * (h * w).to(tl.int64)[None, :]
     ph = (bins // SIZE).to(ACC)
     pw = (bins % SIZE).to(ACC)
-    acc = tl.zeros([BLOCK_C, BIN_BLOCK], dtype=ACC)
-    for iy in range(grid_h):
+    acc = tl.zeros([BLOCK_C, ROI_BLOCK * BIN_BLOCK], dtype=ACC)
+    for iy in range(tl.max(grid_h, 0)):
         yy = y1 + ph * bin_h + tl.math.fdiv((iy + 0.5) * bin_h, gh_f, ieee_rounding=True)
         y_low, y_high, ly, y_ok = _axis(yy, h)
-        for ix in range(grid_w):
+        for ix in range(tl.max(grid_w, 0)):
             xx = x1 + pw * bin_w + tl.math.fdiv((ix + 0.5) * bin_w, gw_f, ieee_rounding=True)
             x_low, x_high, lx, x_ok = _axis(xx, w)
-            m = c_ok[:, None] & (y_ok & x_ok & bin_ok)[None, :]
+            use = y_ok & x_ok & (iy < grid_h) & (ix < grid_w)
+            m = c_ok[:, None] & use[None, :]
             hy, hx = 1.0 - ly, 1.0 - lx
-            v1 = tl.load(plane[:, None] + (y_low * w + x_low)[None, :], mask=m, other=0.0).to(ACC)
-            v2 = tl.load(plane[:, None] + (y_low * w + x_high)[None, :], mask=m, other=0.0).to(ACC)
-            v3 = tl.load(plane[:, None] + (y_high * w + x_low)[None, :], mask=m, other=0.0).to(ACC)
-            v4 = tl.load(plane[:, None] + (y_high * w + x_high)[None, :], mask=m, other=0.0).to(ACC)
+            v1 = tl.load(base + (y_low * w + x_low)[None, :], mask=m, other=0.0).to(ACC)
+            v2 = tl.load(base + (y_low * w + x_high)[None, :], mask=m, other=0.0).to(ACC)
+            v3 = tl.load(base + (y_high * w + x_low)[None, :], mask=m, other=0.0).to(ACC)
+            v4 = tl.load(base + (y_high * w + x_high)[None, :], mask=m, other=0.0).to(ACC)
             val = ((hy * hx)[None, :] * v1 + (hy * lx)[None, :] * v2 + (ly * hx)[None, :] * v3 +
                    (ly * lx)[None, :] * v4)
             acc += tl.where(m, val, 0.0)
-    res = tl.math.fdiv(acc, tl.zeros([BLOCK_C, BIN_BLOCK], dtype=ACC) + count, ieee_rounding=True)
-    tl.store(dst[:, None] + bins[None, :], res.to(out_ptr.dtype.element_ty), mask=c_ok[:, None] & bin_ok[None, :])
+    res = tl.math.fdiv(acc, tl.zeros([BLOCK_C, ROI_BLOCK * BIN_BLOCK], dtype=ACC) + count[None, :],
+                       ieee_rounding=True)
+    dst = out_ptr + ((roi.to(tl.int64) * channels)[None, :] + cs[:, None]) * (SIZE * SIZE) + bins[None, :]
+    tl.store(dst, res.to(out_ptr.dtype.element_ty), mask=c_ok[:, None] & col_ok[None, :])

@@ -34,6 +34,7 @@ MAX_LEVELS = 5
 BIN_BLOCK = 64
 BLOCK_C = 32
 NUM_WARPS = 4  # 16 elements of the 32 x 64 tile a thread
+INTERPRETER_TILE = 1 << 16  # elements of one tile under TRITON_INTERPRET (a power of two)
 
 
 def roi_align(
@@ -70,13 +71,15 @@ def roi_align(
     scales += [1.0] * (MAX_LEVELS - len(scales))
     types = {torch.float32: tl.float32, torch.float16: tl.float16, torch.bfloat16: tl.bfloat16,
              torch.float64: tl.float64}  # = common.FEATURE_DTYPES (checked above)
-    bin_block = triton.next_power_of_2(size * size)
-    if not interpreted():  # the interpreter pays per program, not per tile size: one bin block there
-        bin_block = min(BIN_BLOCK, bin_block)
-    _kernels.roi_align_kernel[(n, triton.cdiv(c, BLOCK_C), triton.cdiv(size * size, bin_block))](
+    bin_block, roi_block, block_c = min(BIN_BLOCK, triton.next_power_of_2(size * size)), 1, BLOCK_C
+    if interpreted():  # the interpreter pays per operation, not per element: few, large tiles
+        bin_block, block_c = triton.next_power_of_2(size * size), triton.next_power_of_2(c)
+        roi_block = max(1, INTERPRETER_TILE // (bin_block * block_c))
+    grid = (triton.cdiv(n, roi_block), triton.cdiv(c, block_c), triton.cdiv(size * size, bin_block))
+    _kernels.roi_align_kernel[grid](
         *maps, rois.contiguous(), levels, out, n, c, *dims, sampling_ratio,
         **{f"S{i}": s for i, s in enumerate(scales)}, NUM_LEVELS=len(features), SIZE=size, ALIGNED=bool(aligned),
         DTYPE=types[first.dtype], ACC=types[compute_dtype(first.dtype)],
-        BIN_BLOCK=bin_block, BLOCK_C=BLOCK_C, num_warps=NUM_WARPS,
+        ROI_BLOCK=roi_block, BIN_BLOCK=bin_block, BLOCK_C=block_c, num_warps=NUM_WARPS,
         **launch_options())
     return out
