@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 export OMP_NUM_THREADS ?= 2
 export MKL_NUM_THREADS ?= 2
 
-.PHONY: setup browser test bench bench-quick bench-compare bench-smoke demo clean
+.PHONY: setup browser test test-ptx gpu-check bench bench-quick bench-compare bench-smoke demo clean
 
 setup: $(STAMP)
 
@@ -27,6 +27,17 @@ browser:
 test: $(STAMP) browser
 	$(PY) -m pytest -q tests
 	$(MAKE) --no-print-directory bench-smoke
+
+# The Triton kernels compiled for sm_90a and sm_80 on this CPU (also part of make test).
+test-ptx: $(STAMP)
+	$(PY) -m pytest -q tests -m ptx
+
+# One-shot GPU check (benchmarks/gpu/check.py, maskrt/kernels/TENSORRT.md): on a CUDA machine, with
+# that machine's own python3, torch and triton (no .venv, nothing installed), from the source tree.
+# Writes $(GPU_CHECK_OUT)/gpu-check.json and gpu-check.md; without a GPU it says so and exits 2.
+GPU_CHECK_OUT ?= gpu-check
+gpu-check:
+	PYTHONPATH=$(CURDIR) PYTHONUNBUFFERED=1 $(PYTHON) -m benchmarks.gpu.check --out $(GPU_CHECK_OUT)
 
 # Benchmarks (benchmarks/README.md): raw JSON (every round's timing) + Markdown report + stage chart.
 # Results are kept per kind of CPU (avx2, avx512, avx512-bf16: maskrt.machine), so figures from

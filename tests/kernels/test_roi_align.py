@@ -171,3 +171,12 @@ def test_unsupported_feature_dtype_raises(impl):
     feats = [f.to(torch.int32) for f in pyramid()]
     with pytest.raises(ValueError, match="float32, float16, bfloat16 or float64"):
         K.roi_align(feats, random_rois(3), SCALES, 7, 2, False, impl=impl)
+
+
+@pytest.mark.parametrize("size,sampling_ratio,aligned", [(7, 2, False), (14, 2, False), (7, -1, True)])
+def test_triton_is_bit_identical_to_reference_in_float32(size, sampling_ratio, aligned):
+    """The kernel does torchvision's CPU operations in its order with IEEE divisions and no FMA:
+    under the interpreter (numpy: IEEE, no contraction) every float32 bin is identical."""
+    feats, rois = pyramid(), random_rois(20, seed=size)
+    out = K.roi_align(feats, rois, SCALES, size, sampling_ratio, aligned, impl="triton")
+    assert torch.equal(out, reference(feats, rois, SCALES, size, sampling_ratio, aligned))

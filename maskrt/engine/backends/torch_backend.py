@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib.util
+
 import numpy as np
 import torch
 
@@ -17,6 +19,10 @@ class TorchBackend:
         self.device = torch.device(device)
         self.model = model.to(self.device).eval()
         self.detector = model.detector
+        if self.device.type == "cuda" and importlib.util.find_spec("triton") is not None:
+            from ...kernels.warmup import warm_up
+
+            warm_up(self.device)  # compile the Triton kernels now, not during the first frames
 
     def infer(self, images: list[np.ndarray]) -> list[RawDetections]:
         tensors = [to_float_chw(img, self.device) for img in images]

@@ -249,7 +249,7 @@ class Pipeline:
         self._posted.close(self._abort)
 
     def _detections(self, raw) -> Detections:
-        dets = Detections.from_tensors(raw.boxes, raw.scores, raw.labels, raw.mask_probs, raw.image_size)
+        dets = Detections.from_raw(raw)
         return dets if self.score_threshold is None else dets.above(self.score_threshold)
 
     def _write(self) -> None:
