@@ -102,12 +102,13 @@ def _float_chw(image: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float() / 255.0
 
 
-def torchvision_expected(model, image: np.ndarray) -> Expected:
-    """A torchvision MaskRCNN (eval mode) on one uint8 RGB image; mask_probs_at runs its mask
-    branch (mask_roi_pool, mask_head, mask_predictor, sigmoid of each label) on its own features."""
-    tensor = _float_chw(image)
+def torchvision_expected(model, image: np.ndarray, device: torch.device | str = "cpu") -> Expected:
+    """A torchvision MaskRCNN (eval mode, already on `device`) on one uint8 RGB image;
+    mask_probs_at runs its mask branch (mask_roi_pool, mask_head, mask_predictor, sigmoid of each
+    label) on its own features. Results come back as CPU arrays."""
+    tensor = _float_chw(image).to(device)
     with torch.inference_mode():
-        out = model([tensor])[0]
+        out = {k: v.cpu() for k, v in model([tensor])[0].items()}
         images, _ = model.transform([tensor])
         features = model.backbone(images.tensors)
     resized = images.image_sizes[0]
@@ -117,10 +118,10 @@ def torchvision_expected(model, image: np.ndarray) -> Expected:
 
         # our boxes came from resized-image boxes scaled by float32 ratios; scaling back
         # reproduces them to ~1 ulp (~6e-5 px at 1000 px)
-        rois = scale_boxes(torch.from_numpy(boxes), image.shape[:2], resized)
+        rois = scale_boxes(torch.from_numpy(boxes), image.shape[:2], resized).to(device)
         with torch.inference_mode():
             pooled = model.roi_heads.mask_roi_pool(features, [rois], images.image_sizes)
-            logits = model.roi_heads.mask_predictor(model.roi_heads.mask_head(pooled))
+            logits = model.roi_heads.mask_predictor(model.roi_heads.mask_head(pooled)).cpu()
         return logits[torch.arange(len(labels)), torch.from_numpy(labels)].sigmoid().numpy()
 
     return Expected(out["boxes"].numpy(), out["scores"].numpy(), out["labels"].numpy(), image.shape[:2],
