@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Callable
 from pathlib import Path
 
@@ -74,11 +75,16 @@ class _Stage:
 
 
 class OpenVINOBackend:
-    """Runs a `cpu`-target engine directory. Threads: OpenVINO and torch share `num_threads` cores."""
+    """Runs a `cpu`-target engine directory. Threads: OpenVINO and torch share `num_threads` cores.
+    min_size / max_size override the manifest's input-size policy (the dense stage is dynamic
+    in height and width). infer() may be called from several threads: the stages hold one
+    infer request each, so calls run one at a time (a lock; uncontended it costs nothing
+    measurable next to a frame's inference)."""
 
     name = "openvino"
 
-    def __init__(self, engine_dir: str | Path, manifest: Manifest, num_threads: int | None = None):
+    def __init__(self, engine_dir: str | Path, manifest: Manifest, num_threads: int | None = None,
+                 min_size: int | None = None, max_size: int | None = None):
         import openvino as ov
 
         self.engine_dir = Path(engine_dir)
@@ -97,7 +103,9 @@ class OpenVINOBackend:
                      full_rows=lambda: self.detector.proposals.params.post_nms_top_n)
         mask = _Stage(compiled["mask"], full_rows=lambda: self.detector.heads.params.detections_per_img)
         pol = manifest.input_policy
-        policy = InputPolicy(pol["min_size"], pol["max_size"], tuple(pol["mean"]), tuple(pol["std"]))
+        policy = InputPolicy(min_size or pol["min_size"], max_size or pol["max_size"], tuple(pol["mean"]),
+                             tuple(pol["std"]))
+        self._lock = threading.Lock()
         self.detector = Detector(dense, box, mask, cell_anchors(), manifest.config, policy,
                                  RPNParams(**manifest.thresholds["rpn"]),
                                  DetectionParams(**manifest.thresholds["detection"]))
@@ -109,4 +117,6 @@ class OpenVINOBackend:
         return "f32"
 
     def infer(self, images: list[np.ndarray]) -> list[RawDetections]:
-        return self.detector.detect([to_float_chw(img) for img in images])
+        tensors = [to_float_chw(img) for img in images]
+        with self._lock:
+            return self.detector.detect(tensors)

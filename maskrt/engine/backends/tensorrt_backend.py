@@ -11,6 +11,7 @@ detections) are allocated through an IOutputAllocator.
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -76,9 +77,11 @@ class TensorRTBackend:
         self.policy = InputPolicy(pol["min_size"], pol["max_size"], tuple(pol["mean"]), tuple(pol["std"]))
         self.stream = torch.cuda.Stream()
         self.detector = None  # thresholds are baked into the plan at build time
+        self._lock = threading.Lock()  # one execution context: calls from several threads run one at a time
 
     def infer(self, images: list[np.ndarray]) -> list[RawDetections]:
-        return [self._one(img) for img in images]
+        with self._lock:
+            return [self._one(img) for img in images]
 
     def _one(self, image: np.ndarray) -> RawDetections:
         batch, sizes = preprocess([to_float_chw(image, "cuda")], self.policy)
