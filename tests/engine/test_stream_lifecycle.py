@@ -126,3 +126,39 @@ def test_one_segmenter_shared_by_four_threads_gives_the_sequential_results(seg):
     assert errors == [] and len(results) == 24
     for (t, i), dets in results.items():
         _same(dets, expected[i])
+
+
+_TWO_ENGINES = r"""
+import ctypes, gc, os, signal, sys, time
+import maskrt
+
+class Stack(ctypes.Structure):
+    _fields_ = [("sp", ctypes.c_void_p), ("flags", ctypes.c_int), ("size", ctypes.c_size_t)]
+
+first = maskrt.load(sys.argv[1])
+second = maskrt.load(sys.argv[1])
+del first  # dropped in the order they were made: not the reverse
+gc.collect()
+del second
+gc.collect()
+st = Stack()
+ctypes.CDLL(None).sigaltstack(None, ctypes.byref(st))
+mapped = st.flags == 2 or any(int(a, 16) <= (st.sp or 0) < int(b, 16) for a, b in
+                              (line.split()[0].split("-") for line in open("/proc/self/maps")))
+got = []
+signal.signal(signal.SIGTERM, lambda *a: got.append(1))
+os.kill(os.getpid(), signal.SIGTERM)
+time.sleep(0.2)
+print(mapped, got == [1], flush=True)
+"""
+
+
+def test_segmenters_dropped_in_any_order_leave_signals_working(seg):
+    """Each OpenVINO Core gives the compiling thread an alternate signal stack and restores the
+    previous one when destroyed; out of order, the stack left was freed memory and SIGTERM then
+    killed the process with SIGSEGV (found by this suite). maskrt shares one Core per process."""
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[2])}
+    result = subprocess.run([sys.executable, "-c", _TWO_ENGINES, str(seg.backend.engine_dir)], capture_output=True,
+                            text=True, timeout=300, env=env)
+    assert result.returncode == 0, (result.returncode, result.stderr[-2000:])
+    assert result.stdout.split() == ["True", "True"]

@@ -17,6 +17,28 @@ from ...model.network import Detector
 from .torch_backend import to_float_chw
 
 
+_CORE = None
+_CORE_LOCK = threading.Lock()
+
+
+def shared_core():
+    """The process's one ov.Core, made on first use and never destroyed.
+
+    OpenVINO's CPU plugin (2026.4, measured) gives the thread that compiles a model an
+    alternate signal stack owned by the Core, and restores the previous one when that Core is
+    destroyed. Cores destroyed out of order (two Segmenters dropped first-made-first) leave the
+    thread's alternate stack pointing at freed memory, and the next signal (SIGTERM, Ctrl-C),
+    which Python's handlers take on that stack, kills the process with SIGSEGV instead of
+    letting it clean up. One Core for the process never frees its stack."""
+    global _CORE
+    with _CORE_LOCK:
+        if _CORE is None:
+            import openvino as ov
+
+            _CORE = ov.Core()
+        return _CORE
+
+
 def cell_anchors() -> list[torch.Tensor]:
     """torchvision's default anchors per level: Tensor[3, 4] centred at 0, rounded."""
     from torchvision.models.detection.anchor_utils import AnchorGenerator
@@ -85,12 +107,10 @@ class OpenVINOBackend:
 
     def __init__(self, engine_dir: str | Path, manifest: Manifest, num_threads: int | None = None,
                  min_size: int | None = None, max_size: int | None = None):
-        import openvino as ov
-
         self.engine_dir = Path(engine_dir)
         self.manifest = manifest
         threads = num_threads or os.cpu_count() or 1
-        core = ov.Core()
+        core = shared_core()
         self.compute_precision = self._precision_hint(core)  # "f32" or "bf16": what OpenVINO computes in
         config = {"INFERENCE_NUM_THREADS": threads, "PERFORMANCE_HINT": "LATENCY",
                   "INFERENCE_PRECISION_HINT": self.compute_precision}
