@@ -16,6 +16,7 @@ enqueue would otherwise leave the previous frame's outputs in place).
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -103,6 +104,7 @@ class TensorRTBackend:
         pol = manifest.input_policy
         self.policy = InputPolicy(pol["min_size"], pol["max_size"], tuple(pol["mean"]), tuple(pol["std"]))
         self.detector = None  # thresholds are baked into the plan at build time
+        self._lock = threading.Lock()  # one execution context: calls from several threads run one at a time
         if warmup:
             self.warm_up()
 
@@ -116,7 +118,8 @@ class TensorRTBackend:
         self.infer([np.zeros((self.policy.min_size, self.policy.min_size, 3), dtype=np.uint8)])
 
     def infer(self, images: list[np.ndarray]) -> list[RawDetections]:
-        return [self._one(img) for img in images]
+        with self._lock:
+            return [self._one(img) for img in images]
 
     def _one(self, image: np.ndarray) -> RawDetections:
         original = (image.shape[0], image.shape[1])
