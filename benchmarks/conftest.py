@@ -30,5 +30,9 @@ def threads() -> int:
 
 
 def pytest_benchmark_update_machine_info(config, machine_info):
-    """Record the settings every figure depends on (the report prints them)."""
+    """Record the settings every figure depends on and the machine precisely (model, cores, ISA
+    flags that select kernel paths, OpenVINO's capabilities): the report prints them."""
+    from maskrt.machine import describe
+
     machine_info["maskrt"] = {"threads": THREADS, "torch": torch.__version__}
+    machine_info["maskrt_cpu"] = describe().as_dict()

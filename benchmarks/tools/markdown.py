@@ -126,15 +126,38 @@ def comparison_section(comparison: Comparison) -> list[str]:
 
 def header_lines(run: Run, source: str) -> list[str]:
     mi, ci = run.machine_info, run.commit_info
-    cpu = (mi.get("cpu") or {}).get("brand_raw") or mi.get("processor") or "?"
     lines = ["# Benchmark report", "", f"Results: `{source}`" + (f", {run.datetime}" if run.datetime else "")]
-    lines.append(f"Machine: {cpu}, {(mi.get('cpu') or {}).get('count', '?')} CPUs, "
+    lines.append(f"Machine: {machine_text(mi)}, "
                  f"{mi.get('python_implementation', 'Python')} {mi.get('python_version', '?')}")
+    limits = limits_text(run)
+    if limits:
+        lines.append(f"Machine limits measured in this run: {limits}")
     if mi.get("maskrt"):
         lines.append("Settings: " + ", ".join(f"{k}={v}" for k, v in sorted(mi["maskrt"].items())))
     if ci.get("id"):
         lines.append(f"Commit: {str(ci['id'])[:12]}{' (dirty)' if ci.get('dirty') else ''}")
     return lines + ["", READING, ""]
+
+
+def machine_text(machine_info: dict) -> str:
+    """The CPU as maskrt.machine describes it (model, cores, ISA kind and flags); older results
+    files only have pytest-benchmark's brand string and CPU count."""
+    described = machine_info.get("maskrt_cpu") or {}
+    if described.get("summary"):
+        return described["summary"]
+    cpu = machine_info.get("cpu") or {}
+    return f"{cpu.get('brand_raw') or machine_info.get('processor') or '?'}, {cpu.get('count', '?')} CPUs"
+
+
+def limits_text(run: Run) -> str:
+    """"float32 411 GFLOP/s, bfloat16 782 GFLOP/s": the best matmul of each dtype this run measured."""
+    dtypes = sorted({r.extra_info.get("dtype", "float32") for r in run.results if r.group == MACHINE_GROUP})
+    parts = []
+    for dtype in dtypes:
+        limit = run.machine_limit(dtype)
+        if limit is not None:
+            parts.append(f"{dtype} {gflops_per_s(limit):.0f} GFLOP/s ({limit.extra_info.get('library', '?')})")
+    return ", ".join(parts)
 
 
 def render_report(run: Run, chart: str | Path | None = None, comparison: Comparison | None = None,

@@ -1,7 +1,6 @@
-"""`maskrt demo` (skeleton): segment a generated shapes video with a model and report the fps.
-
-The lead wires it into the CLI and the Makefile; run_demo is usable from Python now.
-"""
+"""`maskrt demo` (and `make demo`): segment a generated shapes video with the bundled model,
+write the annotated MP4 and JSON lines, and report the fps and the mask AP against the video's
+exact ground truth. `run_demo` is the same from Python."""
 
 from __future__ import annotations
 

@@ -1,7 +1,8 @@
 """`maskrt eval`: box and mask AP of a model, or of several side by side, on a COCO-format dataset.
 
-Writes two files, each atomically (NAME.partial, renamed when complete) and only after the
-evaluation succeeded:
+Writes two files, each atomically (a unique temporary name, renamed when complete; see
+maskrt.safeio) and only after the evaluation succeeded; both are checked and claimed before
+the model is loaded (a folder, an input, a place that cannot be written: one line):
 * `--out FILE` (default results.json): the COCO results list, loadable with COCO.loadRes:
   [{"image_id", "category_id", "score", "bbox": [x, y, w, h], "segmentation": RLE}, ...]
 * FILE with the suffix .metrics.json (results.json -> results.metrics.json): {"model",
@@ -20,8 +21,8 @@ import json
 import sys
 from pathlib import Path
 
-from ..engine.outputs import AtomicFile
-from ..errors import MaskrtError
+from ..errors import MaskrtError, OutputError
+from ..safeio import Output, refuse_overwriting
 
 
 def metrics_path(out: Path) -> Path:
@@ -42,21 +43,40 @@ def run_eval(args: argparse.Namespace) -> int:
     specs = model_specs(args.model, args.precision)
     coco_gt = load_coco(args.coco)
     img_ids = sorted(coco_gt.getImgIds())[: args.max_images]
-    image_files(coco_gt, args.images, img_ids)  # fail on missing files before loading the models
+    files = image_files(coco_gt, args.images, img_ids)  # fail on missing files before loading the models
+    targets = output_paths(out, len(specs))
+    models = [Path(m) for m, _ in specs if Path(m).exists()]
+    inputs = [Path(args.coco), *(path for _, path in files), *models]
+    refuse_overwriting(targets, inputs, "--out", protected=[m for m in models if m.is_dir()])
+    claims = []
+    try:
+        claims = [Output(path, "--out" if k == 0 else "eval output") for k, path in enumerate(targets)]
+        _evaluate_all(args, specs, coco_gt, img_ids, claims)
+    finally:
+        for claim in claims:
+            claim.close(False)  # no-op for those written
+    return 0
+
+
+def output_paths(out: Path, n_models: int) -> list[Path]:
+    """Every file eval writes: per model its results and metrics, then (several) the comparison."""
+    paths = [p for k in range(n_models) for p in (numbered(out, k), metrics_path(numbered(out, k)))]
+    return paths + ([out.with_name(_stem(out) + ".compare.json")] if n_models > 1 else [])
+
+
+def _evaluate_all(args, specs, coco_gt, img_ids, claims) -> None:
     segs = [_load(args, model, precision) for model, precision in specs]  # build / load all before evaluating
     runs = [_evaluate_one(args, seg, label, coco_gt, img_ids, len(segs) > 1) for seg, label in segs]
     for k, (results, record) in enumerate(runs):
-        path = numbered(out, k)
-        _write_json(path, results)
-        _write_json(metrics_path(path), record, indent=2)
+        _write_json(claims[2 * k], results)
+        _write_json(claims[2 * k + 1], record, indent=2)
     if len(runs) > 1:
         table, comparison = side_by_side([record for _, record in runs])
         print(table)
-        _write_json(out.with_name(_stem(out) + ".compare.json"), comparison, indent=2)
+        _write_json(claims[-1], comparison, indent=2)
     if not args.quiet:
-        written = [str(numbered(out, k)) for k in range(len(runs))]
+        written = [str(numbered(Path(args.out), k)) for k in range(len(runs))]
         print(f"maskrt: wrote {', '.join(written)} and their metrics", file=sys.stderr)
-    return 0
 
 
 def model_specs(models: list[str], precisions: list[str] | None) -> list[tuple[str, str | None]]:
@@ -76,7 +96,7 @@ def _load(args: argparse.Namespace, model: str, precision: str | None):
     from ..api import load
 
     seg = load(model, device=args.device, score_threshold=args.score_threshold, max_detections=100,
-               min_size=args.min_size, max_size=args.max_size, precision=precision,
+               min_size=args.min_size, max_size=args.max_size, precision=precision, progress=not args.quiet,
                calibration=args.calibration, calibration_size=args.calibration_size)
     manifest = getattr(seg.backend, "manifest", None)
     precision = manifest.precision if manifest else (precision or "fp32")
@@ -133,9 +153,14 @@ def _stem(out: Path) -> str:
     return out.stem if out.suffix == ".json" else out.name
 
 
-def _write_json(path: Path, obj, indent: int | None = None) -> None:
-    """Write JSON via NAME.partial + rename, so a reader never sees a half-written file."""
+def _write_json(out: Output, obj, indent: int | None = None) -> None:
+    """Write JSON under a temporary name + rename, so a reader never sees a half-written file."""
     separators = None if indent else (",", ":")
-    with AtomicFile(path, "w") as f:
+    try:
+        f = out.open("w")
         json.dump(obj, f, indent=indent, separators=separators)
         f.write("\n")
+    except OSError as exc:
+        out.close(keep=False)
+        raise OutputError(f"cannot write {out.path}: {exc.strerror or exc}") from None
+    out.close(keep=True)

@@ -242,3 +242,23 @@ def test_soak_rss_trend_separates_a_leak_from_settled_memory():
     leaking = [(f, 1e9 + 2_000 * f) for f in range(0, 10_001, 100)]  # 2 kB a frame = 2 MB / 1k frames
     assert abs(rss_trend(settled)) < 1e-6
     assert rss_trend(leaking) == pytest.approx(2.0)
+
+
+def test_header_names_the_machine_precisely_and_its_measured_limits():
+    from maskrt.machine import parse_cpuinfo
+    from tests.test_machine import ZEN3_FLAGS, cpuinfo
+
+    info = parse_cpuinfo(cpuinfo("AuthenticAMD", 25, 1, "AMD EPYC", ZEN3_FLAGS, cores=2), ("FP32", "INT8"))
+    doc = results_doc(e2e_entries() + [
+        bench_entry("test_matmul_openvino[f32]", "machine", around(0.1), {"gflops_per_s": 91.5, "library": "openvino"})])
+    doc["machine_info"]["maskrt_cpu"] = info.as_dict()
+    header = render_report(parse_run(doc)).splitlines()[:6]
+    machine = next(line for line in header if line.startswith("Machine: "))
+    assert "AMD EPYC (Zen 3), family 25 model 1: 2 physical cores, 2 logical CPUs; kind avx2; ISA avx2 fma" in machine
+    assert "no avx512f avx512_bf16 avx512_vnni avx_vnni amx_tile amx_bf16 amx_int8" in machine
+    assert "Machine limits measured in this run: float32 92 GFLOP/s (openvino)" in header
+
+
+def test_header_of_an_older_results_file_falls_back_to_the_brand_string():
+    header = render_report(parse_run(results_doc(e2e_entries()))).splitlines()
+    assert "Machine: Test CPU, 2 CPUs, CPython 3.11.7" in header
