@@ -174,7 +174,7 @@ def test_cache_key_holds_the_precision(small_checkpoint, monkeypatch, tmp_path):
     monkeypatch.setattr(maskrt.builders, "build_engine", fake_build)
     for precision, calibration in [("fp32", None), ("fp16", None), ("int8", None), ("int8", "synthetic"),
                                    ("int8", "imgs/")]:
-        cached_cpu_engine(small_checkpoint, None, None, precision, calibration)
+        cached_cpu_engine(small_checkpoint, precision, calibration)
     dirs = [out for out, _, _ in built]
     assert len(set(dirs)) == 5, dirs
     for out, precision, calibration in built:
