@@ -8,7 +8,7 @@ import os
 from pathlib import Path
 
 from .builders.build import check_sizes
-from .builders.manifest import is_engine_dir, read_manifest, sha256_file
+from .builders.manifest import PRECISIONS, is_engine_dir, read_manifest, sha256_file
 from .engine import Segmenter
 from .errors import EngineError, MaskrtError
 from .model import DetectionParams
@@ -20,7 +20,8 @@ BACKENDS = ("auto", "torch", "openvino", "tensorrt")
 def load(path_or_name: str | Path, device: str = "cpu", backend: str = "auto", *,
          score_threshold: float = 0.05, nms_threshold: float = 0.5, max_detections: int = 100,
          min_size: int | None = None, max_size: int | None = None, batch_size: int = 1,
-         num_threads: int | None = None, progress: bool = True) -> Segmenter:
+         num_threads: int | None = None, progress: bool = True, precision: str | None = None,
+         calibration: str | None = None, calibration_size: int | None = None) -> Segmenter:
     """Load a model for inference.
 
     path_or_name: an engine directory (NAME.maskrt/, backend from its manifest), a checkpoint
@@ -32,21 +33,31 @@ def load(path_or_name: str | Path, device: str = "cpu", backend: str = "auto", *
     800 / 1333; a CPU engine's dense stage takes any size). TensorRT engines keep the sizes
     they were built for (their optimisation profile): an override is refused.
     num_threads: inference threads (default: all cores). progress: show the first-use build's steps.
+    precision: for a checkpoint, the CPU engine's ("fp32" default, "fp16", "int8"; each cached
+    separately); int8 calibrates on `calibration` (a folder or glob of images, or "synthetic";
+    default: the bundled model's own scenes, an error for other checkpoints), `calibration_size`
+    images of it. For an engine directory, a precision other than the engine's is an error.
     A Segmenter may be shared by threads: calls into one backend run one at a time.
     """
     if backend not in BACKENDS:
         raise MaskrtError(f"unknown backend {backend!r}; choose from {', '.join(BACKENDS)}")
+    if precision is not None and precision not in PRECISIONS:
+        raise MaskrtError(f"unknown precision {precision!r}; choose from {', '.join(PRECISIONS)}")
     check_sizes(min_size, max_size)
     for name, value in (("num_threads", num_threads), ("batch_size", batch_size)):
         if value is not None and (isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1):
             raise MaskrtError(f"{name} must be a positive integer, got {value!r}")
     sizes = (min_size, max_size)
     if is_engine_dir(path_or_name):
-        backend_obj, classes = _engine_backend(Path(path_or_name), backend, num_threads, sizes)
+        backend_obj, classes = _engine_backend(Path(path_or_name), backend, num_threads, sizes, precision)
     elif backend == "torch" or device != "cpu":
+        if precision not in (None, "fp32"):
+            raise MaskrtError(f"--precision {precision} builds a CPU engine; the torch backend runs the checkpoint "
+                              "in fp32 (use --backend auto or openvino)")
         backend_obj, classes = _torch_backend(path_or_name, device, min_size, max_size)
     elif backend in ("auto", "openvino"):
-        engine_dir = cached_cpu_engine(path_or_name, progress=progress)
+        engine_dir = cached_cpu_engine(path_or_name, precision or "fp32", calibration, calibration_size,
+                                       progress=progress)
         backend_obj, classes = _engine_backend(engine_dir, "openvino", num_threads, sizes)
     else:
         raise MaskrtError("the tensorrt backend needs an engine built with `maskrt build --target tensorrt`")
@@ -64,8 +75,12 @@ def _torch_backend(source, device: str, min_size, max_size):
     return TorchBackend(loaded.model, device), loaded.classes
 
 
-def _engine_backend(engine_dir: Path, backend: str, num_threads: int | None, sizes=(None, None)):
+def _engine_backend(engine_dir: Path, backend: str, num_threads: int | None, sizes=(None, None),
+                    precision: str | None = None):
     manifest = read_manifest(engine_dir)
+    if precision is not None and precision != manifest.precision:
+        raise EngineError(f"{engine_dir} was built with --precision {manifest.precision}, not {precision}; "
+                          f"build one with `maskrt build --precision {precision}` or pass the checkpoint")
     wanted = {"auto": manifest.target, "openvino": "cpu", "tensorrt": "tensorrt", "torch": None}[backend]
     if wanted is None or wanted != manifest.target:
         raise EngineError(f"{engine_dir} is a {manifest.target!r} engine; it cannot run on the {backend} backend")
@@ -89,10 +104,13 @@ def engine_cache_dir() -> Path:
     return Path(os.environ.get("MASKRT_CACHE_DIR", Path.home() / ".cache" / "maskrt" / "engines"))
 
 
-def cached_cpu_engine(source: str | Path, progress: bool = True) -> Path:
-    """The CPU engine for a checkpoint, built on first use and reused while the checkpoint is
-    unchanged (one per checkpoint: input sizes are applied when it is loaded). Processes needing
-    the same engine at once wait for the one building it."""
+def cached_cpu_engine(source: str | Path, precision: str = "fp32", calibration: str | None = None,
+                      calibration_size: int | None = None, progress: bool = True) -> Path:
+    """The CPU engine of `precision` for a checkpoint, built on first use and reused while the
+    checkpoint is unchanged (input sizes are applied when it is loaded). The cache key holds the
+    checkpoint's sha256, the maskrt version, the precision and, for int8, the calibration spec and
+    size as given (a folder's images are not rehashed on every load: rebuild with `maskrt build`
+    after changing them). Processes needing the same engine at once wait for the one building it."""
     from .builders import build_engine
 
     if is_torchvision_name(source):
@@ -106,12 +124,16 @@ def cached_cpu_engine(source: str | Path, progress: bool = True) -> Path:
         key = sha256_file(path)
     from ._version import __version__
 
-    tag = hashlib.sha256(f"{key}|{__version__}".encode()).hexdigest()[:20]
-    engine_dir = engine_cache_dir() / f"{Path(str(source)).stem.replace(':', '_')}-{tag}.maskrt"
+    parts = [key, __version__, precision]
+    if precision == "int8":
+        parts += [calibration or "default", calibration_size or "default"]
+    tag = hashlib.sha256("|".join(map(str, parts)).encode()).hexdigest()[:20]
+    engine_dir = engine_cache_dir() / f"{Path(str(source)).stem.replace(':', '_')}-{precision}-{tag}.maskrt"
     if is_engine_dir(engine_dir):
         try:
             read_manifest(engine_dir)
             return engine_dir
         except EngineError:
             pass  # stale or corrupt cache entry: rebuild it
-    return build_engine(source, engine_dir, "cpu", "fp32", progress=progress, if_missing=True)
+    return build_engine(source, engine_dir, "cpu", precision, progress=progress, if_missing=True,
+                        calibration=calibration, calibration_size=calibration_size)

@@ -25,6 +25,16 @@ def _check_positive(args: argparse.Namespace, *names: str) -> None:
             raise MaskrtError(f"--{name.replace('_', '-')} must be a positive integer, got {value}")
 
 
+def _add_precision(p, default: str | None, what: str) -> None:
+    """--precision, --calibration, --calibration-size (int8 CPU engines: maskrt.builders.calibration)."""
+    p.add_argument("--precision", choices=("fp32", "fp16", "int8"), default=default, help=what)
+    p.add_argument("--calibration", metavar="DIR_OR_GLOB",
+                   help="int8: calibration images, a folder or a quoted glob, or 'synthetic' (maskrt's shapes "
+                        "scenes; the default for the bundled model only)")
+    p.add_argument("--calibration-size", type=int, metavar="N",
+                   help="int8: number of calibration images (default 128, evenly spaced over the folder)")
+
+
 def _add_run(sub) -> None:
     p = sub.add_parser(
         "run", help="segment a video, camera, URL or images",
@@ -53,6 +63,8 @@ def _add_run(sub) -> None:
     p.add_argument("--min-size", type=int, help="resize shorter side to this (default: the model's, 800)")
     p.add_argument("--max-size", type=int, help="cap on the longer side (default: the model's, 1333)")
     p.add_argument("--device", default="cpu", help="torch device (default cpu)")
+    _add_precision(p, None, "for a checkpoint: build (once, cached) and run the CPU engine of this precision "
+                            "(default fp32)")
     p.add_argument("--quiet", action="store_true", help="no progress bar and no summary")
     p.set_defaults(func=_cmd_run)
 
@@ -70,8 +82,8 @@ def _add_build(sub) -> None:
     p.add_argument("weights", help="checkpoint (.pth/.pt/.safetensors) or torchvision:NAME")
     p.add_argument("-o", "--output", required=True, type=Path, help="engine directory to write (NAME.maskrt)")
     p.add_argument("--target", choices=("cpu", "tensorrt"), default="cpu", help="cpu (OpenVINO) or tensorrt")
-    p.add_argument("--precision", choices=("fp32", "fp16"), default="fp32",
-                   help="fp32, or fp16 (TensorRT: an fp16 ONNX; CPU: fp16 weights, bf16 compute where supported)")
+    _add_precision(p, "fp32", "fp32; fp16 (TensorRT: an fp16 ONNX; CPU: fp16 weights, bf16 compute where "
+                              "supported); int8 (CPU: NNCF post-training quantization on --calibration images)")
     p.add_argument("--min-size", type=int, help="resize shorter side to this (default: the checkpoint's, 800)")
     p.add_argument("--max-size", type=int, help="cap on the longer side (default: the checkpoint's, 1333)")
     p.add_argument("--onnx-only", action="store_true", help="stop after writing and checking the ONNX")
@@ -87,6 +99,8 @@ def _add_demo(sub) -> None:
     p.add_argument("--out-dir", type=Path, default=Path("runs/demo"), help="output folder (default runs/demo)")
     p.add_argument("--frames", type=int, default=90, help="number of frames to generate (default 90)")
     p.add_argument("--seed", type=int, default=0, help="video generator seed (default 0)")
+    p.add_argument("--precision", choices=("fp32", "fp16", "int8"),
+                   help="CPU engine precision (default: int8 for the bundled model, fp32 for others)")
     p.set_defaults(func=_cmd_demo)
 
 
@@ -95,7 +109,8 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
     if args.frames < 1:
         raise MaskrtError("--frames must be at least 1")
-    run_demo(args.model or DEFAULT_MODEL, args.out_dir, num_frames=args.frames, seed=args.seed)
+    run_demo(args.model or DEFAULT_MODEL, args.out_dir, num_frames=args.frames, seed=args.seed,
+             precision=args.precision)
     return 0
 
 
@@ -105,7 +120,7 @@ def _cmd_build(args: argparse.Namespace) -> int:
 
     build_engine(args.weights, args.output, target=args.target, precision=args.precision,
                  min_size=args.min_size, max_size=args.max_size, onnx_only=args.onnx_only,
-                 progress=not args.quiet)
+                 progress=not args.quiet, calibration=args.calibration, calibration_size=args.calibration_size)
     return 0
 
 
@@ -115,7 +130,14 @@ def _add_eval(sub) -> None:
                                    "(the standard 12-number pycocotools tables). Writes the COCO results to --out "
                                    "and the metrics to the same name with .metrics.json (results.json -> "
                                    "results.metrics.json), both only when the evaluation succeeded.")
-    p.add_argument("--model", required=True, help="checkpoint (.pth/.pt/.safetensors) or torchvision:NAME")
+    p.add_argument("--model", required=True, action="append",
+                   help="engine directory, checkpoint (.pth/.pt/.safetensors) or torchvision:NAME; give it twice "
+                        "(or --precision twice) to put two engines side by side on the same images")
+    p.add_argument("--precision", action="append", choices=("fp32", "fp16", "int8"),
+                   help="for a checkpoint: the CPU engine's precision (default fp32); one per --model, or "
+                        "several for one model (--precision fp32 --precision int8)")
+    p.add_argument("--calibration", metavar="DIR_OR_GLOB", help="int8: calibration images (see maskrt build)")
+    p.add_argument("--calibration-size", type=int, metavar="N", help="int8: number of calibration images")
     p.add_argument("--coco", required=True, type=Path, help="COCO instances annotations JSON")
     p.add_argument("--images", required=True, type=Path, help="folder holding the annotations' file_name paths")
     p.add_argument("--out", type=Path, default=Path("results.json"),

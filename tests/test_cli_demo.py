@@ -26,3 +26,27 @@ def test_demo_rejects_bad_frame_count(tmp_path, capsys):
     assert main(["demo", "--out-dir", str(tmp_path), "--frames", "0"]) == 2
     assert "at least 1" in capsys.readouterr().err
     assert list(tmp_path.iterdir()) == []
+
+
+class _Loaded(Exception):
+    pass
+
+
+def test_demo_runs_the_bundled_model_in_int8_and_others_as_asked(small_checkpoint, tmp_path, monkeypatch):
+    """The bundled model's int8 engine passed its accuracy gate (benchmarks/results/INT8.md), so
+    the demo uses it; other checkpoints keep maskrt.load's default (fp32) unless told."""
+    from maskrt.commands import demo
+
+    asked = []
+
+    def fake_load(model, **kwargs):
+        asked.append((str(model), kwargs["precision"]))
+        raise _Loaded
+
+    monkeypatch.setattr(demo, "load", fake_load)
+    for model, precision in [(demo.DEFAULT_MODEL, None), (small_checkpoint, None), (demo.DEFAULT_MODEL, "fp32")]:
+        try:
+            demo.run_demo(model, tmp_path / "d", num_frames=1, precision=precision)
+        except _Loaded:
+            pass
+    assert asked == [(str(demo.DEFAULT_MODEL), "int8"), (small_checkpoint, None), (str(demo.DEFAULT_MODEL), "fp32")]

@@ -4,7 +4,9 @@ torchvision's default thresholds, all on 2 threads, side by side in group "e2e r
 - torchvision eager (the baseline)
 - ONNX Runtime running torchvision's own ONNX export (opset 11)
 - maskrt torch backend (eager, reference kernels)
-- maskrt CPU engine (OpenVINO stages + maskrt CPU glue)
+- maskrt CPU engine (OpenVINO stages + maskrt CPU glue), fp32, fp16 and int8 (NNCF-quantized
+  stages, u8/i8 convolutions and matrix products; compute_dtype "int8", compared with the
+  machine's int8 matmul limit)
 
 Each returns full-size boolean masks, so mask paste is inside every timing.
 """
@@ -99,19 +101,112 @@ def test_maskrt_torch_backend(benchmark, checkpoint, image, flops):
     benchmark.pedantic(lambda: seg(image).masks, rounds=ROUNDS, warmup_rounds=1)
 
 
-def test_maskrt_cpu_engine(benchmark, checkpoint, image, tmp_path, flops):
-    engine = build_engine(checkpoint, tmp_path / "r50.maskrt", progress=False)
-    seg = maskrt.load(engine, num_threads=THREADS)
+class Engines(dict):
+    """The CPU engine of each precision, built on first use (once per module), loaded on THREADS
+    threads. int8: calibrated on `calibration_dir` (4 images like the timed one)."""
+
+    def __init__(self, checkpoint, calibration_dir, folder):
+        super().__init__()
+        self.checkpoint, self.calibration_dir, self.folder = checkpoint, calibration_dir, folder
+
+    def __missing__(self, precision: str):
+        calibration = str(self.calibration_dir) if precision == "int8" else None
+        engine = build_engine(self.checkpoint, self.folder / f"r50-{precision}.maskrt", precision=precision,
+                              calibration=calibration, progress=False)
+        self[precision] = maskrt.load(engine, num_threads=THREADS)
+        return self[precision]
+
+
+@pytest.fixture(scope="module")
+def engines(checkpoint, calibration_dir, tmp_path_factory) -> Engines:
+    return Engines(checkpoint, calibration_dir, tmp_path_factory.mktemp("engines"))
+
+
+def test_maskrt_cpu_engine(benchmark, engines, image, flops):
+    seg = engines["fp32"]
     benchmark.group = GROUP
     benchmark.extra_info["flops"] = flops
     benchmark.pedantic(lambda: seg(image).masks, rounds=ROUNDS, warmup_rounds=1)
 
 
-def test_maskrt_cpu_engine_fp16(benchmark, checkpoint, image, tmp_path, flops):
+def test_maskrt_cpu_engine_fp16(benchmark, engines, image, flops):
     """`--precision fp16` on the CPU: fp16 weights, bf16 compute where the CPU supports it."""
-    engine = build_engine(checkpoint, tmp_path / "r50-fp16.maskrt", precision="fp16", progress=False)
-    seg = maskrt.load(engine, num_threads=THREADS)
+    seg = engines["fp16"]
     benchmark.group = GROUP
     benchmark.extra_info["flops"] = flops
     benchmark.extra_info["compute_dtype"] = "bfloat16" if seg.backend.compute_precision == "bf16" else "float32"
     benchmark.pedantic(lambda: seg(image).masks, rounds=ROUNDS, warmup_rounds=1)
+
+
+@pytest.fixture(scope="module")
+def calibration_dir(tmp_path_factory):
+    """Four images like the timed one (other seeds): the seeded weights then give their full 100
+    detections, so the mask head is calibrated (and quantized) too."""
+    from PIL import Image
+
+    folder = tmp_path_factory.mktemp("calibration")
+    for seed in range(1, 5):
+        Image.fromarray(bench_image(800, 1333, seed=seed)).save(folder / f"{seed}.png")
+    return folder
+
+
+def test_maskrt_cpu_engine_int8(benchmark, engines, image, flops):
+    """`--precision int8`. Speed only: seeded weights say nothing about quantization accuracy
+    (that is measured on the trained bundled model, benchmarks/results/INT8.md)."""
+    seg = engines["int8"]
+    benchmark.group = GROUP
+    benchmark.extra_info.update(flops=flops, compute_dtype="int8",
+                                int8_stages=",".join(s for s, k in seg.backend.manifest.quantization["stages"].items()
+                                                     if k == "int8"))
+    benchmark.pedantic(lambda: seg(image).masks, rounds=ROUNDS, warmup_rounds=1)
+
+
+# --- the CPU engines stage by stage: where the time goes against the machine's limits -------------
+
+STAGE_GROUP = "engine stages r50-fpn 800x1333"
+
+
+def stage_inputs(seg, image) -> dict:
+    """The dense, box and mask stage inputs of one engine call on `image` (torch tensors, before
+    the row padding the stages add themselves)."""
+    detector = seg.backend.detector
+    heads = detector.heads
+    seen, saved = {}, (detector.dense, heads.box_fn, heads.mask_fn)
+
+    def recording(name, fn):
+        def call(x):
+            seen[name] = x.clone()
+            return fn(x)
+        return call
+
+    detector.dense, heads.box_fn, heads.mask_fn = (recording(n, f) for n, f in zip(("dense", "box", "mask"), saved))
+    try:
+        seg(image)
+    finally:
+        detector.dense, heads.box_fn, heads.mask_fn = saved
+    return seen
+
+
+@pytest.fixture(scope="module")
+def stage_flops(checkpoint, engines, image) -> dict:
+    """FLOPs of each stage on this image's inputs, counted on the eager model (the same network)."""
+    from maskrt.model import load_model
+
+    model = load_model(checkpoint).model
+    inputs = stage_inputs(engines["fp32"], image)
+    return {name: count_flops(lambda: getattr(model, name)(x)) for name, x in inputs.items()}
+
+
+@pytest.mark.parametrize("precision", ["fp32", "int8"])
+@pytest.mark.parametrize("stage", ["dense", "box", "mask"])
+def test_engine_stage(benchmark, engines, image, stage_flops, stage, precision):
+    """One compiled stage called alone on its real input (the dense stage's 800x1344 batch, the
+    box head's 1000 proposals, the mask head's detections)."""
+    seg = engines[precision]
+    x = stage_inputs(seg, image)[stage]
+    fn = {"dense": seg.backend.detector.dense, "box": seg.backend.detector.heads.box_fn,
+          "mask": seg.backend.detector.heads.mask_fn}[stage]
+    benchmark.group = STAGE_GROUP
+    benchmark.extra_info.update(stage=stage, precision=precision, rows=int(x.shape[0]), flops=stage_flops[stage],
+                                compute_dtype="int8" if precision == "int8" else "float32")
+    benchmark.pedantic(lambda: fn(x), rounds=ROUNDS, warmup_rounds=1)

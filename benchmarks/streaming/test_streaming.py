@@ -3,7 +3,10 @@
 Groups:
 - "stream throughput 240x320": engine-only inference (the baseline: frames already decoded,
   no paste/render/encode) vs the whole pipeline (decode, infer, paste+render, H.264 encode,
-  JSON lines). extra_info["fps"] per benchmark; the pipeline should reach >= 90% of the engine.
+  JSON lines), for the fp32 engine and the int8 one (`*_int8`: built once with the bundled
+  model's default calibration set and cached; not in the quick set, whose CI smoke run would
+  spend minutes calibrating). extra_info["fps"] per benchmark; the pipeline
+  should reach >= 90% of the engine.
 - "stream realtime": a live source paced faster than inference; extra_info holds the
   end-to-end latency p50/p99 (ms) and the dropped-frame count: latency must stay bounded.
 - "stream soak": 10,000 frames; extra_info["rss_growth_mb"] is resident memory growth after
@@ -35,6 +38,11 @@ pytestmark = pytest.mark.skipif(not BUNDLED.exists(), reason=f"bundled model {BU
 @pytest.fixture(scope="module")
 def segmenter():
     return maskrt.load(BUNDLED, score_threshold=0.5)
+
+
+@pytest.fixture(scope="module")
+def segmenter_int8():
+    return maskrt.load(BUNDLED, score_threshold=0.5, precision="int8")
 
 
 @pytest.fixture(scope="module")
@@ -72,18 +80,23 @@ def run_pipeline(segmenter, source, sinks=(), realtime=False) -> Pipeline:
     return pipeline
 
 
-@pytest.mark.quick
-def test_engine_only(benchmark, segmenter, frames):
+def engine_only(benchmark, segmenter, frames, baseline: bool) -> None:
     def run():
         for frame in frames:
             segmenter.backend.infer([frame])
 
     benchmark.group = "stream throughput 240x320"
-    benchmark.extra_info["baseline"] = True
+    benchmark.extra_info["baseline"] = baseline
+    benchmark.extra_info["precision"] = segmenter.backend.manifest.precision
     benchmark.pedantic(run, rounds=3, warmup_rounds=1)
     median = median_seconds(benchmark)
     if median:
         benchmark.extra_info["fps"] = round(len(frames) / median, 2)
+
+
+@pytest.mark.quick
+def test_engine_only(benchmark, segmenter, frames):
+    engine_only(benchmark, segmenter, frames, baseline=True)
 
 
 @pytest.mark.quick
@@ -93,10 +106,19 @@ def test_pipeline_mp4_and_jsonl(benchmark, segmenter, frames, tmp_path):
         run_pipeline(segmenter, ArraySource(frames, fps=30.0), sinks)
 
     benchmark.group = "stream throughput 240x320"
+    benchmark.extra_info["precision"] = segmenter.backend.manifest.precision
     benchmark.pedantic(run, rounds=3, warmup_rounds=1)
     median = median_seconds(benchmark)
     if median:
         benchmark.extra_info["fps"] = round(len(frames) / median, 2)
+
+
+def test_engine_only_int8(benchmark, segmenter_int8, frames):
+    engine_only(benchmark, segmenter_int8, frames, baseline=False)
+
+
+def test_pipeline_mp4_and_jsonl_int8(benchmark, segmenter_int8, frames, tmp_path):
+    test_pipeline_mp4_and_jsonl(benchmark, segmenter_int8, frames, tmp_path)
 
 
 def test_realtime_latency_bounded(benchmark, segmenter, frames, tmp_path):

@@ -26,8 +26,13 @@ from .onnx_export import STAGES, check_onnx, export_stages
 
 def build_engine(weights: str | Path, out: str | Path, target: str = "cpu", precision: str = "fp32",
                  min_size: int | None = None, max_size: int | None = None, onnx_only: bool = False,
-                 progress: bool = True, *, if_missing: bool = False) -> Path:
+                 progress: bool = True, calibration: str | None = None, calibration_size: int | None = None, *,
+                 if_missing: bool = False) -> Path:
     """Build an engine directory from a checkpoint (file or torchvision:NAME). Returns its path.
+
+    precision "int8" (target cpu): NNCF post-training quantization on `calibration` (a folder or
+    glob of images, or "synthetic"; default: the bundled model's own scenes, an error for other
+    checkpoints), `calibration_size` images of it (maskrt.builders.calibration).
 
     if_missing: wait for another process building OUT, then build only if OUT is not a valid
     engine by then (the engine cache); otherwise a second build of the same OUT is refused."""
@@ -35,19 +40,23 @@ def build_engine(weights: str | Path, out: str | Path, target: str = "cpu", prec
         raise MaskrtError(f"unknown target {target!r}; choose from {', '.join(TARGETS)}")
     if precision not in PRECISIONS:
         raise MaskrtError(f"unknown precision {precision!r}; choose from {', '.join(PRECISIONS)}")
+    if precision != "int8" and (calibration is not None or calibration_size is not None):
+        raise MaskrtError("--calibration and --calibration-size apply to --precision int8 only")
     check_sizes(min_size, max_size)
+    calibration_set = _int8_calibration(target, weights, calibration, calibration_size) if precision == "int8" else None
     with cleanup_on_sigterm():
         dest = DirectoryOutput(out, "engine folder", replaceable_reason, wait=if_missing)
         try:
             if if_missing and _valid_engine(dest.path):
                 return Path(out)
-            say = _Progress(progress, total=3 if onnx_only else 4)
+            say = _Progress(progress, total=3 if onnx_only else (7 if calibration_set else 4))
             loaded = load_model(weights, min_size=min_size, max_size=max_size)  # a bad checkpoint: before any output
             say(f"loaded {loaded.config.name} from {weights}")
             tmp = dest.new_dir()
             manifest = _base_manifest(loaded, weights, target, precision)
             if target == "cpu":
-                _build_cpu(tmp, loaded, manifest, say, fp16=precision == "fp16", onnx_only=onnx_only)
+                _build_cpu(tmp, loaded, manifest, say, fp16=precision == "fp16", onnx_only=onnx_only,
+                           calibration=calibration_set, progress=progress)
             else:
                 _build_tensorrt(tmp, loaded, manifest, say, fp16=precision == "fp16", onnx_only=onnx_only)
             say("writing manifest...")
@@ -96,14 +105,31 @@ def _base_manifest(loaded: LoadedModel, weights, target: str, precision: str) ->
     )
 
 
-def _build_cpu(tmp: Path, loaded: LoadedModel, manifest: Manifest, say, fp16: bool, onnx_only: bool) -> None:
-    """Three stage graphs (standard ONNX ops only) -> OpenVINO IR; maskrt's kernels run between them."""
+def _int8_calibration(target: str, weights, calibration: str | None, size: int | None):
+    """The calibration set of an int8 build; one-line errors for what cannot be built."""
+    if target == "tensorrt":
+        raise MaskrtError("TensorRT INT8 needs explicit Q/DQ quantization (signed, symmetric) and is not built "
+                          "yet; use --target cpu --precision int8, or --precision fp16 for TensorRT")
+    from .calibration import resolve_calibration
+
+    return resolve_calibration(calibration, weights, size)
+
+
+def _build_cpu(tmp: Path, loaded: LoadedModel, manifest: Manifest, say, fp16: bool, onnx_only: bool,
+               calibration=None, progress: bool = True) -> None:
+    """Three stage graphs (standard ONNX ops only) -> OpenVINO IR (int8 with a calibration set);
+    maskrt's kernels run between them."""
     say("exporting ONNX (dense, box and mask stages)...")
     onnx_paths = export_stages(loaded.model, tmp / "onnx")
     for path in onnx_paths.values():
         check_onnx(path)
     manifest.files.update({f"onnx/{p.name}": "" for p in onnx_paths.values()})
-    if not onnx_only:
+    if not onnx_only and calibration is not None:
+        from .quantize import build_int8_ir  # imports nncf (only int8 builds need it)
+
+        say("converting to OpenVINO IR and compiling the fp32 engine for calibration...")
+        build_int8_ir(tmp, onnx_paths, manifest, calibration, say, progress)
+    elif not onnx_only:
         say("converting to OpenVINO IR...")
         _build_openvino(tmp, onnx_paths, manifest, fp16)
 

@@ -21,7 +21,7 @@ from .manifest_check import MANIFEST_NAME, confined, manifest_kwargs
 
 FORMAT_VERSION = 1
 TARGETS = ("cpu", "tensorrt")
-PRECISIONS = ("fp32", "fp16")
+PRECISIONS = ("fp32", "fp16", "int8")
 
 
 @dataclass
@@ -36,6 +36,9 @@ class Manifest:
     source: dict = field(default_factory=dict)  # {"path", "sha256"} of the checkpoint
     stages: dict[str, str] = field(default_factory=dict)  # stage name -> payload file
     versions: dict[str, str] = field(default_factory=dict)
+    # int8 engines: {"nncf", "preset", "calibration": {"source", "size", "sha256"}, "samples",
+    # "stages", "float_groups", "float_layers"} (maskrt.builders.quantize); empty otherwise
+    quantization: dict = field(default_factory=dict)
     format_version: int = FORMAT_VERSION
 
     def to_json(self) -> str:

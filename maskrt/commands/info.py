@@ -22,9 +22,25 @@ def print_engine_info(engine_dir: str | Path) -> int:
           f"max {det.get('detections_per_img')} detections")
     print(f"classes ({cfg.num_classes - 1} + background): {', '.join(m.classes[1:])}")
     print(f"source:       {m.source.get('path')} (sha256 {m.source.get('sha256', 'n/a')[:16]})")
+    if m.quantization:
+        _print_quantization(m.quantization)
     print("payload:")
     for name, digest in m.files.items():
         size = (Path(engine_dir) / name).stat().st_size
         print(f"  {name:<16} {size / 1e6:8.2f} MB  sha256 {digest[:16]}")
     print("versions:     " + ", ".join(f"{k} {v}" for k, v in sorted(m.versions.items())))
     return 0
+
+
+def _print_quantization(q: dict) -> None:
+    """int8 engines: how they were quantized and on what (maskrt.builders.quantize's record)."""
+    cal = q.get("calibration", {})
+    order = {name: i for i, name in enumerate(("dense", "box", "mask"))}
+    stages = ", ".join(f"{s} {kind}" for s, kind in sorted(q.get("stages", {}).items(), key=lambda x: order.get(x[0])))
+    print(f"quantized:    NNCF {q.get('nncf', '?')} post-training, {q.get('preset', '?')} preset; {stages}")
+    print(f"calibration:  {cal.get('size', '?')} images, {cal.get('source', '?')}, sha256 "
+          f"{str(cal.get('sha256', 'n/a'))[:16]}")
+    floats = q.get("float_layers", {})
+    kept = ", ".join(f"{s} {len(floats[s])}" for s in sorted(floats, key=order.get))
+    groups = ", ".join(q.get("float_groups", [])) or "none"
+    print(f"float layers: {kept or 'none'} (groups: {groups})")

@@ -50,7 +50,8 @@ def run(args: argparse.Namespace) -> int:
         _refuse_duplicates(sinks, stats_out)
         seg = load(args.model, device=args.device, backend=args.backend, score_threshold=args.score_threshold,
                    min_size=args.min_size, max_size=args.max_size, batch_size=args.batch, num_threads=args.threads,
-                   progress=not args.quiet)
+                   progress=not args.quiet, precision=args.precision, calibration=args.calibration,
+                   calibration_size=args.calibration_size)
     except BaseException:  # released in reverse: folders they made are removed once empty
         if stats_out is not None:
             stats_out.close(False)

@@ -90,13 +90,15 @@ def test_cpu_engine_matches_torch_on_resnet50(tmp_path):
         assert_close_detections(engine, torch_seg, image)
 
 
-def test_load_checkpoint_builds_and_caches_cpu_engine(small_checkpoint, engine_cache):
+def test_load_checkpoint_builds_and_caches_cpu_engine(small_checkpoint, monkeypatch, tmp_path):
+    monkeypatch.setenv("MASKRT_CACHE_DIR", str(tmp_path))  # its own cache: other tests add engines to the shared one
     seg = maskrt.load(small_checkpoint)
     assert seg.backend.name == "openvino"
-    built = list(engine_cache.glob("small-*.maskrt"))  # one engine per checkpoint, whatever the sizes
+    built = list(tmp_path.glob("small-*.maskrt"))  # one engine per checkpoint, whatever the sizes
     assert len(built) == 1
     stamp = (built[0] / "manifest.json").stat().st_mtime_ns
-    maskrt.load(small_checkpoint)
+    maskrt.load(small_checkpoint, min_size=256)
+    assert list(tmp_path.glob("small-*.maskrt")) == built
     assert (built[0] / "manifest.json").stat().st_mtime_ns == stamp, "second load reuses the cached engine"
 
 

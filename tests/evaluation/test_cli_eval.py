@@ -121,3 +121,33 @@ def test_eval_help_from_the_command_line():
     for flag in ("--model", "--coco", "--images", "--out", "--score-threshold", "--min-size", "--max-size",
                  "--max-images"):
         assert flag in proc.stdout
+
+
+def test_eval_puts_two_engines_side_by_side(small_checkpoint, dataset, tmp_path, capsys):  # noqa: F811
+    """The same checkpoint twice: one cached fp32 engine, deterministic, so every difference is 0."""
+    out = tmp_path / "results.json"
+    args = eval_args(small_checkpoint, dataset / "annotations.json", dataset / "images", out, "--quiet",
+                     "--model", small_checkpoint)
+    assert main(args) == 0
+    printed = capsys.readouterr().out
+    assert "maskrt: side by side on 3 images:" in printed and printed.count("(openvino fp32)") >= 2
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "results-2.json", "results-2.metrics.json", "results.compare.json", "results.json", "results.metrics.json"]
+    compare = json.loads((tmp_path / "results.compare.json").read_text())
+    assert len(compare["models"]) == 2 and len(compare["differences"]) == 1
+    assert all(v == 0.0 for k, v in compare["differences"][0].items() if k not in ("model", "minus"))
+    first, second = (json.loads((tmp_path / n).read_text())["segm"] for n in ("results.metrics.json",
+                                                                             "results-2.metrics.json"))
+    assert compare["models"][0]["mask AP"] == first["AP"] and compare["models"][1]["mask AP"] == second["AP"]
+
+
+def test_model_and_precision_pairing():
+    from maskrt.commands.eval import model_specs
+    from maskrt.errors import MaskrtError
+
+    assert model_specs(["a"], None) == [("a", None)]
+    assert model_specs(["a"], ["fp32", "int8"]) == [("a", "fp32"), ("a", "int8")]
+    assert model_specs(["a", "b"], ["int8"]) == [("a", "int8"), ("b", "int8")]
+    assert model_specs(["a", "b"], ["fp32", "int8"]) == [("a", "fp32"), ("b", "int8")]
+    with pytest.raises(MaskrtError, match="one precision per model"):
+        model_specs(["a", "b"], ["fp32", "fp16", "int8"])

@@ -68,7 +68,10 @@ def compute_precision(precision: str, capabilities) -> str:
     """OpenVINO's INFERENCE_PRECISION_HINT for an engine of `precision` on a CPU with these
     OPTIMIZATION_CAPABILITIES: fp32 engines run in f32 (exact parity); fp16 engines in bf16 where
     the CPU has it natively (AVX512_BF16 or AMX: "BF16" listed), in f32 elsewhere (fp16 weights
-    are widened when the model is compiled, so such an engine computes what an fp32 one does)."""
+    are widened when the model is compiled, so such an engine computes what an fp32 one does).
+    int8 engines: their quantized layers (FakeQuantize around them in the IR) run in u8/i8 on
+    every x86 CPU whatever the hint; the layers kept in float run in f32, so that an int8 engine
+    computes the same on AVX2 and AVX-512+BF16 machines."""
     return "bf16" if precision == "fp16" and "BF16" in capabilities else "f32"
 
 
@@ -114,7 +117,9 @@ class OpenVINOBackend:
     name = "openvino"
 
     def __init__(self, engine_dir: str | Path, manifest: Manifest, num_threads: int | None = None,
-                 min_size: int | None = None, max_size: int | None = None):
+                 min_size: int | None = None, max_size: int | None = None, models: dict | None = None):
+        """models: {stage: openvino.Model} to compile instead of the engine directory's files
+        (the int8 builder runs the fp32 stages this way to capture calibration inputs)."""
         self.engine_dir = Path(engine_dir)
         self.manifest = manifest
         threads = num_threads or os.cpu_count() or 1
@@ -124,7 +129,9 @@ class OpenVINOBackend:
         self.compute_precision = compute_precision(manifest.precision, capabilities)
         config = {"INFERENCE_NUM_THREADS": threads, "PERFORMANCE_HINT": "LATENCY",
                   "INFERENCE_PRECISION_HINT": self.compute_precision}
-        compiled = {s: core.compile_model(str(self.engine_dir / f), "CPU", config) for s, f in manifest.stages.items()}
+        sources = models or {s: str(self.engine_dir / f) for s, f in manifest.stages.items()}
+        compiled = {s: core.compile_model(m, "CPU", config) for s, m in sources.items()}
+        self.compiled = compiled
         k = manifest.config.num_classes
         # The dense stage's outputs (FPN features, ~90 MB at 800x1344) are used in place: they are
         # read only within the same detect() call, before this request runs again.
