@@ -33,7 +33,7 @@ from ..progress import progress_bar
 from .calibration import CalibrationSet
 
 # Layer groups kept in float (NNCF ignored scope), by measurement on the bundled model's
-# 500 validation images (benchmarks/results/INT8.md): see float_layer_names().
+# 500 validation images (benchmarks/results/avx2/INT8.md: the gate passes with none kept): see float_layer_names().
 FLOAT_LAYERS: tuple[str, ...] = ()
 LAYER_GROUPS = ("stem", "rpn_predictor", "box_predictor", "mask_predictor")
 COMPUTE_TYPES = ("Convolution", "GroupConvolution", "ConvolutionBackpropData", "MatMul")
