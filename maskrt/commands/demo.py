@@ -28,7 +28,7 @@ def run_demo(model: str | Path = DEFAULT_MODEL, out_dir: str | Path = "runs/demo
     precision: the CPU engine's; by default int8 for the bundled model (built once with its
     default calibration set and cached), whose int8 engine passed its accuracy gate (mask and
     box AP within 0.01 of the fp32 engine on the 500 validation images, within 0.02 on the
-    generated video: benchmarks/results/INT8.md), and fp32 for any other checkpoint."""
+    generated video: benchmarks/results/avx2/INT8.md), and fp32 for any other checkpoint."""
     from ..data import generate_video
 
     if not Path(model).exists() and not str(model).startswith("torchvision:"):
