@@ -2,7 +2,7 @@
 
     lock                      held (flock) by the one driver writing to OUT
     locks/<unit>.lock         held by the attempt working on a unit (a killed process drops it)
-    attempts/<job>/<unit>.<n> one empty file per attempt at a unit in this job (counts re-executions)
+    attempts/<job>/<unit>     how many attempts at a unit this job made (counts re-executions)
     tmp/<unit>.<uuid>/        an attempt's outputs before they are renamed into OUT
     parts/<unit>.jsonl        a finished chunk of an image set (header line, then JSON lines)
 
@@ -19,6 +19,7 @@ import errno
 import fcntl
 import os
 import shutil
+import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -75,11 +76,19 @@ def unit_lock(out_dir: Path, key: str, timeout: float):
 
 
 def mark_attempt(out_dir: Path, job: str, key: str) -> int:
-    """Record one more attempt at `key` in this job (call with the unit lock held); returns its number."""
+    """Count one more attempt at `key` in this job (call with the unit lock held: no other
+    attempt reads or writes the counter meanwhile); returns this attempt's number."""
     folder = state_dir(out_dir) / "attempts" / job
     folder.mkdir(parents=True, exist_ok=True)
-    n = 1 + sum(1 for p in folder.iterdir() if p.name.rsplit(".", 1)[0] == key)
-    (folder / f"{key}.{n}").touch()
+    counter = folder / key
+    try:
+        n = int(counter.read_text() or 0) + 1
+    except (FileNotFoundError, ValueError):
+        n = 1
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{key}.")
+    with os.fdopen(fd, "w") as f:
+        f.write(str(n))
+    os.replace(tmp, counter)
     return n
 
 

@@ -124,8 +124,7 @@ def test_a_unit_whose_worker_always_died_is_reported_failed(tree):
     result = Worker(s).process(Unit("video", item))
     assert (result["status"], result["attempts"]) == ("failed", 3)
     assert result["reason"] == "the worker died during each of 2 attempts"
-    assert sorted(p.name for p in (state_dir(out) / "attempts" / "job1").iterdir()) == [
-        f"{item.name}.1", f"{item.name}.2", f"{item.name}.3"]
+    assert (state_dir(out) / "attempts" / "job1" / item.name).read_text() == "3"
 
 
 def test_name_collisions_are_refused(tree, monkeypatch):
