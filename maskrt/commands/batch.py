@@ -10,10 +10,17 @@ from pathlib import Path
 from ..distributed import BatchOptions, run_batch
 
 
+def bare_ray(ray: str | None, sources: list[str]) -> tuple[str | None, list[str]]:
+    """`--ray clip.mp4 ...` makes argparse take the first SOURCE as the address: an "address"
+    that is an existing path (and not `auto` or HOST:PORT) is a SOURCE after a bare --ray."""
+    if ray and ray != "auto" and ":" not in ray and Path(ray).exists():
+        return "", [ray, *sources]
+    return ray, sources
+
+
 def run(args: argparse.Namespace) -> int:
-    if args.ray and args.ray != "auto" and ":" not in args.ray and Path(args.ray).exists():
-        args.sources, args.ray = [args.ray, *args.sources], ""  # `--ray SOURCE ...`: a bare --ray before a path
-    opts = BatchOptions(sources=args.sources, model=args.model, out_dir=args.out_dir, ray=args.ray,
+    ray, sources = bare_ray(args.ray, args.sources)
+    opts = BatchOptions(sources=sources, model=args.model, out_dir=args.out_dir, ray=ray,
                         workers=args.workers, cpus_per_worker=args.cpus_per_worker, threads=args.threads,
                         score_threshold=args.score_threshold, batch=args.batch, min_size=args.min_size,
                         max_size=args.max_size, backend=args.backend, video=args.video, coco=args.coco,

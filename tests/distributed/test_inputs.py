@@ -133,3 +133,15 @@ def test_name_collisions_are_refused(tree, monkeypatch):
     monkeypatch.setattr(inputs, "output_name", lambda kind, path: "same-000000000000")
     with pytest.raises(InputError, match="map to one output name same-000000000000"):
         expand_sources([str(tree / "videos/c.mkv"), str(tree / "videos/a/clip.mp4")], tree / "out")
+
+
+def test_a_bare_ray_before_the_sources(tree):
+    from maskrt.commands.batch import bare_ray
+    from maskrt.cli import build_parser
+
+    clip = str(tree / "videos/c.mkv")
+    args = build_parser().parse_args(["batch", "--ray", clip, str(tree / "imgs"), "--model", "m", "--out-dir", "o"])
+    assert (args.ray, args.sources) == (clip, [str(tree / "imgs")])  # what argparse makes of it
+    assert bare_ray(args.ray, args.sources) == ("", [clip, str(tree / "imgs")])
+    assert bare_ray("10.0.0.1:6379", ["x"]) == ("10.0.0.1:6379", ["x"])
+    assert bare_ray("auto", ["x"]) == ("auto", ["x"]) and bare_ray(None, ["x"]) == (None, ["x"])
