@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 export OMP_NUM_THREADS ?= 2
 export MKL_NUM_THREADS ?= 2
 
-.PHONY: setup test bench bench-quick bench-compare bench-smoke demo clean
+.PHONY: setup browser test test-ptx gpu-check bench bench-quick bench-compare bench-smoke demo clean
 
 setup: $(STAMP)
 
@@ -18,12 +18,32 @@ $(STAMP): pyproject.toml setup.py requirements.lock
 	$(PY) -m pip install --quiet --no-deps -e .
 	touch $@
 
-test: $(STAMP)
+# The page test of `maskrt serve` drives Debian's chromium headless; installed here when missing
+# (CI runs as root with the Debian archive reachable; nothing is downloaded by the tests).
+browser:
+	@test -x /usr/bin/chromium || { apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium; }
+
+test: $(STAMP) browser
 	$(PY) -m pytest -q tests
 	$(MAKE) --no-print-directory bench-smoke
 
+# The Triton kernels compiled for sm_90a and sm_80 on this CPU (also part of make test).
+test-ptx: $(STAMP)
+	$(PY) -m pytest -q tests -m ptx
+
+# One-shot GPU check (benchmarks/gpu/check.py, maskrt/kernels/TENSORRT.md): on a CUDA machine, with
+# that machine's own python3, torch and triton (no .venv, nothing installed), from the source tree.
+# Writes $(GPU_CHECK_OUT)/gpu-check.json and gpu-check.md; without a GPU it says so and exits 2.
+GPU_CHECK_OUT ?= gpu-check
+gpu-check:
+	PYTHONPATH=$(CURDIR) PYTHONUNBUFFERED=1 $(PYTHON) -m benchmarks.gpu.check --out $(GPU_CHECK_OUT)
+
 # Benchmarks (benchmarks/README.md): raw JSON (every round's timing) + Markdown report + stage chart.
-BENCH_OUT := benchmarks/results
+# Results are kept per kind of CPU (avx2, avx512, avx512-bf16: maskrt.machine), so figures from
+# different machines are never mixed; each report names its machine precisely.
+MACHINE_KIND = $(shell $(PY) -c "from maskrt.machine import describe; print(describe(False).kind)")
+BENCH_OUT = benchmarks/results/$(MACHINE_KIND)
 BASELINE ?= $(BENCH_OUT)/baseline.json
 CURRENT ?= $(BENCH_OUT)/latest.json
 # $(call bench_run,JSON,REPORT.md,CHART.png,PYTEST SELECTION): the JSON is written under a .partial

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import hashlib
+import numbers
 import os
 from pathlib import Path
 
+from .builders.build import check_sizes
 from .builders.manifest import is_engine_dir, read_manifest, sha256_file
 from .engine import Segmenter
 from .errors import EngineError, MaskrtError
@@ -18,7 +20,7 @@ BACKENDS = ("auto", "torch", "openvino", "tensorrt")
 def load(path_or_name: str | Path, device: str = "cpu", backend: str = "auto", *,
          score_threshold: float = 0.05, nms_threshold: float = 0.5, max_detections: int = 100,
          min_size: int | None = None, max_size: int | None = None, batch_size: int = 1,
-         num_threads: int | None = None) -> Segmenter:
+         num_threads: int | None = None, progress: bool = True) -> Segmenter:
     """Load a model for inference.
 
     path_or_name: an engine directory (NAME.maskrt/, backend from its manifest), a checkpoint
@@ -26,17 +28,26 @@ def load(path_or_name: str | Path, device: str = "cpu", backend: str = "auto", *
     checkpoint is compiled once into a CPU (OpenVINO) engine, cached under $MASKRT_CACHE_DIR
     (default ~/.cache/maskrt/engines); backend="torch" runs it in eager PyTorch instead.
     score_threshold: detections scoring at or below it are dropped (torchvision's box_score_thresh).
-    min_size / max_size: override the checkpoint's input-size policy (default 800 / 1333).
+    min_size / max_size: override the input-size policy of the checkpoint or CPU engine (default
+    800 / 1333; a CPU engine's dense stage takes any size). TensorRT engines keep the sizes
+    they were built for (their optimisation profile): an override is refused.
+    num_threads: inference threads (default: all cores). progress: show the first-use build's steps.
+    A Segmenter may be shared by threads: calls into one backend run one at a time.
     """
     if backend not in BACKENDS:
         raise MaskrtError(f"unknown backend {backend!r}; choose from {', '.join(BACKENDS)}")
+    check_sizes(min_size, max_size)
+    for name, value in (("num_threads", num_threads), ("batch_size", batch_size)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1):
+            raise MaskrtError(f"{name} must be a positive integer, got {value!r}")
+    sizes = (min_size, max_size)
     if is_engine_dir(path_or_name):
-        backend_obj, classes = _engine_backend(Path(path_or_name), backend, num_threads)
+        backend_obj, classes = _engine_backend(Path(path_or_name), backend, num_threads, sizes)
     elif backend == "torch" or device != "cpu":
         backend_obj, classes = _torch_backend(path_or_name, device, min_size, max_size)
     elif backend in ("auto", "openvino"):
-        engine_dir = cached_cpu_engine(path_or_name, min_size, max_size)
-        backend_obj, classes = _engine_backend(engine_dir, "openvino", num_threads)
+        engine_dir = cached_cpu_engine(path_or_name, progress=progress)
+        backend_obj, classes = _engine_backend(engine_dir, "openvino", num_threads, sizes)
     else:
         raise MaskrtError("the tensorrt backend needs an engine built with `maskrt build --target tensorrt`")
     if backend_obj.detector is not None:  # TensorRT plans carry the thresholds they were built with
@@ -53,15 +64,22 @@ def _torch_backend(source, device: str, min_size, max_size):
     return TorchBackend(loaded.model, device), loaded.classes
 
 
-def _engine_backend(engine_dir: Path, backend: str, num_threads: int | None):
+def _engine_backend(engine_dir: Path, backend: str, num_threads: int | None, sizes=(None, None)):
     manifest = read_manifest(engine_dir)
     wanted = {"auto": manifest.target, "openvino": "cpu", "tensorrt": "tensorrt", "torch": None}[backend]
     if wanted is None or wanted != manifest.target:
         raise EngineError(f"{engine_dir} is a {manifest.target!r} engine; it cannot run on the {backend} backend")
+    if not manifest.stages:
+        raise EngineError(f"{engine_dir} holds only ONNX (built with --onnx-only); build the engine to run it")
     if manifest.target == "cpu":
         from .engine.backends.openvino_backend import OpenVINOBackend
 
-        return OpenVINOBackend(engine_dir, manifest, num_threads), manifest.classes
+        return OpenVINOBackend(engine_dir, manifest, num_threads, *sizes), manifest.classes
+    pol = manifest.input_policy
+    for name, value in zip(("min_size", "max_size"), sizes):
+        if value is not None and value != pol[name]:
+            raise EngineError(f"{engine_dir} is a TensorRT engine built for {name} {pol[name]}; rebuild it with "
+                              f"`maskrt build --{name.replace('_', '-')} {value}` to use {value}")
     from .engine.backends.tensorrt_backend import TensorRTBackend  # GPU only; says what is missing
 
     return TensorRTBackend(engine_dir, manifest), manifest.classes
@@ -71,8 +89,10 @@ def engine_cache_dir() -> Path:
     return Path(os.environ.get("MASKRT_CACHE_DIR", Path.home() / ".cache" / "maskrt" / "engines"))
 
 
-def cached_cpu_engine(source: str | Path, min_size: int | None, max_size: int | None) -> Path:
-    """The CPU engine for a checkpoint, built on first use and reused while the checkpoint is unchanged."""
+def cached_cpu_engine(source: str | Path, progress: bool = True) -> Path:
+    """The CPU engine for a checkpoint, built on first use and reused while the checkpoint is
+    unchanged (one per checkpoint: input sizes are applied when it is loaded). Processes needing
+    the same engine at once wait for the one building it."""
     from .builders import build_engine
 
     if is_torchvision_name(source):
@@ -86,7 +106,7 @@ def cached_cpu_engine(source: str | Path, min_size: int | None, max_size: int | 
         key = sha256_file(path)
     from ._version import __version__
 
-    tag = hashlib.sha256(f"{key}|{min_size}|{max_size}|{__version__}".encode()).hexdigest()[:20]
+    tag = hashlib.sha256(f"{key}|{__version__}".encode()).hexdigest()[:20]
     engine_dir = engine_cache_dir() / f"{Path(str(source)).stem.replace(':', '_')}-{tag}.maskrt"
     if is_engine_dir(engine_dir):
         try:
@@ -94,4 +114,4 @@ def cached_cpu_engine(source: str | Path, min_size: int | None, max_size: int | 
             return engine_dir
         except EngineError:
             pass  # stale or corrupt cache entry: rebuild it
-    return build_engine(source, engine_dir, "cpu", "fp32", min_size, max_size, progress=True)
+    return build_engine(source, engine_dir, "cpu", "fp32", progress=progress, if_missing=True)

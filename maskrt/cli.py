@@ -1,8 +1,9 @@
-"""`maskrt` command line: build | run | batch | eval | info | demo. User mistakes print one line and exit with code 2."""
+"""`maskrt` command line: build | run | batch | eval | info | demo | serve. User mistakes print one line and exit with code 2."""
 
 from __future__ import annotations
 
 import argparse
+import errno
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -11,6 +12,17 @@ from .errors import MaskrtError
 
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
+# OS errors that are the machine's state, not a bug: reported in one line (a safety net: the
+# writers name the file themselves where they can).
+_SYSTEM_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EACCES, errno.EPERM, errno.EIO}
+
+
+def _check_positive(args: argparse.Namespace, *names: str) -> None:
+    """Integer options that must be >= 1 when given: one line naming the option."""
+    for name in names:
+        value = getattr(args, name, None)
+        if value is not None and value < 1:
+            raise MaskrtError(f"--{name.replace('_', '-')} must be a positive integer, got {value}")
 
 
 def _add_run(sub) -> None:
@@ -131,6 +143,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 
 def _cmd_build(args: argparse.Namespace) -> int:
+    _check_positive(args, "min_size", "max_size")
     from .builders import build_engine
 
     build_engine(args.weights, args.output, target=args.target, precision=args.precision,
@@ -161,6 +174,7 @@ def _add_eval(sub) -> None:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
+    _check_positive(args, "threads", "min_size", "max_size", "max_frames", "batch")
     from .commands.run import run
 
     if args.json is None and args.out is None and args.coco is None and args.stats is None:
@@ -169,6 +183,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_eval(args: argparse.Namespace) -> int:
+    _check_positive(args, "min_size", "max_size", "max_images")
     from .commands.eval import run_eval
 
     return run_eval(args)
@@ -192,26 +207,44 @@ def _cmd_info(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_serve(sub) -> None:
+    from .commands.serve import add_parser  # the command itself imports Ray only when it runs
+
+    add_parser(sub)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="maskrt", description="Mask R-CNN inference engine.")
     parser.add_argument("--version", action="version", version=f"maskrt {_version()}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for add in (_add_build, _add_run, _add_batch, _add_eval, _add_info, _add_demo):
+    for add in (_add_build, _add_run, _add_batch, _add_eval, _add_info, _add_demo, _add_serve):
         add(sub)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    func: Callable[[argparse.Namespace], int] = args.func
+    """Run one command. SIGTERM is handled like Ctrl-C (maskrt.signals) so that temporary files
+    and half-built engines are removed; both exit with 130 and one line, also while the heavy
+    modules (torch, OpenVINO) are still being imported."""
+    from .signals import cli_handlers
+
     try:
-        return func(args)
+        with cli_handlers():
+            args = build_parser().parse_args(argv)
+            func: Callable[[argparse.Namespace], int] = args.func
+            return func(args)
     except MaskrtError as exc:
         print(f"maskrt: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         print("maskrt: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except OSError as exc:
+        if exc.errno not in _SYSTEM_ERRNOS:
+            raise
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"maskrt: error: {where}{exc.strerror}", file=sys.stderr)
+        return EXIT_USAGE
 
 
 def _version() -> str:
@@ -221,4 +254,8 @@ def _version() -> str:
 
 
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:  # between statements outside main(): still one line
+        print("maskrt: interrupted", file=sys.stderr)
+        sys.exit(EXIT_INTERRUPTED)

@@ -15,3 +15,7 @@ class InputError(MaskrtError):
 
 class EngineError(MaskrtError):
     """An engine artifact that is missing, corrupt, or cannot run on this machine."""
+
+
+class OutputError(MaskrtError):
+    """An output path that cannot be written safely (a folder, a device, an input, locked, full)."""

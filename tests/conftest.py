@@ -49,3 +49,10 @@ def random_image(rng: np.random.Generator, height: int, width: int) -> np.ndarra
         blob = ((yy - cy) ** 2 + (xx - cx) ** 2) < r * r
         img[blob] += rng.uniform(60, 190, size=3)
     return img.clip(0, 255).astype(np.uint8)
+
+
+def cached_engine_dir(checkpoint: str):
+    """The CPU engine maskrt.load builds and caches for `checkpoint` (once per session)."""
+    import maskrt
+
+    return maskrt.load(checkpoint).backend.engine_dir

@@ -40,8 +40,8 @@ def test_run_folder_writes_jsonl_and_pngs(small_checkpoint, image_dir, tmp_path)
         for inst in record["instances"]:
             assert inst["score"] > 0.05 and len(inst["bbox"]) == 4
             assert mask_utils.decode(inst["segmentation"]).shape == size
-    assert sorted(p.name for p in out_dir.iterdir()) == ["img0.png", "img1.png"]
-    assert np.asarray(Image.open(out_dir / "img1.png")).shape == (90, 70, 3)
+    assert sorted(p.name for p in out_dir.iterdir()) == ["img0.png.png", "img1.png.png"]  # input name + .png
+    assert np.asarray(Image.open(out_dir / "img1.png.png")).shape == (90, 70, 3)
 
 
 def test_run_glob(small_checkpoint, image_dir, tmp_path):

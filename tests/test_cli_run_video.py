@@ -132,8 +132,8 @@ def test_grayscale_and_rgba_images(model, tmp_path):
     assert code == 0
     assert [r["file"].endswith(n) for r, n in zip(read_jsonl(tmp_path / "r.jsonl"), ("gray.png", "rgba.png"))] == [
         True, True]
-    assert np.asarray(Image.open(tmp_path / "vis" / "gray.png")).shape == (41, 67, 3)
-    assert np.asarray(Image.open(tmp_path / "vis" / "rgba.png")).shape == (35, 50, 3)
+    assert np.asarray(Image.open(tmp_path / "vis" / "gray.png.png")).shape == (41, 67, 3)
+    assert np.asarray(Image.open(tmp_path / "vis" / "rgba.png.png")).shape == (35, 50, 3)
 
 
 @pytest.mark.parametrize("case", ["missing", "not_video", "zero_frames", "out_not_mp4"])
@@ -173,10 +173,10 @@ def test_interrupted_run_leaves_playable_outputs(model, tmp_path, sig):
     proc = subprocess.Popen([sys.executable, "-m", "maskrt.cli", "run", str(clip), "--model", model, *SMALL,
                              "--out", str(out / "o.mp4"), "--json", str(out / "o.jsonl"), "--score-threshold", "0",
                              "--quiet"], stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
-    partial = out / "o.jsonl.partial"
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and proc.poll() is None:
-        if partial.exists() and len(partial.read_text().splitlines()) >= 3:
+        partial = list(out.glob(".o.jsonl.*.partial"))  # the unique temporary name (maskrt.safeio)
+        if partial and len(partial[0].read_text().splitlines()) >= 3:
             break
         time.sleep(0.05)
     proc.send_signal(sig)

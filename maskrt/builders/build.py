@@ -1,52 +1,77 @@
 """checkpoint -> ONNX (per target) -> OpenVINO IR / TensorRT plan, in an engine directory.
 
-The directory is assembled under a temporary name beside OUT and renamed into place only when
-complete, so a failed or interrupted build never leaves a half-written engine.
+OUT is checked before anything is built (an existing file, a folder that is not a maskrt
+engine, a place that cannot be written: one line), locked against a second build to the same
+OUT, assembled under a unique temporary name beside it and swapped in only when complete, so a
+failed or interrupted build (SIGTERM included) never leaves a half-written engine and never
+replaces anything but an engine (see maskrt.safeio).
 """
 
 from __future__ import annotations
 
-import shutil
+import numbers
 import sys
-import tempfile
 from dataclasses import asdict
 from pathlib import Path
 
 from .._version import __version__
 from ..errors import MaskrtError
 from ..model import LoadedModel, load_model
-from .manifest import PRECISIONS, TARGETS, Manifest, sha256_file, write_manifest
+from ..safeio import DirectoryOutput
+from ..signals import cleanup_on_sigterm
+from .manifest import PRECISIONS, TARGETS, Manifest, read_manifest, sha256_file, write_manifest
+from .manifest_check import replaceable_reason
 from .onnx_export import STAGES, check_onnx, export_stages
 
 
 def build_engine(weights: str | Path, out: str | Path, target: str = "cpu", precision: str = "fp32",
                  min_size: int | None = None, max_size: int | None = None, onnx_only: bool = False,
-                 progress: bool = True) -> Path:
-    """Build an engine directory from a checkpoint (file or torchvision:NAME). Returns its path."""
+                 progress: bool = True, *, if_missing: bool = False) -> Path:
+    """Build an engine directory from a checkpoint (file or torchvision:NAME). Returns its path.
+
+    if_missing: wait for another process building OUT, then build only if OUT is not a valid
+    engine by then (the engine cache); otherwise a second build of the same OUT is refused."""
     if target not in TARGETS:
         raise MaskrtError(f"unknown target {target!r}; choose from {', '.join(TARGETS)}")
     if precision not in PRECISIONS:
         raise MaskrtError(f"unknown precision {precision!r}; choose from {', '.join(PRECISIONS)}")
-    out = Path(out)
-    say = _Progress(progress, total=3 if onnx_only else 4)
-    loaded = load_model(weights, min_size=min_size, max_size=max_size)  # a bad checkpoint fails before any output
-    say(f"loaded {loaded.config.name} from {weights}")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent))
+    check_sizes(min_size, max_size)
+    with cleanup_on_sigterm():
+        dest = DirectoryOutput(out, "engine folder", replaceable_reason, wait=if_missing)
+        try:
+            if if_missing and _valid_engine(dest.path):
+                return Path(out)
+            say = _Progress(progress, total=3 if onnx_only else 4)
+            loaded = load_model(weights, min_size=min_size, max_size=max_size)  # a bad checkpoint: before any output
+            say(f"loaded {loaded.config.name} from {weights}")
+            tmp = dest.new_dir()
+            manifest = _base_manifest(loaded, weights, target, precision)
+            if target == "cpu":
+                _build_cpu(tmp, loaded, manifest, say, fp16=precision == "fp16", onnx_only=onnx_only)
+            else:
+                _build_tensorrt(tmp, loaded, manifest, say, fp16=precision == "fp16", onnx_only=onnx_only)
+            say("writing manifest...")
+            write_manifest(tmp, manifest)
+            dest.commit()
+        finally:
+            dest.close()
+    say.done(Path(out))
+    return Path(out)
+
+
+def check_sizes(min_size, max_size) -> None:
+    """--min-size / --max-size: positive integers (or None for the model's own)."""
+    for name, value in (("min_size", min_size), ("max_size", max_size)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1):
+            raise MaskrtError(f"{name} must be a positive integer, got {value!r}")
+
+
+def _valid_engine(path: Path) -> bool:
     try:
-        manifest = _base_manifest(loaded, weights, target, precision)
-        if target == "cpu":
-            _build_cpu(tmp, loaded, manifest, say, fp16=precision == "fp16", onnx_only=onnx_only)
-        else:
-            _build_tensorrt(tmp, loaded, manifest, say, fp16=precision == "fp16", onnx_only=onnx_only)
-        say("writing manifest...")
-        write_manifest(tmp, manifest)
-        _replace_dir(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    say.done(out)
-    return out
+        read_manifest(path)
+        return True
+    except MaskrtError:
+        return False
 
 
 def _base_manifest(loaded: LoadedModel, weights, target: str, precision: str) -> Manifest:
@@ -106,21 +131,6 @@ def _build_openvino(tmp: Path, onnx_paths: dict[str, Path], manifest: Manifest, 
         xml = convert_to_ir(onnx_paths[stage], tmp / f"{stage}.xml", fp16_weights=fp16)
         manifest.stages[stage] = xml.name
         manifest.files.update({xml.name: "", xml.with_suffix(".bin").name: ""})
-
-
-def _replace_dir(tmp: Path, out: Path) -> None:
-    """Move the finished build to OUT, replacing an older engine there only once the new one is whole."""
-    if out.exists() and not (out / "manifest.json").exists() and any(out.iterdir()):
-        raise MaskrtError(f"{out} exists and is not a maskrt engine; refusing to overwrite it")
-    old = None
-    if out.exists():
-        old = out.with_name(out.name + ".old")
-        shutil.rmtree(old, ignore_errors=True)
-        out.rename(old)
-    tmp.chmod(0o755)  # mkdtemp makes it private; an engine is an ordinary artifact
-    tmp.rename(out)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
 
 
 class _Progress:

@@ -2,8 +2,9 @@
 
 manifest.json holds the format version, the maskrt / runtime versions, the target and
 precision, the input-size policy, class names, thresholds, the architecture, and the sha256 of
-every payload file and of the source checkpoint. Loading verifies all of it and reports the
-first problem in one line (EngineError).
+every payload file and of the source checkpoint. Loading checks every field (manifest_check),
+that every payload name stays inside the folder and every loaded file is listed, and the
+hashes; it reports the first problem in one line (EngineError).
 """
 
 from __future__ import annotations
@@ -16,9 +17,9 @@ from pathlib import Path
 
 from ..errors import EngineError
 from ..model.arch import ArchConfig
+from .manifest_check import MANIFEST_NAME, confined, manifest_kwargs
 
 FORMAT_VERSION = 1
-MANIFEST_NAME = "manifest.json"
 TARGETS = ("cpu", "tensorrt")
 PRECISIONS = ("fp32", "fp16")
 
@@ -43,11 +44,8 @@ class Manifest:
 
     @classmethod
     def from_dict(cls, data: dict, where: Path) -> "Manifest":
-        try:
-            cfg = {k: tuple(v) if isinstance(v, list) else v for k, v in data["config"].items()}
-            return cls(**{**data, "config": ArchConfig(**cfg)})
-        except (KeyError, TypeError) as exc:
-            raise EngineError(f"{where}: manifest is incomplete or malformed ({exc})") from None
+        """From parsed JSON, every field checked (one EngineError line naming the field)."""
+        return cls(**manifest_kwargs(data, where, TARGETS, PRECISIONS))
 
 
 def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
@@ -64,9 +62,12 @@ def is_engine_dir(path: str | Path) -> bool:
 
 
 def write_manifest(engine_dir: Path, manifest: Manifest) -> None:
-    """Hash every payload file listed in manifest.files and write manifest.json."""
+    """Hash every payload file listed in manifest.files and write manifest.json (checked as a
+    reader will check it, so a builder bug cannot write an engine that does not load)."""
     manifest.files = {name: sha256_file(engine_dir / name) for name in sorted(manifest.files)}
-    (engine_dir / MANIFEST_NAME).write_text(manifest.to_json())
+    text = manifest.to_json()
+    Manifest.from_dict(json.loads(text), engine_dir)
+    (engine_dir / MANIFEST_NAME).write_text(text)
 
 
 def read_manifest(engine_dir: str | Path, verify: bool = True) -> Manifest:
@@ -94,8 +95,10 @@ def read_manifest(engine_dir: str | Path, verify: bool = True) -> Manifest:
 
 
 def verify_files(engine_dir: Path, manifest: Manifest) -> None:
+    """Every listed file exists inside the folder and matches its sha256 (the stages' files are
+    listed: checked when the manifest was read)."""
     for name, expected in manifest.files.items():
-        file = engine_dir / name
+        file = confined(engine_dir, name)
         if not file.is_file():
             raise EngineError(f"{engine_dir}: payload file {name} is missing")
         if sha256_file(file) != expected:

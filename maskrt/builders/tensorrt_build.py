@@ -47,7 +47,10 @@ def build_plans(engine_dir: Path, onnx_path: Path, manifest: Manifest) -> None:
 
 
 def _build_plan(trt, logger, onnx_path: Path, manifest: Manifest) -> bytes:
-    flags = 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED)
+    creation = trt.NetworkDefinitionCreationFlag
+    flags = 1 << int(creation.STRONGLY_TYPED)
+    if hasattr(creation, "PREFER_AOT_PYTHON_PLUGINS"):  # plugins with both implementations take the AOT one
+        flags |= 1 << int(creation.PREFER_AOT_PYTHON_PLUGINS)
     builder = trt.Builder(logger)
     network = builder.create_network(flags)
     parser = trt.OnnxParser(network, logger)

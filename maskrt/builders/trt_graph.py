@@ -281,7 +281,8 @@ def reference_ops() -> list[type]:
         impl = REFERENCE_IMPLS[schema.op_type]
 
         def _run(self, *inputs, **attrs):
-            attrs.pop(schemas.PLUGIN_NAMESPACE_ATTR, None)
+            for name in schema.parser_attributes:
+                attrs.pop(name, None)
             missing = set(schema.attr_names) - set(attrs)
             if len(inputs) != len(schema.inputs) or missing:
                 raise ValueError(f"{schema.op_type}: {len(inputs)} inputs, missing attributes {sorted(missing)}")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import signal
 import sys
 import threading
@@ -24,65 +25,100 @@ from ..engine.stream import (CocoResultsSink, JsonLinesSink, Pipeline, PngFolder
                              open_source)
 from ..errors import MaskrtError
 from ..progress import progress_bar
+from ..safeio import Output, refuse_overwriting
 
 EXIT_OK, EXIT_INCOMPLETE, EXIT_INTERRUPTED = 0, 1, 130
 
 
 def run(args: argparse.Namespace) -> int:
-    """Run the pipeline for args (see cli._add_run); returns the exit code."""
+    """Run the pipeline for args (see cli._add_run); returns the exit code.
+
+    Order: the source is opened (a missing input is named first), then every output is checked
+    and claimed (a folder where a file is wanted, a device an MP4 cannot go to, an input or the
+    model, a place that cannot be written, another maskrt process writing it), then the model is
+    loaded (built on first use), all before the first frame."""
     kind = describe_kind(args.source)
-    _check_outputs(args, kind)
     source = open_source(args.source, log=_log)  # log: URL reconnect reports, above the progress bar
+    sinks, stats_out = [], None
     try:
+        _check_kinds(args, kind)
+        outputs = [p for p in (args.out, args.json, args.coco, args.stats) if p is not None]
+        if len({os.path.realpath(p) for p in outputs}) < len(outputs):
+            raise MaskrtError("two outputs have the same path")
+        sinks = _claim_sinks(args, kind, source)
+        stats_out = Output(args.stats, "--stats") if args.stats is not None else None
+        _refuse_duplicates(sinks, stats_out)
         seg = load(args.model, device=args.device, backend=args.backend, score_threshold=args.score_threshold,
-                   min_size=args.min_size, max_size=args.max_size, batch_size=args.batch, num_threads=args.threads)
-    except BaseException:
+                   min_size=args.min_size, max_size=args.max_size, batch_size=args.batch, num_threads=args.threads,
+                   progress=not args.quiet)
+    except BaseException:  # released in reverse: folders they made are removed once empty
+        if stats_out is not None:
+            stats_out.close(False)
+        for sink in reversed(sinks):
+            sink.close(False)
         source.close()
         raise
-    pipeline = Pipeline(seg, source, realtime=args.realtime, batch_size=args.batch, sinks=_sinks(args, kind),
+    pipeline = Pipeline(seg, source, realtime=args.realtime, batch_size=args.batch, sinks=sinks,
                         show_fps=args.show_fps, max_frames=args.max_frames)
     unit = "img" if kind == "images" else "frame"
     try:
         with _stop_on_signals(pipeline):
             _consume(pipeline, unit, quiet=args.quiet)
     except OSError as exc:  # writing an output failed (disk full, permissions): one line
+        if stats_out is not None:
+            stats_out.close(False)
         raise MaskrtError(f"cannot write output: {exc}") from None
-    return _report(pipeline, args, unit)
+    except BaseException:
+        if stats_out is not None:
+            stats_out.close(False)
+        raise
+    return _report(pipeline, args, unit, stats_out)
 
 
 def _log(message: str) -> None:
     tqdm.write(f"maskrt: {message}", file=sys.stderr)
 
 
-def _check_outputs(args: argparse.Namespace, kind: str) -> None:
-    """Refuse output paths that cannot work, before loading anything."""
-    if args.out is not None:
-        if kind == "images":
-            if args.out.suffix.lower() == ".mp4" or args.out.is_file():
-                raise MaskrtError(f"--out for still images is a folder of PNGs, got {args.out}")
-        elif args.out.suffix.lower() != ".mp4":
-            raise MaskrtError(f"--out for a {kind} source is an .mp4 file, got {args.out}")
-    outputs = [p for p in (args.out, args.json, args.coco, args.stats) if p is not None]
-    for path in outputs:
-        if isinstance(args.source, str) and Path(args.source).exists() and path.resolve() == Path(args.source).resolve():
-            raise MaskrtError(f"output {path} would overwrite the input")
-        if path is not args.out and path.is_dir():
-            raise MaskrtError(f"{path} is a folder; give a file name")
-    if len({p.resolve() for p in outputs}) < len(outputs):
-        raise MaskrtError("two outputs have the same path")
+def _check_kinds(args: argparse.Namespace, kind: str) -> None:
+    """What --out must be for this kind of source, and --batch / --max-frames: before anything."""
     if args.batch < 1:
         raise MaskrtError(f"--batch must be at least 1, got {args.batch}")
+    if args.max_frames is not None and args.max_frames < 1:
+        raise MaskrtError(f"--max-frames must be at least 1, got {args.max_frames}")
+    if args.out is None:
+        return
+    if kind == "images":
+        if args.out.suffix.lower() == ".mp4" or args.out.is_file():
+            raise MaskrtError(f"--out for still images is a folder of PNGs, got {args.out}")
+    elif args.out.suffix.lower() != ".mp4":
+        raise MaskrtError(f"--out for a {kind} source is an .mp4 file, got {args.out}")
 
 
-def _sinks(args: argparse.Namespace, kind: str) -> list:
+def _claim_sinks(args: argparse.Namespace, kind: str, source) -> list:
+    """The sinks, each with its output claimed (sink.prepare; see maskrt.safeio). An output that
+    is an input of the source or lies inside the model is refused."""
+    model = [Path(args.model)] if Path(args.model).exists() else []
+    targets = [args.json, args.coco, args.stats] + ([args.out] if kind != "images" else [])
+    refuse_overwriting([p for p in targets if p is not None], source.input_paths() + model, "output",
+                       protected=[m for m in model if m.is_dir()])
     sinks = []
-    if args.json is not None:
-        sinks.append(JsonLinesSink(args.json))
-    if args.coco is not None:
-        sinks.append(CocoResultsSink(args.coco))
-    if args.out is not None:
-        sinks.append(PngFolderSink(args.out) if kind == "images" else VideoSink(args.out))
+    try:
+        for path, make in ((args.json, JsonLinesSink), (args.coco, CocoResultsSink),
+                           (args.out, PngFolderSink if kind == "images" else VideoSink)):
+            if path is not None:
+                sinks.append(make(path))
+                sinks[-1].prepare(source)
+    except BaseException:
+        for sink in reversed(sinks):
+            sink.close(False)
+        raise
     return sinks
+
+
+def _refuse_duplicates(sinks: list, stats_out) -> None:
+    paths = [p for s in sinks for p in s.planned_paths()] + ([stats_out.path] if stats_out is not None else [])
+    if len(set(paths)) < len(paths):
+        raise MaskrtError("two outputs have the same path")
 
 
 @contextlib.contextmanager
@@ -129,11 +165,11 @@ def _consume(pipeline: Pipeline, unit: str, quiet: bool) -> None:
                 shown = now
 
 
-def _report(pipeline: Pipeline, args: argparse.Namespace, unit: str) -> int:
+def _report(pipeline: Pipeline, args: argparse.Namespace, unit: str, stats_out) -> int:
     """Print the summary and problems, write --stats; return the exit code."""
     stats = pipeline.stats
-    if args.stats is not None:
-        stats.write_json(args.stats)
+    if stats_out is not None:
+        stats.write_json(stats_out)
     for problem in pipeline.problems:
         print(f"maskrt: warning: {problem}", file=sys.stderr)
     if not args.quiet:

@@ -23,7 +23,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from fractions import Fraction
@@ -217,7 +216,7 @@ def generate_video(
     float or :class:`~fractions.Fraction`.  ``frame_kwargs`` go to
     :func:`iter_video_frames`.  Both files are written under temporary names in the
     target directory and renamed at the end (JSON first, then the video), so a crash
-    leaves neither; existing files of those names are replaced.  Returns ``path``; the
+    leaves neither; existing files of those names are replaced (see maskrt.safeio).  Returns ``path``; the
     JSON is ``path.with_suffix(".json")``.
     """
     height, width = check_video_size(size)
@@ -227,24 +226,14 @@ def generate_video(
     if rate <= 0:
         raise ValueError(f"fps must be positive, got {fps}")
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tag = uuid.uuid4().hex
-    tmp_video = path.with_name(f".{path.name}.tmp-{tag}.mp4")
-    tmp_json = path.with_name(f".{path.name}.tmp-{tag}.json")
-    try:
+    from maskrt.safeio import Output
+
+    # both claimed first (checked, locked), written under unique temporary names, JSON renamed first
+    with Output(path, "video", seekable=True) as video_out, Output(path.with_suffix(".json"), "ground truth") as gt:
         frames = iter_video_frames(num_frames, (height, width), seed, fps=float(rate),
                                    **frame_kwargs)
-        images, annotations = _encode_frames(tmp_video, frames, rate, height, width, crf)
+        images, annotations = _encode_frames(video_out.temp_path(), frames, rate, height, width, crf)
         video = {"id": 1, "file_name": path.name, "fps": float(rate), "num_frames": num_frames,
                  "height": height, "width": width, "seed": seed}
-        tmp_json.write_text(json.dumps(coco_document(images, annotations, videos=[video])))
-        os.replace(tmp_json, path.with_suffix(".json"))
-        try:
-            os.replace(tmp_video, path)
-        except BaseException:
-            path.with_suffix(".json").unlink(missing_ok=True)
-            raise
-    finally:
-        tmp_json.unlink(missing_ok=True)
-        tmp_video.unlink(missing_ok=True)
+        gt.open("w").write(json.dumps(coco_document(images, annotations, videos=[video])))
     return path

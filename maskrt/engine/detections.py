@@ -33,7 +33,10 @@ class Detections:
     _instances: kernels.PastedInstances | None = field(default=None, repr=False)
 
     @classmethod
-    def from_tensors(cls, boxes, scores, labels, mask_probs, image_size, mask_threshold=0.5) -> "Detections":
+    def from_tensors(cls, boxes, scores, labels, mask_probs, image_size, mask_threshold=0.5,
+                     instances: kernels.PastedInstances | None = None) -> "Detections":
+        """instances: the fused paste of these masks at image_size and mask_threshold, if a backend
+        already made it (on the host)."""
         return cls(
             boxes=_np(boxes, np.float32).reshape(-1, 4),
             scores=_np(scores, np.float32).reshape(-1),
@@ -41,7 +44,14 @@ class Detections:
             mask_probs=_np(mask_probs, np.float32),
             image_size=(int(image_size[0]), int(image_size[1])),
             mask_threshold=mask_threshold,
+            _instances=instances,
         )
+
+    @classmethod
+    def from_raw(cls, raw) -> "Detections":
+        """From a backend's RawDetections (its paste too, when it made one: threshold 0.5)."""
+        return cls.from_tensors(raw.boxes, raw.scores, raw.labels, raw.mask_probs, raw.image_size,
+                                instances=getattr(raw, "instances", None))
 
     def __len__(self) -> int:
         return int(self.scores.shape[0])
@@ -76,6 +86,12 @@ class Detections:
                          self.image_size, self.mask_threshold)
         if self._masks is not None:
             sub._masks = self._masks[keep]
+        if self._instances is not None:
+            selected = np.zeros(len(self), dtype=np.bool_)
+            selected[keep] = True
+            k = int(selected.sum())
+            if selected[:k].all():  # a prefix (above(): scores are sorted): the paste carries over
+                sub._instances = self._instances.prefix(k)
         return sub
 
     def above(self, score_threshold: float) -> "Detections":

@@ -36,19 +36,47 @@ def as_rgb_uint8(image: object) -> np.ndarray:
     return np.ascontiguousarray(image)
 
 
+_HIGH_DEPTH_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I")
+
+
 def read_image(path: str | Path) -> np.ndarray:
-    """Decode an image file to np.ndarray[H, W, 3] uint8 RGB (EXIF orientation applied)."""
-    from PIL import Image, ImageOps, UnidentifiedImageError
+    """Decode an image file to np.ndarray[H, W, 3] uint8 RGB (EXIF orientation applied; 16-bit
+    grayscale scaled to 8 bits, as `decoded_rgb` does)."""
+    from PIL import Image, UnidentifiedImageError
 
     path = Path(path)
     if not path.exists():
         raise InputError(f"image not found: {path}")
     try:
         with Image.open(path) as img:
-            img = ImageOps.exif_transpose(img)
-            return as_rgb_uint8(img.convert("RGB"))
+            return decoded_rgb(img, path)
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         raise InputError(f"cannot read image {path}: {str(exc).splitlines()[0] if str(exc) else 'not an image'}") from None
+
+
+def decoded_rgb(img, name: str | Path = "image") -> np.ndarray:
+    """An opened PIL image -> np.ndarray[H, W, 3] uint8 RGB, EXIF orientation applied: how every
+    image maskrt reads (files, uploads to `maskrt serve`) becomes pixels.
+
+    16-bit grayscale (PNG, TIFF) is scaled to 8 bits, v8 = round(v16 * 255 / 65535), not
+    clipped; 32-bit integer and floating-point images, whose range is unknown, are refused."""
+    from PIL import ImageOps
+
+    img = ImageOps.exif_transpose(img)
+    if img.mode in _HIGH_DEPTH_MODES:
+        return as_rgb_uint8(_gray16_to_uint8(np.asarray(img), name))
+    if img.mode == "F":
+        raise InputError(f"cannot read image {name}: floating-point pixels (mode F) have no known range; "
+                         "convert it to 8 or 16 bits")
+    return as_rgb_uint8(img.convert("RGB"))
+
+
+def _gray16_to_uint8(values: np.ndarray, name: str | Path) -> np.ndarray:
+    """uint16 (or int32 holding 0..65535) [H, W] -> uint8 [H, W], round(v * 255 / 65535) exactly
+    (integer arithmetic: (v * 255 + 32767) // 65535)."""
+    if values.size and (values.min() < 0 or values.max() > 65535):
+        raise InputError(f"cannot read image {name}: 32-bit integer pixels outside 0-65535; convert it to 8 or 16 bits")
+    return ((values.astype(np.uint32) * 255 + 32767) // 65535).astype(np.uint8)
 
 
 def _is_pil(obj: object) -> bool:

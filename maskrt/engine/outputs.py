@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import numpy as np
@@ -81,27 +80,29 @@ def frame_record(index: int, time: float | None, dets: Detections, **extra) -> d
 
 
 class AtomicFile:
-    """Write to `NAME.partial` and rename to NAME on success; on failure the partial file is removed
-    (or, with keep_partial_on_error, renamed into place so an interrupted run keeps what it wrote)."""
+    """A file written under a unique temporary name beside `path` and renamed onto it on success;
+    on failure the temporary file is removed (or, with keep_partial_on_error, renamed into place
+    so an interrupted run keeps what it wrote). See maskrt.safeio.Output (checks, lock)."""
 
-    def __init__(self, path: str | Path, mode: str = "w", keep_partial_on_error: bool = False):
+    def __init__(self, path: str | Path, mode: str = "w", keep_partial_on_error: bool = False, what: str = "output"):
         self.path = Path(path)
-        self.tmp = self.path.with_name(self.path.name + ".partial")
         self.mode = mode
         self.keep = keep_partial_on_error
-        self.file = None
+        self.what = what
+        self._out = None
 
     def __enter__(self):
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.file = open(self.tmp, self.mode)
-        return self.file
+        from ..safeio import Output
+
+        self._out = Output(self.path, self.what)
+        try:
+            return self._out.open(self.mode)
+        except BaseException:
+            self._out.close(False)
+            raise
 
     def __exit__(self, exc_type, exc, tb) -> None:
-        self.file.close()
-        if exc_type is None or self.keep:
-            os.replace(self.tmp, self.path)
-        else:
-            self.tmp.unlink(missing_ok=True)
+        self._out.close(keep=exc_type is None or self.keep)
 
 
 class JsonLinesWriter:

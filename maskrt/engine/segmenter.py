@@ -35,8 +35,7 @@ class Segmenter:
         results: list[Detections] = []
         for start in range(0, len(rgb), self.batch_size):
             for raw in self.backend.infer(rgb[start:start + self.batch_size]):
-                results.append(Detections.from_tensors(raw.boxes, raw.scores, raw.labels, raw.mask_probs,
-                                                       raw.image_size))
+                results.append(Detections.from_raw(raw))
         return results
 
     def stream(self, source, realtime: bool | None = None, *, batch_size: int | None = None,

@@ -37,6 +37,34 @@ def image_paths(source: str | Path) -> list[Path]:
     return [path]
 
 
+def glob_base(pattern: str) -> Path:
+    """The fixed folder a glob starts from: its leading components without wildcards
+    ('d/*.png' -> d, 'd/**/x*.jpg' -> d, '*.png' -> .)."""
+    parts = Path(pattern).parts
+    fixed = []
+    for part in parts[:-1]:
+        if _has_glob(part):
+            break
+        fixed.append(part)
+    return Path(*fixed) if fixed else Path(".")
+
+
+def relative_names(paths: list[Path], source: str | Path) -> list[str]:
+    """Each image's path relative to the source: its name for a file or a folder, its path below
+    glob_base for a glob (distinct inputs get distinct names)."""
+    text = str(source)
+    if _has_glob(text) and not Path(text).exists():
+        base = glob_base(text)
+        names = []
+        for p in paths:
+            try:
+                names.append(p.relative_to(base).as_posix())
+            except ValueError:
+                names.append(p.name)
+        return names
+    return [p.name for p in paths]
+
+
 def iter_images(source: str | Path) -> Iterator[tuple[Path, np.ndarray]]:
     """Yield (path, RGB uint8 [H, W, 3]) for each image of the source, in order."""
     for path in image_paths(source):

@@ -57,5 +57,22 @@ def check_device(*tensors) -> None:
 
 
 def launch_options() -> dict:
-    """Compile options for bit-exact kernels: no FMA contraction on the GPU (ignored by the interpreter)."""
+    """Compile options for bit-exact kernels: no FMA contraction on the GPU (ignored by the interpreter).
+
+    enable_fp_fusion=False stops LLVM contracting a * b + c into fma.rn.f32 and makes triton run
+    ptxas with --fmad=false; explicit tl.fma calls stay fused."""
     return {} if interpreted() else {"enable_fp_fusion": False}
+
+
+_host_reader = None  # set by maskrt.kernels.fake_cuda to record the reads
+
+
+def host_read(values, fake_answer, what: str = "") -> list[int]:
+    """The one host read a wrapper makes on purpose (on a GPU, a device-to-host copy that waits for
+    the queued work): data-dependent output sizes, or an input check. values: Tensor[k] integer on
+    the device; fake_answer: k ints that maskrt.kernels.fake_cuda answers with (upper bounds of
+    sizes, 0 for "no problem"). Every deliberate read of the GPU path goes through here, so
+    tests can see and count them."""
+    if _host_reader is not None:
+        return _host_reader(values, fake_answer, what)
+    return [int(v) for v in values.tolist()]

@@ -40,7 +40,8 @@ def _attrs(schema: schemas.PluginSchema, values: dict) -> dict:
     for spec in schema.attributes:
         value = schemas._coerce(spec, values.get(spec.name, spec.default))
         out[f"{spec.name}_{_SUFFIX[spec.kind]}"] = value
-    out[f"{schemas.PLUGIN_NAMESPACE_ATTR}_s"] = schema.domain
+    for name, value in schema.parser_attributes.items():
+        out[f"{name}_{'s' if isinstance(value, str) else 'i'}"] = value
     return out
 
 

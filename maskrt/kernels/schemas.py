@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 NAMESPACE = "maskrt"  # ONNX domain, tensorrt.plugin namespace and the node's plugin_namespace
 DOMAIN_VERSION = 1
 PLUGIN_NAMESPACE_ATTR = "plugin_namespace"  # read by TensorRT's ONNX parser, not passed to the plugin
+AOT_ATTR = "aot"  # 1: TensorRT's ONNX parser creates the plugin's ahead-of-time implementation (no Python at run time)
 
 # ONNX attribute kinds used here -> (onnx.AttributeProto type name, tensorrt.plugin annotation)
 ATTR_KINDS = {
@@ -84,6 +85,12 @@ class PluginSchema:
     domain: str = NAMESPACE
     version: int = DOMAIN_VERSION
     size_tensor_outputs: tuple[str, ...] = field(default=())  # outputs that are TensorRT size tensors
+    aot: bool = False  # has a @trtp.aot_impl (one kernel launch); its nodes carry aot=1
+
+    @property
+    def parser_attributes(self) -> dict:
+        """Node attributes for TensorRT's ONNX parser, not passed to the plugin (name -> value)."""
+        return {PLUGIN_NAMESPACE_ATTR: self.domain, **({AOT_ATTR: 1} if self.aot else {})}
 
     @property
     def plugin_id(self) -> str:
@@ -157,6 +164,7 @@ PASTE = PluginSchema(
     attributes=(AttrSpec("threshold", "float", 0.5),),
     doc="Mask paste with torchvision's paste_masks_in_image numerics, thresholded "
         "(maskrt.kernels.paste.reference.paste).",
+    aot=True,
 )
 
 SCHEMAS: dict[str, PluginSchema] = {s.op_type: s for s in (ROI_ALIGN, NMS, PASTE)}
@@ -179,7 +187,7 @@ def make_node(schema: PluginSchema, inputs: list[str], outputs: list[str], name:
         raise ValueError(f"{schema.op_type} has no attribute(s) {sorted(unknown)}; it has {list(schema.attr_names)}")
     values = {a.name: _coerce(a, attrs.get(a.name, a.default)) for a in schema.attributes}
     return onnx.helper.make_node(schema.op_type, inputs, outputs, name=name, domain=schema.domain,
-                                 **values, **{PLUGIN_NAMESPACE_ATTR: schema.domain})
+                                 **values, **schema.parser_attributes)
 
 
 def _coerce(spec: AttrSpec, value):
@@ -201,7 +209,7 @@ def validate_node(node) -> PluginSchema:
     """Check an onnx.NodeProto of the maskrt domain against its schema; returns the schema.
 
     Checked: domain, op_type, number of inputs and outputs, attribute names (all of the
-    schema's, plus plugin_namespace == domain, nothing else) and attribute types.
+    schema's, plus plugin_namespace == domain and aot == 1 for AOT ops, nothing else) and types.
     Raises ValueError describing the first mismatch.
     """
     import onnx
@@ -213,7 +221,7 @@ def validate_node(node) -> PluginSchema:
         raise ValueError(f"node {node.name!r}: {len(node.input)} inputs / {len(node.output)} outputs, schema "
                          f"{schema.op_type} has {len(schema.inputs)} / {len(schema.outputs)}")
     attrs = {a.name: a for a in node.attribute}
-    expected = set(schema.attr_names) | {PLUGIN_NAMESPACE_ATTR}
+    expected = set(schema.attr_names) | set(schema.parser_attributes)
     if set(attrs) != expected:
         raise ValueError(f"node {node.name!r}: attributes {sorted(attrs)}, schema wants {sorted(expected)}")
     for spec in schema.attributes:
@@ -223,16 +231,18 @@ def validate_node(node) -> PluginSchema:
     namespace = onnx.helper.get_attribute_value(attrs[PLUGIN_NAMESPACE_ATTR])
     if namespace != schema.domain.encode():
         raise ValueError(f"node {node.name!r}: plugin_namespace {namespace!r}, expected {schema.domain!r}")
+    if schema.aot and onnx.helper.get_attribute_value(attrs[AOT_ATTR]) != 1:
+        raise ValueError(f"node {node.name!r}: {AOT_ATTR} must be 1 (the op has an ahead-of-time plugin)")
     return schema
 
 
 def node_attributes(node) -> dict:
-    """The node's schema attributes as Python values (floats lists as tuples), plugin_namespace dropped."""
+    """The node's schema attributes as Python values (floats lists as tuples), parser attributes dropped."""
     import onnx
 
     values = {}
     for a in node.attribute:
-        if a.name == PLUGIN_NAMESPACE_ATTR:
+        if a.name in (PLUGIN_NAMESPACE_ATTR, AOT_ATTR):
             continue
         v = onnx.helper.get_attribute_value(a)
         values[a.name] = tuple(v) if isinstance(v, list) else v
@@ -273,6 +283,9 @@ def onnx_op_schema(schema: PluginSchema):
     attrs.append(OpSchema.Attribute(PLUGIN_NAMESPACE_ATTR, onnx.helper.make_attribute(PLUGIN_NAMESPACE_ATTR,
                                                                                       schema.domain),
                                     "TensorRT plugin namespace (read by TensorRT's ONNX parser)"))
+    if schema.aot:
+        attrs.append(OpSchema.Attribute(AOT_ATTR, onnx.helper.make_attribute(AOT_ATTR, 1),
+                                        "1: TensorRT's ONNX parser uses the ahead-of-time plugin"))
     op = OpSchema(schema.op_type, schema.domain, schema.version, schema.doc,
                   inputs=[OpSchema.FormalParameter(s.name, _type_str(s), s.doc) for s in schema.inputs],
                   outputs=[OpSchema.FormalParameter(s.name, _type_str(s), s.doc) for s in schema.outputs],

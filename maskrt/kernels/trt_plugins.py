@@ -17,11 +17,13 @@ node's op_type and its plugin_namespace attribute):
 - @trtp.impl (JIT): wraps TensorRT's buffers as torch CUDA tensors (torch.as_tensor on the
   plugin Tensors' __cuda_array_interface__), runs `maskrt.kernels.<op>.triton` on TensorRT's
   stream (torch.cuda.ExternalStream) and copies the result into the output buffers.
-- No @trtp.aot_impl: none of the three is a single kernel launch. RoIAlign needs host-side
-  level assignment, geometry and a level-pointer table; NMS sorts and scans in two kernels;
-  paste computes integer box geometry first. An AOT plugin would need that work moved into
-  the kernels. The JIT path also synchronises with the host (e.g. NMS result size), so the
-  engine cannot be captured in a CUDA graph.
+- @trtp.aot_impl (ahead of time, no Python at run time) for the schemas with aot=True, whose
+  work is one kernel launch: PasteMasks (maskrt.kernels.trt_aot says which op qualifies and
+  why the others keep the JIT path). Their ONNX nodes carry aot=1, which tells TensorRT's ONNX
+  parser to create the AOT implementation; the network is also built with
+  PREFER_AOT_PYTHON_PLUGINS (tensorrt_build).
+  The JIT NMS reads its kept count back on the host (one sync per call), so a plan with it
+  cannot be captured in a CUDA graph.
 """
 
 import inspect
@@ -182,6 +184,14 @@ def _register_one(trt, trtp, np, npt, schema: schemas.PluginSchema) -> None:
     impl_sig = _signature([(i.name, trtp.Tensor) for i in schema.inputs] + attrs +
                           [("outputs", impl_outputs), ("stream", int)])
     trtp.impl(schema.plugin_id)(_generated(f"{schema.op_type}_impl", impl_sig, _impl(schema)))
+    if schema.aot and hasattr(trtp, "aot_impl"):
+        from . import trt_aot
+
+        aot_sig = _signature([(i.name, trtp.TensorDesc) for i in schema.inputs] + attrs +
+                             [("outputs", outputs), ("tactic", int)],
+                             tuple[str | bytes, str | bytes, trtp.KernelLaunchParams, trtp.SymIntExprs])
+        body = trt_aot.AOT_BODIES[schema.op_type](trt, trtp)
+        trtp.aot_impl(schema.plugin_id)(_generated(f"{schema.op_type}_aot_impl", aot_sig, body))
 
 
 def register_plugins() -> None:

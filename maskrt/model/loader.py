@@ -46,8 +46,8 @@ def model_from_checkpoint(ckpt: Checkpoint, min_size: int | None = None, max_siz
     tv_model = build_torchvision_model(config)
     load_weights(tv_model, state_dict, ckpt.source)
     policy = InputPolicy(
-        min_size=int(min_size or ckpt.metadata.get("min_size", 800)),
-        max_size=int(max_size or ckpt.metadata.get("max_size", 1333)),
+        min_size=int(min_size or _size_metadata(ckpt, "min_size", 800)),
+        max_size=int(max_size or _size_metadata(ckpt, "max_size", 1333)),
     )
     classes = _class_names(ckpt.classes, config.num_classes, ckpt.source)
     return LoadedModel(MaskRCNN(tv_model, config, policy), classes, config, ckpt.source)
@@ -68,10 +68,20 @@ def torchvision_checkpoint(name: str) -> Checkpoint:
     return Checkpoint(state_dict, classes=list(weights.meta["categories"]), source=name)
 
 
+def _size_metadata(ckpt: Checkpoint, key: str, default: int) -> int:
+    """The checkpoint's min_size / max_size metadata: a positive integer (one-line error if not)."""
+    value = ckpt.metadata.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise CheckpointError(f"{ckpt.source}: metadata {key} must be a positive integer, got {value!r}")
+    return value
+
+
 def _class_names(classes: list[str] | None, num_classes: int, source: str) -> list[str]:
     """Names indexed by class id (0 = background). Unnamed checkpoints get "class_<id>"."""
     if classes is None:
         return ["__background__"] + [f"class_{i}" for i in range(1, num_classes)]
+    if not isinstance(classes, (list, tuple)) or not all(isinstance(c, (str, int)) for c in classes):
+        raise CheckpointError(f"{source}: metadata classes must be a list of names, got {str(classes)[:60]}")
     classes = [str(c) for c in classes]
     if len(classes) == num_classes - 1:
         classes = ["__background__"] + classes
@@ -95,7 +105,8 @@ def save_checkpoint(path: str | Path, state_dict: dict[str, torch.Tensor], class
         if value is not None:
             meta[key] = json.dumps(int(value))
     tensors = {k: (v.half() if half and v.is_floating_point() else v).contiguous() for k, v in state_dict.items()}
-    tmp = path.with_name(path.name + ".tmp")
-    save_file(tensors, str(tmp), metadata=meta)
-    tmp.replace(path)
+    from ..safeio import Output
+
+    with Output(path, "checkpoint", seekable=True) as out:  # unique temporary name, renamed when whole
+        save_file(tensors, str(out.temp_path()), metadata=meta)
     return path

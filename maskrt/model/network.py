@@ -30,7 +30,9 @@ class RawDetections:
 
     boxes: Tensor[N, 4] float32 xyxy in the original image's pixels; scores: Tensor[N] (sorted
     descending); labels: Tensor[N] int64 checkpoint class ids; mask_probs: Tensor[N, M, M]
-    (M = 28) sigmoid probabilities of each detection's class over its box.
+    (M = 28) sigmoid probabilities of each detection's class over its box. instances: the fused
+    paste at image_size with threshold 0.5 when the backend already made it (the TensorRT
+    backend pastes on the GPU), else None (Detections pastes on first use).
     """
 
     boxes: Tensor
@@ -38,6 +40,7 @@ class RawDetections:
     labels: Tensor
     mask_probs: Tensor
     image_size: tuple[int, int]
+    instances: object = None  # maskrt.kernels.PastedInstances
 
 
 class DenseStage(nn.Module):

@@ -2,7 +2,9 @@
 
 Order: normalise ((x - mean) / std on [0, 1] floats), resize bilinearly (align_corners=False)
 by scale = min(min_size / min(h, w), max_size / max(h, w)) with output size floor(h * scale),
-then zero-pad (in normalised space) at the bottom/right to a multiple of 32.
+at least 1 (torchvision fails on images so thin that a side would round to 0 pixels, e.g.
+2 x 5000; every other size is computed exactly as torchvision does), then zero-pad (in
+normalised space) at the bottom/right to a multiple of 32.
 """
 
 from __future__ import annotations
@@ -29,9 +31,9 @@ class InputPolicy:
     std: tuple[float, float, float] = IMAGENET_STD
 
     def resized_size(self, height: int, width: int) -> tuple[int, int]:
-        """(h, w) after resizing, as torch.nn.functional.interpolate computes it."""
+        """(h, w) after resizing, as torch.nn.functional.interpolate computes it, each at least 1."""
         scale = min(self.min_size / min(height, width), self.max_size / max(height, width))
-        return math.floor(height * scale), math.floor(width * scale)
+        return max(1, math.floor(height * scale)), max(1, math.floor(width * scale))
 
 
 def normalize_and_resize(image: Tensor, policy: InputPolicy) -> Tensor:

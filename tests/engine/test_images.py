@@ -78,3 +78,28 @@ def test_segmenter_accepts_grayscale_and_rgba(small_checkpoint):
         assert dets.masks.shape == (len(dets), 120, 160)
     with pytest.raises(InputError):
         seg(rgb.astype(np.float32) / 255)
+
+
+def test_16_bit_grayscale_png_is_scaled_not_clipped(tmp_path):
+    """Issue 16, item 9: read_image clipped 16-bit PNGs to 0/255. The PNG is written by PIL
+    from a uint16 ramp over the whole range; the oracle is the exact rounding of v * 255 / 65535,
+    computed in float64 (exact for these integers)."""
+    ramp = np.linspace(0, 65535, 40 * 64).round().astype(np.uint16).reshape(40, 64)
+    Image.fromarray(ramp).save(tmp_path / "g16.png")
+    with Image.open(tmp_path / "g16.png") as check:
+        assert check.mode.startswith("I;16")  # really a 16-bit file
+    out = read_image(tmp_path / "g16.png")
+    expected = np.floor(ramp.astype(np.float64) * 255 / 65535 + 0.5).astype(np.uint8)
+    assert out.shape == (40, 64, 3)
+    for c in range(3):
+        np.testing.assert_array_equal(out[:, :, c], expected)
+    assert len(np.unique(out)) == 256, "every 8-bit level is used, not just 0 and 255"
+
+
+def test_float_and_32_bit_images_are_refused_in_one_line(tmp_path):
+    Image.fromarray(np.full((4, 5), 0.5, np.float32)).save(tmp_path / "f.tif")
+    Image.fromarray(np.full((4, 5), 1 << 20, np.int32)).save(tmp_path / "i32.tif")
+    for name, message in (("f.tif", "floating-point"), ("i32.tif", "outside 0-65535")):
+        with pytest.raises(InputError, match=message) as info:
+            read_image(tmp_path / name)
+        assert "\n" not in str(info.value)

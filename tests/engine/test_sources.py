@@ -211,7 +211,7 @@ def test_url_reconnects_with_backoff_and_keeps_counting():
     assert [f.index for f in frames] == [0, 1, 2, 3, 4]
     # failure counts: lost(1) refused(2) lost-after-frames(1) ended(1) gone(2) gone(3) gone(4 > 3: give up)
     assert stop.waits == [0.5, 1.0, 0.5, 0.5, 1.0, 2.0]
-    assert len(log) == 6 and "reconnecting in 0.5 s (attempt 1 of 3)" in log[0] and "refused" in log[1]
+    assert len(log) == 6 and "reconnecting in 0.5 s (attempt 1 of 3 in a row, reconnect 1 of 50)" in log[0] and "refused" in log[1]
     assert "stream ended" in log[3]
     assert source.reconnects == 6 and len(source.problems) == 1 and "giving up" in source.problems[0]
     assert all(c.closed for c in script.containers)
@@ -236,3 +236,122 @@ def test_http_stream_ends_at_its_end_and_backoff_is_capped():
     with pytest.raises(InputError):
         list(capped.frames(stop))
     assert stop.waits == [1, 2, 3, 3, 3]
+
+
+# -- an http file that drops mid-way (issue 16, item 6) ----------------------------------------
+
+class _TimedFrame(_FakeFrame):
+    def __init__(self, value: int):
+        super().__init__(value)
+        self.time = value / 10  # the stream timestamp PyAV gives a decoded frame
+
+
+class _TimedScript(_Script):
+    def __call__(self, url, options, timeout):
+        container = super().__call__(url, options, timeout)
+        container.decode = lambda stream, c=container: self._decode(c)
+        return container
+
+    @staticmethod
+    def _decode(container):
+        yield from (_TimedFrame(v) for v in container.values)
+        if container.error is not None:
+            raise container.error
+
+
+def test_http_file_reopened_after_a_drop_never_repeats_a_frame():
+    """Each reopen starts the file again; frames already delivered are skipped by timestamp."""
+    script = _TimedScript([(list(range(5)), _reset()), (list(range(8)), _reset()), (list(range(12)), None)])
+    source = UrlSource("http://host/clip.ts", opener=script, backoff_s=0.1, log=lambda m: None)
+    frames = list(source.frames(_RecordingStop()))
+    assert [int(f.image[0, 0, 0]) for f in frames] == list(range(12))
+    assert [f.index for f in frames] == list(range(12)) and source.skipped == 5 + 8
+    assert source.reconnects == 2 and source.problems == []
+    assert script.calls[0][1]["reconnect"] == "1", "FFmpeg resumes at the byte reached when it can"
+
+
+def test_a_drop_at_the_same_place_every_time_gives_up_with_a_count():
+    """The issue's server: the first half of the file, then a closed connection, every time. The
+    re-decoded half is not progress, so the attempts in a row run out: no endless loop."""
+    script = _TimedScript([(list(range(50)), _reset())] * 10)
+    log = []
+    source = UrlSource("http://host/half.ts", opener=script, max_attempts=3, backoff_s=0.1, log=log.append)
+    frames = list(source.frames(_RecordingStop()))
+    assert [f.index for f in frames] == list(range(50)) and len(script.calls) == 4
+    assert ["attempt 1 of 3", "attempt 2 of 3", "attempt 3 of 3"] == [m.split("(")[2].split(" in")[0] for m in log]
+    assert len(source.problems) == 1 and "50 frames delivered once each (150 decoded again were skipped)" in \
+        source.problems[0]
+
+
+def test_reconnects_in_all_are_bounded():
+    """A live stream that brings one new frame per connection resets the attempts in a row each
+    time; max_reconnects still ends it."""
+    script = _Script([([i], _reset()) for i in range(100)])
+    source = UrlSource("rtsp://cam/flaky", opener=script, max_reconnects=7, backoff_s=0.1, log=lambda m: None)
+    frames = list(source.frames(_RecordingStop()))
+    assert len(frames) == 8 and source.reconnects == 7
+    assert "giving up after 7 reconnects in all" in source.problems[0]
+
+
+def _mpegts(tmp_path, frames: int = 30) -> bytes:
+    clip = generate_video(tmp_path / "c.mp4", num_frames=frames, fps=10, size=SIZE, seed=4)
+    ts = tmp_path / "c.ts"
+    with av.open(str(clip)) as src, av.open(str(ts), "w", format="mpegts") as dst:
+        stream = dst.add_stream_from_template(src.streams.video[0])
+        for packet in src.demux(src.streams.video[0]):
+            if packet.dts is not None:
+                packet.stream = stream
+                dst.mux(packet)
+    return ts.read_bytes()
+
+
+def _serve_half(data: bytes, ranges: bool):
+    """A local HTTP server whose reply to a request from byte 0 stops half-way (connection
+    closed); with `ranges`, a Range request gets the rest."""
+    import http.server
+    import socketserver
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            rng = self.headers.get("Range") if ranges else None
+            start = int(rng.split("=")[1].split("-")[0]) if rng else 0
+            self.send_response(206 if start else 200)
+            self.send_header("Content-Length", str(len(data) - start))
+            if ranges:
+                self.send_header("Accept-Ranges", "bytes")
+                if start:
+                    self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
+            self.end_headers()
+            end = len(data) // 2 if start == 0 else len(data)
+            try:
+                self.wfile.write(data[start:end])
+            except OSError:
+                pass
+            self.close_connection = True
+
+        def log_message(self, *args):
+            pass
+
+    server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server, f"http://127.0.0.1:{server.server_address[1]}/c.ts"
+
+
+@pytest.mark.parametrize("ranges", [True, False])
+def test_real_http_drop_mid_file(tmp_path, ranges):
+    """PyAV over a real socket. With Range support FFmpeg resumes and every frame comes once;
+    without, the file is reopened, the first half skipped, and the source gives up after the
+    attempts in a row: each frame still at most once, indices in order."""
+    server, url = _serve_half(_mpegts(tmp_path), ranges)
+    try:
+        source = UrlSource(url, max_attempts=2, backoff_s=0.05, timeout_s=5, log=lambda m: None)
+        frames = list(source.frames(threading.Event()))
+    finally:
+        server.shutdown()
+    indices = [f.index for f in frames]
+    assert indices == list(range(len(indices)))
+    if ranges:
+        assert len(frames) == 30 and source.problems == []
+    else:
+        assert 0 < len(frames) < 30 and source.reconnects == 2 and "giving up" in source.problems[0]

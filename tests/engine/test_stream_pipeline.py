@@ -120,7 +120,7 @@ def test_stop_keeps_outputs_covering_frames_done(tmp_path):
     assert 5 <= len(done) < 200 and done == list(range(len(done)))
     lines = (tmp_path / "out.jsonl").read_text().splitlines()
     assert [json.loads(line)["frame"] for line in lines] == done
-    assert not (tmp_path / "out.jsonl.partial").exists()
+    assert not list(tmp_path.glob(".out.jsonl.*.partial")) and not list(tmp_path.glob("*lock"))
 
 
 def test_jsonl_records_follow_the_contract(tmp_path):

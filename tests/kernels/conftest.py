@@ -9,3 +9,4 @@ import os
 os.environ.setdefault("TRITON_INTERPRET", "1")
 
 IMPLS = ("cpu", "triton")  # checked against the reference implementation
+PEER_IMPLS = ("cpu", "op", "triton")  # the torchvision peer suites (test_tv_*.py): "op" = torch.ops.maskrt.*

@@ -188,3 +188,22 @@ def test_custom_op_opcheck():
     torch.library.opcheck(torch.ops.maskrt.paste.default, (masks, boxes, 30, 40, 0.5))
     torch.library.opcheck(torch.ops.maskrt.paste_id_map.default, (masks, boxes, 30, 40, 0.5, scores))
     assert torch.equal(torch.ops.maskrt.paste(masks, boxes, 30, 40, 0.5), reference(masks, boxes, 30, 40))
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+def test_other_dtypes_are_rounded_to_float32(impl):
+    """float64 / bfloat16 masks and float64 boxes: rounded to float32 first, as the reference does (README)."""
+    masks, boxes, _ = random_instances(5, 60, 80, seed=13, margin=0)
+    want = reference(masks, boxes, 60, 80)
+    assert_pasted_equal(impl, K.paste(masks.double(), boxes.double(), 60, 80, 0.5, impl=impl), want, masks, boxes)
+    bf16 = masks.bfloat16()
+    assert_pasted_equal(impl, K.paste(bf16, boxes, 60, 80, 0.5, impl=impl), reference(bf16.float(), boxes, 60, 80),
+                        masks, boxes)
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+def test_autocast_changes_nothing(impl):
+    masks, boxes, _ = random_instances(5, 60, 80, seed=14, margin=0)
+    with torch.autocast("cpu"):
+        out = K.paste(masks, boxes, 60, 80, 0.5, impl=impl)
+    assert torch.equal(out, K.paste(masks, boxes, 60, 80, 0.5, impl=impl))

@@ -154,3 +154,29 @@ def test_custom_op_opcheck():
     torch.library.opcheck(torch.ops.maskrt.roi_align.default, (feats, rois, SCALES, 3, 2, False, 224, 4))
     torch.testing.assert_close(torch.ops.maskrt.roi_align(feats, rois, SCALES, 3, 2, False, 224, 4),
                                reference(feats, rois, SCALES, 3, 2, False))
+
+
+def test_levels_of_inverted_rois():
+    """x2 < x1 or y2 < y1 (one of the two): negative area, NaN in FPN eq. 1 -> no level (-1) over
+    several levels, as torchvision's LevelMapper (its NaN cast matches no level); level 0 with one."""
+    from maskrt.kernels.roi_align.common import assign_levels
+
+    rois = torch.tensor([[0, 50, 0, 10, 224.0], [0, 0, 50, 224, 10], [0, 50, 50, 10, 10], [0, 0, 0, 224, 224]])
+    assert assign_levels(rois, SCALES, 224, 4).tolist() == [-1, -1, 0, 2]
+    assert assign_levels(rois, SCALES[:1], 224, 4).tolist() == [0, 0, 0, 0]
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+def test_unsupported_feature_dtype_raises(impl):
+    feats = [f.to(torch.int32) for f in pyramid()]
+    with pytest.raises(ValueError, match="float32, float16, bfloat16 or float64"):
+        K.roi_align(feats, random_rois(3), SCALES, 7, 2, False, impl=impl)
+
+
+@pytest.mark.parametrize("size,sampling_ratio,aligned", [(7, 2, False), (14, 2, False), (7, -1, True)])
+def test_triton_is_bit_identical_to_reference_in_float32(size, sampling_ratio, aligned):
+    """The kernel does torchvision's CPU operations in its order with IEEE divisions and no FMA:
+    under the interpreter (numpy: IEEE, no contraction) every float32 bin is identical."""
+    feats, rois = pyramid(), random_rois(20, seed=size)
+    out = K.roi_align(feats, rois, SCALES, size, sampling_ratio, aligned, impl="triton")
+    assert torch.equal(out, reference(feats, rois, SCALES, size, sampling_ratio, aligned))

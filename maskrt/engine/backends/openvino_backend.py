@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Callable
 from pathlib import Path
 
@@ -14,6 +15,28 @@ from ...model import DetectionParams, InputPolicy, RawDetections, RPNParams
 from ...model.arch import ANCHOR_SIZES, ASPECT_RATIOS
 from ...model.network import Detector
 from .torch_backend import to_float_chw
+
+
+_CORE = None
+_CORE_LOCK = threading.Lock()
+
+
+def shared_core():
+    """The process's one ov.Core, made on first use and never destroyed.
+
+    OpenVINO's CPU plugin (2026.4, measured) gives the thread that compiles a model an
+    alternate signal stack owned by the Core, and restores the previous one when that Core is
+    destroyed. Cores destroyed out of order (two Segmenters dropped first-made-first) leave the
+    thread's alternate stack pointing at freed memory, and the next signal (SIGTERM, Ctrl-C),
+    which Python's handlers take on that stack, kills the process with SIGSEGV instead of
+    letting it clean up. One Core for the process never frees its stack."""
+    global _CORE
+    with _CORE_LOCK:
+        if _CORE is None:
+            import openvino as ov
+
+            _CORE = ov.Core()
+        return _CORE
 
 
 def cell_anchors() -> list[torch.Tensor]:
@@ -82,17 +105,20 @@ class _Stage:
 
 
 class OpenVINOBackend:
-    """Runs a `cpu`-target engine directory. Threads: OpenVINO and torch share `num_threads` cores."""
+    """Runs a `cpu`-target engine directory. Threads: OpenVINO and torch share `num_threads` cores.
+    min_size / max_size override the manifest's input-size policy (the dense stage is dynamic
+    in height and width). infer() may be called from several threads: the stages hold one
+    infer request each, so calls run one at a time (a lock; uncontended it costs nothing
+    measurable next to a frame's inference)."""
 
     name = "openvino"
 
-    def __init__(self, engine_dir: str | Path, manifest: Manifest, num_threads: int | None = None):
-        import openvino as ov
-
+    def __init__(self, engine_dir: str | Path, manifest: Manifest, num_threads: int | None = None,
+                 min_size: int | None = None, max_size: int | None = None):
         self.engine_dir = Path(engine_dir)
         self.manifest = manifest
         threads = num_threads or os.cpu_count() or 1
-        core = ov.Core()
+        core = shared_core()
         # "f32" or "bf16": what OpenVINO computes in on this CPU
         capabilities = core.get_property("CPU", "OPTIMIZATION_CAPABILITIES")
         self.compute_precision = compute_precision(manifest.precision, capabilities)
@@ -107,10 +133,14 @@ class OpenVINOBackend:
                      full_rows=lambda: self.detector.proposals.params.post_nms_top_n)
         mask = _Stage(compiled["mask"], full_rows=lambda: self.detector.heads.params.detections_per_img)
         pol = manifest.input_policy
-        policy = InputPolicy(pol["min_size"], pol["max_size"], tuple(pol["mean"]), tuple(pol["std"]))
+        policy = InputPolicy(min_size or pol["min_size"], max_size or pol["max_size"], tuple(pol["mean"]),
+                             tuple(pol["std"]))
+        self._lock = threading.Lock()
         self.detector = Detector(dense, box, mask, cell_anchors(), manifest.config, policy,
                                  RPNParams(**manifest.thresholds["rpn"]),
                                  DetectionParams(**manifest.thresholds["detection"]))
 
     def infer(self, images: list[np.ndarray]) -> list[RawDetections]:
-        return self.detector.detect([to_float_chw(img) for img in images])
+        tensors = [to_float_chw(img) for img in images]
+        with self._lock:
+            return self.detector.detect(tensors)

@@ -1,16 +1,22 @@
-"""The TensorRT backend. UNVERIFIED HERE: needs TensorRT and a CUDA GPU, which no machine of
-this project has. Thin on purpose: the graph it runs is verified on CPU (the plugin-node ONNX
-under onnx.reference with our reference kernels, tests/builders/test_trt_onnx.py), the plugins
-launch the Triton kernels tested under TRITON_INTERPRET=1, and pre/post-processing is shared
-with the other backends; only the plan execution below is GPU-only.
+"""The TensorRT backend. UNVERIFIED ON A GPU: needs TensorRT and a CUDA GPU, which no machine of
+this project has. What a CPU can check is checked (tests/engine/test_tensorrt_backend.py): the
+per-frame code runs on fake CUDA tensors (no hidden host sync, no CPU tensor mixed in) and
+against a stand-in TensorRT runtime that records on which stream every tensor is written and
+read; the graph it runs is verified on CPU (tests/builders/test_trt_onnx.py), the plugins
+launch the Triton kernels tested under TRITON_INTERPRET=1.
 
-One image per execution (the plan's batch is 1): execute_async_v3 on a torch CUDA stream,
-torch tensors as I/O buffers (no pycuda); outputs whose length depends on the data (the
-detections) are allocated through an IOutputAllocator.
+One image per execution (the plan's batch is 1). Everything of a frame runs in order on one
+CUDA stream, `self.stream`: preprocessing and the input copies, execute_async_v3, the output
+allocations TensorRT asks for, the fused mask paste (the Triton paste_id_map kernel, on the
+device) and the copies back to the host, which wait for that stream. Only the detections, the
+id map and the cropped masks come back (no full-size masks, no paste on the CPU). Every
+TensorRT call that can fail is checked and reported as a one-line EngineError (a failed
+enqueue would otherwise leave the previous frame's outputs in place).
 """
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -26,21 +32,27 @@ from .torch_backend import to_float_chw
 
 _TORCH_DTYPES = {"FLOAT": torch.float32, "HALF": torch.float16, "INT64": torch.int64, "INT32": torch.int32,
                  "BOOL": torch.bool, "UINT8": torch.uint8}
+OUTPUTS = ("boxes", "scores", "labels", "mask_probs")
+ALIGNMENT = 256  # bytes; output allocations are rounded up to this (so a 0-byte output is a valid buffer too)
+MASK_THRESHOLD = 0.5  # Detections' default: probability > 0.5 is foreground
 
 
-def _output_allocator(trt):
+def _output_allocator(trt, device: torch.device, stream):
     class OutputAllocator(trt.IOutputAllocator):
-        """Grows a torch CUDA byte buffer per output; remembers the shapes TensorRT reports."""
+        """Grows a torch byte buffer per output, allocated on the stream TensorRT writes on;
+        remembers the shapes TensorRT reports (cleared before each execution)."""
 
         def __init__(self):
             super().__init__()
             self.buffers: dict[str, torch.Tensor] = {}
             self.shapes: dict[str, tuple[int, ...]] = {}
 
-        def reallocate_output_async(self, name, memory, size, alignment, stream):
+        def reallocate_output_async(self, name, memory, size, alignment, stream_handle):
             buf = self.buffers.get(name)
+            size = -(-max(int(size), 1) // ALIGNMENT) * ALIGNMENT
             if buf is None or buf.numel() < size:
-                buf = torch.empty(max(int(size), 1), dtype=torch.uint8, device="cuda")
+                with _streams.stream(stream):
+                    buf = torch.empty(size, dtype=torch.uint8, device=device)
                 self.buffers[name] = buf
             return buf.data_ptr()
 
@@ -53,50 +65,106 @@ def _output_allocator(trt):
     return OutputAllocator()
 
 
+class _CudaStreams:
+    """torch.cuda's stream API (a stand-in replaces it in the CPU tests)."""
+
+    Stream = staticmethod(lambda device: torch.cuda.Stream(device=device))
+    stream = staticmethod(torch.cuda.stream)
+
+
+_streams = _CudaStreams()
+
+
 class TensorRTBackend:
     name = "tensorrt"
 
-    def __init__(self, engine_dir: str | Path, manifest: Manifest):
+    def __init__(self, engine_dir: str | Path, manifest: Manifest, device: str = "cuda", warmup: bool = True):
         trt = require_tensorrt()
         if "model" not in manifest.stages:
             raise EngineError(f"{engine_dir} holds only ONNX (built with --onnx-only); build it on a GPU machine")
         from ...kernels.trt_plugins import register_plugins
 
         register_plugins()
+        self.device = torch.device(device)
+        plan = Path(engine_dir) / manifest.stages["model"]
         runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))
-        self.engine = runtime.deserialize_cuda_engine((Path(engine_dir) / manifest.stages["model"]).read_bytes())
+        self.engine = runtime.deserialize_cuda_engine(plan.read_bytes())
+        if self.engine is None:
+            raise EngineError(f"TensorRT could not load {plan} (built by another TensorRT version or for another "
+                              "GPU?); rebuild it with maskrt build on this machine")
         self.context = self.engine.create_execution_context()
-        self.allocator = _output_allocator(trt)
-        self.outputs = ("boxes", "scores", "labels", "mask_probs")
-        for name in self.outputs:
-            self.context.set_output_allocator(name, self.allocator)
-        self.dtypes = {n: _TORCH_DTYPES[self.engine.get_tensor_dtype(n).name] for n in self.outputs}
+        if self.context is None:
+            raise EngineError(f"TensorRT could not create an execution context for {plan} (out of GPU memory?)")
+        self.stream = _streams.Stream(self.device)
+        self.allocator = _output_allocator(trt, self.device, self.stream)
+        for name in OUTPUTS:
+            self._check(self.context.set_output_allocator(name, self.allocator), f"set the allocator of {name}")
+        self.dtypes = {n: _TORCH_DTYPES[self.engine.get_tensor_dtype(n).name] for n in OUTPUTS}
         self.input_dtype = _TORCH_DTYPES[self.engine.get_tensor_dtype("images").name]
         pol = manifest.input_policy
         self.policy = InputPolicy(pol["min_size"], pol["max_size"], tuple(pol["mean"]), tuple(pol["std"]))
-        self.stream = torch.cuda.Stream()
         self.detector = None  # thresholds are baked into the plan at build time
+        self._lock = threading.Lock()  # one execution context: calls from several threads run one at a time
+        if warmup:
+            self.warm_up()
+
+    def warm_up(self) -> None:
+        """Compile every Triton kernel the plugins and the paste launch (once per process; integer
+        sizes are not specialized, so no later frame compiles), then run one blank frame."""
+        from ...kernels.warmup import warm_up
+
+        with _streams.stream(self.stream):
+            warm_up(self.device, self.input_dtype)
+        self.infer([np.zeros((self.policy.min_size, self.policy.min_size, 3), dtype=np.uint8)])
 
     def infer(self, images: list[np.ndarray]) -> list[RawDetections]:
-        return [self._one(img) for img in images]
+        with self._lock:
+            return [self._one(img) for img in images]
 
     def _one(self, image: np.ndarray) -> RawDetections:
-        batch, sizes = preprocess([to_float_chw(image, "cuda")], self.policy)
-        batch = batch.to(self.input_dtype).contiguous()
-        hw = torch.tensor(sizes[0], dtype=torch.int64, device="cuda")
-        self.context.set_input_shape("images", tuple(batch.shape))
-        self.context.set_tensor_address("images", batch.data_ptr())
-        self.context.set_tensor_address("image_hw", hw.data_ptr())
-        self.context.execute_async_v3(self.stream.cuda_stream)
-        self.stream.synchronize()
-        out = {n: self._view(n) for n in self.outputs}
         original = (image.shape[0], image.shape[1])
-        boxes = scale_boxes(out["boxes"].float().cpu(), sizes[0], original)
-        return RawDetections(boxes, out["scores"].float().cpu(), out["labels"].cpu(),
-                             out["mask_probs"].float().cpu(), original)
+        with _streams.stream(self.stream):
+            out, size = self.run_plan(image)
+            boxes, instances = self.paste(out, size, original)
+            # .cpu() copies on self.stream and waits for it: everything above is finished
+            return RawDetections(boxes.cpu(), out["scores"].float().cpu(), out["labels"].cpu(),
+                                 out["mask_probs"].float().cpu(), original, instances=instances.cpu())
+
+    def run_plan(self, image: np.ndarray) -> tuple[dict[str, torch.Tensor], tuple[int, int]]:
+        """Preprocess and enqueue one image on the current stream (self.stream) -> (device views of
+        the outputs, resized (h, w)). No host read."""
+        batch, sizes = preprocess([to_float_chw(image, self.device)], self.policy)
+        batch = batch.to(self.input_dtype).contiguous()
+        hw = torch.tensor(sizes[0], dtype=torch.int64, device=self.device)
+        self._check(self.context.set_input_shape("images", tuple(batch.shape)),
+                    f"accept an input of shape {tuple(batch.shape)}")
+        self._check(self.context.set_tensor_address("images", batch.data_ptr()), "take the image buffer")
+        self._check(self.context.set_tensor_address("image_hw", hw.data_ptr()), "take the image size buffer")
+        self.allocator.shapes.clear()
+        self._check(self.context.execute_async_v3(self.stream.cuda_stream), "run the engine on this frame")
+        missing = [n for n in OUTPUTS if n not in self.allocator.shapes]
+        if missing:
+            raise EngineError(f"TensorRT reported no shape for output(s) {', '.join(missing)}")
+        # batch and hw may be freed on return: the caching allocator hands their memory only to later
+        # work on this stream, which runs after TensorRT has read them
+        return {n: self._view(n) for n in OUTPUTS}, sizes[0]
+
+    def paste(self, out: dict[str, torch.Tensor], size: tuple[int, int], original: tuple[int, int]):
+        """Boxes in original-image pixels and the fused paste (id map + crops), on the device."""
+        from ...kernels.paste.triton import paste_id_map
+
+        boxes = scale_boxes(out["boxes"].float(), size, original)
+        return boxes, paste_id_map(out["mask_probs"], boxes, original[0], original[1], MASK_THRESHOLD, out["scores"])
 
     def _view(self, name: str) -> torch.Tensor:
+        """The output `name` as a typed tensor of the reported shape (a view of the byte buffer)."""
         shape = self.allocator.shapes[name]
-        count = int(np.prod(shape)) if shape else 1
         dtype = self.dtypes[name]
-        return self.allocator.buffers[name].view(dtype)[:count].view(shape)
+        count = int(np.prod(shape)) if shape else 1
+        nbytes = count * torch.empty((), dtype=dtype).element_size()
+        return self.allocator.buffers[name][:nbytes].view(dtype).view(shape)
+
+    @staticmethod
+    def _check(ok, what: str) -> None:
+        if not ok:
+            raise EngineError(f"TensorRT could not {what} (see the TensorRT log above)")

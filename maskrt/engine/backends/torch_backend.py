@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import importlib.util
+import threading
+
 import numpy as np
 import torch
 
@@ -9,7 +12,8 @@ from ...model import MaskRCNN, RawDetections
 
 
 class TorchBackend:
-    """Runs the eager model. Images are np.ndarray[H, W, 3] uint8 RGB, scaled to [0, 1] floats."""
+    """Runs the eager model. Images are np.ndarray[H, W, 3] uint8 RGB, scaled to [0, 1] floats.
+    Calls from several threads run one at a time (a lock), like the other backends."""
 
     name = "torch"
 
@@ -17,10 +21,16 @@ class TorchBackend:
         self.device = torch.device(device)
         self.model = model.to(self.device).eval()
         self.detector = model.detector
+        if self.device.type == "cuda" and importlib.util.find_spec("triton") is not None:
+            from ...kernels.warmup import warm_up
+
+            warm_up(self.device)  # compile the Triton kernels now, not during the first frames
+        self._lock = threading.Lock()
 
     def infer(self, images: list[np.ndarray]) -> list[RawDetections]:
         tensors = [to_float_chw(img, self.device) for img in images]
-        return self.model.detect(tensors)
+        with self._lock:
+            return self.model.detect(tensors)
 
 
 def to_float_chw(image: np.ndarray, device: torch.device | str = "cpu") -> torch.Tensor:

@@ -110,6 +110,9 @@ class VideoFileSource(FrameSource):
     def close(self) -> None:
         self._container.close()
 
+    def input_paths(self) -> list[Path]:
+        return [self.path]
+
 
 def camera_input(index: int) -> tuple[str, str]:
     """(device, FFmpeg input format) of webcam `index`: /dev/videoN with v4l2 on Linux, the
@@ -159,15 +162,24 @@ class CameraSource(FrameSource):
         self._container.close()
 
 
+# FFmpeg's own http reconnect: a connection that drops mid-file is resumed at the byte where it
+# stopped (a Range request) when the server allows it, within the same session.
+HTTP_RESUME_OPTIONS = {"reconnect": "1", "reconnect_on_network_error": "1", "reconnect_delay_max": "2"}
+
+
 class UrlSource(FrameSource):
     """A network stream, reconnected with exponential backoff when it fails.
 
     opener(url, options=dict, timeout=seconds) -> PyAV input container (av.open; injectable for
     tests). After a failure or (for live protocols) the end of the stream, it waits
     backoff_s * 2**k seconds (k = 0, 1, ..., capped at max_backoff_s) and reopens, reporting each
-    attempt through `log`; when `max_attempts` reconnects in a row bring no frame it gives up:
-    InputError if no frame ever came, else a line in `problems`. A frame arriving resets the count. http(s)
-    streams end normally at their end (reconnect_on_eof=False), live protocols reconnect.
+    attempt through `log`. It gives up when `max_attempts` reconnects in a row bring no new
+    frame, or after `max_reconnects` reconnects in all: InputError if no frame ever came, else a
+    line in `problems`. http(s) resources are files: they end normally at their end
+    (reconnect_on_eof=False); a drop mid-file is first resumed by FFmpeg at the byte reached
+    (HTTP_RESUME_OPTIONS, when the server takes Range requests), else the file is reopened and
+    the frames already delivered are skipped (by timestamp, or by count when frames have none),
+    so no frame is emitted twice. Live protocols reconnect at the end too and never skip.
     Frame indices keep counting across reconnects; time is wall-clock seconds since the first frame.
     """
 
@@ -176,18 +188,22 @@ class UrlSource(FrameSource):
 
     def __init__(self, url: str, *, opener: Callable = av.open, max_attempts: int = 5, backoff_s: float = 1.0,
                  max_backoff_s: float = 30.0, timeout_s: float = 10.0, reconnect_on_eof: bool | None = None,
-                 log: Callable[[str], None] = _log_stderr):
+                 max_reconnects: int = 50, log: Callable[[str], None] = _log_stderr):
         super().__init__(url)
         self.url = url
         self._opener, self._log = opener, log
         self.max_attempts, self.backoff_s, self.max_backoff_s = max_attempts, backoff_s, max_backoff_s
-        self.timeout_s = timeout_s
+        self.max_reconnects, self.timeout_s = max_reconnects, timeout_s
         scheme = url.split("://", 1)[0].lower()
         self.reconnect_on_eof = scheme not in ("http", "https") if reconnect_on_eof is None else reconnect_on_eof
         self.options = {"rtsp_transport": "tcp"} if scheme.startswith("rtsp") else {}
+        if scheme in ("http", "https"):
+            self.options.update(HTTP_RESUME_OPTIONS)
         self.reconnects = 0
+        self.skipped = 0  # frames decoded again after a reopen and not re-emitted
         self._count = 0
         self._start: float | None = None
+        self._last_time: float | None = None  # stream timestamp of the last frame emitted
 
     def frames(self, stop: threading.Event) -> Iterator[Frame]:
         failures = 0
@@ -198,26 +214,38 @@ class UrlSource(FrameSource):
                 return
             failures = 1 if self._count > before else failures + 1
             if failures > self.max_attempts:
-                self._give_up(reason)
+                self._give_up(f"giving up after {self.max_attempts} failed reconnects ({reason})")
+                return
+            if self.reconnects >= self.max_reconnects:
+                self._give_up(f"giving up after {self.reconnects} reconnects in all ({reason})")
                 return
             delay = min(self.max_backoff_s, self.backoff_s * 2 ** (failures - 1))
             self.reconnects += 1
-            self._log(f"{self.url}: {reason}; reconnecting in {delay:.1f} s "
-                      f"(attempt {failures} of {self.max_attempts})")
+            self._log(f"{self.url}: {reason}; reconnecting in {delay:.1f} s (attempt {failures} of "
+                      f"{self.max_attempts} in a row, reconnect {self.reconnects} of {self.max_reconnects})")
             stop.wait(delay)
 
     def _session(self, stop: threading.Event):
-        """Open once and yield frames; returns why it ended (None: ended normally, stop here)."""
+        """Open once and yield the new frames; returns why it ended (None: ended normally, stop here)."""
         try:
             container = self._opener(self.url, options=dict(self.options), timeout=self.timeout_s)
         except _DECODE_ERRORS as exc:
             return f"cannot connect ({_reason(exc)})"
+        resume = not self.reconnect_on_eof and self._count > 0  # a file reopened: skip what was sent
+        decoded = 0
         try:
             stream = _video_stream(container, self.url)
             self.fps = self.fps or _rate(stream)
             for frame in container.decode(stream):
                 if stop.is_set():
                     return None
+                decoded += 1
+                t = getattr(frame, "time", None)
+                if resume and (t <= self._last_time + 1e-6 if t is not None and self._last_time is not None
+                               else decoded <= self._count):
+                    self.skipped += 1
+                    continue
+                self._last_time = t
                 self._start = time.monotonic() if self._start is None else self._start
                 yield Frame(self._count, time.monotonic() - self._start, frame.to_ndarray(format="rgb24"))
                 self._count += 1
@@ -229,8 +257,10 @@ class UrlSource(FrameSource):
             container.close()
         return "stream ended" if self.reconnect_on_eof else None
 
-    def _give_up(self, reason: str) -> None:
-        message = f"{self.url}: giving up after {self.max_attempts} failed reconnects ({reason})"
+    def _give_up(self, why: str) -> None:
+        message = f"{self.url}: {why}"
         if self._count == 0:
             raise InputError(message)
+        if self.skipped:
+            message += f"; {self._count} frames delivered once each ({self.skipped} decoded again were skipped)"
         self.problems.append(message)

@@ -18,12 +18,17 @@ the length of the video.
 Stopping: stop() (Ctrl-C, SIGTERM) reads no more frames, skips frames not yet inferred and
 finishes those already inferred, so the outputs cover exactly the frames done. An exception in
 any stage stops every stage and is raised to the consumer; file outputs are then discarded.
+The sinks claim their outputs (sink.prepare) before any thread starts. A pipeline still
+running when the interpreter exits is closed first (atexit), so no stage thread is inside the
+backend while the runtime is torn down.
 """
 
 from __future__ import annotations
 
+import atexit
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
@@ -101,10 +106,26 @@ class Pipeline:
     def __iter__(self) -> Iterator[Work]:
         return self.run()
 
+    def prepare(self) -> None:
+        """Claim every sink's output (checked, locked); on a refusal the others are released."""
+        try:
+            for sink in self.sinks:
+                sink.prepare(self.source)
+        except BaseException:
+            for sink in reversed(self.sinks):  # reverse: folders made for them go once empty
+                sink.close(False)
+            raise
+
     def run(self) -> Iterator[Work]:
         """Yield each finished Work in frame order; close() at the end; raise the first stage error."""
-        if self._threads:
+        if self._threads or self._closed:
             raise RuntimeError("a Pipeline runs only once")
+        try:
+            self.prepare()
+        except BaseException:
+            self._closed = True
+            self.source.close()
+            raise
         self._start()
         try:
             while True:
@@ -125,15 +146,17 @@ class Pipeline:
         if self._closed:
             return
         self._closed = True
+        _RUNNING.discard(self)
         self._halt.set()
         self._abort.set()
         for thread in self._threads:
-            thread.join()
+            if thread is not threading.current_thread():
+                thread.join()
         self.stats.finished = time.perf_counter()
         self.stats.dropped = self._frames.dropped
         self.source.close()
         keep = not self.errors
-        for sink in self.sinks:
+        for sink in reversed(self.sinks):  # reverse of prepare: folders made for them go once empty
             try:
                 sink.close(keep)
             except Exception as exc:  # a sink that cannot finish: report it, discard the rest
@@ -144,6 +167,7 @@ class Pipeline:
     # -- stages ------------------------------------------------------------------------------
 
     def _start(self) -> None:
+        _RUNNING.add(self)
         for name, fn in (("decode", self._decode), ("infer", self._infer), ("post", self._post),
                          ("write", self._write)):
             thread = threading.Thread(target=self._guard, args=(fn,), name=f"maskrt-{name}", daemon=True)
@@ -249,7 +273,7 @@ class Pipeline:
         self._posted.close(self._abort)
 
     def _detections(self, raw) -> Detections:
-        dets = Detections.from_tensors(raw.boxes, raw.scores, raw.labels, raw.mask_probs, raw.image_size)
+        dets = Detections.from_raw(raw)
         return dets if self.score_threshold is None else dets.above(self.score_threshold)
 
     def _write(self) -> None:
@@ -273,3 +297,17 @@ class Pipeline:
             if not self._done.put(work, self._abort):
                 return
         self._done.close(self._abort)
+
+
+_RUNNING: weakref.WeakSet = weakref.WeakSet()
+
+
+@atexit.register
+def _close_running() -> None:
+    """At interpreter exit: stop and join the threads of every pipeline still running (an
+    abandoned stream), before the backends' native threads and objects are destroyed."""
+    for pipeline in list(_RUNNING):
+        try:
+            pipeline.close()
+        except Exception:  # noqa: BLE001 - exiting anyway; never abort the interpreter
+            pass

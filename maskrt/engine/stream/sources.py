@@ -21,7 +21,7 @@ import numpy as np
 
 from ...errors import InputError
 from ..images import IMAGE_SUFFIXES, read_image
-from ..sources import _has_glob, image_paths
+from ..sources import _has_glob, image_paths, relative_names
 
 URL_SCHEMES = ("rtsp", "rtsps", "rtmp", "rtmps", "http", "https", "udp", "tcp", "srt")
 
@@ -61,6 +61,10 @@ class FrameSource:
     def close(self) -> None:
         """Release files and connections (idempotent)."""
 
+    def input_paths(self) -> list[Path]:
+        """The files read (outputs must not overwrite them); [] for cameras, URLs, arrays."""
+        return []
+
 
 class ArraySource(FrameSource):
     """Frames given as arrays: an iterable of images, or one [N, H, W, C] array; time = index / fps
@@ -91,7 +95,15 @@ class ImageSource(FrameSource):
     def __init__(self, spec: str | Path):
         super().__init__(str(spec))
         self.paths = image_paths(spec)
+        self.names = relative_names(self.paths, spec)
         self.expected_frames = len(self.paths)
+
+    def input_paths(self) -> list[Path]:
+        return list(self.paths)
+
+    def output_names(self) -> dict[str, str]:
+        """Frame.name -> the image's name relative to the source (see engine.sources.relative_names)."""
+        return {str(p): n for p, n in zip(self.paths, self.names)}
 
     def frames(self, stop: threading.Event) -> Iterator[Frame]:
         for index, path in enumerate(self.paths):

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import time
-from pathlib import Path
 
 import numpy as np
 
@@ -107,10 +106,11 @@ class StreamStats:
                 lines.append(f"{name:<12}{s['count']:>8}{s['p50_ms']:>10.1f}{s['p90_ms']:>10.1f}{s['p99_ms']:>10.1f}")
         return "\n".join(lines)
 
-    def write_json(self, path: str | Path) -> None:
-        """Write summary() to `path` (under a temporary name, renamed when complete)."""
-        from ..outputs import AtomicFile
+    def write_json(self, path) -> None:
+        """Write summary() to `path` (a path, or a claimed maskrt.safeio.Output) under a temporary
+        name, renamed when complete."""
+        from ...safeio import Output
 
-        with AtomicFile(path, "w") as f:
-            json.dump(self.summary(), f, indent=2)
-            f.write("\n")
+        out = path if isinstance(path, Output) else Output(path, "stats")
+        with out:
+            out.open("w").write(json.dumps(self.summary(), indent=2) + "\n")

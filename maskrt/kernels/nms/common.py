@@ -3,7 +3,8 @@
 NaN/inf policy: a row whose score is NaN or whose box has a NaN or +-inf coordinate is dropped
 before NMS: it is never kept and never suppresses another box (torchvision would compare NaN
 IoUs and keep such boxes in an unspecified order). Scores of +-inf are ordinary values.
-Boxes are processed in float32 (fp16/bf16 inputs are widened; the result is indices only).
+Boxes are processed in float32 (fp16/bf16/integer inputs are widened; the result is indices
+only), float64 boxes in float64 (torchvision's kernel computes their IoUs in double).
 """
 
 from __future__ import annotations
@@ -17,8 +18,9 @@ from torch import Tensor
 
 @dataclass(frozen=True)
 class NmsInput:
-    """Finite rows of the input. boxes: Tensor[n, 4] float32; scores: Tensor[n] float32;
-    classes: Tensor[n] int64; index: Tensor[n] int64 row of each in the caller's tensors."""
+    """Finite rows of the input. boxes: Tensor[n, 4] float32 (float64 for float64 input); scores:
+    Tensor[n] of the boxes' dtype; classes: Tensor[n] int64; index: Tensor[n] int64 row of each in
+    the caller's tensors."""
 
     boxes: Tensor
     scores: Tensor
@@ -96,3 +98,51 @@ def float32_threshold(iou_threshold: float) -> float:
     if float(t) > iou_threshold:
         t = torch.nextafter(t, torch.tensor(-float("inf")))
     return float(t)
+
+
+# --- the same on the device, without host reads (the triton implementation) ------------------
+
+def trick_limit(device: torch.device) -> int:
+    """uses_coordinate_trick's size limit (coordinates) for tensors on `device`."""
+    return 4000 if device.type == "cpu" else 100_000
+
+
+def device_inputs(boxes: Tensor, scores: Tensor, classes: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """prepare() without dropping rows (no host read): (boxes Tensor[n, 4] float32, or float64 as
+    given; scores Tensor[n] in that dtype; classes Tensor[n] int64; valid Tensor[n] bool, False
+    for the rows prepare() drops). Float classes are checked on the host (the model's are int64)."""
+    if boxes.dim() != 2 or boxes.shape[1] != 4:
+        raise ValueError(f"nms boxes must be Tensor[N, 4], got {tuple(boxes.shape)}")
+    n = boxes.shape[0]
+    if scores.shape != (n,) or classes.shape != (n,):
+        raise ValueError(f"nms scores and classes must be Tensor[{n}], got {tuple(scores.shape)} and "
+                         f"{tuple(classes.shape)}")
+    if classes.is_floating_point() and not bool(torch.isfinite(classes).all()):
+        raise ValueError("nms classes contain NaN or inf")
+    b = (boxes.float() if boxes.dtype != torch.float64 else boxes).contiguous()
+    s = scores.to(b.dtype).contiguous()
+    valid = torch.isfinite(b).all(1) & ~torch.isnan(s)
+    return b, s, classes.to(torch.int64).contiguous(), valid
+
+
+def device_trick(boxes: Tensor, valid: Tensor) -> Tensor:
+    """uses_coordinate_trick of the valid rows as a device bool Tensor[] (no host read)."""
+    small = valid.sum() * 4 <= trick_limit(boxes.device)
+    return small & ~((boxes < 0) & valid[:, None]).any()
+
+
+def valid_offset_boxes(boxes: Tensor, classes: Tensor, valid: Tensor) -> Tensor:
+    """offset_boxes over the valid rows (same ops, the maximum taken over valid rows only)."""
+    max_coordinate = torch.where(valid[:, None], boxes, -torch.inf).max()
+    offsets = classes.to(boxes) * (max_coordinate + torch.tensor(1).to(boxes))
+    return boxes + offsets[:, None]
+
+
+def valid_first_order(scores: Tensor, valid: Tensor, key: Tensor | None = None) -> Tensor:
+    """Tensor[n] int64 processing order: valid rows first, grouped by ascending `key` if given, each
+    group by decreasing score (ties: lower row), then the invalid rows. For the valid rows this is
+    the order of `scores.sort(descending=True, stable=True)` (key None) or per_class_order."""
+    order = scores.sort(descending=True, stable=True)[1]
+    if key is not None:
+        order = order.index_select(0, key.index_select(0, order).sort(stable=True)[1])
+    return order.index_select(0, (~valid.index_select(0, order)).to(torch.uint8).sort(stable=True)[1])

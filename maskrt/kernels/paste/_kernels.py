@@ -1,7 +1,14 @@
-"""Triton kernel of the paste op (imported lazily by paste/triton.py; see there)."""
+"""Triton kernel of the paste op (imported lazily by paste/triton.py; see there).
+
+Arguments are ordered as TensorRT's AOT plugins pass them (inputs, int32 scalars, outputs), so
+the plain paste is the PasteMasks plugin's ahead-of-time kernel as is (kernels/trt_plugins.py).
+"""
 
 import triton
 import triton.language as tl
+
+COORD_LIMIT = tl.constexpr(1073741824.0)  # 2 ** 30 = common.COORD_LIMIT
+FLT_MAX = tl.constexpr(3.4028234663852886e38)  # |x| <= FLT_MAX: finite (NaN compares false)
 
 
 @triton.jit
@@ -15,8 +22,9 @@ def _fma(a, b, c, EMULATE: tl.constexpr):
 
 @triton.jit
 def _taps(dst, out_size, in_size, EMULATE: tl.constexpr):
-    """Bilinear align_corners=False taps for output indices dst of an axis resized in_size -> out_size."""
-    scale = in_size.to(tl.float32) / out_size.to(tl.float32)
+    """Bilinear align_corners=False taps for output indices dst of an axis resized in_size -> out_size
+    (torch: scale = in / out, IEEE division; src = fma(scale, dst + 0.5, -0.5) clamped at 0)."""
+    scale = tl.math.div_rn(in_size.to(tl.float32), out_size.to(tl.float32))
     src = tl.maximum(_fma(scale, dst.to(tl.float32) + 0.5, tl.full(dst.shape, -0.5, tl.float32), EMULATE), 0.0)
     i0 = tl.minimum(src.to(tl.int32), in_size - 1)
     lam = tl.minimum(tl.maximum(src - i0.to(tl.float32), 0.0), 1.0)
@@ -25,33 +33,73 @@ def _taps(dst, out_size, in_size, EMULATE: tl.constexpr):
 
 
 @triton.jit
-def paste_kernel(masks_ptr, geo_ptr, out_ptr, packed_ptr, offsets_ptr, keymap_ptr, priority_ptr,
-                 height, width, mp, threshold,
-                 FUSED: tl.constexpr, EMULATE: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_W: tl.constexpr):
-    """Instance program_id(0), visible rows [BLOCK_H * program_id(1), +BLOCK_H) of its region.
+def _box(boxes_ptr, i, m, height, width):
+    """common.box_geometry for box i, float32 as torchvision's expand_boxes, truncated toward zero:
+    (bx0, by0) the resized mask's corner, (oh, ow) its size (>= 1), (x0, y0, x1, y1) the visible region."""
+    b = boxes_ptr + i.to(tl.int64) * 4
+    x1f, y1f = tl.load(b + 0).to(tl.float32), tl.load(b + 1).to(tl.float32)
+    x2f, y2f = tl.load(b + 2).to(tl.float32), tl.load(b + 3).to(tl.float32)
+    finite = (tl.abs(x1f) <= FLT_MAX) & (tl.abs(y1f) <= FLT_MAX) & (tl.abs(x2f) <= FLT_MAX) & (tl.abs(y2f) <= FLT_MAX)
+    x1f = tl.minimum(tl.maximum(tl.where(finite, x1f, 0.0), -COORD_LIMIT), COORD_LIMIT)
+    y1f = tl.minimum(tl.maximum(tl.where(finite, y1f, 0.0), -COORD_LIMIT), COORD_LIMIT)
+    x2f = tl.minimum(tl.maximum(tl.where(finite, x2f, 0.0), -COORD_LIMIT), COORD_LIMIT)
+    y2f = tl.minimum(tl.maximum(tl.where(finite, y2f, 0.0), -COORD_LIMIT), COORD_LIMIT)
+    scale = tl.math.div_rn((m + 2).to(tl.float32), m.to(tl.float32))  # == float32((m + 2) / m), tested
+    w_half = ((x2f - x1f) * 0.5) * scale
+    h_half = ((y2f - y1f) * 0.5) * scale
+    x_c = (x2f + x1f) * 0.5
+    y_c = (y2f + y1f) * 0.5
+    bx0 = (x_c - w_half).to(tl.int64)
+    by0 = (y_c - h_half).to(tl.int64)
+    bx1 = (x_c + w_half).to(tl.int64)
+    by1 = (y_c + h_half).to(tl.int64)
+    oh = tl.maximum(by1 - by0 + 1, 1)
+    ow = tl.maximum(bx1 - bx0 + 1, 1)
+    x0 = tl.where(finite, tl.maximum(bx0, 0), 0)
+    y0 = tl.where(finite, tl.maximum(by0, 0), 0)
+    x1 = tl.where(finite, tl.minimum(bx1 + 1, width), 0)
+    y1 = tl.where(finite, tl.minimum(by1 + 1, height), 0)
+    return bx0, by0, oh, ow, x0, y0, x1, y1
 
-    geo: Tensor[N, 8] int32 (x0, y0, x1, y1 region; box x1, box y1; out h, out w).
-    Not FUSED: out[i, y, x] = pasted > threshold (uint8 view of a bool Tensor[N, H, W]).
-    FUSED: the crop goes to packed[offsets[i]:] row-major, and covered pixels take
-    keymap[y, x] = max(keymap, priority[i]) (atomic, so the highest priority wins).
+
+@triton.jit(do_not_specialize=["m", "height", "width", "threshold_bits"])
+def paste_kernel(masks_ptr, boxes_ptr, canvas_ptr, offsets_ptr, priority_ptr, m, height, width, threshold_bits,
+                 out_ptr, packed_ptr, keymap_ptr,
+                 FUSED: tl.constexpr, EMULATE: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_W: tl.constexpr):
+    """Instance program_id(0), image rows [BLOCK_H * program_id(1), +BLOCK_H).
+
+    masks: [N, m, m] probabilities (any float type; the zero border of torchvision's padding is
+    virtual); boxes: [N, 4] float32 xyxy; threshold_bits: the float32 threshold's bits as int32
+    (TensorRT passes AOT kernels int32 scalars only). canvas_ptr: the PasteMasks plugin's
+    canvas input, unread (or None).
+    Not FUSED: out[i, y, x] = (pasted > threshold) for every pixel of the rows (uint8 view of a
+    bool Tensor[N, H, W]; outside the region: 0 > threshold).
+    FUSED: only the visible region: the crop goes to packed[offsets[i]:] row-major, and covered
+    pixels take keymap[y, x] = max(keymap, priority[i]) (atomic, so the highest priority wins).
     """
     i = tl.program_id(0)
-    g = geo_ptr + i * 8
-    x0, y0, x1, y1 = tl.load(g + 0), tl.load(g + 1), tl.load(g + 2), tl.load(g + 3)
-    bx, by, oh, ow = tl.load(g + 4), tl.load(g + 5), tl.load(g + 6), tl.load(g + 7)
-    rows = y0 + tl.program_id(1) * BLOCK_H + tl.arange(0, BLOCK_H)
-    r_ok = rows < y1
-    iy0, iy1, wy0, wy1 = _taps(rows - by, oh, mp, EMULATE)
-    base = masks_ptr + i.to(tl.int64) * mp * mp
+    threshold = threshold_bits.to(tl.float32, bitcast=True)
+    bx0, by0, oh, ow, x0, y0, x1, y1 = _box(boxes_ptr, i, m, height, width)
+    rows = tl.program_id(1) * BLOCK_H + tl.arange(0, BLOCK_H)
+    r_in = (rows >= y0) & (rows < y1)
+    mp = m + 2
+    iy0, iy1, wy0, wy1 = _taps(rows - by0, oh, mp, EMULATE)
+    base = masks_ptr + i.to(tl.int64) * m * m
     vis_w = tl.maximum(x1 - x0, 0)
-    for cb in range(tl.cdiv(vis_w, BLOCK_W)):
-        cols = x0 + cb * BLOCK_W + tl.arange(0, BLOCK_W)
-        ok = r_ok[:, None] & (cols < x1)[None, :]
-        ix0, ix1, wx0, wx1 = _taps(cols - bx, ow, mp, EMULATE)
-        v00 = tl.load(base + iy0[:, None] * mp + ix0[None, :], mask=ok, other=0.0)
-        v01 = tl.load(base + iy0[:, None] * mp + ix1[None, :], mask=ok, other=0.0)
-        v10 = tl.load(base + iy1[:, None] * mp + ix0[None, :], mask=ok, other=0.0)
-        v11 = tl.load(base + iy1[:, None] * mp + ix1[None, :], mask=ok, other=0.0)
+    if FUSED:
+        col0 = x0
+        ncols = tl.where(tl.program_id(1) * BLOCK_H < y1, vis_w, 0)  # blocks below the region: no work
+    else:
+        col0 = x0 * 0
+        ncols = width
+    for cb in range(tl.cdiv(ncols, BLOCK_W)):
+        cols = col0 + cb * BLOCK_W + tl.arange(0, BLOCK_W)
+        ok = r_in[:, None] & ((cols >= x0) & (cols < x1))[None, :]
+        ix0, ix1, wx0, wx1 = _taps(cols - bx0, ow, mp, EMULATE)
+        v00 = _padded(base, iy0, ix0, m, ok)
+        v01 = _padded(base, iy0, ix1, m, ok)
+        v10 = _padded(base, iy1, ix0, m, ok)
+        v11 = _padded(base, iy1, ix1, m, ok)
         t0 = _fma(wx0[None, :], v00, wx1[None, :] * v01, EMULATE)
         t1 = _fma(wx0[None, :], v10, wx1[None, :] * v11, EMULATE)
         val = _fma(wy0[:, None], t0, wy1[:, None] * t1, EMULATE)
@@ -63,5 +111,14 @@ def paste_kernel(masks_ptr, geo_ptr, out_ptr, packed_ptr, offsets_ptr, keymap_pt
             prio = tl.load(priority_ptr + i)
             tl.atomic_max(keymap_ptr + pix, tl.full([BLOCK_H, BLOCK_W], 0, tl.int32) + prio, mask=ok & bit)
         else:
+            bit = tl.where(ok, bit, 0.0 > threshold)
             pix = (i.to(tl.int64) * height + rows)[:, None] * width + cols[None, :]
-            tl.store(out_ptr + pix, bit.to(tl.uint8), mask=ok)
+            in_image = (rows < height)[:, None] & (cols < width)[None, :]
+            tl.store(out_ptr + pix, bit.to(tl.uint8), mask=in_image)
+
+
+@triton.jit
+def _padded(base, iy, ix, m, ok):
+    """Element (iy, ix) of the mask padded by one zero pixel on each side, as float32."""
+    inside = ok & ((iy >= 1) & (iy <= m))[:, None] & ((ix >= 1) & (ix <= m))[None, :]
+    return tl.load(base + ((iy - 1) * m)[:, None] + (ix - 1)[None, :], mask=inside, other=0.0).to(tl.float32)

@@ -50,8 +50,13 @@ def check_inputs(masks: Tensor, boxes: Tensor, height: int, width: int) -> None:
 
 def geometry(masks: Tensor, boxes: Tensor, height: int, width: int) -> PasteGeometry:
     """PasteGeometry with torchvision's exact box arithmetic (float32, then truncation toward zero)."""
-    m = masks.shape[-1]
-    padded = F.pad(masks.float(), (1, 1, 1, 1))
+    box, region = box_geometry(boxes, masks.shape[-1], height, width)
+    return PasteGeometry(F.pad(masks.float(), (1, 1, 1, 1)), box, region)
+
+
+def box_geometry(boxes: Tensor, m: int, height: int, width: int) -> tuple[Tensor, Tensor]:
+    """(box, region) of PasteGeometry, on the boxes' device (no host reads). The Triton kernel
+    computes the same in float32 inside (paste/_kernels.py `_box`); tests hold the two equal."""
     b = boxes.float()
     finite = torch.isfinite(b).all(1)
     b = torch.where(finite[:, None], b, 0.0).clamp(-COORD_LIMIT, COORD_LIMIT)
@@ -61,8 +66,7 @@ def geometry(masks: Tensor, boxes: Tensor, height: int, width: int) -> PasteGeom
     x1 = (box[:, 2] + 1).clamp(max=width)
     y1 = (box[:, 3] + 1).clamp(max=height)
     region = torch.stack([x0, y0, x1, y1], 1)
-    region = torch.where(finite[:, None], region, 0)
-    return PasteGeometry(padded, box, region)
+    return box, torch.where(finite[:, None], region, 0)
 
 
 def background_value(threshold: float) -> bool:
@@ -70,14 +74,14 @@ def background_value(threshold: float) -> bool:
     return bool(torch.tensor(0.0) > threshold)
 
 
-def paint_priority(scores: Tensor | None, n: int) -> Tensor:
-    """Tensor[N] int64 (CPU) rank of each instance: 0 = painted on top. Highest score first; ties
-    (and scores=None) go to the lower index."""
+def paint_priority(scores: Tensor | None, n: int, device: torch.device | str = "cpu") -> Tensor:
+    """Tensor[N] int64 rank of each instance (on `device`, or the scores' device): 0 = painted on
+    top. Highest score first; ties (and scores=None) go to the lower index."""
     if scores is None:
-        return torch.arange(n)
-    order = torch.argsort(-scores.detach().float().cpu(), stable=True)
-    rank = torch.empty(n, dtype=torch.int64)
-    rank[order] = torch.arange(n)
+        return torch.arange(n, device=device)
+    order = torch.argsort(-scores.detach().float(), stable=True)
+    rank = torch.empty(n, dtype=torch.int64, device=order.device)
+    rank[order] = torch.arange(n, device=order.device)
     return rank
 
 
@@ -109,6 +113,17 @@ class PastedInstances:
         h, w = max(y1 - y0, 0), max(x1 - x0, 0)
         return self.packed[int(self.offsets[i]) : int(self.offsets[i + 1])].view(h, w)
 
+    def cpu(self) -> "PastedInstances":
+        """The same on the host (one copy of each tensor: id map, regions, crops, offsets)."""
+        return PastedInstances(self.id_map.cpu(), self.regions.cpu(), self.packed.cpu(), self.offsets.cpu())
+
+    def prefix(self, k: int) -> "PastedInstances":
+        """Instances 0..k-1 only, for instances ordered by decreasing score (Detections.above):
+        a pixel whose owner is among them keeps it; any other pixel is covered by none of them
+        (they all score at least as high as its owner, so one covering it would own it)."""
+        id_map = torch.where(self.id_map < k, self.id_map, -1)
+        return PastedInstances(id_map, self.regions[:k], self.packed[: int(self.offsets[k])], self.offsets[: k + 1])
+
     @property
     def crops(self) -> list[Tensor]:
         return [self.crop(i) for i in range(len(self))]
@@ -126,4 +141,4 @@ class PastedInstances:
 def crop_offsets(region: Tensor) -> Tensor:
     """Tensor[N + 1] int64 start of each instance's crop in the packed buffer."""
     area = ((region[:, 2] - region[:, 0]).clamp(min=0) * (region[:, 3] - region[:, 1]).clamp(min=0))
-    return torch.cat([torch.zeros(1, dtype=torch.int64), torch.cumsum(area, 0)])
+    return torch.cat([area.new_zeros(1), torch.cumsum(area, 0)])

@@ -5,56 +5,9 @@ import triton.language as tl
 
 
 @triton.jit
-def roi_align_kernel(level_ptrs, heights, widths, levels, batch, start_h, start_w, bin_h, bin_w, grid_h, grid_w,
-                     block_grid, out_ptr, n_rois, channels, size,
-                     DTYPE: tl.constexpr, ROI_BLOCK: tl.constexpr, BINS: tl.constexpr, BLOCK_C: tl.constexpr):
-    """Pool ROI_BLOCK RoIs x BLOCK_C channels: a [ROI_BLOCK * BINS, BLOCK_C] tile of output bins.
-
-    Row t of the tile is bin (t % BINS) of RoI (program_id(0) * ROI_BLOCK + t // BINS). Each row
-    reads its level's feature map through the level pointer table. Samples follow torchvision's
-    CPU kernel: y = start + ph * bin + (iy + 0.5) * bin / grid; samples outside [-1, size] count
-    as zero; coordinates clamp at 0 and at size - 1; the bin is the mean over grid_h x grid_w.
-    block_grid: per program (max grid_h, max grid_w) of its RoIs (the sample loop bounds).
-    """
-    t = tl.arange(0, ROI_BLOCK * BINS)
-    roi = tl.program_id(0) * ROI_BLOCK + t // BINS
-    bin_id = t % BINS
-    row_ok = (roi < n_rois) & (bin_id < size * size)
-    roi = tl.where(row_ok, roi, 0)
-    ph = (bin_id // size).to(tl.float32)
-    pw = (bin_id % size).to(tl.float32)
-    lvl = tl.load(levels + roi)
-    fmap = tl.load(level_ptrs + lvl).to(tl.pointer_type(DTYPE))
-    h = tl.load(heights + lvl)
-    w = tl.load(widths + lvl)
-    sh, sw = tl.load(start_h + roi), tl.load(start_w + roi)
-    bh, bw = tl.load(bin_h + roi), tl.load(bin_w + roi)
-    gh, gw = tl.load(grid_h + roi), tl.load(grid_w + roi)
-    cs = tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C)
-    c_ok = cs < channels
-    plane = (tl.load(batch + roi).to(tl.int64)[:, None] * channels + cs[None, :]) * (h * w).to(tl.int64)[:, None]
-    ok = row_ok[:, None] & c_ok[None, :]
-    acc = tl.zeros([ROI_BLOCK * BINS, BLOCK_C], dtype=tl.float32)
-    for iy in range(tl.load(block_grid + 2 * tl.program_id(0))):
-        yy = sh + ph * bh + (iy + 0.5) * bh / tl.maximum(gh, 1).to(tl.float32)  # gh = 0: no samples
-        y_low, y_high, ly, y_ok = _axis(yy, h)
-        for ix in range(tl.load(block_grid + 2 * tl.program_id(0) + 1)):
-            xx = sw + pw * bw + (ix + 0.5) * bw / tl.maximum(gw, 1).to(tl.float32)
-            x_low, x_high, lx, x_ok = _axis(xx, w)
-            use = y_ok & x_ok & (iy < gh) & (ix < gw)
-            hy, hx = 1.0 - ly, 1.0 - lx
-            m = ok & use[:, None]
-            v1 = tl.load(fmap[:, None] + plane + (y_low * w + x_low)[:, None], mask=m, other=0.0).to(tl.float32)
-            v2 = tl.load(fmap[:, None] + plane + (y_low * w + x_high)[:, None], mask=m, other=0.0).to(tl.float32)
-            v3 = tl.load(fmap[:, None] + plane + (y_high * w + x_low)[:, None], mask=m, other=0.0).to(tl.float32)
-            v4 = tl.load(fmap[:, None] + plane + (y_high * w + x_high)[:, None], mask=m, other=0.0).to(tl.float32)
-            val = (hy * hx)[:, None] * v1 + (hy * lx)[:, None] * v2 + (ly * hx)[:, None] * v3 + (ly * lx)[:, None] * v4
-            acc += tl.where(m, val, 0.0)
-    count = tl.maximum(gh * gw, 1).to(tl.float32)
-    res = acc / count[:, None]
-    row = (roi.to(tl.int64) * channels)[:, None] + cs[None, :]
-    dst = out_ptr + row * (size * size) + bin_id[:, None]
-    tl.store(dst, res.to(out_ptr.dtype.element_ty), mask=ok)
+def _pick(level, a0, a1, a2, a3, a4):
+    """Value of a per-level argument (up to five levels) for `level` in [0, 5)."""
+    return tl.where(level == 0, a0, tl.where(level == 1, a1, tl.where(level == 2, a2, tl.where(level == 3, a3, a4))))
 
 
 @triton.jit
@@ -68,3 +21,89 @@ def _axis(coord, limit):
     high = tl.where(edge, low, low + 1)
     frac = tl.where(edge, 0.0, c - low.to(tl.float32))
     return low, high, frac, valid
+
+
+@triton.jit(do_not_specialize=["n_rois", "channels", "h0", "w0", "h1", "w1", "h2", "w2", "h3", "w3", "h4", "w4",
+                               "sampling_ratio"])
+def roi_align_kernel(f0, f1, f2, f3, f4, rois_ptr, levels_ptr, out_ptr, n_rois, channels,
+                     h0, w0, h1, w1, h2, w2, h3, w3, h4, w4, sampling_ratio,
+                     S0: tl.constexpr, S1: tl.constexpr, S2: tl.constexpr, S3: tl.constexpr, S4: tl.constexpr,
+                     NUM_LEVELS: tl.constexpr, SIZE: tl.constexpr, ALIGNED: tl.constexpr, DTYPE: tl.constexpr,
+                     ACC: tl.constexpr, ROI_BLOCK: tl.constexpr, BIN_BLOCK: tl.constexpr, BLOCK_C: tl.constexpr):
+    """RoIs [ROI_BLOCK * program_id(0), +ROI_BLOCK), channels [BLOCK_C * program_id(1), +BLOCK_C),
+    bins [BIN_BLOCK * program_id(2), +BIN_BLOCK) of their SIZE x SIZE: a [BLOCK_C, ROI_BLOCK *
+    BIN_BLOCK] tile, column t = bin (t % BIN_BLOCK) of RoI (t // BIN_BLOCK); bins along the fast
+    axis (neighbouring threads read neighbouring sample points, write neighbouring outputs). On a
+    GPU ROI_BLOCK = 1 (the RoI's geometry is uniform across the tile); the interpreter, which pays
+    per operation, takes many RoIs per program.
+
+    f0..f4: the level maps Tensor[B, C, H_l, W_l] (unused ones repeat f0); S0..S4 their spatial
+    scales (already rounded to the features' dtype); levels: Tensor[R] int64 level of each RoI
+    (outside [0, NUM_LEVELS): pooled to 0). Geometry as roi_align.cpu._geometry, in ACC (float32;
+    float64 for float64 features): the RoI rounded to DTYPE, start = coordinate * scale - offset,
+    size clamped at 1 unless ALIGNED, bin = size / SIZE, grid = sampling_ratio or ceil(bin).
+    Samples as torchvision's CPU kernel, in its operation order: y = start + ph * bin + (iy + 0.5)
+    * bin / grid; outside [-1, size] zero; clamped at 0 and size - 1; the bin is the sum over the
+    grid divided by max(grid_h * grid_w, 1). Divisions are IEEE (fdiv with ieee_rounding); the
+    launch disables FMA contraction.
+    """
+    t = tl.arange(0, ROI_BLOCK * BIN_BLOCK)
+    roi = tl.program_id(0) * ROI_BLOCK + t // BIN_BLOCK
+    bins = tl.program_id(2) * BIN_BLOCK + t % BIN_BLOCK
+    col_ok = (roi < n_rois) & (bins < SIZE * SIZE)
+    roi = tl.where(roi < n_rois, roi, 0)
+    level = tl.load(levels_ptr + roi)
+    assigned = (level >= 0) & (level < NUM_LEVELS)
+    lv = tl.minimum(tl.maximum(level, 0), NUM_LEVELS - 1).to(tl.int32)
+    h = _pick(lv, h0, h1, h2, h3, h4)
+    w = _pick(lv, w0, w1, w2, w3, w4)
+    scale = _pick(lv, tl.full((), S0, ACC), tl.full((), S1, ACC), tl.full((), S2, ACC), tl.full((), S3, ACC),
+                  tl.full((), S4, ACC))
+    r = rois_ptr + roi.to(tl.int64) * 5
+    offset = 0.5 if ALIGNED else 0.0
+    x1 = tl.load(r + 1).to(DTYPE).to(ACC) * scale - offset
+    y1 = tl.load(r + 2).to(DTYPE).to(ACC) * scale - offset
+    x2 = tl.load(r + 3).to(DTYPE).to(ACC) * scale - offset
+    y2 = tl.load(r + 4).to(DTYPE).to(ACC) * scale - offset
+    roi_w, roi_h = x2 - x1, y2 - y1
+    if not ALIGNED:
+        roi_w, roi_h = tl.maximum(roi_w, 1.0), tl.maximum(roi_h, 1.0)
+    size_f = tl.full(roi_w.shape, SIZE, ACC)
+    bin_h, bin_w = tl.math.fdiv(roi_h, size_f, ieee_rounding=True), tl.math.fdiv(roi_w, size_f, ieee_rounding=True)
+    if sampling_ratio > 0:
+        grid_h = tl.full(roi_w.shape, 0, tl.int32) + sampling_ratio
+        grid_w = grid_h
+    else:
+        grid_h = tl.maximum(tl.math.ceil(bin_h).to(tl.int32), 0)
+        grid_w = tl.maximum(tl.math.ceil(bin_w).to(tl.int32), 0)
+    grid_h, grid_w = tl.where(assigned & col_ok, grid_h, 0), tl.where(assigned & col_ok, grid_w, 0)
+    gh_f, gw_f = tl.maximum(grid_h, 1).to(ACC), tl.maximum(grid_w, 1).to(ACC)  # 0: no samples
+    count = tl.maximum(grid_h * grid_w, 1).to(ACC)
+    batch = tl.load(r).to(DTYPE).to(tl.int64)
+    cs = tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C)
+    c_ok = cs < channels
+    plane = (batch * channels)[None, :] + cs[:, None]  # [BLOCK_C, columns] channel plane index
+    base = _pick(lv, f0, f1, f2, f3, f4)[None, :] + plane.to(tl.int64) * (h * w).to(tl.int64)[None, :]
+    ph = (bins // SIZE).to(ACC)
+    pw = (bins % SIZE).to(ACC)
+    acc = tl.zeros([BLOCK_C, ROI_BLOCK * BIN_BLOCK], dtype=ACC)
+    for iy in range(tl.max(grid_h, 0)):
+        yy = y1 + ph * bin_h + tl.math.fdiv((iy + 0.5) * bin_h, gh_f, ieee_rounding=True)
+        y_low, y_high, ly, y_ok = _axis(yy, h)
+        for ix in range(tl.max(grid_w, 0)):
+            xx = x1 + pw * bin_w + tl.math.fdiv((ix + 0.5) * bin_w, gw_f, ieee_rounding=True)
+            x_low, x_high, lx, x_ok = _axis(xx, w)
+            use = y_ok & x_ok & (iy < grid_h) & (ix < grid_w)
+            m = c_ok[:, None] & use[None, :]
+            hy, hx = 1.0 - ly, 1.0 - lx
+            v1 = tl.load(base + (y_low * w + x_low)[None, :], mask=m, other=0.0).to(ACC)
+            v2 = tl.load(base + (y_low * w + x_high)[None, :], mask=m, other=0.0).to(ACC)
+            v3 = tl.load(base + (y_high * w + x_low)[None, :], mask=m, other=0.0).to(ACC)
+            v4 = tl.load(base + (y_high * w + x_high)[None, :], mask=m, other=0.0).to(ACC)
+            val = ((hy * hx)[None, :] * v1 + (hy * lx)[None, :] * v2 + (ly * hx)[None, :] * v3 +
+                   (ly * lx)[None, :] * v4)
+            acc += tl.where(m, val, 0.0)
+    res = tl.math.fdiv(acc, tl.zeros([BLOCK_C, ROI_BLOCK * BIN_BLOCK], dtype=ACC) + count[None, :],
+                       ieee_rounding=True)
+    dst = out_ptr + ((roi.to(tl.int64) * channels)[None, :] + cs[:, None]) * (SIZE * SIZE) + bins[None, :]
+    tl.store(dst, res.to(out_ptr.dtype.element_ty), mask=c_ok[:, None] & col_ok[None, :])

@@ -12,8 +12,10 @@ RoIs whose adaptive grid is large (gh * gw > MAX_GATHER_SAMPLES, e.g. huge boxes
 separable path instead: out = Wy @ F @ Wx^T with per-axis weights accumulated over samples, so
 memory stays bounded by the feature map, not by the number of samples.
 
-Numerics: as torchvision's CPU roi_align (fp32 accumulation); differences are rounding only
-(~1e-6 relative). fp16 inputs are computed in fp32 and rounded once at the end.
+Numerics: as torchvision's CPU roi_align; differences are rounding only (~1e-6 relative in
+float32). Computed in float32 for float32/float16/bfloat16 features (fp16/bf16 rounded once at
+the end) and in float64 for float64 features (torchvision's double kernel), whatever the autocast
+state (autocast would run the separable path's einsum in bfloat16).
 """
 
 from __future__ import annotations
@@ -50,6 +52,14 @@ def roi_align(
     Raises ValueError for non-finite RoIs or batch indices out of range.
     """
     check_inputs(features, rois, spatial_scales, output_size)
+    with torch.autocast("cpu", enabled=False):  # compute in the features' precision, never bf16
+        return _roi_align(features, rois, spatial_scales, output_size, sampling_ratio, aligned, canonical_size,
+                          canonical_level)
+
+
+def _roi_align(features, rois, spatial_scales, output_size, sampling_ratio, aligned, canonical_size,
+               canonical_level) -> Tensor:
+    """`roi_align` on checked inputs (see there)."""
     first = features[0]
     n, c, size = rois.shape[0], first.shape[1], output_size
     if n == 0:
@@ -58,8 +68,9 @@ def roi_align(
     levels = assign_levels(rois, spatial_scales, canonical_size, canonical_level)
     geo = _geometry(rois, levels, features, spatial_scales, bases, size, sampling_ratio, aligned)
     pos, weight, offsets = _bags(geo, size)  # computed once, reused for every channel block
-    out = np.empty((n * size * size, c), dtype=np.float32)
-    maps = [f.detach().float().numpy() for f in features]
+    dtype = compute_dtype(first.dtype)
+    out = np.empty((n * size * size, c), dtype=np.float64 if dtype == torch.float64 else np.float32)
+    maps = [f.detach().to(dtype).numpy() for f in features]
     for c0 in range(0, c, CHANNEL_BLOCK):
         c1 = min(c0 + CHANNEL_BLOCK, c)
         table = torch.from_numpy(pyramid_table(maps, c0, c1))
@@ -73,6 +84,11 @@ def roi_align(
     return out.to(first.dtype).permute(0, 3, 1, 2)
 
 
+def compute_dtype(dtype: torch.dtype) -> torch.dtype:
+    """float64 for float64 features (torchvision's double kernel), float32 for all others."""
+    return torch.float64 if dtype == torch.float64 else torch.float32
+
+
 def level_bases(features: Sequence[Tensor]) -> list[int]:
     """First table row of each level: levels are stacked, each B * H_l * W_l rows (image-major)."""
     sizes = [f.shape[0] * f.shape[2] * f.shape[3] for f in features]
@@ -80,7 +96,7 @@ def level_bases(features: Sequence[Tensor]) -> list[int]:
 
 
 def pyramid_table(maps: Sequence[np.ndarray], c0: int, c1: int) -> np.ndarray:
-    """Channels c0:c1 of all levels, channels-last: float32 [sum_l B * H_l * W_l, c1 - c0].
+    """Channels c0:c1 of all levels, channels-last: [sum_l B * H_l * W_l, c1 - c0] in the maps' dtype.
 
     Small enough (a few MB for 32 channels) to stay in cache while the gather reads it. numpy
     copies are single-threaded: many mid-sized torch copies would each wake the thread pool,
@@ -88,7 +104,7 @@ def pyramid_table(maps: Sequence[np.ndarray], c0: int, c1: int) -> np.ndarray:
     """
     b = maps[0].shape[0]
     rows = sum(b * f.shape[2] * f.shape[3] for f in maps)
-    table = np.empty((rows, c1 - c0), dtype=np.float32)
+    table = np.empty((rows, c1 - c0), dtype=maps[0].dtype)
     start = 0
     for f in maps:
         for i in range(b):
@@ -108,7 +124,7 @@ def _bags(geo: dict[str, Tensor], size: int) -> tuple[Tensor, Tensor, Tensor]:
     n = geo["start_h"].shape[0]
     grids = torch.stack([geo["grid_h"], geo["grid_w"]], 1)
     pairs = torch.unique(grids, dim=0).tolist()
-    if len(pairs) == 1 and pairs[0][0] * pairs[0][1] <= MAX_GATHER_SAMPLES:
+    if len(pairs) == 1 and 0 < pairs[0][0] * pairs[0][1] <= MAX_GATHER_SAMPLES:
         pos, weight = _taps(geo, size, *pairs[0])
         taps = pos.shape[-1]
         # flat input + explicit offsets: embedding_bag would otherwise rebuild both on every call
@@ -117,16 +133,22 @@ def _bags(geo: dict[str, Tensor], size: int) -> tuple[Tensor, Tensor, Tensor]:
 
 
 def _geometry(rois, levels, features, spatial_scales, bases, size, sampling_ratio, aligned) -> dict[str, Tensor]:
-    """Per-RoI level geometry, start, bin size and sampling grid with torchvision's float32 arithmetic.
+    """Per-RoI level geometry, start, bin size and sampling grid with torchvision's arithmetic, in
+    float32 (float64 for float64 features).
 
-    The RoI is rounded to the features' dtype first, as the reference does before pooling.
+    The RoI is rounded to the features' dtype first, as the reference does before pooling. RoIs
+    without a level (`levels` outside [0, L), see common.assign_levels) and adaptive grids of a
+    size <= 0 (aligned RoIs of zero or negative size) get an empty sampling grid: they pool to 0.
     """
     dtype = features[0].dtype
     dev = levels.device
-    scale = torch.tensor([float(s) for s in spatial_scales], dtype=dtype, device=dev).float().index_select(0, levels)
+    assigned = (levels >= 0) & (levels < len(features))
+    levels = levels.clamp(0, len(features) - 1)
+    scale = torch.tensor([float(s) for s in spatial_scales], dtype=dtype, device=dev)
+    scale = scale.to(compute_dtype(dtype)).index_select(0, levels)
     height = torch.tensor([f.shape[2] for f in features], device=dev).index_select(0, levels)
     width = torch.tensor([f.shape[3] for f in features], device=dev).index_select(0, levels)
-    r = rois.to(dtype).float()
+    r = rois.to(dtype).to(compute_dtype(dtype))
     offset = 0.5 if aligned else 0.0
     x1, y1, x2, y2 = (r[:, k] * scale - offset for k in range(1, 5))
     roi_w, roi_h = x2 - x1, y2 - y1
@@ -137,8 +159,9 @@ def _geometry(rois, levels, features, spatial_scales, bases, size, sampling_rati
         grid_h = torch.full_like(levels, sampling_ratio)
         grid_w = grid_h.clone()
     else:
-        grid_h = torch.ceil(roi_h / size).to(torch.int64)
-        grid_w = torch.ceil(roi_w / size).to(torch.int64)
+        grid_h = torch.ceil(roi_h / size).to(torch.int64).clamp(min=0)
+        grid_w = torch.ceil(roi_w / size).to(torch.int64).clamp(min=0)
+    grid_h, grid_w = torch.where(assigned, grid_h, 0), torch.where(assigned, grid_w, 0)
     base = torch.tensor(bases, device=dev).index_select(0, levels) + r[:, 0].to(torch.int64) * height * width
     return {"base": base, "height": height, "width": width, "start_h": y1, "start_w": x1, "bin_h": bin_h,
             "bin_w": bin_w, "grid_h": grid_h, "grid_w": grid_w, "level": levels, "batch": r[:, 0].to(torch.int64)}
@@ -152,9 +175,9 @@ def _mixed_bags(geo: dict[str, Tensor], grids: Tensor, pairs, size: int) -> tupl
     starts = torch.cumsum(per_roi, 0) - per_roi
     total = int(per_roi.sum())
     flat_pos = torch.zeros(total, dtype=torch.int64)
-    flat_w = torch.zeros(total, dtype=torch.float32)
+    flat_w = torch.zeros(total, dtype=geo["bin_h"].dtype)
     for gh, gw in pairs:
-        if gh * gw > MAX_GATHER_SAMPLES:
+        if gh * gw > MAX_GATHER_SAMPLES or gh * gw == 0:  # separable, or no samples (an empty bag: 0)
             continue
         sel = torch.where((grids[:, 0] == gh) & (grids[:, 1] == gw))[0]
         pos, weight = _taps({k: v.index_select(0, sel) for k, v in geo.items()}, size, gh, gw)
@@ -168,15 +191,15 @@ def _mixed_bags(geo: dict[str, Tensor], grids: Tensor, pairs, size: int) -> tupl
 def axis_taps(start: Tensor, bin_size: Tensor, grid: int, size: int, limit: Tensor | int, first: int = 0):
     """Bilinear taps along one axis for samples `first .. first + g` of every bin (g <= _CHUNK_BINS).
 
-    start, bin_size: Tensor[n] float32; limit: the feature size along the axis (int or Tensor[n]).
+    start, bin_size: Tensor[n] float32 or float64; limit: the feature size along the axis (int or Tensor[n]).
     Sample k of bin p sits at start + p * bin + (k + 0.5) * bin / grid (torchvision's order of
-    operations). Returns (index Tensor[n, size, g, 2] int64, weight Tensor[n, size, g, 2] float32,
+    operations). Returns (index Tensor[n, size, g, 2] int64, weight Tensor[n, size, g, 2] in start's dtype,
     valid Tensor[n, size, g] bool); samples outside [-1, limit] are invalid (torchvision drops them).
     """
     n_samples = min(grid - first, _CHUNK_BINS)
     limit = torch.as_tensor(limit).reshape(-1, 1, 1)
-    p = torch.arange(size, dtype=torch.float32)
-    k = torch.arange(first, first + n_samples, dtype=torch.float32)
+    p = torch.arange(size, dtype=start.dtype)
+    k = torch.arange(first, first + n_samples, dtype=start.dtype)
     coord = (start[:, None] + p[None, :] * bin_size[:, None])[:, :, None] + \
         ((k + 0.5)[None, :] * bin_size[:, None] / float(grid))[:, None, :]
     valid = (coord >= -1.0) & (coord <= limit)
@@ -197,7 +220,7 @@ def _taps(geo: dict[str, Tensor], size: int, gh: int, gw: int) -> tuple[Tensor, 
     # [n, P, gh, 2] x [n, Q, gw, 2] -> [n, P, Q, gh, 2, gw, 2]
     rows = (geo["base"][:, None, None, None] + yi * geo["width"][:, None, None, None])
     pos = rows[:, :, None, :, :, None, None] + xi[:, None, :, None, None, :, :]
-    wy = (yw * (yv[..., None] / float(max(gh * gw, 1))))[:, :, None, :, :, None, None]
+    wy = (yw * (yv[..., None].to(yw.dtype) / float(max(gh * gw, 1))))[:, :, None, :, :, None, None]
     wx = (xw * xv[..., None])[:, None, :, None, None, :, :]
     return pos.reshape(n, size, size, -1), (wy * wx).reshape(n, size, size, -1)
 
@@ -212,17 +235,17 @@ def _separable(features: Sequence[Tensor], geo: dict[str, Tensor], size: int) ->
     gh, gw = int(geo["grid_h"][0]), int(geo["grid_w"][0])
     wy = _axis_matrix(geo["start_h"], geo["bin_h"], gh, size, h)  # [P, H]
     wx = _axis_matrix(geo["start_w"], geo["bin_w"], gw, size, w)  # [Q, W]
-    fmap = features[int(geo["level"][0])][int(geo["batch"][0])].float()  # [C, H, W]
+    fmap = features[int(geo["level"][0])][int(geo["batch"][0])].to(wy.dtype)  # [C, H, W]
     tmp = torch.einsum("ph,chw->pwc", wy, fmap)
     return torch.einsum("qw,pwc->pqc", wx, tmp) / float(max(gh * gw, 1))
 
 
 def _axis_matrix(start: Tensor, bin_size: Tensor, grid: int, size: int, limit: int) -> Tensor:
-    """Dense Tensor[size, limit] float32 of summed tap weights along one axis for a single RoI."""
+    """Dense Tensor[size, limit] of summed tap weights along one axis for a single RoI (start's dtype)."""
     mat = torch.zeros((size, limit), dtype=torch.float64)
     for first in range(0, grid, _CHUNK_BINS):
         index, weight, valid = axis_taps(start, bin_size, grid, size, limit, first)
         weight = (weight * valid[..., None]).double()
         mat.scatter_add_(1, index[0].reshape(size, -1), weight[0].reshape(size, -1))
-    return mat.float()
+    return mat.to(start.dtype)
 

@@ -14,15 +14,18 @@ from torchvision.ops.boxes import box_area
 def fpn_levels(
     boxes: Tensor, k_min: int, k_max: int, canonical_size: int = 224, canonical_level: int = 4, eps: float = 1e-6
 ) -> Tensor:
-    """FPN eq. 1: level index (0 = k_min) for each box.
+    """FPN eq. 1: level index (0 = k_min) for each box, or -1 for a box with negative area.
 
-    boxes: Tensor[R, 4] xyxy in input-image pixels. Returns Tensor[R] int64 in [0, k_max - k_min].
+    boxes: Tensor[R, 4] xyxy in input-image pixels. Returns Tensor[R] int64 in [-1, k_max - k_min].
     level = clamp(floor(canonical_level + log2(sqrt(area) / canonical_size) + eps), k_min, k_max) - k_min.
+    A box with x2 < x1 or y2 < y1 (one of the two) has a negative area and a NaN level; torchvision's
+    LevelMapper casts that NaN to int64 (INT64_MIN on x86), which matches no level, so
+    MultiScaleRoIAlign leaves such a RoI at zero. -1 says the same without relying on the cast.
     """
     s = torch.sqrt(box_area(boxes))
     target = torch.floor(canonical_level + torch.log2(s / canonical_size) + torch.tensor(eps, dtype=s.dtype))
     target = torch.clamp(target, min=k_min, max=k_max)
-    return target.to(torch.int64) - k_min
+    return torch.where(torch.isnan(target), -1, target.nan_to_num(0.0).to(torch.int64) - k_min)
 
 
 def level_range(spatial_scales: Sequence[float]) -> tuple[int, int]:
@@ -49,13 +52,19 @@ def roi_align(
     Mask R-CNN default (no half-pixel offset), `aligned=True` shifts by -0.5 px (Detectron2).
     sampling_ratio <= 0 means adaptive: ceil(roi_size / output_size) samples per bin.
     Returns Tensor[R, C, output_size, output_size] in the features' dtype.
+    As torchvision's MultiScaleRoIAlign: with one level every RoI is pooled from it (no level
+    mapping); with several, a RoI whose level is -1 (negative area, see `fpn_levels`) or has no
+    feature map (scales not consecutive) stays zero.
     """
     first = features[0]
     result = first.new_zeros((rois.shape[0], first.shape[1], output_size, output_size))
     if rois.shape[0] == 0:
         return result
     k_min, k_max = level_range(spatial_scales)
-    levels = fpn_levels(rois[:, 1:], k_min, k_max, canonical_size, canonical_level)
+    if len(features) == 1:
+        levels = torch.zeros(rois.shape[0], dtype=torch.int64, device=rois.device)
+    else:
+        levels = fpn_levels(rois[:, 1:], k_min, k_max, canonical_size, canonical_level)
     for level, (feature, scale) in enumerate(zip(features, spatial_scales)):
         idx = torch.where(levels == level)[0]
         pooled = tv_roi_align(

@@ -1,0 +1,61 @@
+"""Every Triton kernel compiled for the GPUs it is meant for, on this CPU (marker `ptx`).
+
+triton.compile with GPUTarget("cuda", 90, 32) (sm_90a, H100/H200) and ("cuda", 80, 32) (sm_80,
+A100) needs no GPU, and the triton wheel ships ptxas, whose `-v` report gives registers, spills
+and the stack frame per thread. The configurations are the launches the wrappers make at the
+model's sizes (maskrt.kernels.launches) plus the AOT plugin kernels (maskrt.kernels.trt_aot),
+compiled in one child process without TRITON_INTERPRET (interpreted kernels cannot be
+compiled); triton's cache and a stats cache beside it make repeated runs take seconds.
+Compile times are measured in benchmarks/gpu/test_compile.py, not asserted here.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from maskrt.kernels import ptx
+
+pytestmark = pytest.mark.ptx
+
+STACK_LIMIT = 256  # bytes per thread: a few spilled scalars at most (the old RoIAlign tile spilled 6.5-25.7 KB)
+EXACT = ("iou_mask_kernel", "segment_nms_kernel", "paste_kernel", "roi_align_kernel")  # bit-exact claims
+NO_FMA = ("iou_mask_kernel", "segment_nms_kernel", "roi_align_kernel")  # no fused multiply-add at all
+
+
+@pytest.fixture(scope="module")
+def rows() -> list[dict]:
+    return ptx.compile_in_subprocess()
+
+
+def test_every_configuration_compiles_for_hopper_and_ampere(rows):
+    from maskrt.kernels.launches import NAMES
+
+    configs = {name for names in NAMES.values() for name in names} | {"PasteMasks AOT fp32", "PasteMasks AOT fp16"}
+    assert {(r["config"], r["arch"]) for r in rows} == {(c, a) for c in configs for a in ("sm_90a", "sm_80")}
+
+
+def test_no_spills_and_a_bounded_stack(rows):
+    """Defect 6: a spilled tile is slow and reserves local memory for every resident thread."""
+    bad = [(r["config"], r["arch"], r["spill_stores"], r["spill_loads"], r["stack"]) for r in rows
+           if r["spill_stores"] or r["spill_loads"] or r["stack"] > STACK_LIMIT]
+    assert bad == []
+
+
+def test_exact_kernels_divide_ieee_and_do_not_contract(rows):
+    """Defect 5: div.full.f32 is approximate (up to 2 ulp) and contracting a * b + c into one fma
+    rounds once instead of twice; kernels claiming bit-exactness must have neither. The paste's
+    fused multiply-adds are explicit (tl.fma, as torch's CPU interpolation computes them)."""
+    for r in rows:
+        assert r["div_full"] == 0 and r["div_approx"] == 0, r
+        if r["kernel"] in EXACT:
+            assert r["fp_fusion"] is False, r
+        if r["kernel"] in NO_FMA:
+            assert r["fma"] == 0, r
+
+
+def test_aot_kernel_takes_tensorrts_argument_order(rows):
+    """TensorRT calls an AOT kernel with (inputs, int32 scalars, outputs): masks, boxes, canvas;
+    m, height, width, threshold bits; pasted - then triton's two scratch pointers (sizes 0)."""
+    for r in rows:
+        if r["config"].startswith("PasteMasks AOT"):
+            assert r["params"] == "ppp" + "iiii" + "p" + "pp", r

@@ -1,0 +1,37 @@
+"""The input transform's sizes against torchvision's GeneralizedRCNNTransform, and images so thin
+that a side would round to 0 pixels (issue 16, item 10)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torchvision.models.detection.transform import GeneralizedRCNNTransform
+
+import maskrt
+from maskrt.model.transform import InputPolicy
+
+
+@pytest.mark.parametrize("size", [(240, 320), (333, 250), (64, 500), (1, 5), (700, 900), (10, 2000)])
+def test_resized_size_is_torchvision_s_where_torchvision_works(size):
+    policy = InputPolicy(320, 512)
+    tv = GeneralizedRCNNTransform(320, 512, [0.0] * 3, [1.0] * 3)
+    tv.eval()
+    resized = tv(list(torch.rand(1, 3, *size)))[0].image_sizes[0]
+    assert policy.resized_size(*size) == tuple(resized)
+
+
+@pytest.fixture(scope="module")
+def torch_seg(small_checkpoint):
+    return maskrt.load(small_checkpoint, backend="torch", score_threshold=0.0)
+
+
+@pytest.mark.parametrize("shape", [(1, 600, 3), (600, 1, 3), (2, 5000, 3), (5000, 2, 3)])
+def test_thin_images_keep_a_pixel_and_are_segmented(torch_seg, shape):
+    """torchvision fails on these (a side resized to 0); maskrt keeps at least one pixel, so the
+    image is segmented and its masks come back at the input's size."""
+    with pytest.raises(RuntimeError):
+        GeneralizedRCNNTransform(320, 512, [0.0] * 3, [1.0] * 3).eval()(list(torch.rand(1, 3, *shape[:2])))
+    assert min(InputPolicy(320, 512).resized_size(*shape[:2])) == 1
+    dets = torch_seg(np.full(shape, 120, np.uint8))
+    assert dets.masks.shape == (len(dets), *shape[:2])
