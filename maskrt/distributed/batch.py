@@ -95,7 +95,7 @@ def resolve_engine(opts: BatchOptions) -> tuple[Path, str]:
         engine = Path(os.path.abspath(opts.model))
         read_manifest(engine)
     elif opts.backend in ("auto", "openvino") and opts.device == "cpu":
-        engine = Path(os.path.abspath(cached_cpu_engine(opts.model, opts.min_size, opts.max_size)))
+        engine = Path(os.path.abspath(cached_cpu_engine(opts.model, progress=not opts.quiet)))
     else:
         raise MaskrtError("maskrt batch runs engines: give an engine directory (maskrt build), or a checkpoint "
                           "for the CPU engine")
@@ -127,6 +127,7 @@ def run_batch(opts: BatchOptions) -> Summary:
         threads = opts.threads or (max(1, int(opts.cpus_per_worker)) if opts.ray is not None else None)
         settings = JobSettings(out_dir=str(out), job=uuid.uuid4().hex[:12], engine=str(engine), engine_sha256=sha,
                                score_threshold=opts.score_threshold, batch=opts.batch, threads=threads,
+                               min_size=opts.min_size, max_size=opts.max_size,
                                backend=opts.backend, device=opts.device, video=opts.video, coco=opts.coco,
                                images_per_task=opts.images_per_task, max_attempts=opts.max_attempts)
         summary = _Job(settings, opts, expansion.inputs).run(expansion.missing)

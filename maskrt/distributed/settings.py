@@ -13,8 +13,10 @@ DEFAULT_IMAGES_PER_TASK = 64
 class JobSettings:
     """engine: absolute engine directory (on storage every worker sees); engine_sha256: sha256 of
     its manifest.json as the driver read it; threads: inference threads per worker; video /
-    coco: write the annotated MP4 (videos) / COCO results JSON besides the JSON lines;
-    images_per_task: images per chunk of an image set; max_attempts: attempts at one unit in one job before it is reported failed; lock_timeout:
+    min_size / max_size: the input-size policy applied when the engine is loaded (None: the
+    engine's own); video / coco: write the annotated MP4 (videos) / COCO results JSON besides the JSON lines;
+    images_per_task: images per chunk of an image set; max_attempts: attempts at one unit in one
+    job before it is reported failed; lock_timeout:
     seconds an attempt waits for an earlier one still holding the unit."""
 
     out_dir: str
@@ -24,6 +26,8 @@ class JobSettings:
     score_threshold: float = 0.5
     batch: int = 1
     threads: int | None = None
+    min_size: int | None = None
+    max_size: int | None = None
     backend: str = "auto"
     device: str = "cpu"
     video: bool = True
@@ -35,7 +39,7 @@ class JobSettings:
     def output_settings(self) -> dict:
         """What changes the bytes of the outputs (kept in completion records)."""
         return {"engine_sha256": self.engine_sha256, "score_threshold": self.score_threshold, "batch": self.batch,
-                "video": self.video, "coco": self.coco}
+                "min_size": self.min_size, "max_size": self.max_size, "video": self.video, "coco": self.coco}
 
 
 @dataclass(frozen=True)

@@ -66,7 +66,8 @@ class Worker:
             if sha256_of(manifest) != s.engine_sha256:
                 raise EngineError(f"engine {s.engine} on {host} is not the driver's (manifest sha256 differs)")
             self._segmenter = load(s.engine, device=s.device, backend=s.backend, score_threshold=s.score_threshold,
-                                   batch_size=s.batch, num_threads=s.threads)
+                                   batch_size=s.batch, num_threads=s.threads,
+                                   min_size=s.min_size, max_size=s.max_size)
         return self._segmenter
 
     def process(self, unit: Unit) -> dict:
