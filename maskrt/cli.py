@@ -1,4 +1,4 @@
-"""`maskrt` command line: build | run | eval | info | demo | serve. User mistakes print one line and exit with code 2."""
+"""`maskrt` command line: build | run | batch | eval | info | demo | serve. User mistakes print one line and exit with code 2."""
 
 from __future__ import annotations
 
@@ -67,6 +67,49 @@ def _add_run(sub) -> None:
                             "(default fp32)")
     p.add_argument("--quiet", action="store_true", help="no progress bar and no summary")
     p.set_defaults(func=_cmd_run)
+
+
+def _add_batch(sub) -> None:
+    p = sub.add_parser(
+        "batch", help="segment many videos and image folders into a folder, locally or on a Ray cluster",
+        description="Segment every SOURCE into --out-dir: NAME.jsonl (and NAME.mp4 for videos, NAME.coco.json "
+                    "with --coco) plus NAME.done.json once complete, NAME = <stem>-<hash of the input path>. "
+                    "Running it again skips finished inputs and redoes the rest. Exit codes: 0 all done, "
+                    "1 some input failed (the others are written), 2 user error, 130 interrupted.")
+    p.add_argument("sources", nargs="+", metavar="SOURCE",
+                   help="video files, image files, folders of images, quoted globs, or .txt files listing them")
+    p.add_argument("--model", required=True, help="engine directory (NAME.maskrt) or checkpoint (the CPU engine "
+                                                  "is built and cached)")
+    p.add_argument("--out-dir", required=True, type=Path, help="folder for the outputs and completion records")
+    p.add_argument("--ray", nargs="?", const="", default=None, metavar="ADDRESS",
+                   help="run on Ray: alone, a local Ray (or $RAY_ADDRESS); with ADDRESS (auto, HOST:PORT, "
+                        "ray://HOST:10001), that cluster. Without --ray: in this process")
+    p.add_argument("--workers", type=int, help="Ray actors, one engine each (default: cluster CPUs / "
+                                               "--cpus-per-worker)")
+    p.add_argument("--cpus-per-worker", type=float, default=1.0, help="CPUs Ray reserves per worker (default 1)")
+    p.add_argument("--threads", type=int, help="inference threads per worker (default: --cpus-per-worker "
+                                               "under Ray, all cores locally)")
+    p.add_argument("--video", action=argparse.BooleanOptionalAction, default=True,
+                   help="write the annotated MP4 of each video (default on)")
+    p.add_argument("--coco", action="store_true", help="also write COCO results JSON per input")
+    p.add_argument("--score-threshold", type=float, default=0.5, help="keep detections above this (default 0.5)")
+    p.add_argument("--batch", type=int, default=1, help="frames per inference call (default 1)")
+    p.add_argument("--images-per-task", type=int, default=64, help="images per task of an image folder (default 64)")
+    p.add_argument("--max-attempts", type=int, default=3,
+                   help="attempts at one task before its input is reported failed (default 3)")
+    p.add_argument("--min-size", type=int, help="checkpoints: shorter side of the engine's input (default 800)")
+    p.add_argument("--max-size", type=int, help="checkpoints: cap on the longer side (default 1333)")
+    p.add_argument("--backend", choices=("auto", "openvino", "tensorrt"), default="auto",
+                   help="inference backend (default: the engine's)")
+    p.add_argument("--summary", type=Path, help="also write the summary as JSON to this file")
+    p.add_argument("--quiet", action="store_true", help="no progress bar and no summary on stderr")
+    p.set_defaults(func=_cmd_batch)
+
+
+def _cmd_batch(args: argparse.Namespace) -> int:
+    from .commands.batch import run
+
+    return run(args)
 
 
 def _add_info(sub) -> None:
@@ -196,7 +239,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="maskrt", description="Mask R-CNN inference engine.")
     parser.add_argument("--version", action="version", version=f"maskrt {_version()}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for add in (_add_build, _add_run, _add_eval, _add_info, _add_demo, _add_serve):
+    for add in (_add_build, _add_run, _add_batch, _add_eval, _add_info, _add_demo, _add_serve):
         add(sub)
     return parser
 
