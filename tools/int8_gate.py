@@ -8,7 +8,9 @@
    (Segmenter.stream, JSON lines), scored per frame against its ground truth with
    maskrt.engine.stream.evaluate.video_ap: within 0.02.
 
-    .venv/bin/python tools/int8_gate.py --data runs/int8_gate --out benchmarks/results/int8_gate.json
+    .venv/bin/python tools/int8_gate.py --data runs/int8_gate --out benchmarks/results/avx2/int8_gate.json
+
+Results are kept per kind of CPU (benchmarks/results/KIND/, KIND from maskrt.machine).
 
 Both engines are the ones `maskrt.load(BUNDLED, precision=...)` builds and caches (int8: the
 default calibration set, maskrt.builders.calibration). Exit status 1 when a gate fails.
@@ -71,7 +73,7 @@ def video(data: Path, frames: int) -> dict:
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--data", type=Path, default=Path("runs/int8_gate"), help="where datasets and outputs go")
-    p.add_argument("--out", type=Path, default=Path("benchmarks/results/int8_gate.json"))
+    p.add_argument("--out", type=Path, default=Path(f"benchmarks/results/{describe(False).kind}/int8_gate.json"))
     p.add_argument("--images", type=int, default=500)
     p.add_argument("--frames", type=int, default=120)
     args = p.parse_args()
