@@ -12,6 +12,7 @@ from PIL import Image
 from pycocotools import mask as mask_utils
 
 from maskrt.cli import main
+from tests.cli_runner import run_in_process
 from tests.conftest import random_image
 
 
@@ -66,7 +67,7 @@ def test_bad_input_is_one_line_exit_2_and_no_output(case, small_checkpoint, imag
         source = str(tmp_path / "empty")
     out_json = tmp_path / "out.jsonl"
     extra = [] if case == "no_outputs" else ["--json", str(out_json)]
-    result = run_cli("run", source, "--model", model, *extra)
+    result = run_in_process("run", source, "--model", model, *extra)
     assert result.returncode == 2
     assert result.stderr.startswith("maskrt: error: ") and result.stderr.count("\n") == 1, result.stderr
     assert "Traceback" not in result.stderr
@@ -76,7 +77,7 @@ def test_bad_input_is_one_line_exit_2_and_no_output(case, small_checkpoint, imag
 def test_unreadable_image_in_folder_is_skipped_and_reported(small_checkpoint, image_dir, tmp_path):
     (image_dir / "broken.png").write_bytes(b"\x89PNG garbage")
     out_json = tmp_path / "r.jsonl"
-    result = run_cli("run", str(image_dir), "--model", small_checkpoint, "--json", str(out_json), "--quiet")
+    result = run_in_process("run", str(image_dir), "--model", small_checkpoint, "--json", str(out_json), "--quiet")
     assert result.returncode == 1
     assert "cannot read image" in result.stderr and "Traceback" not in result.stderr
     assert len(out_json.read_text().splitlines()) == 2

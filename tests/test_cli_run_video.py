@@ -22,6 +22,7 @@ from pycocotools import mask as mask_utils
 import maskrt
 from maskrt.cli import main
 from maskrt.data import generate_video
+from tests.cli_runner import run_in_process
 from tests.engine.test_sources import truncated_video, zero_frame_video
 
 SIZE = (64, 96)
@@ -147,7 +148,7 @@ def test_bad_video_input_is_one_line_and_leaves_nothing(model, tmp_path, case):
     elif case == "out_not_mp4":
         src = generate_video(src, num_frames=2, fps=5, size=SIZE, seed=0)
         out[1] = str(tmp_path / "res" / "o.avi")
-    result = run_cli("run", str(src), "--model", model, *SMALL, *out, "--quiet")
+    result = run_in_process("run", str(src), "--model", model, *SMALL, *out, "--quiet")
     assert result.returncode == 2, result.stderr
     assert result.stderr.startswith("maskrt: error: ") and result.stderr.count("\n") == 1, result.stderr
     assert not (tmp_path / "res").exists() or not list((tmp_path / "res").iterdir())
@@ -156,8 +157,8 @@ def test_bad_video_input_is_one_line_and_leaves_nothing(model, tmp_path, case):
 def test_truncated_video_processes_what_decodes(model, tmp_path):
     src = truncated_video(tmp_path)
     out = tmp_path / "res"
-    result = run_cli("run", str(src), "--model", model, *SMALL, "--out", str(out / "o.mp4"), "--json",
-                     str(out / "o.jsonl"), "--quiet")
+    result = run_in_process("run", str(src), "--model", model, *SMALL, "--out", str(out / "o.mp4"), "--json",
+                            str(out / "o.jsonl"), "--quiet")
     assert result.returncode == 1
     assert "Traceback" not in result.stderr and "of 20 frames could be decoded" in result.stderr
     records = read_jsonl(out / "o.jsonl")

@@ -38,7 +38,7 @@ def service():
 
     root = str(Path(__file__).resolve().parents[2])
     os.environ["PYTHONPATH"] = os.pathsep.join([root, os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep)
-    engine = str(cached_cpu_engine(str(BUNDLED), None, None))
+    engine = str(cached_cpu_engine(str(BUNDLED), progress=False))
     ray.init(address="local", num_cpus=REPLICAS + 1, include_dashboard=False, log_to_driver=False)
     port = _free_port()
     options = ServeOptions(model=ModelSpec(str(BUNDLED), engine=engine, threads=1), replicas=REPLICAS,

@@ -106,7 +106,7 @@ def _engine(args: argparse.Namespace) -> str | None:
         return None
     if args.backend not in ("auto", "openvino") or args.device != "cpu":
         return None
-    return str(cached_cpu_engine(args.model, args.min_size, args.max_size))
+    return str(cached_cpu_engine(args.model, progress=not getattr(args, "quiet", False)))
 
 
 def run(args: argparse.Namespace) -> int:

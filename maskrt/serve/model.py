@@ -46,9 +46,9 @@ class ModelSpec:
         from ..api import load
 
         source = self.engine if self.engine and Path(self.engine).is_dir() else self.path
-        sizes = {} if source == self.engine else {"min_size": self.min_size, "max_size": self.max_size}
+        # sizes apply to engine folders too (the CPU engine's dense stage takes any size)
         return load(source, device=self.device, backend=self.backend, score_threshold=self.score_threshold,
-                    num_threads=self.threads, **sizes, **self.extra)
+                    min_size=self.min_size, max_size=self.max_size, num_threads=self.threads, **self.extra)
 
 
 def segment_record(dets: Detections, classes: list[str], name: str | None = None) -> dict:

@@ -16,12 +16,13 @@ from maskrt.builders import build_engine, read_manifest
 from maskrt.builders.manifest import sha256_file
 from maskrt.errors import EngineError, MaskrtError
 from maskrt.machine import describe
+from tests.cli_runner import run_in_process
 from tests.conftest import random_image
 from tests.detections_compare import assert_detections_agree, maskrt_expected
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "maskrt.cli", *args], capture_output=True, text=True, timeout=600)
+    return run_in_process(*args)
 
 
 @pytest.fixture(scope="module")
@@ -183,9 +184,9 @@ def test_cli_tensorrt_target_says_what_is_missing(small_checkpoint, tmp_path):
     (["build", "missing.pth", "-o", "x.maskrt"], "checkpoint not found"),
     (["info", "nothing.maskrt"], "checkpoint not found"),
 ])
-def test_cli_bad_inputs(tmp_path, args, message):
-    result = subprocess.run([sys.executable, "-m", "maskrt.cli", *args], capture_output=True, text=True,
-                            cwd=tmp_path, timeout=300)
+def test_cli_bad_inputs(tmp_path, monkeypatch, args, message):
+    monkeypatch.chdir(tmp_path)
+    result = run_in_process(*args)
     errors = [line for line in result.stderr.splitlines() if line.startswith("maskrt: error:")]
     assert result.returncode == 2 and len(errors) == 1 and message in errors[0]
     assert "Traceback" not in result.stderr and list(tmp_path.iterdir()) == []

@@ -171,7 +171,7 @@ def service(ray_cluster, tmp_path_factory):
 
     work = tmp_path_factory.mktemp("serve")
     with concurrent.futures.ThreadPoolExecutor(1) as pool:  # the engine builds while the clips are made
-        engine = pool.submit(cached_cpu_engine, str(BUNDLED), 128, 128)
+        engine = pool.submit(cached_cpu_engine, str(BUNDLED), progress=False)
         clip = generate_video(work / "clip.mp4", num_frames=10, fps=FPS, size=SIZE, seed=4)
         net = VideoServer(write_ts(work / "clip.ts").read_bytes(), seconds=20 / FPS)
         engine.result()
