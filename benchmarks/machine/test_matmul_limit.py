@@ -128,3 +128,49 @@ def test_matmul_openvino_int8(benchmark):
     out = request.get_output_tensor(0).data
     expected = (np.round(a[:2] * 255) / 255) @ (w.astype(np.float32) * scale)
     np.testing.assert_allclose(out[:2], expected, rtol=1e-3, atol=1e-3)
+
+
+def openvino_int8_conv1x1(w: np.ndarray, scale: np.ndarray):
+    """The same u8 x i8 product as a 1x1 convolution, the form the quantized engine's dense and
+    mask stages run: FakeQuantize_u8(x [1, K, 32, 64]) conv (w * scale) [N, K, 1, 1], i.e. a GEMM
+    of 2048 pixels x K x N. On AVX2 without VNNI, OpenVINO's int8 convolution kernels are much
+    faster than its u8 FullyConnected (1.8x, medians, AMD EPYC Zen 3), so without this the
+    "int8 limit" would sit below what the engine's convolutions attain."""
+    import openvino as ov
+    import openvino.opset13 as ops
+
+    def const(v):
+        return ops.constant(np.array(v, dtype=np.float32))
+
+    x = ops.parameter([1, w.shape[1], 32, N // 32], np.float32)
+    fq = ops.fake_quantize(x, const(0), const(1), const(0), const(1), 256)
+    weights = ops.multiply(ops.convert(ops.constant(w), np.float32), ops.constant(scale))
+    conv = ops.convolution(fq, weights, [1, 1], [0, 0], [0, 0], [1, 1])
+    model = ov.Model([conv], [x])
+    config = {"INFERENCE_NUM_THREADS": THREADS, "PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": "f32"}
+    return ov.Core().compile_model(model, "CPU", config)
+
+
+@pytest.mark.quick
+def test_conv1x1_openvino_int8(benchmark):
+    """OpenVINO u8 x i8 1x1 convolution, 2 n^3 operations like the matmul (7-bit weights, for the
+    reason given in test_matmul_openvino_int8; the same float-rounding argument for the check)."""
+    from maskrt.builders.quantize import runtime_precisions
+
+    g = np.random.default_rng(0)
+    a = g.random((1, N, 32, N // 32), dtype=np.float32)
+    w = g.integers(-64, 64, (N, N, 1, 1)).astype(np.int8)
+    scale = (g.random((N, 1, 1, 1)) * 0.01 + 0.001).astype(np.float32)
+    compiled = openvino_int8_conv1x1(w, scale)
+    ran = runtime_precisions(compiled)
+    assert ran == {("Convolution", "u8"): 1}, f"the int8 convolution did not run in u8: {dict(ran)}"
+    request = compiled.create_infer_request()
+    info = {"flops": FLOPS, "n": N, "dtype": "int8", "library": "openvino", "threads": THREADS,
+            "runtime": "Convolution 1x1 u8 x i8"}
+    measure(benchmark, lambda: request.infer([a]), group=GROUP, min_rounds=8, max_rounds=30,
+            warmup_rounds=2, extra_info=info)
+    record_rate(benchmark)
+    out = request.get_output_tensor(0).data  # [1, N, 32, 64]
+    x = np.round(a[0, :, 0, :2] * 255) / 255  # [K, 2]: two pixels
+    expected = (w[:4, :, 0, 0].astype(np.float32) * scale[:4, :, 0, 0]) @ x  # [4, 2]
+    np.testing.assert_allclose(out[0, :4, 0, :2], expected, rtol=1e-3, atol=1e-3)
