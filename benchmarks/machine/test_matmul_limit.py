@@ -99,6 +99,22 @@ def openvino_int8_matmul(w: np.ndarray, scale: np.ndarray):
     return ov.Core().compile_model(model, "CPU", config)
 
 
+def measure_int8(benchmark, compiled, a: np.ndarray, layer: str, runtime: str) -> np.ndarray:
+    """Check that the compiled model's one compute layer runs in u8, time it on `a` (group
+    "machine", dtype int8, 2 n^3 operations), record its rate; returns the last output."""
+    from maskrt.builders.quantize import runtime_precisions
+
+    ran = runtime_precisions(compiled)
+    assert ran == {(layer, "u8"): 1}, f"the int8 {layer} did not run in u8: {dict(ran)}"
+    request = compiled.create_infer_request()
+    info = {"flops": FLOPS, "n": N, "dtype": "int8", "library": "openvino", "threads": THREADS,
+            "runtime": runtime}
+    measure(benchmark, lambda: request.infer([a]), group=GROUP, min_rounds=8, max_rounds=30,
+            warmup_rounds=2, extra_info=info)
+    record_rate(benchmark)
+    return request.get_output_tensor(0).data
+
+
 @pytest.mark.quick
 def test_matmul_openvino_int8(benchmark):
     """OpenVINO u8 x i8 MatMul (VNNI/AMX where present, AVX2 vpmaddubsw otherwise).
@@ -110,22 +126,11 @@ def test_matmul_openvino_int8(benchmark):
     on AMD EPYC Zen 3, AVX2), inside 1e-3 + 1e-3 x |out|. With full 8-bit weights the AVX2 path
     saturates on such uniform data (errors ~7 were measured), which is why NNCF keeps the first
     layer of each model to 7-bit weights (its overflow fix)."""
-    from maskrt.builders.quantize import runtime_precisions
-
     g = np.random.default_rng(0)
     a = g.random((N, N), dtype=np.float32)
     w = g.integers(-64, 64, (N, N)).astype(np.int8)
     scale = (g.random((1, N)) * 0.01 + 0.001).astype(np.float32)
-    compiled = openvino_int8_matmul(w, scale)
-    ran = runtime_precisions(compiled)
-    assert ran == {("FullyConnected", "u8"): 1}, f"the int8 matmul did not run in u8: {dict(ran)}"
-    request = compiled.create_infer_request()
-    info = {"flops": FLOPS, "n": N, "dtype": "int8", "library": "openvino", "threads": THREADS,
-            "runtime": "FullyConnected u8 x i8"}
-    measure(benchmark, lambda: request.infer([a]), group=GROUP, min_rounds=8, max_rounds=30,
-            warmup_rounds=2, extra_info=info)
-    record_rate(benchmark)
-    out = request.get_output_tensor(0).data
+    out = measure_int8(benchmark, openvino_int8_matmul(w, scale), a, "FullyConnected", "FullyConnected u8 x i8")
     expected = (np.round(a[:2] * 255) / 255) @ (w.astype(np.float32) * scale)
     np.testing.assert_allclose(out[:2], expected, rtol=1e-3, atol=1e-3)
 
@@ -155,22 +160,12 @@ def openvino_int8_conv1x1(w: np.ndarray, scale: np.ndarray):
 def test_conv1x1_openvino_int8(benchmark):
     """OpenVINO u8 x i8 1x1 convolution, 2 n^3 operations like the matmul (7-bit weights, for the
     reason given in test_matmul_openvino_int8; the same float-rounding argument for the check)."""
-    from maskrt.builders.quantize import runtime_precisions
-
     g = np.random.default_rng(0)
     a = g.random((1, N, 32, N // 32), dtype=np.float32)
     w = g.integers(-64, 64, (N, N, 1, 1)).astype(np.int8)
     scale = (g.random((N, 1, 1, 1)) * 0.01 + 0.001).astype(np.float32)
-    compiled = openvino_int8_conv1x1(w, scale)
-    ran = runtime_precisions(compiled)
-    assert ran == {("Convolution", "u8"): 1}, f"the int8 convolution did not run in u8: {dict(ran)}"
-    request = compiled.create_infer_request()
-    info = {"flops": FLOPS, "n": N, "dtype": "int8", "library": "openvino", "threads": THREADS,
-            "runtime": "Convolution 1x1 u8 x i8"}
-    measure(benchmark, lambda: request.infer([a]), group=GROUP, min_rounds=8, max_rounds=30,
-            warmup_rounds=2, extra_info=info)
-    record_rate(benchmark)
-    out = request.get_output_tensor(0).data  # [1, N, 32, 64]
+    out = measure_int8(benchmark, openvino_int8_conv1x1(w, scale), a, "Convolution",
+                       "Convolution 1x1 u8 x i8")  # [1, N, 32, 64]
     x = np.round(a[0, :, 0, :2] * 255) / 255  # [K, 2]: two pixels
     expected = (w[:4, :, 0, 0].astype(np.float32) * scale[:4, :, 0, 0]) @ x  # [4, 2]
     np.testing.assert_allclose(out[0, :4, 0, :2], expected, rtol=1e-3, atol=1e-3)

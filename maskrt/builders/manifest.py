@@ -10,12 +10,12 @@ hashes; it reports the first problem in one line (EngineError).
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import EngineError
+from ..hashing import sha256_file  # also imported from here by other modules
 from ..model.arch import ArchConfig
 from .manifest_check import MANIFEST_NAME, confined, manifest_kwargs
 
@@ -49,14 +49,6 @@ class Manifest:
     def from_dict(cls, data: dict, where: Path) -> "Manifest":
         """From parsed JSON, every field checked (one EngineError line naming the field)."""
         return cls(**manifest_kwargs(data, where, TARGETS, PRECISIONS))
-
-
-def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def is_engine_dir(path: str | Path) -> bool:

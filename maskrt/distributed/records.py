@@ -22,17 +22,10 @@ import os
 import tempfile
 from pathlib import Path
 
+from ..hashing import sha256_file as sha256_of  # imported from here by the other batch modules
+
 RECORD_SUFFIX = ".done.json"
 RECORD_VERSION = 1
-_CHUNK = 1 << 20
-
-
-def sha256_of(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(_CHUNK):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def file_stat(path: str | Path) -> dict:

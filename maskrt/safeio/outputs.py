@@ -11,6 +11,19 @@ from .paths import (LOCK_SUFFIX, _UMASK, OutputLock, _reason, _short, inspect_ta
                     remove_empty, remove_quietly, remove_stale_temps, temp_name)
 
 
+def _claim(path: Path, what: str, wait: bool) -> tuple[list[Path], OutputLock]:
+    """Create path's missing parent folders, lock path, remove its dead writers' temporary files:
+    (folders made, the lock). On failure the folders made are removed again."""
+    made = make_parents(path.parent, what)
+    try:
+        lock = OutputLock(path.with_name(f".{_short(path.name)}{LOCK_SUFFIX}"), path, what, wait)
+        remove_stale_temps(path)
+    except BaseException:
+        remove_empty(made)
+        raise
+    return made, lock
+
+
 class Output:
     """One output file, claimed when made: checked, its folder created, locked, stale
     temporary files removed. Write with open() or temp_path(), then close(keep):
@@ -26,14 +39,7 @@ class Output:
         self._made: list[Path] = []
         if self.direct:
             return
-        self._made = make_parents(self.path.parent, what)
-        try:
-            self.lock = OutputLock(self.path.with_name(f".{_short(self.path.name)}{LOCK_SUFFIX}"), self.path,
-                                   what, wait)
-            remove_stale_temps(self.path)
-        except BaseException:
-            remove_empty(self._made)
-            raise
+        self._made, self.lock = _claim(self.path, what, wait)
 
     def temp_path(self) -> Path:
         """Create the temporary file (empty) and return its path, for writers that open paths."""
@@ -181,14 +187,7 @@ class DirectoryOutput:
         self._check_replaceable()
         self.tmp: Path | None = None
         self.committed = False
-        self._made = make_parents(self.path.parent, what)
-        try:
-            self.lock = OutputLock(self.path.with_name(f".{_short(self.path.name)}{LOCK_SUFFIX}"), self.path,
-                                   what, wait)
-            remove_stale_temps(self.path)
-        except BaseException:
-            remove_empty(self._made)
-            raise
+        self._made, self.lock = _claim(self.path, what, wait)
 
     def _check_replaceable(self) -> None:
         if self.path.is_dir() and any(self.path.iterdir()):
