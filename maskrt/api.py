@@ -3,18 +3,16 @@
 from __future__ import annotations
 
 import hashlib
-import numbers
 import os
 from pathlib import Path
 
-from .builders.build import check_sizes
-from .builders.manifest import PRECISIONS, is_engine_dir, read_manifest, sha256_file
+from .artifact import is_engine_dir, read_manifest
 from .engine import Segmenter
 from .errors import EngineError, MaskrtError
+from .hashing import sha256_file
 from .model import DetectionParams
 from .model.loader import is_torchvision_name
-
-BACKENDS = ("auto", "torch", "openvino", "tensorrt")
+from .options import LoadOptions
 
 
 def load(path_or_name: str | Path, device: str = "cpu", backend: str = "auto", *,
@@ -38,33 +36,40 @@ def load(path_or_name: str | Path, device: str = "cpu", backend: str = "auto", *
     default: the bundled model's own scenes, an error for other checkpoints), `calibration_size`
     images of it. For an engine directory, a precision other than the engine's is an error.
     A Segmenter may be shared by threads: calls into one backend run one at a time.
+    The options are one `maskrt.options.LoadOptions` (`load_with` takes that record).
     """
-    if backend not in BACKENDS:
-        raise MaskrtError(f"unknown backend {backend!r}; choose from {', '.join(BACKENDS)}")
-    if precision is not None and precision not in PRECISIONS:
-        raise MaskrtError(f"unknown precision {precision!r}; choose from {', '.join(PRECISIONS)}")
-    check_sizes(min_size, max_size)
-    for name, value in (("num_threads", num_threads), ("batch_size", batch_size)):
-        if value is not None and (isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1):
-            raise MaskrtError(f"{name} must be a positive integer, got {value!r}")
-    sizes = (min_size, max_size)
+    options = LoadOptions(device=device, backend=backend, precision=precision, score_threshold=score_threshold,
+                          nms_threshold=nms_threshold, max_detections=max_detections, min_size=min_size,
+                          max_size=max_size, batch_size=batch_size, num_threads=num_threads,
+                          calibration=calibration, calibration_size=calibration_size, progress=progress)
+    return load_with(path_or_name, options)
+
+
+def load_with(path_or_name: str | Path, options: LoadOptions) -> Segmenter:
+    """`load` with its options as one record (what run, batch workers, serve replicas and
+    streams carry). Every option is checked first (one MaskrtError line)."""
+    if path_or_name is None or not isinstance(path_or_name, (str, os.PathLike)):
+        raise MaskrtError(f"load() wants an engine folder, a checkpoint path or torchvision:NAME, got "
+                          f"{type(path_or_name).__name__}")
+    o = options.checked()
+    sizes = (o.min_size, o.max_size)
     if is_engine_dir(path_or_name):
-        backend_obj, classes = _engine_backend(Path(path_or_name), backend, num_threads, sizes, precision)
-    elif backend == "torch" or device != "cpu":
-        if precision not in (None, "fp32"):
-            raise MaskrtError(f"--precision {precision} builds a CPU engine; the torch backend runs the checkpoint "
+        backend_obj, classes = _engine_backend(Path(path_or_name), o.backend, o.num_threads, sizes, o.precision)
+    elif o.backend == "torch" or o.device != "cpu":
+        if o.precision not in (None, "fp32"):
+            raise MaskrtError(f"--precision {o.precision} builds a CPU engine; the torch backend runs the checkpoint "
                               "in fp32 (use --backend auto or openvino)")
-        backend_obj, classes = _torch_backend(path_or_name, device, min_size, max_size)
-    elif backend in ("auto", "openvino"):
-        engine_dir = cached_cpu_engine(path_or_name, precision or "fp32", calibration, calibration_size,
-                                       progress=progress)
-        backend_obj, classes = _engine_backend(engine_dir, "openvino", num_threads, sizes)
+        backend_obj, classes = _torch_backend(path_or_name, o.device, o.min_size, o.max_size)
+    elif o.backend in ("auto", "openvino"):
+        engine_dir = cached_cpu_engine(path_or_name, o.precision or "fp32", o.calibration, o.calibration_size,
+                                       progress=o.progress)
+        backend_obj, classes = _engine_backend(engine_dir, "openvino", o.num_threads, sizes)
     else:
         raise MaskrtError("the tensorrt backend needs an engine built with `maskrt build --target tensorrt`")
     if backend_obj.detector is not None:  # TensorRT plans carry the thresholds they were built with
         backend_obj.detector.detection_params = DetectionParams(
-            score_thresh=score_threshold, nms_thresh=nms_threshold, detections_per_img=max_detections)
-    return Segmenter(backend_obj, classes, str(path_or_name), batch_size)
+            score_thresh=o.score_threshold, nms_thresh=o.nms_threshold, detections_per_img=o.max_detections)
+    return Segmenter(backend_obj, classes, str(path_or_name), o.batch_size)
 
 
 def _torch_backend(source, device: str, min_size, max_size):

@@ -9,6 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from .errors import MaskrtError
+from .options import BACKENDS, ENGINE_BACKENDS, PRECISIONS, TARGETS
 
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
@@ -27,7 +28,7 @@ def _check_positive(args: argparse.Namespace, *names: str) -> None:
 
 def _add_precision(p, default: str | None, what: str) -> None:
     """--precision, --calibration, --calibration-size (int8 CPU engines: maskrt.builders.calibration)."""
-    p.add_argument("--precision", choices=("fp32", "fp16", "int8"), default=default, help=what)
+    p.add_argument("--precision", choices=PRECISIONS, default=default, help=what)
     p.add_argument("--calibration", metavar="DIR_OR_GLOB",
                    help="int8: calibration images, a folder or a quoted glob, or 'synthetic' (maskrt's shapes "
                         "scenes; the default for the bundled model only)")
@@ -45,7 +46,7 @@ def _add_run(sub) -> None:
     p.add_argument("--model", required=True,
                    help="engine directory (NAME.maskrt), checkpoint (.pth/.pt/.safetensors; the CPU engine is built "
                         "and cached) or torchvision:NAME")
-    p.add_argument("--backend", choices=("auto", "torch", "openvino", "tensorrt"), default="auto",
+    p.add_argument("--backend", choices=BACKENDS, default="auto",
                    help="inference backend (default auto: the engine's, or OpenVINO for checkpoints on the CPU)")
     p.add_argument("--threads", type=int, help="inference threads (default: all cores)")
     p.add_argument("--out", type=Path, help="annotated output: an .mp4 file (H.264) for videos, cameras and URLs; "
@@ -99,7 +100,7 @@ def _add_batch(sub) -> None:
                    help="attempts at one task before its input is reported failed (default 3)")
     p.add_argument("--min-size", type=int, help="checkpoints: shorter side of the engine's input (default 800)")
     p.add_argument("--max-size", type=int, help="checkpoints: cap on the longer side (default 1333)")
-    p.add_argument("--backend", choices=("auto", "openvino", "tensorrt"), default="auto",
+    p.add_argument("--backend", choices=ENGINE_BACKENDS, default="auto",
                    help="inference backend (default: the engine's)")
     p.add_argument("--summary", type=Path, help="also write the summary as JSON to this file")
     p.add_argument("--quiet", action="store_true", help="no progress bar and no summary on stderr")
@@ -124,7 +125,7 @@ def _add_build(sub) -> None:
                        description="Export WEIGHTS to ONNX and build an engine directory OUT.maskrt.")
     p.add_argument("weights", help="checkpoint (.pth/.pt/.safetensors) or torchvision:NAME")
     p.add_argument("-o", "--output", required=True, type=Path, help="engine directory to write (NAME.maskrt)")
-    p.add_argument("--target", choices=("cpu", "tensorrt"), default="cpu", help="cpu (OpenVINO) or tensorrt")
+    p.add_argument("--target", choices=TARGETS, default="cpu", help="cpu (OpenVINO) or tensorrt")
     _add_precision(p, "fp32", "fp32; fp16 (TensorRT: an fp16 ONNX; CPU: fp16 weights, bf16 compute where "
                               "supported); int8 (CPU: NNCF post-training quantization on --calibration images)")
     p.add_argument("--min-size", type=int, help="resize shorter side to this (default: the checkpoint's, 800)")
@@ -142,7 +143,7 @@ def _add_demo(sub) -> None:
     p.add_argument("--out-dir", type=Path, default=Path("runs/demo"), help="output folder (default runs/demo)")
     p.add_argument("--frames", type=int, default=90, help="number of frames to generate (default 90)")
     p.add_argument("--seed", type=int, default=0, help="video generator seed (default 0)")
-    p.add_argument("--precision", choices=("fp32", "fp16", "int8"),
+    p.add_argument("--precision", choices=PRECISIONS,
                    help="CPU engine precision (default: int8 for the bundled model, fp32 for others)")
     p.set_defaults(func=_cmd_demo)
 
@@ -176,7 +177,7 @@ def _add_eval(sub) -> None:
     p.add_argument("--model", required=True, action="append",
                    help="engine directory, checkpoint (.pth/.pt/.safetensors) or torchvision:NAME; give it twice "
                         "(or --precision twice) to put two engines side by side on the same images")
-    p.add_argument("--precision", action="append", choices=("fp32", "fp16", "int8"),
+    p.add_argument("--precision", action="append", choices=PRECISIONS,
                    help="for a checkpoint: the CPU engine's precision (default fp32); one per --model, or "
                         "several for one model (--precision fp32 --precision int8)")
     p.add_argument("--calibration", metavar="DIR_OR_GLOB", help="int8: calibration images (see maskrt build)")
@@ -212,7 +213,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 
 
 def _cmd_info(args: argparse.Namespace) -> int:
-    from .builders.manifest import is_engine_dir
+    from .artifact import is_engine_dir
     from .model import load_model
 
     if is_engine_dir(args.model):

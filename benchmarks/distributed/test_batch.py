@@ -39,6 +39,7 @@ import psutil
 import pytest
 
 import maskrt
+from maskrt.options import LoadOptions
 from maskrt.cli import main
 from maskrt.data import generate_video
 from maskrt.distributed import BatchOptions, run_batch
@@ -178,7 +179,7 @@ def test_plain_run(benchmark, engine, videos, tmp_path):
 
 @pytest.mark.parametrize("variant", ["local", "ray_1x2", "ray_2x1"])
 def test_batch(benchmark, engine, videos, tmp_path, variant):
-    kwargs = {"local": {"threads": 2}, "ray_1x2": {"ray": "", "workers": 1, "cpus_per_worker": 2.0},
+    kwargs = {"local": {"load": LoadOptions(score_threshold=0.5, num_threads=2)}, "ray_1x2": {"ray": "", "workers": 1, "cpus_per_worker": 2.0},
               "ray_2x1": {"ray": "", "workers": 2, "cpus_per_worker": 1.0}}[variant]
     runs = []
 

@@ -20,6 +20,7 @@ import pytest
 from PIL import Image
 
 import maskrt
+from maskrt.options import LoadOptions
 from maskrt.data import iter_video_frames
 from maskrt.serve.loadgen import run_load, summarize
 
@@ -41,7 +42,7 @@ def service():
     engine = str(cached_cpu_engine(str(BUNDLED), progress=False))
     ray.init(address="local", num_cpus=REPLICAS + 1, include_dashboard=False, log_to_driver=False)
     port = _free_port()
-    options = ServeOptions(model=ModelSpec(str(BUNDLED), engine=engine, threads=1), replicas=REPLICAS,
+    options = ServeOptions(model=ModelSpec(str(BUNDLED), engine=engine, load=LoadOptions(num_threads=1, score_threshold=0.5)), replicas=REPLICAS,
                            max_batch=MAX_BATCH, max_queued=MAX_QUEUED, port=port)
     handles = deploy(options)
     yield f"http://127.0.0.1:{port}"

@@ -37,7 +37,7 @@ pytestmark = pytest.mark.skipif(not BUNDLED.exists(), reason=f"bundled model {BU
 
 @pytest.fixture(scope="module")
 def segmenter():
-    return maskrt.load(BUNDLED, score_threshold=0.5)
+    return maskrt.load(BUNDLED, min_score=0.5)
 
 
 @pytest.fixture(scope="module")
@@ -74,7 +74,7 @@ class PacedSource(FrameSource):
 
 
 def run_pipeline(segmenter, source, sinks=(), realtime=False) -> Pipeline:
-    pipeline = Pipeline(segmenter, source, realtime=realtime, sinks=list(sinks), score_threshold=0.5)
+    pipeline = Pipeline(segmenter, source, realtime=realtime, sinks=list(sinks), min_score=0.5)
     for _ in pipeline.run():
         pass
     return pipeline
@@ -158,7 +158,7 @@ def test_soak_10000_frames_memory(benchmark, segmenter, frames, tmp_path):
         before = process.memory_info().rss
         images = [frames[i % len(frames)] for i in range(10_000)]
         pipeline = Pipeline(segmenter, ArraySource(images), sinks=[JsonLinesSink(tmp_path / "soak.jsonl")],
-                            score_threshold=0.5)
+                            min_score=0.5)
         samples, stop = [], threading.Event()
 
         def sample():

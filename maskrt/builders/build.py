@@ -9,7 +9,6 @@ replaces anything but an engine (see maskrt.safeio).
 
 from __future__ import annotations
 
-import numbers
 import sys
 from dataclasses import asdict
 from pathlib import Path
@@ -19,8 +18,9 @@ from ..errors import MaskrtError
 from ..model import LoadedModel, load_model
 from ..safeio import DirectoryOutput
 from ..signals import cleanup_on_sigterm
-from .manifest import PRECISIONS, TARGETS, Manifest, read_manifest, sha256_file, write_manifest
-from .manifest_check import replaceable_reason
+from ..artifact import Manifest, read_manifest, replaceable_reason, write_manifest
+from ..hashing import sha256_file
+from ..options import PRECISIONS, TARGETS, LoadOptions, choice
 from .onnx_export import STAGES, check_onnx, export_stages
 
 
@@ -36,13 +36,10 @@ def build_engine(weights: str | Path, out: str | Path, target: str = "cpu", prec
 
     if_missing: wait for another process building OUT, then build only if OUT is not a valid
     engine by then (the engine cache); otherwise a second build of the same OUT is refused."""
-    if target not in TARGETS:
-        raise MaskrtError(f"unknown target {target!r}; choose from {', '.join(TARGETS)}")
-    if precision not in PRECISIONS:
-        raise MaskrtError(f"unknown precision {precision!r}; choose from {', '.join(PRECISIONS)}")
-    if precision != "int8" and (calibration is not None or calibration_size is not None):
-        raise MaskrtError("--calibration and --calibration-size apply to --precision int8 only")
-    check_sizes(min_size, max_size)
+    choice("target", target, TARGETS)
+    choice("precision", precision, PRECISIONS)
+    LoadOptions(precision=precision, min_size=min_size, max_size=max_size, calibration=calibration,
+                calibration_size=calibration_size).checked()
     calibration_set = _int8_calibration(target, weights, calibration, calibration_size) if precision == "int8" else None
     with cleanup_on_sigterm():
         dest = DirectoryOutput(out, "engine folder", replaceable_reason, wait=if_missing)
@@ -66,13 +63,6 @@ def build_engine(weights: str | Path, out: str | Path, target: str = "cpu", prec
             dest.close()
     say.done(Path(out))
     return Path(out)
-
-
-def check_sizes(min_size, max_size) -> None:
-    """--min-size / --max-size: positive integers (or None for the model's own)."""
-    for name, value in (("min_size", min_size), ("max_size", max_size)):
-        if value is not None and (isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1):
-            raise MaskrtError(f"{name} must be a positive integer, got {value!r}")
 
 
 def _valid_engine(path: Path) -> bool:

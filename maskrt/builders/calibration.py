@@ -62,7 +62,7 @@ def bundled_checkpoint() -> Path:
 
 def is_bundled(weights: str | Path) -> bool:
     """True for the bundled shapes checkpoint (the file itself or a byte-identical copy)."""
-    from .manifest import sha256_file
+    from ..hashing import sha256_file
 
     path, bundled = Path(str(weights)), bundled_checkpoint()
     if not path.is_file() or not bundled.is_file() or path.stat().st_size != bundled.stat().st_size:

@@ -14,7 +14,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..errors import MaskrtError
-from .manifest import Manifest
+from ..artifact import Manifest
 
 PLAN_NAME = "model.plan"
 

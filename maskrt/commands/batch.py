@@ -8,6 +8,7 @@ import argparse
 from pathlib import Path
 
 from ..distributed import BatchOptions, run_batch
+from .options import load_options
 
 
 def bare_ray(ray: str | None, sources: list[str]) -> tuple[str | None, list[str]]:
@@ -21,9 +22,8 @@ def bare_ray(ray: str | None, sources: list[str]) -> tuple[str | None, list[str]
 def run(args: argparse.Namespace) -> int:
     ray, sources = bare_ray(args.ray, args.sources)
     opts = BatchOptions(sources=sources, model=args.model, out_dir=args.out_dir, ray=ray,
-                        workers=args.workers, cpus_per_worker=args.cpus_per_worker, threads=args.threads,
-                        score_threshold=args.score_threshold, batch=args.batch, min_size=args.min_size,
-                        max_size=args.max_size, backend=args.backend, video=args.video, coco=args.coco,
+                        workers=args.workers, cpus_per_worker=args.cpus_per_worker, load=load_options(args),
+                        video=args.video, coco=args.coco,
                         images_per_task=args.images_per_task, max_attempts=args.max_attempts, quiet=args.quiet,
                         summary_path=args.summary)
     return run_batch(opts).exit_code

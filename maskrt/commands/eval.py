@@ -93,11 +93,10 @@ def model_specs(models: list[str], precisions: list[str] | None) -> list[tuple[s
 
 
 def _load(args: argparse.Namespace, model: str, precision: str | None):
-    from ..api import load
+    from ..api import load_with
+    from .options import load_options
 
-    seg = load(model, device=args.device, score_threshold=args.score_threshold, max_detections=100,
-               min_size=args.min_size, max_size=args.max_size, precision=precision, progress=not args.quiet,
-               calibration=args.calibration, calibration_size=args.calibration_size)
+    seg = load_with(model, load_options(args, precision=precision, max_detections=100))
     manifest = getattr(seg.backend, "manifest", None)
     precision = manifest.precision if manifest else (precision or "fp32")
     return seg, f"{model} ({seg.backend.name} {precision})"

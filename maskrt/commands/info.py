@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..builders.manifest import read_manifest
+from ..artifact import read_manifest
 
 
 def print_engine_info(engine_dir: str | Path) -> int:

@@ -20,12 +20,13 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from ..api import load
+from ..api import load_with
 from ..engine.stream import (CocoResultsSink, JsonLinesSink, Pipeline, PngFolderSink, VideoSink, describe_kind,
                              open_source)
 from ..errors import MaskrtError
 from ..progress import progress_bar
 from ..safeio import Output, refuse_overwriting
+from .options import load_options
 
 EXIT_OK, EXIT_INCOMPLETE, EXIT_INTERRUPTED = 0, 1, 130
 
@@ -48,10 +49,7 @@ def run(args: argparse.Namespace) -> int:
         sinks = _claim_sinks(args, kind, source)
         stats_out = Output(args.stats, "--stats") if args.stats is not None else None
         _refuse_duplicates(sinks, stats_out)
-        seg = load(args.model, device=args.device, backend=args.backend, score_threshold=args.score_threshold,
-                   min_size=args.min_size, max_size=args.max_size, batch_size=args.batch, num_threads=args.threads,
-                   progress=not args.quiet, precision=args.precision, calibration=args.calibration,
-                   calibration_size=args.calibration_size)
+        seg = load_with(args.model, load_options(args))
     except BaseException:  # released in reverse: folders they made are removed once empty
         if stats_out is not None:
             stats_out.close(False)

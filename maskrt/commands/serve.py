@@ -17,6 +17,7 @@ import threading
 from pathlib import Path
 
 from ..errors import MaskrtError
+from ..options import BACKENDS
 
 
 def add_parser(sub) -> None:
@@ -53,7 +54,7 @@ def add_parser(sub) -> None:
                    help="keep detections above this (default 0.5); requests may ask for a higher one")
     p.add_argument("--min-size", type=int, help="resize shorter side to this (default: the model's)")
     p.add_argument("--max-size", type=int, help="cap on the longer side (default: the model's)")
-    p.add_argument("--backend", choices=("auto", "torch", "openvino", "tensorrt"), default="auto")
+    p.add_argument("--backend", choices=BACKENDS, default="auto")
     p.add_argument("--device", default="cpu", help="torch device (default cpu)")
     p.set_defaults(func=run)
 
@@ -63,6 +64,7 @@ def options_from_args(args: argparse.Namespace):
     from ..serve.app import ServeOptions
     from ..serve.model import ModelSpec
     from ..serve.streams import parse_stream
+    from .options import load_options
 
     for flag, value, low in (("--replicas", args.replicas, 1), ("--max-batch", args.max_batch, 1),
                              ("--port", args.port, 1), ("--replica-cpus", args.replica_cpus, 0.01),
@@ -82,9 +84,8 @@ def options_from_args(args: argparse.Namespace):
                for s in args.stream]
     if len({s.name for s in streams}) < len(streams):
         raise MaskrtError("two --stream options have the same name")
-    model = ModelSpec(str(args.model), engine=_engine(args), device=args.device, backend=args.backend,
-                      score_threshold=args.score_threshold, min_size=args.min_size, max_size=args.max_size,
-                      threads=max(1, int(args.replica_cpus)))
+    model = ModelSpec(str(args.model), engine=_engine(args),
+                      load=load_options(args, num_threads=max(1, int(args.replica_cpus))))
     return ServeOptions(model=model, replicas=args.replicas, max_replicas=args.max_replicas,
                         max_batch=args.max_batch, batch_wait_s=args.batch_wait_ms / 1000.0,
                         max_queued=args.max_queued, replica_cpus=args.replica_cpus, stream_cpus=args.stream_cpus,
@@ -97,10 +98,10 @@ def _engine(args: argparse.Namespace) -> str | None:
     """The CPU engine directory for a checkpoint (built now if not cached), so replicas do not each
     build it; None when replicas load MODEL as it is (engines, torch backend, GPUs)."""
     from ..api import cached_cpu_engine
-    from ..builders.manifest import is_engine_dir
+    from ..artifact import is_engine_dir
 
     if is_engine_dir(args.model):
-        from ..builders.manifest import read_manifest
+        from ..artifact import read_manifest
 
         read_manifest(Path(args.model))  # a damaged engine: one line now, not a failed deployment later
         return None

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import MaskrtError
+from ..options import LoadOptions
 from ..progress import progress_bar
 from .inputs import Input, expand_sources
 from .records import finished_record, sha256_of
@@ -32,8 +33,9 @@ from .work import Worker
 class BatchOptions:
     """ray: None runs locally in this process; "" starts (or, with RAY_ADDRESS, joins) Ray on
     this machine; anything else is the address of a running cluster (ray.init(address=...)).
-    workers: actors (Ray; default: the cluster's CPUs / cpus_per_worker); threads: inference
-    threads per worker (default: cpus_per_worker under Ray, all cores locally)."""
+    workers: actors (Ray; default: the cluster's CPUs / cpus_per_worker); load: how each worker
+    loads the engine (load.num_threads: inference threads per worker, default cpus_per_worker
+    under Ray, all cores locally)."""
 
     sources: list[str]
     model: str
@@ -41,13 +43,7 @@ class BatchOptions:
     ray: str | None = None
     workers: int | None = None
     cpus_per_worker: float = 1.0
-    threads: int | None = None
-    score_threshold: float = 0.5
-    batch: int = 1
-    min_size: int | None = None
-    max_size: int | None = None
-    backend: str = "auto"
-    device: str = "cpu"
+    load: LoadOptions = LoadOptions(score_threshold=0.5)
     video: bool = True
     coco: bool = False
     images_per_task: int = DEFAULT_IMAGES_PER_TASK
@@ -89,12 +85,12 @@ class LocalExecutor:
 def resolve_engine(opts: BatchOptions) -> tuple[Path, str]:
     """(absolute engine directory, sha256 of its manifest.json), checked (read_manifest)."""
     from ..api import cached_cpu_engine
-    from ..builders.manifest import MANIFEST_NAME, is_engine_dir, read_manifest
+    from ..artifact import MANIFEST_NAME, is_engine_dir, read_manifest
 
     if is_engine_dir(opts.model):
         engine = Path(os.path.abspath(opts.model))
         read_manifest(engine)
-    elif opts.backend in ("auto", "openvino") and opts.device == "cpu":
+    elif opts.load.backend in ("auto", "openvino") and opts.load.device == "cpu":
         engine = Path(os.path.abspath(cached_cpu_engine(opts.model, progress=not opts.quiet)))
     else:
         raise MaskrtError("maskrt batch runs engines: give an engine directory (maskrt build), or a checkpoint "
@@ -103,7 +99,8 @@ def resolve_engine(opts: BatchOptions) -> tuple[Path, str]:
 
 
 def _check(opts: BatchOptions) -> None:
-    for name, value, low in (("--batch", opts.batch, 1), ("--images-per-task", opts.images_per_task, 1),
+    opts.load.checked()
+    for name, value, low in (("--batch", opts.load.batch_size, 1), ("--images-per-task", opts.images_per_task, 1),
                              ("--max-attempts", opts.max_attempts, 1), ("--workers", opts.workers or 1, 1)):
         if value < low:
             raise MaskrtError(f"{name} must be at least {low}, got {value}")
@@ -124,11 +121,9 @@ def run_batch(opts: BatchOptions) -> Summary:
     engine, sha = resolve_engine(opts)
     out.mkdir(parents=True, exist_ok=True)
     with driver_lock(out):
-        threads = opts.threads or (max(1, int(opts.cpus_per_worker)) if opts.ray is not None else None)
+        threads = opts.load.num_threads or (max(1, int(opts.cpus_per_worker)) if opts.ray is not None else None)
         settings = JobSettings(out_dir=str(out), job=uuid.uuid4().hex[:12], engine=str(engine), engine_sha256=sha,
-                               score_threshold=opts.score_threshold, batch=opts.batch, threads=threads,
-                               min_size=opts.min_size, max_size=opts.max_size,
-                               backend=opts.backend, device=opts.device, video=opts.video, coco=opts.coco,
+                               load=opts.load.replace(num_threads=threads), video=opts.video, coco=opts.coco,
                                images_per_task=opts.images_per_task, max_attempts=opts.max_attempts)
         summary = _Job(settings, opts, expansion.inputs).run(expansion.missing)
         cleanup(out)
@@ -181,7 +176,7 @@ class _Job:
             elif item.kind == "video":
                 units.append(Unit("video", item))
             else:
-                chunks = image_chunks(item, self.settings.images_per_task, self.settings.batch)
+                chunks = image_chunks(item, self.settings.images_per_task, self.settings.load.batch_size)
                 self.chunks[item.name], self.expected[item.name] = [], len(chunks)
                 units.extend(chunks)
         return units

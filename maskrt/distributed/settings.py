@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
+from ..options import LoadOptions
 from .inputs import Input
 
 DEFAULT_IMAGES_PER_TASK = 64
@@ -12,24 +13,18 @@ DEFAULT_IMAGES_PER_TASK = 64
 @dataclass(frozen=True)
 class JobSettings:
     """engine: absolute engine directory (on storage every worker sees); engine_sha256: sha256 of
-    its manifest.json as the driver read it; threads: inference threads per worker; video /
-    min_size / max_size: the input-size policy applied when the engine is loaded (None: the
-    engine's own); video / coco: write the annotated MP4 (videos) / COCO results JSON besides the JSON lines;
-    images_per_task: images per chunk of an image set; max_attempts: attempts at one unit in one
-    job before it is reported failed; lock_timeout:
-    seconds an attempt waits for an earlier one still holding the unit."""
+    its manifest.json as the driver read it; load: how each worker loads it (maskrt.options;
+    num_threads: inference threads per worker; min_size / max_size: the input-size policy applied
+    when the engine is loaded, None: the engine's own); video / coco: write the annotated MP4
+    (videos) / COCO results JSON besides the JSON lines; images_per_task: images per chunk of an
+    image set; max_attempts: attempts at one unit in one job before it is reported failed;
+    lock_timeout: seconds an attempt waits for an earlier one still holding the unit."""
 
     out_dir: str
     job: str
     engine: str
     engine_sha256: str
-    score_threshold: float = 0.5
-    batch: int = 1
-    threads: int | None = None
-    min_size: int | None = None
-    max_size: int | None = None
-    backend: str = "auto"
-    device: str = "cpu"
+    load: LoadOptions = LoadOptions(score_threshold=0.5)
     video: bool = True
     coco: bool = False
     images_per_task: int = DEFAULT_IMAGES_PER_TASK
@@ -38,8 +33,9 @@ class JobSettings:
 
     def output_settings(self) -> dict:
         """What changes the bytes of the outputs (kept in completion records)."""
-        return {"engine_sha256": self.engine_sha256, "score_threshold": self.score_threshold, "batch": self.batch,
-                "min_size": self.min_size, "max_size": self.max_size, "video": self.video, "coco": self.coco}
+        o = self.load
+        return {"engine_sha256": self.engine_sha256, "score_threshold": o.score_threshold, "batch": o.batch_size,
+                "min_size": o.min_size, "max_size": o.max_size, "video": self.video, "coco": self.coco}
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 from .. import __version__
-from ..builders.manifest import MANIFEST_NAME
+from ..artifact import MANIFEST_NAME
 from ..errors import EngineError, MaskrtError
 from .image_sets import ChunkSource, join_parts, part_is_current, part_path, read_header, write_part
 from .records import commit_file, file_stat, finished_record, listing_sha256, sha256_of, write_record
@@ -57,7 +57,7 @@ class Worker:
 
     def segmenter(self):
         if self._segmenter is None:
-            from ..api import load
+            from ..api import load_with
 
             s, host = self.settings, socket.gethostname()
             manifest = Path(s.engine) / MANIFEST_NAME
@@ -65,9 +65,7 @@ class Worker:
                 raise EngineError(f"engine {s.engine} is not reachable on {host}: put it on storage every worker sees")
             if sha256_of(manifest) != s.engine_sha256:
                 raise EngineError(f"engine {s.engine} on {host} is not the driver's (manifest sha256 differs)")
-            self._segmenter = load(s.engine, device=s.device, backend=s.backend, score_threshold=s.score_threshold,
-                                   batch_size=s.batch, num_threads=s.threads,
-                                   min_size=s.min_size, max_size=s.max_size)
+            self._segmenter = load_with(s.engine, s.load)
         return self._segmenter
 
     def process(self, unit: Unit) -> dict:
@@ -122,7 +120,7 @@ class Worker:
         from ..engine.stream import Pipeline
 
         try:
-            pipeline = Pipeline(self.segmenter(), source, batch_size=self.settings.batch, sinks=sinks)
+            pipeline = Pipeline(self.segmenter(), source, batch_size=self.settings.load.batch_size, sinks=sinks)
         except BaseException:
             source.close()
             raise

@@ -94,9 +94,9 @@ class Detections:
                 sub._instances = self._instances.prefix(k)
         return sub
 
-    def above(self, score_threshold: float) -> "Detections":
-        """Only the instances scoring at least `score_threshold`."""
-        return self.filter(self.scores >= score_threshold)
+    def above(self, min_score: float) -> "Detections":
+        """Only the instances scoring at least `min_score`."""
+        return self.filter(self.scores >= min_score)
 
 
 def _np(value, dtype) -> np.ndarray:

@@ -39,7 +39,7 @@ class Segmenter:
         return results
 
     def stream(self, source, realtime: bool | None = None, *, batch_size: int | None = None,
-               score_threshold: float | None = None, max_frames: int | None = None, **options):
+               min_score: float | None = None, max_frames: int | None = None, **options):
         """Segment a stream of frames on pipeline threads; iterate the result for (frame, detections).
 
         source: a video file, an image, a folder or glob of images, a webcam index (int or digit
@@ -48,9 +48,12 @@ class Segmenter:
         processed in order; in real time only the newest frame is kept when inference falls
         behind (the returned Stream counts `dropped` frames). frame: np.ndarray [H, W, 3] uint8
         RGB; detections: Detections at the frame's size. batch_size defaults to self.batch_size.
-        `options`: sinks=[...], show_fps, and URL options (see maskrt.engine.stream).
+        min_score: report only detections scoring at least this (after the per-frame steps; the
+        model's own threshold is load()'s score_threshold). `options`: steps=[FrameStep, ...]
+        (per-frame steps such as tracking: maskrt.engine.stream.steps), sinks=[...], show_fps, and
+        URL options (see maskrt.engine.stream).
         """
         from .stream import Stream
 
-        return Stream(self, source, realtime, batch_size=batch_size, score_threshold=score_threshold,
+        return Stream(self, source, realtime, batch_size=batch_size, min_score=min_score,
                       max_frames=max_frames, **options)

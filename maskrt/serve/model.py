@@ -13,42 +13,40 @@ from __future__ import annotations
 
 import asyncio
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 from ray import serve
 
 from ..engine.detections import Detections
 from ..engine.outputs import frame_record
+from ..options import LoadOptions
 from .uploads import MAX_PIXELS, UploadError, decode
 
 
 @dataclass(frozen=True)
 class ModelSpec:
-    """What each replica loads: `maskrt.load(path, device, backend, score_threshold=...,
-    min_size=..., max_size=..., num_threads=...)`. `engine` is the CPU engine the driver built
-    (or found cached) for a checkpoint; replicas use it when that path exists on their node and
-    otherwise load `path` themselves (building their own cached engine)."""
+    """What each replica loads: `maskrt.api.load_with(path, load)`. `engine` is the CPU engine the
+    driver built (or found cached) for a checkpoint; replicas use it when that path exists on
+    their node and otherwise load `path` themselves (building their own cached engine)."""
 
     path: str
     engine: str | None = None
-    device: str = "cpu"
-    backend: str = "auto"
-    score_threshold: float = 0.5
-    min_size: int | None = None
-    max_size: int | None = None
-    threads: int | None = None
-    extra: dict = field(default_factory=dict)
+    load: LoadOptions = LoadOptions(score_threshold=0.5)
 
-    def load(self):
+    @property
+    def score_threshold(self) -> float:
+        """The replicas' own threshold: the lowest a request may ask for."""
+        return self.load.score_threshold
+
+    def load_segmenter(self):
         from pathlib import Path
 
-        from ..api import load
+        from ..api import load_with
 
         source = self.engine if self.engine and Path(self.engine).is_dir() else self.path
         # sizes apply to engine folders too (the CPU engine's dense stage takes any size)
-        return load(source, device=self.device, backend=self.backend, score_threshold=self.score_threshold,
-                    min_size=self.min_size, max_size=self.max_size, num_threads=self.threads, **self.extra)
+        return load_with(source, self.load)
 
 
 def segment_record(dets: Detections, classes: list[str], name: str | None = None) -> dict:
@@ -78,7 +76,7 @@ class ModelReplica:
     def __init__(self, spec: ModelSpec, max_batch: int, batch_wait_s: float, max_pixels: int = MAX_PIXELS,
                  stall_s: float = 120.0):
         self.spec = spec
-        self.seg = spec.load()
+        self.seg = spec.load_segmenter()
         self.classes = self.seg.classes
         self.segment_batch.set_max_batch_size(max(1, int(max_batch)))
         self.segment_batch.set_batch_wait_timeout_s(float(batch_wait_s))

@@ -41,7 +41,7 @@ class StreamSpec:
     source: str
     out_dir: str
     segment_seconds: float | None = None
-    score_threshold: float | None = None
+    min_score: float | None = None
     restart_backoff_s: float = 1.0
     max_restart_backoff_s: float = 30.0
     url_options: dict = field(default_factory=dict)
@@ -101,7 +101,7 @@ class StreamWorker:
 
     def _supervise(self) -> None:
         try:
-            seg = self.model.load()
+            seg = self.model.load_segmenter()
         except Exception as exc:  # noqa: BLE001 - reported on the page; Ray restarts are no cure
             self.state = "failed"
             self._problem(f"cannot load the model: {exc}")
@@ -133,7 +133,7 @@ class StreamWorker:
             sinks.append(SegmentedVideoSink(Path(self.spec.out_dir) / self.spec.name, self.spec.segment_seconds))
         try:
             with seg.stream(source, realtime=True, sinks=sinks, show_fps=True,
-                            score_threshold=self.spec.score_threshold) as stream:
+                            min_score=self.spec.min_score) as stream:
                 self._stream = stream
                 self.state = "running"
                 for _ in stream:

@@ -12,8 +12,9 @@ import pytest
 import torch
 
 import maskrt
-from maskrt.builders import build_engine, read_manifest
-from maskrt.builders.manifest import sha256_file
+from maskrt.artifact import read_manifest
+from maskrt.builders import build_engine
+from maskrt.hashing import sha256_file
 from maskrt.errors import EngineError, MaskrtError
 from maskrt.machine import describe
 from tests.cli_runner import run_in_process

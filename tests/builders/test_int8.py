@@ -19,7 +19,7 @@ import torch
 from PIL import Image
 
 import maskrt
-from maskrt.builders import read_manifest
+from maskrt.artifact import read_manifest
 from maskrt.builders.calibration import CALIBRATION_SEED, resolve_calibration
 from maskrt.builders.quantize import runtime_precisions
 from maskrt.cli import main

@@ -242,7 +242,8 @@ def test_fp16_onnx_exports_and_checks(small_seg, tmp_path):
 
 
 def test_tensorrt_build_writes_checked_full_graph_onnx(small_checkpoint, tmp_path):
-    from maskrt.builders import build_engine, read_manifest
+    from maskrt.artifact import read_manifest
+    from maskrt.builders import build_engine
 
     out = build_engine(small_checkpoint, tmp_path / "t.maskrt", target="tensorrt", onnx_only=True, progress=False)
     manifest = read_manifest(out)

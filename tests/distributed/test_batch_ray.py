@@ -21,6 +21,7 @@ import pytest
 import ray
 from ray.cluster_utils import Cluster
 
+from maskrt.options import LoadOptions
 from maskrt.cli import main
 from maskrt.distributed import BatchOptions, run_batch
 from maskrt.distributed.ray_pool import NAMESPACE
@@ -61,7 +62,7 @@ def started(add, tries: int = 3):
 
 def options(engine, out, paths, **kw) -> BatchOptions:
     return BatchOptions(sources=[str(p) for p in paths], model=str(engine), out_dir=out, ray="", workers=2,
-                        threads=1, score_threshold=float(SCORE), quiet=True, **kw)
+                        load=LoadOptions(num_threads=1, score_threshold=float(SCORE)), quiet=True, **kw)
 
 
 def workers() -> list[str]:

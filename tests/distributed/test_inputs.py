@@ -10,6 +10,7 @@ import time
 
 import pytest
 
+from maskrt.options import LoadOptions
 from maskrt.distributed.inputs import expand_sources, output_name
 from maskrt.distributed.records import finished_record, write_record
 from maskrt.distributed.settings import JobSettings, Unit, image_chunks
@@ -87,7 +88,8 @@ def test_chunks_follow_the_batch_size(tree):
 
 
 def settings(out, **kw) -> JobSettings:
-    return JobSettings(out_dir=str(out), job="job1", engine="/nowhere", engine_sha256="e" * 64, **kw)
+    load = LoadOptions(score_threshold=kw.pop("score_threshold", 0.5))
+    return JobSettings(out_dir=str(out), job="job1", engine="/nowhere", engine_sha256="e" * 64, load=load, **kw)
 
 
 def test_finished_record_needs_same_input_settings_and_outputs(tree):

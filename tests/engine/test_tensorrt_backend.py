@@ -21,7 +21,7 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 from torch.utils._python_dispatch import TorchDispatchMode  # noqa: E402
 
-from maskrt.builders.manifest import Manifest  # noqa: E402
+from maskrt.artifact import Manifest  # noqa: E402
 from maskrt.engine.backends import tensorrt_backend as tb  # noqa: E402
 from maskrt.engine.detections import Detections  # noqa: E402
 from maskrt.errors import EngineError  # noqa: E402

@@ -9,6 +9,7 @@ import numpy as np
 from PIL import Image
 
 import maskrt
+from maskrt.options import LoadOptions
 from maskrt.data import iter_video_frames
 from maskrt.engine.outputs import frame_record
 from maskrt.serve.model import ModelReplica, ModelSpec
@@ -23,7 +24,7 @@ def png(image: np.ndarray) -> bytes:
 
 
 def test_batch_of_mixed_sizes_equals_one_at_a_time():
-    replica = ModelReplica(ModelSpec(str(BUNDLED), min_size=128, max_size=128, threads=1), max_batch=8,
+    replica = ModelReplica(ModelSpec(str(BUNDLED), load=LoadOptions(min_size=128, max_size=128, num_threads=1, score_threshold=0.5)), max_batch=8,
                            batch_wait_s=0.01)
     small = [s.image for _, s in iter_video_frames(3, size=(96, 128), seed=5)]
     large = next(iter(iter_video_frames(1, size=(120, 160), seed=6)))[1].image

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ...builders.manifest import Manifest
+from ...artifact import Manifest
 from ...model import DetectionParams, InputPolicy, RawDetections, RPNParams
 from ...model.arch import ANCHOR_SIZES, ASPECT_RATIOS
 from ...model.network import Detector

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ...builders.manifest import Manifest
+from ...artifact import Manifest
 from ...builders.tensorrt_build import require_tensorrt
 from ...errors import EngineError
 from ...model import InputPolicy, RawDetections

@@ -9,6 +9,7 @@ import numpy as np
 from ..detections import Detections
 from .pipeline import Pipeline
 from .sinks import Sink
+from .steps import FrameStep
 from .sources import open_source
 
 
@@ -26,13 +27,14 @@ class Stream:
     """
 
     def __init__(self, segmenter, source, realtime: bool | None = None, *, batch_size: int | None = None,
-                 score_threshold: float | None = None, max_frames: int | None = None,
-                 sinks: Sequence[Sink] = (), show_fps: bool = False, **source_options):
+                 min_score: float | None = None, max_frames: int | None = None,
+                 sinks: Sequence[Sink] = (), show_fps: bool = False, steps: Sequence[FrameStep] = (),
+                 **source_options):
         self._results = None
         self.source = open_source(source, **source_options)
         self.pipeline = Pipeline(segmenter, self.source, realtime=realtime,
-                                 batch_size=batch_size or segmenter.batch_size, score_threshold=score_threshold,
-                                 sinks=sinks, show_fps=show_fps, max_frames=max_frames)
+                                 batch_size=batch_size or segmenter.batch_size, min_score=min_score,
+                                 sinks=sinks, show_fps=show_fps, max_frames=max_frames, steps=steps)
         try:
             self.pipeline.prepare()  # outputs checked and claimed now, like the source
         except BaseException:

@@ -4,9 +4,10 @@
 
 decode reads the source; preprocess converts to [H, W, 3] uint8 RGB and infer calls
 `segmenter.backend.infer(list of RGB arrays) -> list[RawDetections]` (batches of up to
-batch_size frames offline); postprocess builds Detections (score filter, mask paste, JSON record
-with RLE masks) and render draws the annotated frame when a sink wants it; encode/write hands the
-frame to every sink. Decoding, rendering and encoding thus overlap inference.
+batch_size frames offline); postprocess builds Detections, runs the per-frame steps (tracking,
+...: steps.py), applies min_score, makes the JSON record (RLE masks from the fused paste) and
+render draws the annotated frame when a sink wants it; encode/write hands the frame to every
+sink. Decoding, rendering and encoding thus overlap inference.
 
 Offline (the default for files) every frame is processed in order and a full queue makes the
 decoder wait. Real time (the default for cameras and URLs) puts decoded frames in a latest-only
@@ -30,9 +31,6 @@ import threading
 import time
 import weakref
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
-
-import numpy as np
 
 from ..detections import Detections
 from ..images import as_rgb_uint8
@@ -43,40 +41,29 @@ from .render import render_frame
 from .sinks import Sink
 from .sources import FrameSource
 from .stats import StreamStats
-
-
-@dataclass
-class Work:
-    """One frame on its way through the stages. image: [H, W, 3] uint8 RGB after preprocess;
-    started: perf_counter() when the frame became available (end-to-end latency starts there)."""
-
-    index: int
-    time: float | None
-    image: np.ndarray
-    name: str | None
-    started: float
-    raw: object = None
-    dets: Detections | None = None
-    record: dict | None = None
-    rendered: np.ndarray | None = None
+from .steps import FrameStep
+from .work import Work
 
 
 class Pipeline:
     """Runs `segmenter` over `source` into `sinks`; iterate run() for the finished frames.
 
     realtime: None -> source.live. batch_size: frames per backend.infer call (offline only;
-    real time uses 1). score_threshold: drop detections below it (None: keep what the backend
-    returns). render: render_frame-compatible callable. max_frames: stop after reading this many.
+    real time uses 1). steps: per-frame steps between detection and the sinks (steps.py).
+    min_score: report only detections scoring at least this, applied after the steps (None:
+    keep what the backend and the steps return). render: render_frame-compatible callable.
+    max_frames: stop after reading this many.
     """
 
     def __init__(self, segmenter, source: FrameSource, *, realtime: bool | None = None, batch_size: int = 1,
-                 score_threshold: float | None = None, sinks: Sequence[Sink] = (),
+                 min_score: float | None = None, sinks: Sequence[Sink] = (),
                  render: Callable = render_frame, show_fps: bool = False, queue_size: int = 4,
-                 max_frames: int | None = None):
+                 max_frames: int | None = None, steps: Sequence[FrameStep] = ()):
         self.segmenter, self.source = segmenter, source
         self.realtime = source.live if realtime is None else bool(realtime)
         self.batch_size = 1 if self.realtime else max(1, int(batch_size))
-        self.score_threshold, self.sinks, self.render = score_threshold, list(sinks), render
+        self.min_score, self.sinks, self.render = min_score, list(sinks), render
+        self.steps = list(steps)
         self.show_fps, self.max_frames = show_fps, max_frames
         self.stats = StreamStats()
         self.interrupted: str | None = None
@@ -155,6 +142,8 @@ class Pipeline:
         self.stats.finished = time.perf_counter()
         self.stats.dropped = self._frames.dropped
         self.source.close()
+        for step in self.steps:
+            step.close()
         keep = not self.errors
         for sink in reversed(self.sinks):  # reverse of prepare: folders made for them go once empty
             try:
@@ -238,24 +227,31 @@ class Pipeline:
             if not work.image.flags.writeable:  # e.g. np.asarray(PIL image); torch wants writable
                 work.image = work.image.copy()
             self.stats.add("preprocess", time.perf_counter() - t0)
-        t0 = time.perf_counter()
-        raws = self.segmenter.backend.infer([work.image for work in batch])
-        share = (time.perf_counter() - t0) / len(batch)
-        if len(raws) != len(batch):
-            raise RuntimeError(f"backend returned {len(raws)} results for {len(batch)} images")
-        for work, raw in zip(batch, raws):
-            work.raw = raw
-            self.stats.add("infer", share)
+        wanted = [work for work in batch if self._wants_inference(work)]
+        if wanted:
+            t0 = time.perf_counter()
+            raws = self.segmenter.backend.infer([work.image for work in wanted])
+            share = (time.perf_counter() - t0) / len(wanted)
+            if len(raws) != len(wanted):
+                raise RuntimeError(f"backend returned {len(raws)} results for {len(wanted)} images")
+            for work, raw in zip(wanted, raws):
+                work.raw = raw
+                self.stats.add("infer", share)
+        for work in batch:
             if not self._inferred.put(work, self._abort):
                 return False
         return True
+
+    def _wants_inference(self, work: Work) -> bool:
+        """The engine runs on a frame unless a per-frame step takes it over (steps.py)."""
+        return all(step.wants_inference(work.index, work.time) for step in self.steps)
 
     def _post(self) -> None:
         while (work := self._inferred.get(self._abort)) is not END:
             if work is ABORT:
                 return
             t0 = time.perf_counter()
-            work.dets, work.raw = self._detections(work.raw), None
+            work.dets, work.raw = self._detections(work), None
             if self._need_record or self._need_render:
                 work.dets.instances  # noqa: B018 - the fused paste, once, here, for the sinks
             if self._need_record:
@@ -272,9 +268,14 @@ class Pipeline:
                 return
         self._posted.close(self._abort)
 
-    def _detections(self, raw) -> Detections:
-        dets = Detections.from_raw(raw)
-        return dets if self.score_threshold is None else dets.above(self.score_threshold)
+    def _detections(self, work: Work) -> Detections:
+        """The backend's detections (None on a skipped frame), through every step, then min_score."""
+        dets = None if work.raw is None else Detections.from_raw(work.raw)
+        for step in self.steps:
+            dets = step.process(work, dets)
+        if dets is None:
+            raise RuntimeError(f"frame {work.index}: the engine skipped it and no per-frame step supplied detections")
+        return dets if self.min_score is None else dets.above(self.min_score)
 
     def _write(self) -> None:
         opened, written = False, 0

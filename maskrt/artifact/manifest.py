@@ -2,9 +2,10 @@
 
 manifest.json holds the format version, the maskrt / runtime versions, the target and
 precision, the input-size policy, class names, thresholds, the architecture, and the sha256 of
-every payload file and of the source checkpoint. Loading checks every field (manifest_check),
-that every payload name stays inside the folder and every loaded file is listed, and the
-hashes; it reports the first problem in one line (EngineError).
+every payload file and of the source checkpoint. Loading checks every field (`checks`), that
+every payload name stays inside the folder and every loaded file is listed, and the hashes; it
+reports the first problem in one line (EngineError). Builders write this format and backends
+read it; it sits below both (it imports only model's parameter records).
 """
 
 from __future__ import annotations
@@ -15,13 +16,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import EngineError
-from ..hashing import sha256_file  # also imported from here by other modules
+from ..hashing import sha256_file
 from ..model.arch import ArchConfig
-from .manifest_check import MANIFEST_NAME, confined, manifest_kwargs
+from ..options import PRECISIONS, TARGETS
+from .checks import MANIFEST_NAME, confined, manifest_kwargs
 
 FORMAT_VERSION = 1
-TARGETS = ("cpu", "tensorrt")
-PRECISIONS = ("fp32", "fp16", "int8")
 
 
 @dataclass
@@ -48,7 +48,7 @@ class Manifest:
     @classmethod
     def from_dict(cls, data: dict, where: Path) -> "Manifest":
         """From parsed JSON, every field checked (one EngineError line naming the field)."""
-        return cls(**manifest_kwargs(data, where, TARGETS, PRECISIONS))
+        return cls(**manifest_kwargs(data, where, dataclasses.fields(cls), TARGETS, PRECISIONS))
 
 
 def is_engine_dir(path: str | Path) -> bool:

@@ -19,7 +19,7 @@ import pytest
 
 import maskrt
 from tests.conftest import cached_engine_dir
-from maskrt.builders import read_manifest
+from maskrt.artifact import read_manifest
 from maskrt.cli import main
 from maskrt.errors import EngineError
 from tests.builders.test_build import assert_close_detections

@@ -186,9 +186,10 @@ def _stages(v, target: str, files: dict) -> dict:
     return stages
 
 
-def check_fields(data: dict, targets, precisions) -> dict:
-    """Manifest keyword arguments from the parsed JSON, every field checked (raises _Bad)."""
-    fields = {f.name: f for f in dataclasses.fields(_manifest_cls())}
+def check_fields(data: dict, manifest_fields, targets, precisions) -> dict:
+    """Manifest keyword arguments from the parsed JSON, every field checked (raises _Bad).
+    manifest_fields: dataclasses.fields(Manifest)."""
+    fields = {f.name: f for f in manifest_fields}
     for key in data:
         if key not in fields:
             raise _Bad(key, "is not a manifest field")
@@ -219,16 +220,10 @@ def check_fields(data: dict, targets, precisions) -> dict:
     return out
 
 
-def _manifest_cls():
-    from .manifest import Manifest
-
-    return Manifest
-
-
-def manifest_kwargs(data: dict, where: Path, targets, precisions) -> dict:
+def manifest_kwargs(data: dict, where: Path, manifest_fields, targets, precisions) -> dict:
     """check_fields with each problem as one EngineError line."""
     try:
-        return check_fields(data, targets, precisions)
+        return check_fields(data, manifest_fields, targets, precisions)
     except _Bad as exc:
         raise EngineError(f"{where}: manifest.json field {exc}") from None
 

@@ -1,0 +1,111 @@
+"""The options every entry point shares: the choice lists and how a model is loaded.
+
+`LoadOptions` is what `maskrt.load` takes besides the model's path, in one record: the Python
+API, `maskrt run`, `maskrt batch` (every worker), `maskrt serve` (every replica) and the streams
+all carry one and load with `maskrt.api.load_with(path, options)`, so an option means the same
+everywhere and is validated in one place (`LoadOptions.checked`). The CLI's choice lists come
+from the tuples below.
+
+Two score thresholds, two names:
+- `score_threshold` (here, and `maskrt.load`): the model's own threshold, torchvision's
+  box_score_thresh: detections scoring at or below it are dropped inside the detector, before
+  NMS and the mask head.
+- `min_score` (`Segmenter.stream`, the CLI's `--score-threshold` of run, batch and serve): what is
+  reported: detections scoring below it are removed after the per-frame steps (a tracker sees
+  everything the model kept).
+
+Leaf module: no torch, no maskrt imports but errors (the CLI imports it before anything heavy).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import numbers
+from dataclasses import dataclass
+
+from .errors import MaskrtError
+
+BACKENDS = ("auto", "torch", "openvino", "tensorrt")  # maskrt.load(backend=...), --backend
+ENGINE_BACKENDS = ("auto", "openvino", "tensorrt")  # backends that run an engine folder (batch workers)
+TARGETS = ("cpu", "tensorrt")  # maskrt build --target; manifest "target"
+PRECISIONS = ("fp32", "fp16", "int8")  # maskrt build --precision; manifest "precision"
+
+
+def positive_int(name: str, value, allow_none: bool = True):
+    """`value` if it is an integer >= 1 (None allowed when allow_none); else one MaskrtError line."""
+    if value is None and allow_none:
+        return value
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+        raise MaskrtError(f"{name} must be a positive integer, got {value!r}")
+    return value
+
+
+def probability(name: str, value, allow_none: bool = True):
+    """`value` if it is a finite number in [0, 1] (None allowed when allow_none); else one line."""
+    if value is None and allow_none:
+        return value
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value) \
+            or not 0.0 <= value <= 1.0:
+        raise MaskrtError(f"{name} must be a number in [0, 1], got {value!r}")
+    return float(value)
+
+
+def choice(name: str, value, choices: tuple[str, ...], allow_none: bool = False):
+    """`value` if it is one of `choices`; else one MaskrtError line listing them."""
+    if value is None and allow_none:
+        return value
+    if value not in choices:
+        raise MaskrtError(f"unknown {name} {value!r}; choose from {', '.join(choices)}")
+    return value
+
+
+@dataclass(frozen=True)
+class LoadOptions:
+    """How a model is loaded (see `maskrt.load` for each option's meaning).
+
+    device: torch device of the torch backend; backend: one of BACKENDS; precision: a
+    checkpoint's CPU engine precision (None: fp32, or an engine's own); score_threshold,
+    nms_threshold, max_detections: the detector's (torchvision's box_score_thresh,
+    box_nms_thresh, box_detections_per_img); min_size / max_size: input-size policy override;
+    batch_size: images per backend call; num_threads: inference threads (None: all cores);
+    calibration / calibration_size: int8 calibration set; progress: show first-use build steps.
+    """
+
+    device: str = "cpu"
+    backend: str = "auto"
+    precision: str | None = None
+    score_threshold: float = 0.05
+    nms_threshold: float = 0.5
+    max_detections: int = 100
+    min_size: int | None = None
+    max_size: int | None = None
+    batch_size: int = 1
+    num_threads: int | None = None
+    calibration: str | None = None
+    calibration_size: int | None = None
+    progress: bool = True
+
+    def checked(self) -> "LoadOptions":
+        """self, every field validated (one MaskrtError line naming the first bad one)."""
+        choice("backend", self.backend, BACKENDS)
+        choice("precision", self.precision, PRECISIONS, allow_none=True)
+        if not isinstance(self.device, str) or not self.device:
+            raise MaskrtError(f"device must be a torch device name such as 'cpu' or 'cuda', got {self.device!r}")
+        probability("score_threshold", self.score_threshold, allow_none=False)
+        probability("nms_threshold", self.nms_threshold, allow_none=False)
+        positive_int("max_detections", self.max_detections, allow_none=False)
+        positive_int("batch_size", self.batch_size, allow_none=False)
+        for name in ("min_size", "max_size", "num_threads", "calibration_size"):
+            positive_int(name, getattr(self, name))
+        if self.precision != "int8" and (self.calibration is not None or self.calibration_size is not None):
+            raise MaskrtError("--calibration and --calibration-size apply to --precision int8 only")
+        return self
+
+    def replace(self, **changes) -> "LoadOptions":
+        """A copy with `changes` applied (not yet checked)."""
+        return dataclasses.replace(self, **changes)
+
+    def as_kwargs(self) -> dict:
+        """The fields as keyword arguments of `maskrt.load` (besides path_or_name)."""
+        return dataclasses.asdict(self)
