@@ -6,7 +6,7 @@
    images): mask AP and box AP must each be within 0.01 (absolute) of the fp32 engine's.
 2. A generated video (maskrt.data.generate_video, 240x320) through the streaming pipeline
    (Segmenter.stream, JSON lines), scored per frame against its ground truth with
-   maskrt.engine.stream.evaluate.video_ap: within 0.02.
+   maskrt.evaluation.video.video_ap: within 0.02.
 
     .venv/bin/python tools/int8_gate.py --data runs/int8_gate --out benchmarks/results/avx2/int8_gate.json
 
@@ -54,7 +54,7 @@ def val500(data: Path, out: Path, images: int) -> dict:
 
 def video(data: Path, frames: int) -> dict:
     from maskrt.data import generate_video
-    from maskrt.engine.stream.evaluate import video_ap
+    from maskrt.evaluation.video import video_ap
     from maskrt.engine.stream.sinks import JsonLinesSink
 
     clip = generate_video(data / "video" / "clip.mp4", num_frames=frames, fps=12, size=(240, 320), seed=VIDEO_SEED)

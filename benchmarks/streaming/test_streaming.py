@@ -26,7 +26,7 @@ import pytest
 import maskrt
 from benchmarks.tools.timing import median_seconds
 from maskrt.engine.stream import JsonLinesSink, Pipeline, VideoSink
-from maskrt.engine.stream.sources import ArraySource, Frame, FrameSource
+from maskrt.engine.sources import ArraySource, Frame, FrameSource
 
 BUNDLED = Path(maskrt.__file__).parent / "assets" / "shapes_r18fpn64.safetensors"
 SIZE = (240, 320)

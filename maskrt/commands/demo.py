@@ -10,7 +10,7 @@ from pathlib import Path
 from ..api import load
 from ..builders.calibration import is_bundled
 from ..engine.stream import JsonLinesSink, Pipeline, VideoSink, open_source
-from ..engine.stream.evaluate import video_ap
+from ..evaluation.video import video_ap
 from ..errors import MaskrtError
 
 DEFAULT_MODEL = Path(__file__).resolve().parent.parent / "assets" / "shapes_r18fpn64.safetensors"

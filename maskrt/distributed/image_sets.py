@@ -21,7 +21,7 @@ from types import SimpleNamespace
 
 from ..engine.images import read_image
 from ..engine.stream import CocoResultsSink, FrameSource
-from ..engine.stream.sources import Frame
+from ..engine.sources import Frame
 from ..errors import InputError
 from .records import file_stat, sha256_of
 

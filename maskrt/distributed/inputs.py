@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..engine.images import IMAGE_SUFFIXES
-from ..engine.sources import _has_glob, image_paths
+from ..engine.sources import has_glob, image_paths
 from ..errors import InputError
 
 LIST_SUFFIXES = (".txt",)
@@ -55,8 +55,8 @@ def output_name(kind: str, absolute: str) -> str:
     path = Path(absolute)
     if kind == "video":
         stem = path.stem
-    elif _has_glob(absolute) and not path.exists():
-        stem = next((p for p in reversed(path.parts) if not _has_glob(p)), "images")
+    elif has_glob(absolute) and not path.exists():
+        stem = next((p for p in reversed(path.parts) if not has_glob(p)), "images")
     else:
         stem = path.stem if path.is_file() else path.name
     stem = _UNSAFE.sub("_", stem).strip("._")[:60] or "input"
@@ -106,7 +106,7 @@ def _images_input(spec: str, absolute: str, explicit: bool, result: Expansion) -
 def _expand(spec: str, result: Expansion, seen: set, out_dir: Path, explicit: bool, lists: set) -> None:
     path = Path(spec)
     absolute = os.path.abspath(spec)
-    if _has_glob(spec) and not path.exists():
+    if has_glob(spec) and not path.exists():
         _expand_glob(spec, result, seen, out_dir, lists)
     elif path.is_dir():
         item = _images_input(spec, absolute, explicit, result)

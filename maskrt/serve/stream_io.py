@@ -26,9 +26,9 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from ..engine.stream.av_sources import VideoFileSource
+from ..engine.sources.video import VideoFileSource
 from ..engine.stream.sinks import Sink, VideoSink
-from ..engine.stream.sources import Frame, FrameSource
+from ..engine.sources import Frame, FrameSource
 
 
 class LoopingVideoSource(FrameSource):

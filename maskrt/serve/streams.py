@@ -22,7 +22,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..engine.stream.sources import describe_kind
+from ..engine.sources import describe_kind
 from ..errors import MaskrtError
 from .model import ModelSpec
 from .stream_io import AppendJsonLinesSink, LatestFrameSink, LoopingVideoSource, SegmentedVideoSink

@@ -16,9 +16,9 @@ import pytest
 from PIL import Image
 
 from maskrt.data import generate_video
-from maskrt.engine.sources import image_paths, iter_images
+from maskrt.engine.sources.images import image_paths, iter_images
 from maskrt.engine.stream import ArraySource, ImageSource, describe_kind, open_source
-from maskrt.engine.stream.av_sources import UrlSource, VideoFileSource, camera_input
+from maskrt.engine.sources.video import UrlSource, VideoFileSource, camera_input
 from maskrt.errors import InputError
 
 SIZE = (64, 96)

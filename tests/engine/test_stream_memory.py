@@ -9,7 +9,7 @@ import torch
 
 from maskrt.engine.stream import memory
 from maskrt.engine.stream.pipeline import Pipeline
-from maskrt.engine.stream.sources import ArraySource
+from maskrt.engine.sources import ArraySource
 from maskrt.model import RawDetections
 
 

@@ -15,7 +15,7 @@ import pytest
 
 import maskrt
 from maskrt.data import generate_video
-from maskrt.engine.stream.evaluate import video_ap
+from maskrt.evaluation.video import video_ap
 from maskrt.engine.stream.sinks import JsonLinesSink
 
 BUNDLED = Path(maskrt.__file__).resolve().parent / "assets" / "shapes_r18fpn64.safetensors"

@@ -6,7 +6,7 @@ from .api import Stream
 from .pipeline import Pipeline
 from .render import render_frame
 from .sinks import CocoResultsSink, JsonLinesSink, PngFolderSink, Sink, VideoSink, pad_to_even
-from .sources import ArraySource, Frame, FrameSource, ImageSource, describe_kind, open_source
+from ..sources import ArraySource, Frame, FrameSource, ImageSource, describe_kind, open_source
 from .stats import STAGES, StreamStats
 from .steps import FrameStep
 from .work import Work

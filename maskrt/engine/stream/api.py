@@ -10,7 +10,7 @@ from ..detections import Detections
 from .pipeline import Pipeline
 from .sinks import Sink
 from .steps import FrameStep
-from .sources import open_source
+from ..sources import open_source
 
 
 class Stream:

@@ -39,7 +39,7 @@ from .memory import TRIM_EVERY_FRAMES, release_free_memory
 from .queues import ABORT, END, BoundedQueue, LatestSlot
 from .render import render_frame
 from .sinks import Sink
-from .sources import FrameSource
+from ..sources import FrameSource
 from .stats import StreamStats
 from .steps import FrameStep
 from .work import Work

@@ -15,7 +15,7 @@ from pathlib import Path
 import av
 
 from ...errors import InputError
-from .sources import Frame, FrameSource
+from .base import Frame, FrameSource
 
 _DECODE_ERRORS = (av.FFmpegError, OSError)
 
