@@ -32,7 +32,7 @@ test: $(STAMP) browser
 test-ptx: $(STAMP)
 	$(PY) -m pytest -q tests -m ptx
 
-# One-shot GPU check (benchmarks/gpu/check.py, maskrt/kernels/TENSORRT.md): on a CUDA machine, with
+# One-shot GPU check (benchmarks/gpu/check.py, maskrt/tensorrt/TENSORRT.md): on a CUDA machine, with
 # that machine's own python3, torch and triton (no .venv, nothing installed), from the source tree.
 # Writes $(GPU_CHECK_OUT)/gpu-check.json and gpu-check.md; without a GPU it says so and exits 2.
 GPU_CHECK_OUT ?= gpu-check

@@ -100,7 +100,7 @@ def _engine_backend(engine_dir: Path, backend: str, num_threads: int | None, siz
         if value is not None and value != pol[name]:
             raise EngineError(f"{engine_dir} is a TensorRT engine built for {name} {pol[name]}; rebuild it with "
                               f"`maskrt build --{name.replace('_', '-')} {value}` to use {value}")
-    from .engine.backends.tensorrt_backend import TensorRTBackend  # GPU only; says what is missing
+    from .tensorrt.backend import TensorRTBackend  # GPU only; says what is missing
 
     return TensorRTBackend(engine_dir, manifest), manifest.classes
 

@@ -1,8 +1,8 @@
 """Compile time of every Triton kernel configuration for sm_90a and sm_80, on this CPU (group
 "gpu compile"): the first frame through a plugin (or the torch backend) waits for these
 compiles unless the kernels were warmed up at load. Each round compiles everything in a child
-process with an empty triton cache (maskrt.kernels.ptx); the per-kernel seconds, registers,
-spills and stack go to extra_info. Measured, not asserted (tests/kernels/test_ptx.py asserts
+process with an empty triton cache (maskrt.gpu_verify.ptx); the per-kernel seconds, registers,
+spills and stack go to extra_info. Measured, not asserted (tests/gpu_verify/test_ptx.py asserts
 the spills and instructions). Not quick: about a minute on 2 cores.
 """
 
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import tempfile
 
-from maskrt.kernels import ptx
+from maskrt.gpu_verify import ptx
 
 
 def test_compile_all_kernels(benchmark):

@@ -126,7 +126,7 @@ def _build_cpu(tmp: Path, loaded: LoadedModel, manifest: Manifest, say, fp16: bo
 
 def _build_tensorrt(tmp: Path, loaded: LoadedModel, manifest: Manifest, say, fp16: bool, onnx_only: bool) -> None:
     """The whole detector (and paste) as ONNX with maskrt plugin nodes, checked; then the plan."""
-    from .trt_graph import check_trt_onnx, export_paste_onnx, export_trt_onnx
+    from ..tensorrt.graph import check_trt_onnx, export_paste_onnx, export_trt_onnx
 
     say("exporting ONNX (detector with RoIAlign/NMS plugin nodes, paste graph)...")
     model_onnx = export_trt_onnx(loaded.model, tmp / "model.onnx", half=fp16)
@@ -134,7 +134,7 @@ def _build_tensorrt(tmp: Path, loaded: LoadedModel, manifest: Manifest, say, fp1
         check_trt_onnx(path)
         manifest.files[path.name] = ""
     if not onnx_only:
-        from .tensorrt_build import build_plans  # imports tensorrt; says in one line what is missing
+        from ..tensorrt.build import build_plans  # imports tensorrt; says in one line what is missing
 
         say("building the TensorRT plan...")
         build_plans(tmp, model_onnx, manifest)

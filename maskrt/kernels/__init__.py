@@ -15,18 +15,26 @@ CUDA kernel = triton, with fake implementations) by `maskrt.kernels.library`.
 
 from __future__ import annotations
 
+import torch
+
 from . import library  # noqa: F401  (registers torch.ops.maskrt.*)
 from .dispatch import available, current, get, register, set_implementation, use
 from .paste.common import PastedInstances
 
 
 def roi_align(*args, impl: str | None = None, **kwargs):
-    """Multi-level RoIAlign; see `maskrt.kernels.roi_align.reference.roi_align`."""
+    """Multi-level RoIAlign; see `maskrt.kernels.roi_align.reference.roi_align`. In a traced graph
+    it is torch.ops.maskrt.roi_align (exported as a plugin node: maskrt.tensorrt.onnx_symbolics)."""
+    if torch.jit.is_tracing():
+        return torch.ops.maskrt.roi_align(*args, **kwargs)
     return get("roi_align", impl)(*args, **kwargs)
 
 
 def nms(*args, impl: str | None = None, **kwargs):
-    """Batched NMS; see `maskrt.kernels.nms.reference.nms`."""
+    """Batched NMS; see `maskrt.kernels.nms.reference.nms`. In a traced graph it is
+    torch.ops.maskrt.nms (exported as a plugin node: maskrt.tensorrt.onnx_symbolics)."""
+    if torch.jit.is_tracing():
+        return torch.ops.maskrt.nms(*args, **kwargs)
     return get("nms", impl)(*args, **kwargs)
 
 

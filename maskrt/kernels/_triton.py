@@ -64,13 +64,13 @@ def launch_options() -> dict:
     return {} if interpreted() else {"enable_fp_fusion": False}
 
 
-_host_reader = None  # set by maskrt.kernels.fake_cuda to record the reads
+_host_reader = None  # set by maskrt.gpu_verify.fake_cuda to record the reads
 
 
 def host_read(values, fake_answer, what: str = "") -> list[int]:
     """The one host read a wrapper makes on purpose (on a GPU, a device-to-host copy that waits for
     the queued work): data-dependent output sizes, or an input check. values: Tensor[k] integer on
-    the device; fake_answer: k ints that maskrt.kernels.fake_cuda answers with (upper bounds of
+    the device; fake_answer: k ints that maskrt.gpu_verify.fake_cuda answers with (upper bounds of
     sizes, 0 for "no problem"). Every deliberate read of the GPU path goes through here, so
     tests can see and count them."""
     if _host_reader is not None:

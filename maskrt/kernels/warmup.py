@@ -5,7 +5,7 @@ and - unless excluded by do_not_specialize - integers equal to 1 or divisible by
 kernels do not specialize per-frame sizes, so one launch of each configuration, on small
 inputs, compiles everything a stream will use: `warm_up(device, dtype)` makes those launches.
 `exercise(device, dtype, small)` is the list of calls; on fake CUDA tensors at the model's sizes
-(small=False) it is what `maskrt.kernels.launches` records for the compile tests, and the tests
+(small=False) it is what `maskrt.gpu_verify.launches` records for the compile tests, and the tests
 check that the small calls launch the same specializations as the model-sized ones.
 """
 

@@ -34,10 +34,12 @@ def decode_boxes(deltas: Tensor, reference: Tensor, weights: tuple[float, float,
     return torch.stack((pred_ctr_x - half_w, pred_ctr_y - half_h, pred_ctr_x + half_w, pred_ctr_y + half_h), dim=2)
 
 
-def clip_boxes(boxes: Tensor, height: int, width: int) -> Tensor:
-    """Clamp Tensor[..., 4] xyxy to [0, width] x [0, height]."""
-    x = boxes[..., 0::2].clamp(min=0, max=width)
-    y = boxes[..., 1::2].clamp(min=0, max=height)
+def clip_boxes(boxes: Tensor, image_hw: tuple[int, int] | Tensor) -> Tensor:
+    """Clamp Tensor[..., 4] xyxy to [0, width] x [0, height]; image_hw: (height, width), ints or a
+    Tensor[2] (a traced graph's dynamic size). min(max(v, 0), size), as torchvision's clamp."""
+    size = torch.as_tensor(image_hw, device=boxes.device).to(boxes.dtype)
+    x = torch.minimum(boxes[..., 0::2].clamp(min=0), size[1])
+    y = torch.minimum(boxes[..., 1::2].clamp(min=0), size[0])
     return torch.stack((x[..., 0], y[..., 0], x[..., 1], y[..., 1]), dim=-1)
 
 

@@ -46,6 +46,9 @@ class RoIHeads:
 
     box_fn: pooled Tensor[R, C, S, S] -> (class logits Tensor[R, K], box deltas Tensor[R, 4K]).
     mask_fn: pooled Tensor[N, C, 2S', 2S'] ... -> mask logits Tensor[N, K, M, M].
+    The eager model, every backend and the TensorRT graph run this code (sizes may be a traced
+    graph's tensors; RoIAlign and NMS go through maskrt.kernels, plugin nodes when traced).
+    Head outputs are taken in float32 (an fp16 stage's outputs are cast up: boxes stay fp32).
     """
 
     def __init__(self, box_fn: BoxFn, mask_fn: MaskFn, params: DetectionParams, box_pool: int, mask_pool: int):
@@ -53,30 +56,29 @@ class RoIHeads:
         self.params = params
         self.box_pool, self.mask_pool = box_pool, mask_pool
 
-    def __call__(self, features: list[Tensor], proposals: list[Tensor], image_sizes: list[tuple[int, int]]):
-        """Returns per image (boxes Tensor[N, 4], scores Tensor[N], labels Tensor[N], masks Tensor[N, M, M])."""
-        scales = infer_spatial_scales(features, image_sizes)
-        pooled = self._pool(features, proposals, scales, self.box_pool)
-        class_logits, box_regression = self.box_fn(pooled)
-        counts = [p.shape[0] for p in proposals]
-        dets = [
-            self._postprocess(logits, deltas, props, size)
-            for logits, deltas, props, size in zip(
-                class_logits.split(counts), box_regression.split(counts), proposals, image_sizes
-            )
-        ]
+    def __call__(self, features: list[Tensor], proposals: list[Tensor], image_sizes: list,
+                 spatial_scales: list[float] | None = None):
+        """Returns per image (boxes Tensor[N, 4], scores Tensor[N], labels Tensor[N], masks Tensor[N, M, M]).
+
+        image_sizes: resized (h, w) per image, tuples or Tensor[2]; spatial_scales: 1 / stride
+        per level (default: inferred from the features as torchvision does)."""
+        scales = spatial_scales or infer_spatial_scales(features, image_sizes)
+        class_logits, box_regression = self.box_fn(self._pool(features, proposals, scales, self.box_pool))
+        per_image = zip(_split(class_logits.float(), proposals), _split(box_regression.float(), proposals),
+                        proposals, image_sizes)
+        dets = [self._postprocess(logits, deltas, props, size) for logits, deltas, props, size in per_image]
         masks = self._masks(features, [d[0] for d in dets], [d[2] for d in dets], scales)
         return [(b, s, lab, m) for (b, s, lab), m in zip(dets, masks)]
 
     def _pool(self, features: list[Tensor], boxes: list[Tensor], scales: list[float], size: int) -> Tensor:
         rois = rois_with_batch_index(boxes)
-        return kernels.roi_align(features, rois, scales, size, self.params.sampling_ratio, False)
+        return kernels.roi_align(features, rois, list(scales), size, self.params.sampling_ratio, False)
 
-    def _postprocess(self, logits: Tensor, deltas: Tensor, proposals: Tensor, image_size: tuple[int, int]):
+    def _postprocess(self, logits: Tensor, deltas: Tensor, proposals: Tensor, image_size):
         """Class-wise decode, clip, drop background, threshold, NMS per class, top-k."""
         p = self.params
         num_classes = logits.shape[-1]
-        boxes = clip_boxes(decode_boxes(deltas, proposals, BOX_CODER_WEIGHTS), image_size[0], image_size[1])
+        boxes = clip_boxes(decode_boxes(deltas, proposals, BOX_CODER_WEIGHTS), image_size)
         scores = F.softmax(logits, -1)
         labels = torch.arange(num_classes, device=logits.device).view(1, -1).expand_as(scores)
         boxes, scores, labels = boxes[:, 1:].reshape(-1, 4), scores[:, 1:].reshape(-1), labels[:, 1:].reshape(-1)
@@ -88,11 +90,19 @@ class RoIHeads:
         return boxes[keep], scores[keep], labels[keep]
 
     def _masks(self, features, boxes: list[Tensor], labels: list[Tensor], scales: list[float]) -> list[Tensor]:
-        """Mask probabilities Tensor[N, M, M] of each detection's own class."""
-        total = sum(b.shape[0] for b in boxes)
-        if total == 0:
+        """Mask probabilities Tensor[N, M, M] float32 of each detection's own class."""
+        if not torch.jit.is_tracing() and sum(b.shape[0] for b in boxes) == 0:
             size = 2 * self.mask_pool
-            return [features[0].new_zeros((0, size, size)) for _ in boxes]
+            return [features[0].new_zeros((0, size, size), dtype=torch.float32) for _ in boxes]
         logits = self.mask_fn(self._pool(features, boxes, scales, self.mask_pool))
-        probs = logits[torch.arange(total, device=logits.device), torch.cat(labels)].sigmoid()
-        return list(probs.split([b.shape[0] for b in boxes]))
+        label = labels[0] if len(labels) == 1 else torch.cat(labels)
+        probs = logits[torch.arange(label.shape[0], device=logits.device), label].float().sigmoid()
+        return _split(probs, boxes)
+
+
+def _split(rows: Tensor, groups: list[Tensor]) -> list[Tensor]:
+    """rows split into len(groups) parts of len(group) rows each (one group: as is, so that a traced
+    graph keeps its dynamic row count)."""
+    if len(groups) == 1:
+        return [rows]
+    return list(rows.split([g.shape[0] for g in groups]))

@@ -108,16 +108,19 @@ class Detector:
     def set_score_threshold(self, score_thresh: float) -> None:
         self.heads.params = replace(self.heads.params, score_thresh=score_thresh)
 
-    def run(self, batch: Tensor, image_sizes: list[tuple[int, int]]):
-        """batch: Tensor[B, 3, H, W] normalised, padded to 32; image_sizes: resized (h, w) per image.
+    def run(self, batch: Tensor, image_sizes: list, spatial_scales: list[float] | None = None):
+        """batch: Tensor[B, 3, H, W] normalised, padded to 32; image_sizes: resized (h, w) per image
+        (tuples, or Tensor[2] in a traced graph); spatial_scales: RoIAlign's 1 / stride per FPN
+        level (default: inferred as torchvision does).
 
-        Returns per image (boxes, scores, labels, mask_probs) in resized-image coordinates.
+        Returns per image (boxes, scores, labels, mask_probs) in resized-image coordinates. This is
+        the one detector glue: backends run it with their stages, maskrt.tensorrt.graph traces it.
         """
         outputs = self.dense(batch)
         n = self.num_rpn_levels
         features, logits, deltas = list(outputs[:-2 * n]), list(outputs[-2 * n:-n]), list(outputs[-n:])
         proposals = self.proposals(logits, deltas, (batch.shape[-2], batch.shape[-1]), image_sizes)
-        return self.heads(features, proposals, image_sizes)
+        return self.heads(features, proposals, image_sizes, spatial_scales)
 
     @torch.inference_mode()
     def detect(self, images: list[Tensor]) -> list[RawDetections]:

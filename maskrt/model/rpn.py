@@ -44,50 +44,63 @@ def flatten_level(t: Tensor, channels: int) -> Tensor:
 class ProposalFilter:
     """Proposals from RPN head outputs: per-level top-k, decode, clip, filter, NMS per level.
 
-    Numerics are torchvision's RegionProposalNetwork.filter_proposals (inference settings).
+    Numerics are torchvision's RegionProposalNetwork.filter_proposals (inference settings). The
+    eager model, every backend and the TensorRT graph (maskrt.tensorrt.graph traces this code)
+    run it: sizes may be ints or a traced graph's tensors, and NMS goes through maskrt.kernels
+    (torch.ops.maskrt.nms, a plugin node, when traced).
     """
 
     def __init__(self, cell_anchors: list[Tensor], params: RPNParams):
         self.cell_anchors = [a.float() for a in cell_anchors]  # Tensor[A, 4] per level
         self.params = params
 
-    def __call__(self, logits: list[Tensor], deltas: list[Tensor], padded_hw: tuple[int, int],
-                 image_sizes: list[tuple[int, int]]) -> list[Tensor]:
-        """logits: L x Tensor[B, A, H_l, W_l]; deltas: L x Tensor[B, 4A, H_l, W_l].
+    def __call__(self, logits: list[Tensor], deltas: list[Tensor], padded_hw, image_sizes: list) -> list[Tensor]:
+        """logits: L x Tensor[B, A, H_l, W_l]; deltas: L x Tensor[B, 4A, H_l, W_l]; padded_hw: the
+        batch's (H, W); image_sizes: B resized (h, w), tuples or Tensor[2].
 
-        Returns B proposal sets Tensor[P_i, 4] xyxy in resized-image pixels, best first.
+        Returns B proposal sets Tensor[P_i, 4] float32 xyxy in resized-image pixels, best first.
         """
-        per_level = [
-            self._top_level(lg, dl, cells, padded_hw)
-            for lg, dl, cells in zip(logits, deltas, self.cell_anchors)
-        ]
-        boxes = torch.cat([p[0] for p in per_level], dim=1)
-        scores = torch.cat([p[1] for p in per_level], dim=1)
-        levels = torch.cat([torch.full((p[0].shape[1],), i, dtype=torch.int64, device=boxes.device)
-                            for i, p in enumerate(per_level)])
-        return [self._filter(b, s, levels, size) for b, s, size in zip(boxes, scores, image_sizes)]
+        if len(image_sizes) == 1:
+            return [self.one_image(logits, deltas, padded_hw, image_sizes[0])]
+        return [self.one_image([lg[i:i + 1] for lg in logits], [dl[i:i + 1] for dl in deltas], padded_hw, size)
+                for i, size in enumerate(image_sizes)]
 
-    def _top_level(self, logits: Tensor, deltas: Tensor, cells: Tensor, padded_hw: tuple[int, int]):
-        """Top-k anchors of one level by objectness logit; decodes only those (decode is elementwise,
-        so this equals torchvision's decode-all-then-select). -> (Tensor[B, k, 4], Tensor[B, k])."""
-        h, w = logits.shape[-2:]
-        stride = (padded_hw[0] // h, padded_hw[1] // w)
-        anchors = grid_anchors(cells.to(logits.device, logits.dtype), (h, w), stride)
-        objectness = flatten_level(logits, 1).flatten(1)
-        k = min(self.params.pre_nms_top_n, objectness.shape[1])
-        top_logits, top_idx = objectness.topk(k, dim=1)
-        box_deltas = flatten_level(deltas, 4)
-        picked = torch.gather(box_deltas, 1, top_idx[..., None].expand(-1, -1, 4))
-        boxes = [decode_boxes(d, anchors[i], (1.0, 1.0, 1.0, 1.0))[:, 0] for d, i in zip(picked, top_idx)]
-        return torch.stack(boxes), top_logits
-
-    def _filter(self, boxes: Tensor, logits: Tensor, levels: Tensor, image_size: tuple[int, int]) -> Tensor:
+    def one_image(self, logits: list[Tensor], deltas: list[Tensor], padded_hw, image_hw) -> Tensor:
+        """Proposals of one image (logits: L x Tensor[1, A, H_l, W_l]) -> Tensor[P, 4], best first."""
         p = self.params
-        scores = torch.sigmoid(logits)
-        boxes = clip_boxes(boxes, image_size[0], image_size[1])
+        boxes, scores, levels = [], [], []
+        for i, (lg, dl, cells) in enumerate(zip(logits, deltas, self.cell_anchors)):
+            b, s = self._top_level(lg.float(), dl.float(), cells, padded_hw)
+            boxes.append(b)
+            scores.append(s)
+            levels.append(torch.full_like(s, i, dtype=torch.int64))
+        boxes, scores, levels = torch.cat(boxes), torch.sigmoid(torch.cat(scores)), torch.cat(levels)
+        boxes = clip_boxes(boxes, image_hw)
         keep = keep_min_size(boxes, p.min_size)
         boxes, scores, levels = boxes[keep], scores[keep], levels[keep]
         keep = torch.where(scores >= p.score_thresh)[0]
         boxes, scores, levels = boxes[keep], scores[keep], levels[keep]
         keep = kernels.nms(boxes, scores, levels, p.nms_thresh, p.post_nms_top_n)
         return boxes[keep]
+
+    def _top_level(self, logits: Tensor, deltas: Tensor, cells: Tensor, padded_hw):
+        """Top-k anchors of one level by objectness logit, decoded (decode is elementwise, so this
+        equals torchvision's decode-all-then-select) -> (Tensor[k, 4], logits Tensor[k]).
+
+        logits: Tensor[1, A, h, w]; deltas: Tensor[1, 4A, h, w]; stride = padded size // (h, w).
+        """
+        h, w = logits.shape[-2], logits.shape[-1]
+        stride = (padded_hw[0] // h, padded_hw[1] // w)
+        anchors = grid_anchors(cells.to(logits.device, logits.dtype), (h, w), stride)
+        objectness = flatten_level(logits, 1).flatten(1)
+        top_logits, top_idx = objectness.topk(_top_count(objectness, self.params.pre_nms_top_n), dim=1)
+        index = top_idx[0]  # row selection (Gather in a traced graph)
+        boxes = decode_boxes(flatten_level(deltas, 4)[0][index], anchors[index], (1.0, 1.0, 1.0, 1.0))[:, 0]
+        return boxes, top_logits[0]
+
+
+def _top_count(objectness: Tensor, limit: int):
+    """min(limit, anchors in the level): an int, or in a traced graph a tensor of the dynamic size."""
+    if torch.jit.is_tracing():
+        return torch.clamp(torch._shape_as_tensor(objectness)[1], max=limit)
+    return min(limit, objectness.shape[1])

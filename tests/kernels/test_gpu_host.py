@@ -1,4 +1,4 @@
-"""The host code of the Triton wrappers on fake CUDA tensors (maskrt.kernels.fake_cuda): no GPU here,
+"""The host code of the Triton wrappers on fake CUDA tensors (maskrt.gpu_verify.fake_cuda): no GPU here,
 but FakeTensorMode makes CUDA-device tensors, raises on CPU/CUDA mixes and on data-dependent host
 reads, and the harness raises on device-to-host copies; only the kernel launches are replaced
 (recorded). What a GPU would add - the kernels' results - is checked under TRITON_INTERPRET=1 in
@@ -13,8 +13,9 @@ import pytest
 import torch
 from torch._subclasses.fake_tensor import DataDependentOutputException, FakeTensorDeviceMismatchError
 
-from maskrt.kernels import launches, ptx, warmup
-from maskrt.kernels.fake_cuda import HostCopy, fake_cuda
+from maskrt.gpu_verify import launches, ptx
+from maskrt.kernels import warmup
+from maskrt.gpu_verify.fake_cuda import HostCopy, fake_cuda
 
 paste_triton = importlib.import_module("maskrt.kernels.paste.triton")
 paste_common = importlib.import_module("maskrt.kernels.paste.common")

@@ -1,7 +1,7 @@
 """Triton kernel of the paste op (imported lazily by paste/triton.py; see there).
 
 Arguments are ordered as TensorRT's AOT plugins pass them (inputs, int32 scalars, outputs), so
-the plain paste is the PasteMasks plugin's ahead-of-time kernel as is (kernels/trt_plugins.py).
+the plain paste is the PasteMasks plugin's ahead-of-time kernel as is (tensorrt/plugins.py).
 """
 
 import triton

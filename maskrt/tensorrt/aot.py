@@ -18,7 +18,7 @@ Which ops qualify:
   both sides of each level boundary. It stays a JIT plugin.
 
 UNVERIFIED ON A GPU: CPU tests compile these sources for sm_90a/sm_80 (ptxas statistics,
-tests/kernels/test_ptx.py) and drive the aot_impl body with a stand-in tensorrt.plugin.
+tests/gpu_verify/test_ptx.py) and drive the aot_impl body with a stand-in tensorrt.plugin.
 """
 
 from __future__ import annotations
@@ -33,8 +33,8 @@ def paste_source(masks_type: str):
     ("fp32" or "fp16"): paste_kernel with FUSED=False, the fused-only pointers removed."""
     from triton.compiler import ASTSource
 
-    from .paste import triton as paste_triton
-    from .paste._kernels import paste_kernel
+    from ..kernels.paste import triton as paste_triton
+    from ..kernels.paste._kernels import paste_kernel
 
     signature = {"masks_ptr": f"*{masks_type}", "boxes_ptr": "*fp32", "canvas_ptr": "*u8", "m": "i32",
                  "height": "i32", "width": "i32", "threshold_bits": "i32", "out_ptr": "*u8"}
@@ -57,7 +57,7 @@ def compile_source(src, options: dict):
 def paste_aot(trt, trtp):
     """@trtp.aot_impl body of PasteMasks: (masks, boxes, canvas, threshold, outputs, tactic) ->
     (kernel name, PTX, KernelLaunchParams, SymIntExprs)."""
-    from .paste import triton as paste_triton
+    from ..kernels.paste import triton as paste_triton
 
     def aot(masks, boxes, canvas, threshold, outputs, tactic):
         types = {trt.float32: "fp32", trt.float16: "fp16"}

@@ -3,7 +3,7 @@
 triton.compile with GPUTarget("cuda", 90, 32) (sm_90a, H100/H200) and ("cuda", 80, 32) (sm_80,
 A100) needs no GPU, and the triton wheel ships ptxas, whose `-v` report gives registers, spills
 and the stack frame per thread. The configurations are the launches the wrappers make at the
-model's sizes (maskrt.kernels.launches) plus the AOT plugin kernels (maskrt.kernels.trt_aot),
+model's sizes (maskrt.gpu_verify.launches) plus the AOT plugin kernels (maskrt.tensorrt.aot),
 compiled in one child process without TRITON_INTERPRET (interpreted kernels cannot be
 compiled); triton's cache and a stats cache beside it make repeated runs take seconds.
 Compile times are measured in benchmarks/gpu/test_compile.py, not asserted here.
@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import pytest
 
-from maskrt.kernels import ptx
+from maskrt.gpu_verify import ptx
 
 pytestmark = pytest.mark.ptx
 
@@ -28,7 +28,7 @@ def rows() -> list[dict]:
 
 
 def test_every_configuration_compiles_for_hopper_and_ampere(rows):
-    from maskrt.kernels.launches import NAMES
+    from maskrt.gpu_verify.launches import NAMES
 
     configs = {name for names in NAMES.values() for name in names} | {"PasteMasks AOT fp32", "PasteMasks AOT fp16"}
     assert {(r["config"], r["arch"]) for r in rows} == {(c, a) for c in configs for a in ("sm_90a", "sm_80")}

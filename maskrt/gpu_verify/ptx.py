@@ -14,7 +14,7 @@ sm_90a, Hopper; 80 is sm_80, Ampere), and the triton wheel ships `ptxas`. So, on
 Triton decides at decoration time whether a kernel is compiled or interpreted: with
 TRITON_INTERPRET=1 set, `@triton.jit` makes interpreter objects that cannot be compiled, so the
 compile runs in a child process without it (`compile_in_subprocess`, `python -m
-maskrt.kernels.ptx`). Results are cached beside triton's own cache, keyed by triton's hash.
+maskrt.gpu_verify.ptx`). Results are cached beside triton's own cache, keyed by triton's hash.
 """
 
 from __future__ import annotations
@@ -30,43 +30,10 @@ import sys
 import time
 from pathlib import Path
 
+from .recording import Launch
+
 ARCHS = (90, 80)  # sm_90a (H100/H200) and sm_80 (A100)
 _STATS_CACHE = "maskrt_ptxas_stats.json"
-
-
-@dataclasses.dataclass
-class Launch:
-    """One recorded `kernel[grid](*args, **kwargs)`."""
-
-    kernel: object
-    grid: tuple
-    args: tuple
-    kwargs: dict
-
-    @property
-    def name(self) -> str:
-        return self.kernel.fn.__name__
-
-
-@contextlib.contextmanager
-def record_launches():
-    """Within the block, `kernel[grid](...)` of any @triton.jit kernel is recorded, not run.
-
-    Yields the list the launches are appended to. Kernels must be compiled objects (no
-    TRITON_INTERPRET=1 at their decoration)."""
-    from triton.runtime.jit import KernelInterface
-
-    launches: list[Launch] = []
-    original = KernelInterface.__getitem__
-
-    def getitem(self, grid):
-        return lambda *args, **kwargs: launches.append(Launch(self, tuple(grid), args, dict(kwargs)))
-
-    KernelInterface.__getitem__ = getitem
-    try:
-        yield launches
-    finally:
-        KernelInterface.__getitem__ = original
 
 
 class _ArgTensor:
@@ -224,16 +191,16 @@ def _cached_ptxas_stats(key: str, ptx: str, arch: int, fp_fusion: bool, fresh: d
 
 def compile_in_subprocess(archs=ARCHS, timeout: float = 1800, cache_dir: str | None = None,
                           processes: int = 2) -> list[dict]:
-    """`python -m maskrt.kernels.ptx` in a child process without TRITON_INTERPRET: the compile
-    table of every kernel at every configuration the wrappers launch (maskrt.kernels.launches)
-    and of the AOT plugin kernels (maskrt.kernels.trt_aot). cache_dir: triton's cache (None:
+    """`python -m maskrt.gpu_verify.ptx` in a child process without TRITON_INTERPRET: the compile
+    table of every kernel at every configuration the wrappers launch (maskrt.gpu_verify.launches)
+    and of the AOT plugin kernels (maskrt.tensorrt.aot). cache_dir: triton's cache (None:
     its default, so repeated runs reuse the compiled kernels; a fresh folder: real timings)."""
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
     if cache_dir:
         env["TRITON_CACHE_DIR"] = str(cache_dir)
     root = str(Path(__file__).resolve().parents[2])
     env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH", "")) if p)
-    cmd = [sys.executable, "-m", "maskrt.kernels.ptx", "--json", "-", "--arch", *map(str, archs)]
+    cmd = [sys.executable, "-m", "maskrt.gpu_verify.ptx", "--json", "-", "--arch", *map(str, archs)]
     runs = [subprocess.Popen([*cmd, "--shard", f"{k}/{processes}"], env=env, stdout=subprocess.PIPE,
                              stderr=subprocess.PIPE, text=True) for k in range(processes)]  # one per core
     rows = []
@@ -257,7 +224,7 @@ def table(rows: list[dict]) -> str:
 def main(argv=None) -> int:
     import argparse
 
-    parser = argparse.ArgumentParser(prog="python -m maskrt.kernels.ptx", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m maskrt.gpu_verify.ptx", description=__doc__.splitlines()[0])
     parser.add_argument("--arch", type=int, nargs="+", default=list(ARCHS))
     parser.add_argument("--json", help="write the rows as JSON to this file ('-': stdout)")
     parser.add_argument("--only", help="compile only configurations whose name contains this")
@@ -267,7 +234,7 @@ def main(argv=None) -> int:
         parser.error("unset TRITON_INTERPRET: interpreted kernels cannot be compiled")
     from .launches import configurations
 
-    from .trt_aot import sources
+    from ..tensorrt.aot import sources
 
     jobs = [(config, lambda arch, launch=launch: compile_launch(launch, arch)) for config, launch in configurations()]
     jobs += [(config, lambda arch, src=src, opts=opts: compile_source(src, opts, arch)) for config, src, opts in sources()]

@@ -7,7 +7,7 @@ indexing): tracing records them as ONNX NonZero/Gather/TopK with dynamic shapes 
 guard on unbacked sizes, and it is the exporter the stage ONNX (builders/onnx_export.py)
 already uses. Export with `custom_opsets={"maskrt": 1}` (see `CUSTOM_OPSETS`).
 
-Every node comes from `maskrt.kernels.schemas` (op type, domain, attribute names, kinds and
+Every node comes from `maskrt.tensorrt.schemas` (op type, domain, attribute names, kinds and
 defaults, output count), so the nodes validate against the same records that generate the
 TensorRT plugin registrations in `trt_plugins.py`:
 - roi_align(features, rois, spatial_scales, output_size, ...) -> maskrt::MultiLevelRoIAlign
@@ -79,7 +79,7 @@ def nms_symbolic(g, boxes, scores, classes, iou_threshold, max_output):
 
     if classes.type().scalarType() != "Long":
         classes = g.op("Cast", classes, to_i=7)  # TensorProto.INT64
-    from .nms.common import float32_threshold
+    from ..kernels.nms.common import float32_threshold
 
     # float32 attribute t with (iou > t) == (iou > threshold as double) for every float32 iou
     values = dict(iou_threshold=float32_threshold(sh._parse_arg(iou_threshold, "f")),
@@ -157,7 +157,7 @@ def register(opset: int = OPSET) -> None:
     """Register the three symbolics for `opset` with the TorchScript exporter (idempotent)."""
     import torch
 
-    from . import library  # noqa: F401  (defines torch.ops.maskrt.*)
+    from ..kernels import library  # noqa: F401  (defines torch.ops.maskrt.*)
 
     if opset in _registered:
         return

@@ -2,7 +2,7 @@
 
 `configurations()` runs `maskrt.kernels.warmup.exercise` (every op, at the sizes of Mask R-CNN
 R50-FPN on an 800x1088 image) inside `fake_cuda()` - no GPU, no data - and returns the recorded
-launches, named. The compile tests (tests/kernels/test_ptx.py) and the compile benchmark
+launches, named. The compile tests (tests/gpu_verify/test_ptx.py) and the compile benchmark
 (benchmarks/gpu/test_compile.py) compile exactly these.
 """
 
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import torch
 
-from . import warmup
+from ..kernels import warmup
 from .fake_cuda import fake_cuda
 
 NAMES = {
@@ -34,7 +34,7 @@ def recorded(group: str, small: bool = False) -> list:
 
 
 def configurations() -> list:
-    """[(name, maskrt.kernels.ptx.Launch)] for every kernel configuration the wrappers launch."""
+    """[(name, maskrt.gpu_verify.recording.Launch)] for every kernel configuration the wrappers launch."""
     out = []
     for group, names in NAMES.items():
         launches = recorded(group)

@@ -9,7 +9,7 @@ device (here "cuda") but no data. Inside it:
   `bool(t)`, `.tolist()`) or DynamicOutputShapeException (`nonzero`, boolean indexing): on a
   GPU each is a device-to-host copy that waits for the queue (a sync);
 - a device-to-host copy (`.cpu()`, `.to("cpu")`, `.numpy()` of a CUDA tensor) raises HostCopy;
-- `kernel[grid](...)` of every Triton kernel is recorded (maskrt.kernels.ptx.Launch), not run:
+- `kernel[grid](...)` of every Triton kernel is recorded (maskrt.gpu_verify.recording.Launch), not run:
   its outputs stay what the wrapper allocated, as the op's fake implementation describes them.
 The one host read a wrapper makes on purpose - a data-dependent output size, inherent in
 returning a Tensor[K], or an input check - goes through `maskrt.kernels._triton.host_read`;
@@ -37,7 +37,7 @@ class HostCopy(RuntimeError):
 class FakeRun:
     """What happened inside one fake_cuda() block."""
 
-    launches: list = dataclasses.field(default_factory=list)  # maskrt.kernels.ptx.Launch
+    launches: list = dataclasses.field(default_factory=list)  # maskrt.gpu_verify.recording.Launch
     host_reads: list = dataclasses.field(default_factory=list)  # (what, fake answer) per host_read call
 
     def kernels(self) -> list[str]:
@@ -66,8 +66,8 @@ def fake_cuda(allow_host_copies: bool = False):
     allow_host_copies: let `.cpu()` through (for code whose last step copies results back)."""
     from torch._subclasses.fake_tensor import FakeTensorMode
 
-    from . import _triton
-    from .ptx import record_launches
+    from ..kernels import _triton
+    from .recording import record_launches
 
     run = FakeRun()
 

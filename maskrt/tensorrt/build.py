@@ -1,9 +1,9 @@
 """ONNX -> TensorRT plan (`tensorrt` target). UNVERIFIED HERE: no machine of this project has
-TensorRT's libraries or a GPU; CI checks the ONNX it parses (tests/builders/test_trt_onnx.py)
+TensorRT's libraries or a GPU; CI checks the ONNX it parses (tests/tensorrt/test_onnx_graph.py)
 and the one-line report of what is missing.
 
-The plan is built from `model.onnx` (maskrt.builders.trt_graph: the whole detector for one
-image, RoIAlign and NMS as maskrt plugin nodes registered by maskrt.kernels.trt_plugins), as a
+The plan is built from `model.onnx` (maskrt.tensorrt.graph: the whole detector for one
+image, RoIAlign and NMS as maskrt plugin nodes registered by maskrt.tensorrt.plugins), as a
 strongly typed network (TensorRT 11 has no FP16 flag: an fp16 engine is an fp16 ONNX) with one
 optimization profile for the dynamic image size. Kept thin on purpose: everything it calls
 before `tensorrt` (export, schemas, plugin table) is tested on CPU.
@@ -13,8 +13,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..errors import MaskrtError
 from ..artifact import Manifest
+from ..errors import MaskrtError
 
 PLAN_NAME = "model.plan"
 
@@ -36,7 +36,7 @@ def require_tensorrt():
 def build_plans(engine_dir: Path, onnx_path: Path, manifest: Manifest) -> None:
     """Build engine_dir/model.plan from the plugin-node ONNX and record it in the manifest."""
     trt = require_tensorrt()
-    from ..kernels.trt_plugins import register_plugins
+    from .plugins import register_plugins
 
     register_plugins()
     logger = trt.Logger(trt.Logger.WARNING)

@@ -2,7 +2,7 @@
 
 UNVERIFIED HERE: no machine of this project has TensorRT or a GPU. `register_plugins()` imports
 tensorrt lazily; what CPU tests can check is checked: the registration table is generated from
-`maskrt.kernels.schemas` (plugin ids, input names, attribute names and types, outputs, size
+`maskrt.tensorrt.schemas` (plugin ids, input names, attribute names and types, outputs, size
 tensors, autotune type combinations), the generated signatures satisfy tensorrt.plugin's
 rules (tests drive them with a stand-in tensorrt.plugin), and `run_kernel` - the part of each
 impl that calls our Triton kernels - runs on CPU tensors under TRITON_INTERPRET=1.
@@ -18,7 +18,7 @@ node's op_type and its plugin_namespace attribute):
   plugin Tensors' __cuda_array_interface__), runs `maskrt.kernels.<op>.triton` on TensorRT's
   stream (torch.cuda.ExternalStream) and copies the result into the output buffers.
 - @trtp.aot_impl (ahead of time, no Python at run time) for the schemas with aot=True, whose
-  work is one kernel launch: PasteMasks (maskrt.kernels.trt_aot says which op qualifies and
+  work is one kernel launch: PasteMasks (maskrt.tensorrt.aot says which op qualifies and
   why the others keep the JIT path). Their ONNX nodes carry aot=1, which tells TensorRT's ONNX
   parser to create the AOT implementation; the network is also built with
   PREFER_AOT_PYTHON_PLUGINS (tensorrt_build).
@@ -74,7 +74,7 @@ def run_kernel(schema: schemas.PluginSchema, inputs: list, attrs: dict) -> list:
     import torch
 
     if schema is schemas.ROI_ALIGN:
-        from .roi_align.triton import roi_align
+        from ..kernels.roi_align.triton import roi_align
 
         *features, rois = inputs
         out = roi_align(features, rois, [float(s) for s in attrs["spatial_scales"]], int(attrs["output_size"]),
@@ -82,12 +82,12 @@ def run_kernel(schema: schemas.PluginSchema, inputs: list, attrs: dict) -> list:
                         int(attrs["canonical_level"]))
         return [out]
     if schema is schemas.NMS:
-        from .nms.triton import nms
+        from ..kernels.nms.triton import nms
 
         keep = nms(*inputs, float(attrs["iou_threshold"]), int(attrs["max_output"]))
         return [keep, torch.tensor(keep.shape[0], dtype=torch.int32, device=keep.device)]
     if schema is schemas.PASTE:
-        from .paste.triton import paste
+        from ..kernels.paste.triton import paste
 
         masks, boxes, canvas = inputs
         return [paste(masks, boxes, int(canvas.shape[0]), int(canvas.shape[1]), float(attrs["threshold"]))]
@@ -185,12 +185,12 @@ def _register_one(trt, trtp, np, npt, schema: schemas.PluginSchema) -> None:
                           [("outputs", impl_outputs), ("stream", int)])
     trtp.impl(schema.plugin_id)(_generated(f"{schema.op_type}_impl", impl_sig, _impl(schema)))
     if schema.aot and hasattr(trtp, "aot_impl"):
-        from . import trt_aot
+        from . import aot
 
         aot_sig = _signature([(i.name, trtp.TensorDesc) for i in schema.inputs] + attrs +
                              [("outputs", outputs), ("tactic", int)],
                              tuple[str | bytes, str | bytes, trtp.KernelLaunchParams, trtp.SymIntExprs])
-        body = trt_aot.AOT_BODIES[schema.op_type](trt, trtp)
+        body = aot.AOT_BODIES[schema.op_type](trt, trtp)
         trtp.aot_impl(schema.plugin_id)(_generated(f"{schema.op_type}_aot_impl", aot_sig, body))
 
 

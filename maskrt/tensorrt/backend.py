@@ -1,8 +1,8 @@
 """The TensorRT backend. UNVERIFIED ON A GPU: needs TensorRT and a CUDA GPU, which no machine of
-this project has. What a CPU can check is checked (tests/engine/test_tensorrt_backend.py): the
+this project has. What a CPU can check is checked (tests/tensorrt/test_backend.py): the
 per-frame code runs on fake CUDA tensors (no hidden host sync, no CPU tensor mixed in) and
 against a stand-in TensorRT runtime that records on which stream every tensor is written and
-read; the graph it runs is verified on CPU (tests/builders/test_trt_onnx.py), the plugins
+read; the graph it runs is verified on CPU (tests/tensorrt/test_onnx_graph.py), the plugins
 launch the Triton kernels tested under TRITON_INTERPRET=1.
 
 One image per execution (the plan's batch is 1). Everything of a frame runs in order on one
@@ -22,13 +22,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ...artifact import Manifest
-from ...builders.tensorrt_build import require_tensorrt
-from ...errors import EngineError
-from ...model import InputPolicy, RawDetections
-from ...model.boxes import scale_boxes
-from ...model.transform import preprocess
-from .torch_backend import to_float_chw
+from ..artifact import Manifest
+from ..engine.backends.torch_backend import to_float_chw
+from ..errors import EngineError
+from ..model import InputPolicy, RawDetections
+from ..model.boxes import scale_boxes
+from ..model.transform import preprocess
+from .build import require_tensorrt
 
 _TORCH_DTYPES = {"FLOAT": torch.float32, "HALF": torch.float16, "INT64": torch.int64, "INT32": torch.int32,
                  "BOOL": torch.bool, "UINT8": torch.uint8}
@@ -82,7 +82,7 @@ class TensorRTBackend:
         trt = require_tensorrt()
         if "model" not in manifest.stages:
             raise EngineError(f"{engine_dir} holds only ONNX (built with --onnx-only); build it on a GPU machine")
-        from ...kernels.trt_plugins import register_plugins
+        from .plugins import register_plugins
 
         register_plugins()
         self.device = torch.device(device)
@@ -111,7 +111,7 @@ class TensorRTBackend:
     def warm_up(self) -> None:
         """Compile every Triton kernel the plugins and the paste launch (once per process; integer
         sizes are not specialized, so no later frame compiles), then run one blank frame."""
-        from ...kernels.warmup import warm_up
+        from ..kernels.warmup import warm_up
 
         with _streams.stream(self.stream):
             warm_up(self.device, self.input_dtype)
@@ -151,7 +151,7 @@ class TensorRTBackend:
 
     def paste(self, out: dict[str, torch.Tensor], size: tuple[int, int], original: tuple[int, int]):
         """Boxes in original-image pixels and the fused paste (id map + crops), on the device."""
-        from ...kernels.paste.triton import paste_id_map
+        from ..kernels.paste.triton import paste_id_map
 
         boxes = scale_boxes(out["boxes"].float(), size, original)
         return boxes, paste_id_map(out["mask_probs"], boxes, original[0], original[1], MASK_THRESHOLD, out["scores"])

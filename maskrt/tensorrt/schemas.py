@@ -3,9 +3,9 @@
 Each op of the `tensorrt` target is one custom node in the exported ONNX and one TensorRT
 plugin (tensorrt.plugin, "quickly deployable plugins"). This module describes both, and every
 consumer is generated from it:
-- `maskrt.kernels.onnx_symbolics` emits the ONNX nodes (`make_node`, attribute defaults);
+- `maskrt.tensorrt.onnx_symbolics` emits the ONNX nodes (`make_node`, attribute defaults);
 - `register_onnx_schemas()` registers them with onnx (checker + shape inference);
-- `maskrt.kernels.trt_plugins` builds the tensorrt.plugin registrations (inputs, attributes
+- `maskrt.tensorrt.plugins` builds the tensorrt.plugin registrations (inputs, attributes
   with their Python/numpy types, outputs) from the same records;
 - the tests validate exported nodes against them (`validate_node`) and back the ops with the
   reference kernels under onnx.reference.ReferenceEvaluator.

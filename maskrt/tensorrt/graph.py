@@ -1,13 +1,15 @@
 """The `tensorrt` target's ONNX: the whole detector in one graph, our three ops as plugin nodes.
 
-`TensorRTGraph(model)` is `model.detector.run` for one image rewritten so that tracing records
-it completely: sizes come from tensor shapes (dynamic H, W), the per-level top-k uses
-k = min(pre_nms_top_n, anchors in the level) as a tensor, anchors are generated from the
-feature shapes, and RoIAlign and NMS are torch.ops.maskrt.{roi_align, nms} (exported as
-maskrt::MultiLevelRoIAlign / maskrt::BatchedNMS plugin nodes by maskrt.kernels.onnx_symbolics). The dense, box and mask stages are the model's own modules.
+`TensorRTGraph(model)` traces the model's own `Detector.run` for one image (maskrt.model's
+ProposalFilter and RoIHeads are written so that tracing records them completely: sizes from
+tensor shapes (dynamic H, W), the per-level top-k count as a tensor, anchors from the feature
+shapes, RoIAlign and NMS as torch.ops.maskrt.{roi_align, nms}, exported as
+maskrt::MultiLevelRoIAlign / maskrt::BatchedNMS plugin nodes by onnx_symbolics). The dense, box
+and mask stages are the model's own modules. So a change to the glue reaches the CPU engine,
+the torch backend and this graph alike (tests/tensorrt/test_onnx_graph.py checks they agree).
 `PasteGraph` (a second, small graph: paste.onnx) scales the boxes to the original image and
 pastes the masks with maskrt::PasteMasks; it is separate so that the detector graph keeps its
-28x28 mask probabilities and the runtime pastes only when full-size masks are asked for.
+28x28 mask probabilities (the runtime pastes with the fused Triton paste on the GPU).
 
 Assumptions, stated:
 - Batch is 1: the graph takes Tensor[1, 3, H, W]; the runtime loops over images.
@@ -31,14 +33,12 @@ import warnings
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..kernels import onnx_symbolics, schemas
 from ..model import MaskRCNN
-from ..model.boxes import decode_boxes, keep_min_size
-from ..model.heads import BOX_CODER_WEIGHTS, infer_spatial_scales
-from ..model.rpn import flatten_level, grid_anchors
+from ..model.heads import infer_spatial_scales
+from ..model.network import Detector
+from . import onnx_symbolics, schemas
 
 GRAPH_INPUTS = ("images", "image_hw")
 GRAPH_OUTPUTS = ("boxes", "scores", "labels", "mask_probs")
@@ -46,26 +46,18 @@ PASTE_INPUTS = ("mask_probs", "boxes", "image_hw", "image")
 PASTE_OUTPUTS = ("boxes_px", "masks")
 
 
-def clip_to(boxes: Tensor, hw: Tensor) -> Tensor:
-    """clip_boxes with the size as a tensor: Tensor[..., 4] xyxy clamped to [0, w] x [0, h]."""
-    size = hw.to(boxes.dtype)
-    x = torch.minimum(boxes[..., 0::2].clamp(min=0), size[1])
-    y = torch.minimum(boxes[..., 1::2].clamp(min=0), size[0])
-    return torch.stack((x[..., 0], y[..., 0], x[..., 1], y[..., 1]), dim=-1)
-
-
-def with_batch_index(boxes: Tensor) -> Tensor:
-    """Tensor[N, 4] -> RoIs Tensor[N, 5] (0, x1, y1, x2, y2) of image 0."""
-    return torch.cat([torch.zeros_like(boxes[:, :1]), boxes], dim=1)
-
-
 class TensorRTGraph(nn.Module):
-    """model.detector.run for one image, export-friendly.
+    """The model's own Detector.run for one image, as one traceable module.
 
     forward(images: Tensor[1, 3, H, W] normalised and zero-padded to multiples of 32 (float32,
     or float16 with half=True), image_hw: Tensor[2] int64 resized (unpadded) (h, w)) ->
     (boxes Tensor[N, 4] float32 xyxy in resized-image pixels, scores Tensor[N] float32
     descending, labels Tensor[N] int64, mask_probs Tensor[N, M, M] float32, M = 28).
+
+    No glue of its own: the proposals, RoIAlign, decoding, NMS and mask selection are
+    maskrt.model's (ProposalFilter, RoIHeads), which accept a traced graph's tensor sizes and call
+    torch.ops.maskrt.* when traced; this module only holds the stages (fp16 copies with half=True)
+    and fixes the RoIAlign scales to the standard FPN ones (checked when run eagerly).
     """
 
     def __init__(self, model: MaskRCNN, half: bool = False):
@@ -74,90 +66,23 @@ class TensorRTGraph(nn.Module):
         if half:
             stages = tuple(copy.deepcopy(s).half() for s in stages)
         self.dense, self.box, self.mask = stages
-        self.detector = model.detector  # parameters are read at forward time
-        self.box_pool, self.mask_pool = model.config.box_pool_size, model.config.mask_pool_size
-        self.num_classes = model.config.num_classes
-        for i, cells in enumerate(model.cell_anchors):
-            self.register_buffer(f"cells{i}", cells.float().clone(), persistent=False)
-        self.num_levels = len(model.cell_anchors)
+        source = model.detector
+        self.detector = Detector(self.dense, self.box, self.mask, model.cell_anchors, model.config, source.policy,
+                                 source.proposals.params, source.detection_params)
 
     def forward(self, images: Tensor, image_hw: Tensor):
-        outputs = self.dense(images)
-        n = self.num_levels
-        features, logits, deltas = list(outputs[:-2 * n]), outputs[-2 * n:-n], outputs[-n:]
         if not torch.jit.is_tracing():
-            self._check_scales(features, image_hw)
-        proposals = self._proposals(logits, deltas, images, image_hw)
-        boxes, scores, labels = self._detect(features, proposals, image_hw)
-        return boxes, scores, labels, self._mask_probs(features, boxes, labels)
+            self._check_scales(images, image_hw)
+        (result,) = self.detector.run(images, [image_hw], spatial_scales=list(schemas.FPN_SCALES))
+        return result
 
-    def _check_scales(self, features: list[Tensor], image_hw: Tensor) -> None:
+    def _check_scales(self, images: Tensor, image_hw: Tensor) -> None:
         hw = (int(image_hw[0]), int(image_hw[1]))
-        scales = infer_spatial_scales(features, [hw])
+        level_shapes = [torch.empty(1, 1, images.shape[-2] // round(1 / s), 1) for s in schemas.FPN_SCALES]
+        scales = infer_spatial_scales(level_shapes, [hw])
         if tuple(scales) != schemas.FPN_SCALES:
             raise ValueError(f"resized size {hw} makes torchvision infer RoIAlign scales {scales}; the TensorRT graph "
                              f"assumes the standard FPN scales {schemas.FPN_SCALES} (resized height >= 75 px)")
-
-    def _proposals(self, logits, deltas, images: Tensor, image_hw: Tensor) -> Tensor:
-        """ProposalFilter for one image -> Tensor[P, 4] float32 proposals, best first."""
-        p = self.detector.proposals.params
-        boxes, scores, levels = [], [], []
-        for i, (lg, dl) in enumerate(zip(logits, deltas)):
-            b, s = self._top_level(lg.float(), dl.float(), getattr(self, f"cells{i}"), images)
-            boxes.append(b)
-            scores.append(s)
-            levels.append(torch.full_like(s, i, dtype=torch.int64))
-        boxes, scores, levels = torch.cat(boxes), torch.cat(scores), torch.cat(levels)
-        scores = torch.sigmoid(scores)
-        boxes = clip_to(boxes, image_hw)
-        keep = keep_min_size(boxes, p.min_size)
-        boxes, scores, levels = boxes[keep], scores[keep], levels[keep]
-        keep = torch.where(scores >= p.score_thresh)[0]
-        boxes, scores, levels = boxes[keep], scores[keep], levels[keep]
-        keep = torch.ops.maskrt.nms(boxes, scores, levels, p.nms_thresh, p.post_nms_top_n)
-        return boxes[keep]
-
-    def _top_level(self, logits: Tensor, deltas: Tensor, cells: Tensor, images: Tensor):
-        """Top-k anchors of one level, decoded -> (Tensor[k, 4], logits Tensor[k]).
-
-        logits: Tensor[1, A, h, w]; deltas: Tensor[1, 4A, h, w]; stride = padded size // h, w.
-        """
-        h, w = logits.shape[-2], logits.shape[-1]
-        stride = (images.shape[-2] // h, images.shape[-1] // w)
-        anchors = grid_anchors(cells, (h, w), stride)
-        objectness = flatten_level(logits, 1).flatten(1)
-        k = torch.clamp(torch._shape_as_tensor(objectness)[1], max=self.detector.proposals.params.pre_nms_top_n)
-        top_logits, top_idx = objectness.topk(k, dim=1)
-        index = top_idx[0]  # row selection (Gather), not torch.gather: same values, simpler ONNX
-        boxes = decode_boxes(flatten_level(deltas, 4)[0][index], anchors[index], (1.0, 1.0, 1.0, 1.0))[:, 0]
-        return boxes, top_logits[0]
-
-    def _pool(self, features: list[Tensor], boxes: Tensor, size: int) -> Tensor:
-        sampling = self.detector.detection_params.sampling_ratio
-        return torch.ops.maskrt.roi_align(features, with_batch_index(boxes), list(schemas.FPN_SCALES), size,
-                                          sampling, False)
-
-    def _detect(self, features: list[Tensor], proposals: Tensor, image_hw: Tensor):
-        """Box head + RoIHeads._postprocess -> (boxes Tensor[N, 4], scores Tensor[N], labels Tensor[N])."""
-        p = self.detector.detection_params
-        class_logits, box_regression = self.box(self._pool(features, proposals, self.box_pool))
-        class_logits, box_regression = class_logits.float(), box_regression.float()
-        boxes = clip_to(decode_boxes(box_regression, proposals, BOX_CODER_WEIGHTS), image_hw)
-        scores = F.softmax(class_logits, -1)
-        labels = torch.arange(self.num_classes, device=scores.device).view(1, -1).expand_as(scores)
-        boxes, scores, labels = boxes[:, 1:].reshape(-1, 4), scores[:, 1:].reshape(-1), labels[:, 1:].reshape(-1)
-        keep = torch.where(scores > p.score_thresh)[0]
-        boxes, scores, labels = boxes[keep], scores[keep], labels[keep]
-        keep = keep_min_size(boxes, p.min_box_size)
-        boxes, scores, labels = boxes[keep], scores[keep], labels[keep]
-        keep = torch.ops.maskrt.nms(boxes, scores, labels, p.nms_thresh, p.detections_per_img)
-        return boxes[keep], scores[keep], labels[keep]
-
-    def _mask_probs(self, features: list[Tensor], boxes: Tensor, labels: Tensor) -> Tensor:
-        """Mask head on the detections -> sigmoid of each one's own class Tensor[N, M, M] float32."""
-        logits = self.mask(self._pool(features, boxes, self.mask_pool))
-        index = torch.arange(labels.shape[0], device=labels.device)
-        return logits[index, labels].float().sigmoid()
 
 
 class PasteGraph(nn.Module):

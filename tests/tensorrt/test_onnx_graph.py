@@ -2,11 +2,11 @@
 
 - the export-friendly graph (builders/trt_graph.TensorRTGraph) equals model.detector.run;
 - the exported ONNX passes onnx.checker (full) and strict shape inference, its plugin nodes
-  validate against kernels/schemas.py and the maskrt domain is declared;
+  validate against tensorrt/schemas.py and the maskrt domain is declared;
 - it runs under onnx.reference.ReferenceEvaluator with the plugin ops backed by the reference
   kernels and matches the torch backend (the small seeded model; the bundled model if present);
 - the fp16 variant exports and checks;
-- kernels/trt_plugins.py: its registrations are generated from the schemas, their signatures
+- tensorrt/plugins.py: its registrations are generated from the schemas, their signatures
   follow tensorrt.plugin's rules (a stand-in module checks them) and the kernel part of each
   impl runs on CPU tensors (Triton interpreter).
 """
@@ -30,8 +30,9 @@ import torch  # noqa: E402
 
 import maskrt  # noqa: E402
 from maskrt import kernels  # noqa: E402
-from maskrt.builders import trt_graph  # noqa: E402
-from maskrt.kernels import schemas, trt_plugins  # noqa: E402
+from maskrt.tensorrt import graph as trt_graph  # noqa: E402
+from maskrt.tensorrt import plugins as trt_plugins  # noqa: E402
+from maskrt.tensorrt import schemas  # noqa: E402
 from maskrt.kernels.dispatch import _REGISTRY  # noqa: E402
 from maskrt.model.transform import preprocess  # noqa: E402
 from tests.conftest import random_image  # noqa: E402
@@ -97,8 +98,8 @@ def test_eager_graph_equals_detector_run(small_seg, torch_ops_kernels, size):
     model = small_seg.backend.model
     batch, sizes = preprocess([to_chw(random_image(np.random.default_rng(size[0]), *size))], model.policy)
     with torch.inference_mode():
-        graph_out = trt_graph.TensorRTGraph(model)(batch, torch.tensor(sizes[0]))
-        with kernels.use(torch_ops_kernels):  # the same custom ops: bit-identical
+        with kernels.use(torch_ops_kernels):  # the custom ops the traced graph records: bit-identical
+            graph_out = trt_graph.TensorRTGraph(model)(batch, torch.tensor(sizes[0]))
             expected = model.detector.run(batch, sizes)[0]
         reference = model.detector.run(batch, sizes)[0]  # reference kernels: rounding apart
     assert len(graph_out[0]) > 0
@@ -107,6 +108,31 @@ def test_eager_graph_equals_detector_run(small_seg, torch_ops_kernels, size):
     assert torch.equal(graph_out[2], reference[2])
     for got, want in zip(graph_out, reference):
         torch.testing.assert_close(got, want, atol=1e-4, rtol=0)
+
+
+def test_graph_runs_the_models_own_glue(small_seg, monkeypatch):
+    """The TensorRT graph has no detector glue of its own: it is Detector.run (the code every
+    backend runs), so the two cannot drift. A changed glue reaches the graph, and the ONNX."""
+    from maskrt.model.network import Detector
+    from maskrt.model.rpn import ProposalFilter
+
+    model = small_seg.backend.model
+    calls = []
+    real = ProposalFilter.one_image
+
+    def spy(self, *args):
+        calls.append(len(args[0]))  # the RPN levels it was given
+        return real(self, *args)[:7]  # a changed glue: at most 7 proposals
+
+    monkeypatch.setattr(ProposalFilter, "one_image", spy)
+    batch, sizes = preprocess([to_chw(random_image(np.random.default_rng(5), 96, 150))], model.policy)
+    with torch.inference_mode():
+        boxes = trt_graph.TensorRTGraph(model)(batch, torch.tensor(sizes[0]))[0]
+        eager = model.detector.run(batch, sizes)[0][0]
+    assert calls == [5, 5] and torch.equal(boxes, eager) and len(boxes) <= 7 * (model.config.num_classes - 1)
+    own = {name for name, value in vars(trt_graph.TensorRTGraph).items() if callable(value)}
+    assert own <= {"__init__", "forward", "_check_scales"}  # nothing that decodes, filters or selects
+    assert isinstance(trt_graph.TensorRTGraph(model).detector, Detector)
 
 
 def test_eager_graph_refuses_nonstandard_fpn_scales(small_seg):
@@ -251,7 +277,7 @@ def test_tensorrt_build_writes_checked_full_graph_onnx(small_checkpoint, tmp_pat
     assert [n.op_type for n in trt_graph.check_trt_onnx(out / "paste.onnx")] == ["PasteMasks"]
 
 
-# --- kernels/trt_plugins.py ---------------------------------------------------------------------------
+# --- tensorrt/plugins.py ---------------------------------------------------------------------------
 
 def test_plugin_table_is_generated_from_schemas():
     table = trt_plugins.plugin_table()
@@ -408,9 +434,9 @@ def _check_aot_signature(fn, schema):
 
 def test_aot_plugin_registration_and_body(monkeypatch):
     """PasteMasks gets an aot_impl (the others do not); its body, with the compile replaced by a
-    stub (the real compile of the same source is in tests/kernels/test_ptx.py), returns the kernel,
+    stub (the real compile of the same source is in tests/gpu_verify/test_ptx.py), returns the kernel,
     the launch grid (N x ceil(H / BLOCK_H) programs) and the int32 scalars in the kernel's order."""
-    from maskrt.kernels import trt_aot
+    from maskrt.tensorrt import aot as trt_aot
     from maskrt.kernels.paste import triton as paste_triton
 
     registry = {}

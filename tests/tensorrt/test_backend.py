@@ -5,7 +5,7 @@ stand-in for torch.cuda's stream API; a torch dispatch mode sees every op, the T
 are logged too) and checks at execute_async_v3 that the inputs were written on the stream the
 enqueue runs on. Errors: a plan TensorRT cannot load, a rejected input shape, a failed enqueue
 each raise one EngineError; a frame with no detections (0-byte outputs) works. The per-frame
-code also runs on fake CUDA tensors (maskrt.kernels.fake_cuda): no CPU tensor mixed in, no
+code also runs on fake CUDA tensors (maskrt.gpu_verify.fake_cuda): no CPU tensor mixed in, no
 host read but the final copies and the fused paste's one size read.
 """
 
@@ -22,7 +22,7 @@ import torch  # noqa: E402
 from torch.utils._python_dispatch import TorchDispatchMode  # noqa: E402
 
 from maskrt.artifact import Manifest  # noqa: E402
-from maskrt.engine.backends import tensorrt_backend as tb  # noqa: E402
+from maskrt.tensorrt import backend as tb  # noqa: E402
 from maskrt.engine.detections import Detections  # noqa: E402
 from maskrt.errors import EngineError  # noqa: E402
 from maskrt.kernels.paste.cpu import paste_id_map as cpu_paste_id_map  # noqa: E402
@@ -166,7 +166,7 @@ def detections(n: int, seed: int = 0) -> dict:
 
 @pytest.fixture
 def make_backend(tmp_path, monkeypatch):
-    monkeypatch.setattr("maskrt.kernels.trt_plugins.register_plugins", lambda: None)
+    monkeypatch.setattr("maskrt.tensorrt.plugins.register_plugins", lambda: None)
     (tmp_path / "model.plan").write_bytes(b"plan")
     config = ArchConfig(18, 64, 5, "frozen", False, 1, "mlp", (), 128, False, (64, 64), False, 64)
     manifest = Manifest("tensorrt", "fp32", ["a", "b", "c", "d"], config, POLICY, {}, stages={"model": "model.plan"})
@@ -237,7 +237,7 @@ def test_frame_without_detections(make_backend):
 def test_per_frame_code_on_fake_cuda_tensors(make_backend):
     """The frame's device work on fake CUDA tensors: no CPU tensor mixed in, no host read but the
     fused paste's size read; then the whole frame, whose only host copies are the results."""
-    from maskrt.kernels.fake_cuda import fake_cuda
+    from maskrt.gpu_verify.fake_cuda import fake_cuda
 
     with fake_cuda() as run:
         frames = [{k: v.to("cuda") for k, v in detections(4).items()}]
