@@ -80,21 +80,13 @@ def _torch_backend(source, device: str, min_size, max_size):
     return TorchBackend(loaded.model, device), loaded.classes
 
 
-def _engine_backend(engine_dir: Path, backend: str, num_threads: int | None, sizes=(None, None),
-                    precision: str | None = None):
-    manifest = read_manifest(engine_dir)
-    if precision is not None and precision != manifest.precision:
-        raise EngineError(f"{engine_dir} was built with --precision {manifest.precision}, not {precision}; "
-                          f"build one with `maskrt build --precision {precision}` or pass the checkpoint")
-    wanted = {"auto": manifest.target, "openvino": "cpu", "tensorrt": "tensorrt", "torch": None}[backend]
-    if wanted is None or wanted != manifest.target:
-        raise EngineError(f"{engine_dir} is a {manifest.target!r} engine; it cannot run on the {backend} backend")
-    if not manifest.stages:
-        raise EngineError(f"{engine_dir} holds only ONNX (built with --onnx-only); build the engine to run it")
-    if manifest.target == "cpu":
-        from .engine.backends.openvino_backend import OpenVINOBackend
+def _openvino_backend(engine_dir: Path, manifest, num_threads: int | None, sizes):
+    from .engine.backends.openvino_backend import OpenVINOBackend
 
-        return OpenVINOBackend(engine_dir, manifest, num_threads, *sizes), manifest.classes
+    return OpenVINOBackend(engine_dir, manifest, num_threads, *sizes)
+
+
+def _tensorrt_backend(engine_dir: Path, manifest, num_threads: int | None, sizes):
     pol = manifest.input_policy
     for name, value in zip(("min_size", "max_size"), sizes):
         if value is not None and value != pol[name]:
@@ -102,7 +94,26 @@ def _engine_backend(engine_dir: Path, backend: str, num_threads: int | None, siz
                               f"`maskrt build --{name.replace('_', '-')} {value}` to use {value}")
     from .tensorrt.backend import TensorRTBackend  # GPU only; says what is missing
 
-    return TensorRTBackend(engine_dir, manifest), manifest.classes
+    return TensorRTBackend(engine_dir, manifest)
+
+
+# An engine folder's target -> (the backend that runs it, its loader(engine_dir, manifest,
+# num_threads, (min_size, max_size)) -> engine.backends.Backend). A new engine backend is one row.
+ENGINE_BACKENDS = {"cpu": ("openvino", _openvino_backend), "tensorrt": ("tensorrt", _tensorrt_backend)}
+
+
+def _engine_backend(engine_dir: Path, backend: str, num_threads: int | None, sizes=(None, None),
+                    precision: str | None = None):
+    manifest = read_manifest(engine_dir)
+    if precision is not None and precision != manifest.precision:
+        raise EngineError(f"{engine_dir} was built with --precision {manifest.precision}, not {precision}; "
+                          f"build one with `maskrt build --precision {precision}` or pass the checkpoint")
+    name, loader = ENGINE_BACKENDS[manifest.target]
+    if backend not in ("auto", name):
+        raise EngineError(f"{engine_dir} is a {manifest.target!r} engine; it cannot run on the {backend} backend")
+    if not manifest.stages:
+        raise EngineError(f"{engine_dir} holds only ONNX (built with --onnx-only); build the engine to run it")
+    return loader(engine_dir, manifest, num_threads, sizes), manifest.classes
 
 
 def engine_cache_dir() -> Path:

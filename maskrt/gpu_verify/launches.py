@@ -1,7 +1,7 @@
 """The kernel launches the Triton wrappers make at the model's sizes, recorded on fake CUDA tensors.
 
-`configurations()` runs `maskrt.kernels.warmup.exercise` (every op, at the sizes of Mask R-CNN
-R50-FPN on an 800x1088 image) inside `fake_cuda()` - no GPU, no data - and returns the recorded
+`configurations()` runs every op's warm-up calls (maskrt.kernels.registry, at the sizes of Mask
+R-CNN R50-FPN on an 800x1088 image) inside `fake_cuda()` - no GPU, no data - and returns the recorded
 launches, named. The compile tests (tests/gpu_verify/test_ptx.py) and the compile benchmark
 (benchmarks/gpu/test_compile.py) compile exactly these.
 """
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import torch
 
-from ..kernels import warmup
+from ..kernels.registry import OPS
 from .fake_cuda import fake_cuda
 
 NAMES = {
@@ -22,14 +22,11 @@ NAMES = {
 
 
 def recorded(group: str, small: bool = False) -> list:
-    """The launches of one group of warmup.CALLS (a key of NAMES) on fake CUDA tensors (model
-    sizes unless small)."""
+    """The launches of one group (a key of NAMES: an op, with the features' dtype for roi_align)
+    on fake CUDA tensors (model sizes unless small)."""
     op, _, dtype = group.partition(" ")
     with fake_cuda() as run:
-        if dtype:
-            warmup.CALLS[op]("cuda", small, getattr(torch, dtype))
-        else:
-            warmup.CALLS[op]("cuda", small)
+        OPS[op].warm_up("cuda", small, getattr(torch, dtype or "float32"))
     return run.launches
 
 

@@ -15,30 +15,15 @@ import contextlib
 import os
 from collections.abc import Callable, Iterator
 
-from . import nms as _nms
-from . import paste as _paste
-from . import roi_align as _roi_align
-from .nms import cpu as _nms_cpu
-from .paste import cpu as _paste_cpu
-from .roi_align import cpu as _roi_align_cpu
+from .registry import OPS as _OPS
 
-OPS = ("roi_align", "nms", "paste")
-_REGISTRY: dict[str, dict[str, Callable]] = {
-    "reference": {
-        "roi_align": _roi_align.reference,
-        "nms": _nms.reference,
-        "paste": _paste.reference,
-    },
-    "cpu": {
-        "roi_align": _roi_align_cpu.roi_align,
-        "nms": _nms_cpu.nms,
-        "paste": _paste_cpu.paste,
-    },
-}
+OPS = tuple(_OPS)  # op names, in registry order
 
 
-def _lazy(module: str, name: str) -> Callable:
-    """A function that imports `maskrt.kernels.<module>` (and with it triton) on its first call."""
+def _lazy(target: str) -> Callable:
+    """A function that imports `maskrt.kernels.<module>` (and with it triton) on its first call;
+    target: "module:function"."""
+    module, name = target.split(":")
 
     def call(*args, **kwargs):
         import importlib
@@ -50,10 +35,10 @@ def _lazy(module: str, name: str) -> Callable:
     return call
 
 
-_REGISTRY["triton"] = {
-    "roi_align": _lazy("roi_align.triton", "roi_align"),
-    "nms": _lazy("nms.triton", "nms"),
-    "paste": _lazy("paste.triton", "paste"),
+_REGISTRY: dict[str, dict[str, Callable]] = {
+    "reference": {name: op.reference for name, op in _OPS.items()},
+    "cpu": {name: op.cpu for name, op in _OPS.items()},
+    "triton": {name: _lazy(op.triton) for name, op in _OPS.items()},
 }
 
 

@@ -14,7 +14,8 @@ import torch
 from torch._subclasses.fake_tensor import DataDependentOutputException, FakeTensorDeviceMismatchError
 
 from maskrt.gpu_verify import launches, ptx
-from maskrt.kernels import warmup
+from maskrt.kernels.model_sizes import random_boxes
+from maskrt.kernels.roi_align.warmup import warm_up_calls as roi_align_warm_up
 from maskrt.gpu_verify.fake_cuda import HostCopy, fake_cuda
 
 paste_triton = importlib.import_module("maskrt.kernels.paste.triton")
@@ -23,7 +24,7 @@ nms_triton = importlib.import_module("maskrt.kernels.nms.triton")
 
 
 def cuda_instances(n=6, h=90, w=120, m=28):
-    return (torch.rand(n, m, m, device="cuda"), warmup.random_boxes(n, h, w, "cuda"),
+    return (torch.rand(n, m, m, device="cuda"), random_boxes(n, h, w, "cuda"),
             torch.rand(n, device="cuda"))
 
 
@@ -76,7 +77,7 @@ def test_nms_runs_on_device_with_one_size_read(n):
     """Defect 8/9: the NaN-row filter, the trick test and the per-class segments were read on the
     host (syncs; the per-class path also built an n x n mask). Now one read: the kept count."""
     with fake_cuda() as run:
-        boxes = warmup.random_boxes(n, 800, 1088, "cuda")
+        boxes = random_boxes(n, 800, 1088, "cuda")
         keep = nms_triton.nms(boxes, torch.rand(n, device="cuda"), torch.randint(0, 80, (n,), device="cuda"), 0.5)
     assert keep.device.type == "cuda" and keep.dtype == torch.int64
     assert [what for what, _ in run.host_reads] == ["nms kept count"]
@@ -88,7 +89,7 @@ def test_nms_per_class_memory_is_linear():
     """Defect 9: no n x n bitmask on the per-class path: every tensor the launch gets is O(n)."""
     n = 80_000
     with fake_cuda() as run:
-        boxes = warmup.random_boxes(n, 800, 1088, "cuda")
+        boxes = random_boxes(n, 800, 1088, "cuda")
         nms_triton.nms(boxes, torch.rand(n, device="cuda"), torch.randint(0, 80, (n,), device="cuda"), 0.5)
     [launch] = run.launches
     assert max(a.numel() for a in launch.args if isinstance(a, torch.Tensor)) == n * 4
@@ -99,7 +100,7 @@ def test_roi_align_runs_on_device_with_one_check_read():
     three host-to-device copies per call. Now one read (the combined check); pointers, sizes and
     scales are kernel arguments."""
     with fake_cuda() as run:
-        warmup.roi_align_calls("cuda", small=True)
+        roi_align_warm_up("cuda", small=True)
     assert run.kernels() == ["roi_align_kernel"] * 2
     assert [what for what, _ in run.host_reads] == ["roi_align input check"] * 2
     tensors = [a for a in run.launches[0].args if isinstance(a, torch.Tensor)]
