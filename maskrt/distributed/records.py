@@ -19,10 +19,10 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 from pathlib import Path
 
 from ..hashing import sha256_file as sha256_of  # imported from here by the other batch modules
+from ..safeio import commit_temp, write_atomic
 
 RECORD_SUFFIX = ".done.json"
 RECORD_VERSION = 1
@@ -44,29 +44,10 @@ def record_path(out_dir: str | Path, name: str) -> Path:
     return Path(out_dir) / f"{name}{RECORD_SUFFIX}"
 
 
-def write_atomic(path: Path, data: bytes, tmp_dir: Path) -> None:
-    """Write `data` to a unique temporary file in tmp_dir (same file system as path), fsync it,
-    then rename it to path: readers see the old file or the whole new one, never a part."""
-    fd, tmp = tempfile.mkstemp(dir=tmp_dir, prefix=path.name + ".", suffix=".tmp")
-    try:
-        os.fchmod(fd, 0o644)  # mkstemp makes 0600; outputs are ordinary files
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def commit_file(tmp: Path, final: Path) -> dict:
     """fsync a finished temporary output and rename it into place; {"size", "sha256"} of it."""
-    with open(tmp, "rb") as f:
-        os.fsync(f.fileno())
-    info = {"size": tmp.stat().st_size, "sha256": sha256_of(tmp)}
-    os.replace(tmp, final)
-    return info
+    commit_temp(tmp, final)
+    return {"size": final.stat().st_size, "sha256": sha256_of(final)}
 
 
 def write_record(out_dir: Path, name: str, record: dict, tmp_dir: Path) -> Path:

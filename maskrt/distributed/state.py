@@ -19,12 +19,12 @@ import errno
 import fcntl
 import os
 import shutil
-import tempfile
 import time
 import uuid
 from pathlib import Path
 
 from ..errors import MaskrtError
+from ..safeio import write_atomic
 
 STATE_DIR = ".maskrt-batch"
 FAULT_ENV = "MASKRT_BATCH_FAULT"
@@ -85,10 +85,7 @@ def mark_attempt(out_dir: Path, job: str, key: str) -> int:
         n = int(counter.read_text() or 0) + 1
     except (FileNotFoundError, ValueError):
         n = 1
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{key}.")
-    with os.fdopen(fd, "w") as f:
-        f.write(str(n))
-    os.replace(tmp, counter)
+    write_atomic(counter, str(n).encode())
     return n
 
 

@@ -54,7 +54,7 @@ class Summary:
     def write_json(self, path) -> None:
         from pathlib import Path
 
-        from .records import write_atomic
+        from ..safeio import write_atomic
 
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)

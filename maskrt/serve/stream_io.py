@@ -18,17 +18,17 @@
 from __future__ import annotations
 
 import io
-import json
-import os
 import re
 import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
+from ..engine.sources import Frame, FrameSource
 from ..engine.sources.video import VideoFileSource
 from ..engine.stream.sinks import Sink, VideoSink
-from ..engine.sources import Frame, FrameSource
+from ..safeio import AppendLog
+from ..safeio.durable import last_complete_line
 
 
 class LoopingVideoSource(FrameSource):
@@ -66,29 +66,6 @@ class LoopingVideoSource(FrameSource):
             self.loops += 1
 
 
-def last_complete_line(path: Path) -> tuple[dict | None, int]:
-    """(the last complete line of a JSON-lines file, parsed, or None; the byte length up to and
-    including that line's newline). Reads the file backwards in blocks."""
-    if not path.exists():
-        return None, 0
-    with open(path, "rb") as f:
-        end = f.seek(0, os.SEEK_END)
-        pos, tail = end, b""
-        while pos > 0:
-            step = min(65536, pos)
-            pos -= step
-            f.seek(pos)
-            tail = f.read(step) + tail
-            cut = tail.rfind(b"\n")
-            if cut < 0:
-                continue
-            keep = pos + cut + 1
-            start = tail.rfind(b"\n", 0, cut)
-            if start >= 0 or pos == 0:
-                return json.loads(tail[start + 1:cut]), keep
-        return None, 0
-
-
 class AppendJsonLinesSink(Sink):
     """Appends the pipeline's records to `path` (see the module docstring for the guarantees)."""
 
@@ -97,7 +74,7 @@ class AppendJsonLinesSink(Sink):
     def __init__(self, path: str | Path, stream: str):
         super().__init__()
         self.path, self.stream = Path(path), stream
-        self._fd: int | None = None
+        self._log = AppendLog(self.path)
         last, _ = last_complete_line(self.path)
         self.next_frame = 0 if last is None else int(last["frame"]) + 1  # frames in the file so far
         self.session = 0
@@ -105,29 +82,20 @@ class AppendJsonLinesSink(Sink):
 
     def open(self, fps: float | None) -> None:
         """Start a session (one sink may serve several, one after the other)."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        last, keep = last_complete_line(self.path)
-        if self.path.exists() and self.path.stat().st_size != keep:
-            os.truncate(self.path, keep)  # a partial line from a killed process
+        last = self._log.open()  # a partial last line from a killed process is cut off
         if last is not None:
             self.next_frame, self.session = int(last["frame"]) + 1, int(last.get("session", 0)) + 1
         self._base = self.next_frame
-        self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
 
     def write(self, work) -> None:
         record = {"frame": self._base + work.index, "session": self.session, "stream": self.stream,
                   "wall_time": round(time.time(), 3), **{k: v for k, v in work.record.items() if k != "frame"}}
-        line = (json.dumps(record, separators=(",", ":")) + "\n").encode()
-        view = memoryview(line)
-        while view:  # one write() for a line under the pipe/disk block; loop in case of a short write
-            view = view[os.write(self._fd, view):]
+        self._log.append(record)
         self.next_frame = record["frame"] + 1
         self.written += 1
 
     def close(self, keep: bool) -> None:
-        if self._fd is not None:
-            os.close(self._fd)
-            self._fd = None
+        self._log.close()
 
 
 class LatestFrameSink(Sink):

@@ -14,8 +14,7 @@ import pytest
 from PIL import Image
 
 from maskrt.data import generate_video
-from maskrt.serve.stream_io import (AppendJsonLinesSink, LatestFrameSink, LoopingVideoSource, SegmentedVideoSink,
-                                    last_complete_line)
+from maskrt.serve.stream_io import AppendJsonLinesSink, LatestFrameSink, LoopingVideoSource, SegmentedVideoSink
 
 
 def work(index, time=None, rendered=None, payload="x"):
@@ -46,24 +45,6 @@ def test_jsonl_continues_after_a_crash_mid_line(tmp_path):
     assert [r["session"] for r in records] == [0, 0, 0, 1, 1]
     assert {r["stream"] for r in records} == {"cam"} and all("wall_time" in r for r in records)
     assert records[3]["instances"] == work(0).record["instances"]
-
-
-def test_last_complete_line_reads_back_over_block_boundaries(tmp_path):
-    path = tmp_path / "long.jsonl"
-    sink = AppendJsonLinesSink(path, "s")
-    sink.open(None)
-    for i in range(4):
-        sink.write(work(i, payload="y" * 70_000))  # each line longer than the 64 KiB read block
-    sink.close(True)
-    last, keep = last_complete_line(path)
-    assert last["frame"] == 3 and keep == path.stat().st_size
-    with open(path, "ab") as f:
-        f.write(b"z" * 100_000)  # a partial line longer than a block
-    last, keep = last_complete_line(path)
-    assert last["frame"] == 3 and keep == path.stat().st_size - 100_000
-    (tmp_path / "partial_only.jsonl").write_bytes(b'{"frame": 0')
-    assert last_complete_line(tmp_path / "partial_only.jsonl") == (None, 0)
-    assert last_complete_line(tmp_path / "missing.jsonl") == (None, 0)
 
 
 @pytest.fixture(scope="module")
