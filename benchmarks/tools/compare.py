@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .results import Result, Run, format_time, pick_unit
+from .results import Result, Run, format_time, markdown_table, pick_unit
 
 DEFAULT_THRESHOLD = 0.05
 EPS = 1e-9
@@ -73,8 +73,6 @@ class Comparison:
                 f"{len(self.improvements)} improved by more than {self.threshold:.0%} of the median.")
 
     def table_lines(self) -> list[str]:
-        from .markdown import markdown_table
-
         rows = []
         for c in self.changes:
             scale, unit = pick_unit([r.median for r in (c.old, c.new) if r is not None])

@@ -13,6 +13,7 @@ from .results import (
     format_speedup,
     format_time,
     gflops_per_s,
+    markdown_table,
     pick_unit,
     speedup,
 )
@@ -25,14 +26,6 @@ READING = (
     "The baseline is the benchmark marked `extra_info[\"baseline\"]`, else the first whose name "
     "contains \"torchvision\"; a group without either has no ratios."
 )
-
-
-def markdown_table(header: list[str], rows: list[list[str]], align: str | None = None) -> list[str]:
-    align = align or "l" + "r" * (len(header) - 1)
-    rule = ["---:" if a == "r" else "---" for a in align]
-    lines = ["| " + " | ".join(header) + " |", "| " + " | ".join(rule) + " |"]
-    lines += ["| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |" for row in rows]
-    return lines
 
 
 # extra_info keys shown elsewhere (ratios, FLOP table, chart) or of no interest to a reader.

@@ -205,3 +205,12 @@ def format_time(seconds: float | None, scale: float) -> str:
         return "n/a"
     value = seconds / scale
     return f"{value:.3g}" if value < 100 else f"{value:.0f}"
+
+
+def markdown_table(header: list[str], rows: list[list[str]], align: str | None = None) -> list[str]:
+    """A Markdown table's lines; align: one 'l' or 'r' per column (default: first left, rest right)."""
+    align = align or "l" + "r" * (len(header) - 1)
+    rule = ["---:" if a == "r" else "---" for a in align]
+    lines = ["| " + " | ".join(header) + " |", "| " + " | ".join(rule) + " |"]
+    lines += ["| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |" for row in rows]
+    return lines
