@@ -23,7 +23,7 @@ def clip(tmp_path_factory):
 
 
 def records_from_gt(gt, transform=lambda ann: ann):
-    """Frame records holding the ground truth itself (optionally altered), DESIGN.md format."""
+    """Frame records holding the ground truth itself (optionally altered), maskrt run --json format (README)."""
     frames = {img["id"]: [] for img in gt["images"]}
     for ann in gt["annotations"]:
         ann = transform(ann)

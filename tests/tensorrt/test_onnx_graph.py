@@ -1,4 +1,4 @@
-"""The tensorrt target's ONNX, verified without TensorRT or a GPU (DESIGN.md, "How we verify").
+"""The tensorrt target's ONNX, verified without TensorRT or a GPU (docs/ARCHITECTURE.md, "Verifying GPU code on a CPU").
 
 - the export-friendly graph (builders/trt_graph.TensorRTGraph) equals model.detector.run;
 - the exported ONNX passes onnx.checker (full) and strict shape inference, its plugin nodes

@@ -25,7 +25,7 @@ from ...safeio import Output, OutputFolder, refuse_overwriting
 
 
 class Sink:
-    """needs_record: wants work.record (the DESIGN.md JSON-lines object, masks as RLE);
+    """needs_record: wants work.record (the JSON-lines object of `maskrt run --json`, masks as RLE);
     needs_render: wants work.rendered (the annotated frame, uint8 [H, W, 3])."""
 
     needs_record = False
