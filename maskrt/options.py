@@ -96,8 +96,11 @@ class LoadOptions:
         probability("nms_threshold", self.nms_threshold, allow_none=False)
         positive_int("max_detections", self.max_detections, allow_none=False)
         positive_int("batch_size", self.batch_size, allow_none=False)
-        for name in ("min_size", "max_size", "num_threads", "calibration_size"):
+        for name in ("min_size", "max_size", "num_threads"):
             positive_int(name, getattr(self, name))
+        size = self.calibration_size
+        if size is not None and (isinstance(size, bool) or not isinstance(size, numbers.Integral) or size < 1):
+            raise MaskrtError(f"--calibration-size must be at least 1, got {size!r}")
         if self.precision != "int8" and (self.calibration is not None or self.calibration_size is not None):
             raise MaskrtError("--calibration and --calibration-size apply to --precision int8 only")
         return self

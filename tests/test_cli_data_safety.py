@@ -235,7 +235,7 @@ def test_bad_output_is_refused_before_the_first_frame(engine, clip, tmp_path, ca
     import maskrt.commands.run as run_module
 
     loads = []
-    monkeypatch.setattr(run_module, "load", lambda *a, **k: loads.append(a) or pytest.fail("model loaded"))
+    monkeypatch.setattr(run_module, "load_with", lambda *a, **k: loads.append(a) or pytest.fail("model loaded"))
     one_line_error(capsys, main(["run", str(clip), "--model", engine, *args, "--quiet"]))
     assert loads == [] and not json_out.exists()
     assert not [p for p in tmp_path.rglob(".*")], "no temporary or lock file left"

@@ -26,6 +26,7 @@ from maskrt.options import LoadOptions
     ("num_threads", True, "num_threads must be a positive integer"),
     ("min_size", -1, "min_size must be a positive integer"),
     ("calibration_size", 8, "--calibration and --calibration-size apply to --precision int8 only"),
+    ("calibration_size", 0, "--calibration-size must be at least 1, got 0"),
     ("device", "", "device must be a torch device name"),
 ])
 def test_each_bad_option_is_one_line(field, value, message):

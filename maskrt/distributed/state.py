@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
+import json
 import os
 import shutil
 import time
@@ -118,7 +119,9 @@ def fault_point(point: str, key: str) -> None:
     """Test hook: with MASKRT_BATCH_FAULT="POINT[:KEY-SUBSTRING][,...]@DIR" the process exits
     (os._exit, as a crash) the first time it reaches POINT for a unit whose key contains
     KEY-SUBSTRING; DIR remembers what has fired (file KEY.POINT holding the pid). Points: start, after-rename (an output is in
-    place, the record is not), after-record (all is written, the task has not returned)."""
+    place, the record is not), after-record (all is written, the task has not returned); and
+    hold (at a unit's start): instead of exiting, the process writes KEY.hold ({"pid", "node"})
+    and waits until DIR/release exists (at most 10 minutes), so a test can act while units run."""
     spec = os.environ.get(FAULT_ENV)
     if not spec or "@" not in spec:
         return
@@ -130,6 +133,28 @@ def fault_point(point: str, key: str) -> None:
                 fd = os.open(Path(folder) / f"{key}.{point}", os.O_CREAT | os.O_EXCL | os.O_WRONLY)
             except FileExistsError:
                 return
+            if point == "hold":
+                os.write(fd, json.dumps({"pid": os.getpid(), "node": _node_id()}).encode())
+                os.close(fd)
+                _wait_for_file(Path(folder) / "release", 600.0)
+                return
             os.write(fd, str(os.getpid()).encode())
             os.close(fd)
             os._exit(17)
+
+
+def _node_id() -> str | None:
+    import sys
+
+    if "ray" in sys.modules:
+        import ray
+
+        if ray.is_initialized():
+            return ray.get_runtime_context().get_node_id()
+    return None
+
+
+def _wait_for_file(path: Path, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while not path.exists() and time.monotonic() < deadline:
+        time.sleep(0.1)

@@ -81,6 +81,7 @@ class Worker:
                     return {**base, "status": "failed",
                             "reason": f"the worker died during each of {attempt - 1} attempts"}
                 fault_point("start", unit.key)
+                fault_point("hold", unit.key)
                 result = self._finished(unit) or self._attempt(unit)
         except MaskrtError as exc:
             result = {"status": "failed", "reason": str(exc)}

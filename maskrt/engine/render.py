@@ -37,12 +37,14 @@ def draw_detections(image: np.ndarray, dets: Detections, classes: list[str], alp
     draw = ImageDraw.Draw(canvas)
     font = ImageFont.load_default()
     for i in range(len(dets)):
-        x1, y1, x2, y2 = (float(v) for v in dets.boxes[i])
+        # drawn from the values the JSON lines hold (boxes to 3 decimals, scores to 5), so that two
+        # runs whose JSON agrees draw the same pixels even if their floats differ in the last bits
+        x1, y1, x2, y2 = (round(float(v), 3) for v in dets.boxes[i])
         color = instance_color(i)
         draw.rectangle((x1, y1, x2, y2), outline=color, width=2)
         label = int(dets.labels[i])
         name = classes[label] if 0 <= label < len(classes) else str(label)
-        _label(draw, font, (x1, y1), f"{name} {dets.scores[i]:.2f}", color)
+        _label(draw, font, (x1, y1), f"{name} {round(float(dets.scores[i]), 5):.2f}", color)
     if fps is not None:
         _label(draw, font, (4, 4), f"{fps:.1f} fps", (255, 255, 255))
     return np.asarray(canvas)

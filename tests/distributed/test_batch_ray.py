@@ -176,21 +176,27 @@ def test_driver_killed_then_rerun_finishes_the_rest(cluster, small_engine, archi
     assert_matches_reference(out, archive, reference, VIDEOS, video=False, coco=False)
 
 
-def test_node_removed_mid_job(cluster, small_engine, archive, reference, tmp_path):
+def test_node_removed_mid_job(cluster, small_engine, archive, reference, tmp_path, monkeypatch):
     """One worker node is killed ungracefully while both workers are busy; its actor is started
-    again on the other node and the unit it was running is retried. (Last: the node is gone.)"""
+    again on the other node and the unit it was running is retried. (Last: the node is gone.)
+    Every unit holds at its start (fault point "hold") until released, so both nodes are
+    certainly busy when one is removed, however fast the machine."""
     c, nodes = cluster
+    held = tmp_path / "held"
+    held.mkdir()
+    monkeypatch.setenv(FAULT_ENV, f"hold@{held}")
     out = tmp_path / "out"
     paths = [archive[k] for k in VIDEOS]
     thread, result, error = in_thread(run_batch, options(small_engine, out, paths, video=True))
 
-    def both_nodes_wrote():  # so both are hosting a worker, each busy with one of the 4 units left
-        written = {json.loads(p.read_text())["node"] for p in out.glob("*.done.json")}
-        return written == {n.node_id for n in nodes} or not thread.is_alive()
+    def both_nodes_hold():  # each worker node is in the middle of a unit
+        holding = {json.loads(p.read_text() or "{}").get("node") for p in held.glob("*.hold")}
+        return {n.node_id for n in nodes} <= holding or not thread.is_alive()
 
-    wait_for(both_nodes_wrote, 300, "a record from each worker node")
+    wait_for(both_nodes_hold, 300, "a unit held on each worker node")
     victim = nodes[1]
     c.remove_node(victim, allow_graceful=False)
+    (held / "release").touch()
     thread.join(timeout=360)
     assert not thread.is_alive() and not error, error
     [summary] = result

@@ -94,7 +94,9 @@ def test_page_shows_live_annotated_streams(service, browser, clip_frames):
     wait_for(lambda: np.abs(view(browser, figures(browser, "loop")) - shot).mean() > 1.0, timeout_s=60,
              what="the live view to change")
     assert int(later["frames"]) > int(first["frames"])
-    net = figures(browser, "net")
+    # the second stream's view: waited for as the first one was (a loaded machine shows it later)
+    net = wait_for(lambda: (f := figures(browser, "net"))["natural"][1] > 0 and f["frames"].isdigit() and f,
+                   timeout_s=60, what="the second stream's live view")
     assert net["natural"] == [96, 128] and net["frames"].isdigit()
 
     target = os.environ.get("MASKRT_SCREENSHOT")
