@@ -16,6 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from ..kernels._triton import device_values
+
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 SIZE_DIVISIBLE = 32
@@ -38,8 +40,8 @@ class InputPolicy:
 
 def normalize_and_resize(image: Tensor, policy: InputPolicy) -> Tensor:
     """Tensor[3, H, W] float in [0, 1] -> Tensor[3, h, w] normalised and resized."""
-    mean = torch.as_tensor(policy.mean, dtype=image.dtype, device=image.device)
-    std = torch.as_tensor(policy.std, dtype=image.dtype, device=image.device)
+    mean = device_values(policy.mean, image.dtype, image.device)  # no host-to-device copy: no sync on a GPU
+    std = device_values(policy.std, image.dtype, image.device)
     image = (image - mean[:, None, None]) / std[:, None, None]
     size = policy.resized_size(image.shape[-2], image.shape[-1])
     return F.interpolate(image[None], size=size, mode="bilinear", align_corners=False)[0]

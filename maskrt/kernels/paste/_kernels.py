@@ -1,7 +1,7 @@
 """Triton kernel of the paste op (imported lazily by paste/triton.py; see there).
 
 Arguments are ordered as TensorRT's AOT plugins pass them (inputs, int32 scalars, outputs), so
-the plain paste is the PasteMasks plugin's ahead-of-time kernel as is (tensorrt/plugins.py).
+the plain paste is the PasteMasks plugin's ahead-of-time kernel as is (tensorrt/aot.py).
 """
 
 import triton
@@ -33,12 +33,13 @@ def _taps(dst, out_size, in_size, EMULATE: tl.constexpr):
 
 
 @triton.jit
-def _box(boxes_ptr, i, m, height, width):
+def _box(boxes_ptr, i, live, m, height, width):
     """common.box_geometry for box i, float32 as torchvision's expand_boxes, truncated toward zero:
-    (bx0, by0) the resized mask's corner, (oh, ow) its size (>= 1), (x0, y0, x1, y1) the visible region."""
+    (bx0, by0) the resized mask's corner, (oh, ow) its size (>= 1), (x0, y0, x1, y1) the visible region
+    (empty, nothing read, when not live)."""
     b = boxes_ptr + i.to(tl.int64) * 4
-    x1f, y1f = tl.load(b + 0).to(tl.float32), tl.load(b + 1).to(tl.float32)
-    x2f, y2f = tl.load(b + 2).to(tl.float32), tl.load(b + 3).to(tl.float32)
+    x1f, y1f = tl.load(b + 0, mask=live, other=0.0).to(tl.float32), tl.load(b + 1, mask=live, other=0.0).to(tl.float32)
+    x2f, y2f = tl.load(b + 2, mask=live, other=0.0).to(tl.float32), tl.load(b + 3, mask=live, other=0.0).to(tl.float32)
     finite = (tl.abs(x1f) <= FLT_MAX) & (tl.abs(y1f) <= FLT_MAX) & (tl.abs(x2f) <= FLT_MAX) & (tl.abs(y2f) <= FLT_MAX)
     x1f = tl.minimum(tl.maximum(tl.where(finite, x1f, 0.0), -COORD_LIMIT), COORD_LIMIT)
     y1f = tl.minimum(tl.maximum(tl.where(finite, y1f, 0.0), -COORD_LIMIT), COORD_LIMIT)
@@ -62,11 +63,12 @@ def _box(boxes_ptr, i, m, height, width):
     return bx0, by0, oh, ow, x0, y0, x1, y1
 
 
-@triton.jit(do_not_specialize=["m", "height", "width", "threshold_bits"])
-def paste_kernel(masks_ptr, boxes_ptr, canvas_ptr, offsets_ptr, priority_ptr, m, height, width, threshold_bits,
-                 out_ptr, packed_ptr, keymap_ptr,
+@triton.jit(do_not_specialize=["n", "m", "height", "width", "threshold_bits"])
+def paste_kernel(masks_ptr, boxes_ptr, canvas_ptr, regions_ptr, offsets_ptr, priority_ptr, n, m, height, width,
+                 threshold_bits, out_ptr, packed_ptr, keymap_ptr,
                  FUSED: tl.constexpr, EMULATE: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_W: tl.constexpr):
-    """Instance program_id(0), image rows [BLOCK_H * program_id(1), +BLOCK_H).
+    """Instance program_id(0) (programs >= n, as TensorRT's grid of max(n, 1) makes for n = 0, do
+    nothing), image rows [BLOCK_H * program_id(1), +BLOCK_H).
 
     masks: [N, m, m] probabilities (any float type; the zero border of torchvision's padding is
     virtual); boxes: [N, 4] float32 xyxy; threshold_bits: the float32 threshold's bits as int32
@@ -74,13 +76,21 @@ def paste_kernel(masks_ptr, boxes_ptr, canvas_ptr, offsets_ptr, priority_ptr, m,
     canvas input, unread (or None).
     Not FUSED: out[i, y, x] = (pasted > threshold) for every pixel of the rows (uint8 view of a
     bool Tensor[N, H, W]; outside the region: 0 > threshold).
-    FUSED: only the visible region: the crop goes to packed[offsets[i]:] row-major, and covered
-    pixels take keymap[y, x] = max(keymap, priority[i]) (atomic, so the highest priority wins).
+    FUSED: only the visible region regions[i] = (x0, y0, x1, y1) (Tensor[N, 4] int64, the one the
+    host computed offsets from: every write lies in packed[offsets[i]:offsets[i + 1]], row-major),
+    and covered pixels take keymap[y, x] = max(keymap, priority[i]) (atomic: the highest priority
+    wins); row blocks outside the region do no work.
     """
     i = tl.program_id(0)
+    live = i < n
     threshold = threshold_bits.to(tl.float32, bitcast=True)
-    bx0, by0, oh, ow, x0, y0, x1, y1 = _box(boxes_ptr, i, m, height, width)
-    rows = tl.program_id(1) * BLOCK_H + tl.arange(0, BLOCK_H)
+    bx0, by0, oh, ow, x0, y0, x1, y1 = _box(boxes_ptr, i, live, m, height, width)
+    if FUSED:
+        region = regions_ptr + i.to(tl.int64) * 4
+        x0, y0 = tl.load(region + 0, mask=live, other=0), tl.load(region + 1, mask=live, other=0)
+        x1, y1 = tl.load(region + 2, mask=live, other=0), tl.load(region + 3, mask=live, other=0)
+    row0 = tl.program_id(1) * BLOCK_H
+    rows = row0 + tl.arange(0, BLOCK_H)
     r_in = (rows >= y0) & (rows < y1)
     mp = m + 2
     iy0, iy1, wy0, wy1 = _taps(rows - by0, oh, mp, EMULATE)
@@ -88,10 +98,10 @@ def paste_kernel(masks_ptr, boxes_ptr, canvas_ptr, offsets_ptr, priority_ptr, m,
     vis_w = tl.maximum(x1 - x0, 0)
     if FUSED:
         col0 = x0
-        ncols = tl.where(tl.program_id(1) * BLOCK_H < y1, vis_w, 0)  # blocks below the region: no work
+        ncols = tl.where((row0 < y1) & (row0 + BLOCK_H > y0), vis_w, 0)  # row blocks off the region: no work
     else:
         col0 = x0 * 0
-        ncols = width
+        ncols = tl.where(live, width, 0)
     for cb in range(tl.cdiv(ncols, BLOCK_W)):
         cols = col0 + cb * BLOCK_W + tl.arange(0, BLOCK_W)
         ok = r_in[:, None] & ((cols >= x0) & (cols < x1))[None, :]

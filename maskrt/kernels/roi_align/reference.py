@@ -23,7 +23,12 @@ def fpn_levels(
     MultiScaleRoIAlign leaves such a RoI at zero. -1 says the same without relying on the cast.
     """
     s = torch.sqrt(box_area(boxes))
-    target = torch.floor(canonical_level + torch.log2(s / canonical_size) + torch.tensor(eps, dtype=s.dtype))
+    return levels_of_ratio(s / canonical_size, k_min, k_max, canonical_level, eps)
+
+
+def levels_of_ratio(q: Tensor, k_min: int, k_max: int, canonical_level: int = 4, eps: float = 1e-6) -> Tensor:
+    """fpn_levels from q = sqrt(area) / canonical_size (any float dtype, computed in it): Tensor[R] int64."""
+    target = torch.floor(canonical_level + torch.log2(q) + torch.tensor(eps, dtype=q.dtype))
     target = torch.clamp(target, min=k_min, max=k_max)
     return torch.where(torch.isnan(target), -1, target.nan_to_num(0.0).to(torch.int64) - k_min)
 
