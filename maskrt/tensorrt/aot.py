@@ -172,12 +172,11 @@ def check_metadata(name: str, metadata) -> None:
 
 
 def aot_body(schema: schemas.PluginSchema, trt, trtp):
-    """@trtp.aot_impl body: (*input descs, *attributes, outputs, tactic) -> (kernel name, PTX,
-    KernelLaunchParams, SymIntExprs of SymInt32)."""
-    names = schema.attr_names
+    """@trtp.aot_impl body, called with the named arguments (input descs, attributes, outputs,
+    tactic) -> (kernel name, PTX, KernelLaunchParams, SymIntExprs of SymInt32)."""
 
-    def aot(*args):
-        inputs, attrs = args[:len(schema.inputs)], dict(zip(names, args[len(schema.inputs):-2]))
+    def aot(**named):
+        inputs, attrs = [named[s.name] for s in schema.inputs], {k: named[k] for k in schema.attr_names}
         types = [TRT_TYPES[str(getattr(d.dtype, "name", d.dtype))] for d in inputs]
         launch = LAUNCHES[schema.op_type](trtp, inputs, types, attrs)
         compiled = compile_launch(launch)
@@ -210,8 +209,9 @@ def run(schema: schemas.PluginSchema, inputs: list, attrs: dict, **overrides) ->
     outputs = [torch.zeros(shape, dtype=getattr(torch, dtype), device=device) for shape, dtype in launch.outputs]
     buffers = [o.view(torch.uint8) if o.dtype == torch.bool else o for o in outputs]
     options = {} if interpreted() else launch.options
-    launch.kernel[launch.grid](*[t.contiguous() for t in inputs], *launch.scalars, *buffers,
-                               **{**launch.constexprs, **overrides}, **options)
+    values = iter([*[t.contiguous() for t in inputs], *launch.scalars, *buffers])  # TensorRT's order
+    args = {name: next(values) for name, kind in launch.signature.items() if kind != "constexpr"}
+    launch.kernel[launch.grid](**args, **{**launch.constexprs, **overrides}, **options)
     if schema is schemas.NMS:
         outputs[0] = outputs[0][: int(outputs[1])]
     return outputs

@@ -181,8 +181,11 @@ def _ref_nms(boxes, scores, classes, iou_threshold, max_output):
 
     from ..kernels.nms.reference import nms
 
+    from .aot import INT_OPS, scratch_size
+
     keep = nms(torch.from_numpy(boxes), torch.from_numpy(scores), torch.from_numpy(classes), iou_threshold, max_output)
-    return keep.numpy().astype(np.int64), np.array(keep.shape[0], dtype=np.int32)
+    scratch = np.zeros(scratch_size(INT_OPS, boxes.shape[0]), dtype=np.int64)
+    return keep.numpy().astype(np.int64), np.array(keep.shape[0], dtype=np.int32), scratch
 
 
 def _ref_paste(masks, boxes, canvas, threshold):

@@ -106,11 +106,13 @@ def roi_align_kernel(f0, f1, f2, f3, f4, rois_ptr, n_rois, channels, h0, w0, h1,
     t = tl.arange(0, ROI_BLOCK * BIN_BLOCK)
     roi = tl.program_id(0) * ROI_BLOCK + t // BIN_BLOCK
     bins = tl.program_id(2) * BIN_BLOCK + t % BIN_BLOCK
-    col_ok = (roi < n_rois) & (bins < SIZE * SIZE)
-    roi = tl.where(roi < n_rois, roi, 0)
+    live = roi < n_rois  # no RoI at all (n_rois = 0, TensorRT's grid of one program): nothing is read
+    col_ok = live & (bins < SIZE * SIZE)
+    roi = tl.where(live, roi, 0)
     r = rois_ptr + roi.to(tl.int64) * 5
-    rx1, ry1, rx2, ry2 = tl.load(r + 1), tl.load(r + 2), tl.load(r + 3), tl.load(r + 4)
-    batch_f = tl.load(r).to(DTYPE).to(ACC)
+    rx1, ry1 = tl.load(r + 1, mask=live, other=0.0), tl.load(r + 2, mask=live, other=0.0)
+    rx2, ry2 = tl.load(r + 3, mask=live, other=0.0), tl.load(r + 4, mask=live, other=0.0)
+    batch_f = tl.load(r, mask=live, other=-1.0).to(DTYPE).to(ACC)
     roi_ok = _finite(rx1) & _finite(ry1) & _finite(rx2) & _finite(ry2) & _finite(batch_f) & (batch_f >= 0)
     batch = tl.where(roi_ok, batch_f, 0.0).to(tl.int64)
     roi_ok = roi_ok & (batch < batch_size)
