@@ -266,16 +266,6 @@ def test_fp16_onnx_exports_and_checks(small_seg, tmp_path):
     assert [p.type.tensor_type.elem_type for p in pooled] == [onnx.TensorProto.FLOAT16] * 2
 
 
-def test_tensorrt_build_writes_checked_full_graph_onnx(small_checkpoint, tmp_path):
-    from maskrt.artifact import read_manifest
-    from maskrt.builders import build_engine
-
-    out = build_engine(small_checkpoint, tmp_path / "t.maskrt", target="tensorrt", onnx_only=True, progress=False)
-    manifest = read_manifest(out)
-    assert set(manifest.files) == {"model.onnx", "paste.onnx"}  # the stage graphs are the cpu target's
-    assert [n.op_type for n in trt_graph.check_trt_onnx(out / "paste.onnx")] == ["PasteMasks"]
-
-
 # --- tensorrt/plugins.py ---------------------------------------------------------------------------
 
 def test_plugin_table_is_generated_from_schemas():
