@@ -28,7 +28,7 @@ with tiny sizes (tests/benchmarks/test_gpu_check.py), so the script cannot rot u
 from __future__ import annotations
 
 import argparse
-import importlib.util
+import importlib
 import json
 import os
 import platform
@@ -43,7 +43,12 @@ HOLD_ENV = "MASKRT_GPU_CHECK_HOLD"  # test hook: "K@DIR" waits at the start of c
 
 def refusal() -> str | None:
     """One line saying why nothing can be checked with this python, or None."""
-    missing = [m for m in ("torch", "torchvision", "triton", "numpy") if importlib.util.find_spec(m) is None]
+    missing = []
+    for module in ("numpy", "torch", "torchvision", "triton"):
+        try:
+            importlib.import_module(module)
+        except ImportError:
+            missing.append(module)
     if missing:
         return (f"gpu-check: {sys.executable} has no {', '.join(missing)} (the GPU machine's own python with "
                 "torch, torchvision and triton is needed); nothing was checked")

@@ -36,6 +36,20 @@ from benchmarks.tools.images import bench_image
 SCALES = [1 / 4, 1 / 8, 1 / 16, 1 / 32]
 
 
+MODULES = (  # what the checks import, with triton's kernels: a missing one fails the first check, not the tenth
+    "triton", "triton.language", "torchvision.ops", "maskrt.api", "maskrt.testing", "maskrt.kernels.registry",
+    *(f"maskrt.kernels.{op}.{part}" for op in ("roi_align", "nms", "paste")
+      for part in ("reference", "cpu", "triton", "_kernels")),
+    "maskrt.tensorrt.aot", "tests.detections_compare",
+)
+
+
+def imports(dev, tiny):
+    for module in MODULES:
+        importlib.import_module(module)
+    return {"modules": len(MODULES)}
+
+
 def _op(name: str, impl: str = "triton"):
     return importlib.import_module(f"maskrt.kernels.{name}.{impl}")
 
@@ -272,6 +286,7 @@ def backend_latency(dev, tiny):
 
 
 ITEMS = [
+    ("setup", "imports", imports),
     ("kernels", "roi_align S=7 fp32", roi_align(7, torch.float32)),
     ("kernels", "roi_align S=14 fp32", roi_align(14, torch.float32)),
     ("kernels", "roi_align S=7 fp16", roi_align(7, torch.float16)),

@@ -3,8 +3,8 @@
 - its refusals: one line, exit 2, nothing written, when CUDA or torch is missing;
 - every check on CPU tensors (Triton under TRITON_INTERPRET=1, torchvision's CPU ops as the
   oracle, tiny sizes), so a check that would crash on first contact crashes here first;
-- in an environment of torch, torchvision, triton and numpy only (and what they need; every other
-  import blocked: no pytest, no onnx, no openvino), with CUDA faked (maskrt.gpu_verify.fake_cuda:
+- in an environment of torch, torchvision, triton and numpy only (and what they need: a python -S
+  whose path holds links to those distributions' files; no pytest, no onnx, no openvino), with CUDA faked (maskrt.gpu_verify.fake_cuda:
   fake CUDA tensors, kernel launches recorded): every import it needs resolves, its report folder
   ($OUT) fills as checks finish, and a run killed midway (held at a check by its test hook, then
   SIGKILL) leaves a readable partial report.
@@ -32,66 +32,68 @@ from tests.serve.conftest import wait_for  # noqa: E402
 ROOT = Path(__file__).resolve().parents[2]
 GPU_MACHINE = ("torch", "torchvision", "triton", "numpy")  # what the lent GPU machines carry (+ dependencies)
 
-SITECUSTOMIZE = '''
-import importlib.abc, os, sys
+LAUNCHER = """# python -S launcher.py ARGS = python -m benchmarks.gpu.check ARGS (CUDA faked when FAKE_CUDA is set)
+import os, sys
 
-ALLOWED = set(os.environ["GPU_MACHINE_MODULES"].split(","))
+from benchmarks.gpu import check
 
-
-class OnlyTheGpuMachinesPackages(importlib.abc.MetaPathFinder):
-    def find_spec(self, name, path=None, target=None):
-        top = name.partition(".")[0]
-        if top in sys.stdlib_module_names or top in ALLOWED:
-            return None
-        raise ModuleNotFoundError(f"No module named {name!r} (not on the GPU machine)", name=name)
-
-
-sys.meta_path.insert(0, OnlyTheGpuMachinesPackages())
 if os.environ.get("FAKE_CUDA"):
     import torch
 
-    torch.cuda.is_available = lambda: True
-    torch.cuda.get_device_name = lambda *a: "fake GPU (maskrt.gpu_verify.fake_cuda)"
-    torch.cuda.get_device_capability = lambda *a: (9, 0)
     from maskrt.gpu_verify.fake_cuda import fake_cuda
 
-    _fake = fake_cuda(allow_host_copies=True)
-    _run = _fake.__enter__()
-    _run.setup().__enter__()  # copies unchecked: this checks the script's imports and report, not the kernels
-'''
+    check.refusal = lambda: None  # as if torch.cuda.is_available() (patching that makes torch initialise CUDA)
+    torch.cuda.get_device_name = lambda *a: "fake GPU (maskrt.gpu_verify.fake_cuda)"
+    torch.cuda.get_device_capability = lambda *a: (9, 0)
+    fake = fake_cuda(allow_host_copies=True)
+    setup = fake.__enter__().setup()
+    setup.__enter__()  # copies unchecked: this checks the script's imports and report, not the kernels
+sys.exit(check.main(sys.argv[1:]))
+"""
 
 
-def gpu_machine_modules() -> str:
-    """Top-level module names of GPU_MACHINE's distributions and their installed requirements."""
-    by_dist = {}
-    for module, dists in importlib.metadata.packages_distributions().items():
-        for dist in dists:
-            by_dist.setdefault(dist.lower().replace("_", "-"), set()).add(module)
-    seen, todo = set(), list(GPU_MACHINE)
+def requirements_closure(names) -> set[str]:
+    """The installed distributions `names` need (themselves included), by their metadata."""
+    seen, todo = set(), list(names)
     while todo:
         name = todo.pop().lower().replace("_", "-")
         if name in seen:
             continue
-        seen.add(name)
         try:
             requires = importlib.metadata.requires(name) or []
         except importlib.metadata.PackageNotFoundError:
             continue
+        seen.add(name)
         todo += [re.split(r"[ ;<>=!~\[(]", r, maxsplit=1)[0] for r in requires if "extra ==" not in r]
-    modules = {m for dist in seen for m in by_dist.get(dist, ())}
-    assert {"torch", "torchvision", "triton", "numpy"} <= modules and "pytest" not in modules and "onnx" not in modules
-    return ",".join(sorted(modules | {"maskrt", "benchmarks", "tests", "sitecustomize"}))
+    return seen
 
 
-def gpu_machine_env(tmp_path: Path, fake_cuda: bool, **extra) -> dict:
-    site = tmp_path / "site"
-    site.mkdir(exist_ok=True)
-    (site / "sitecustomize.py").write_text(SITECUSTOMIZE)
-    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
-    env.update(PYTHONPATH=f"{site}{os.pathsep}{ROOT}", GPU_MACHINE_MODULES=gpu_machine_modules(), **extra)
+def site_of(folder: Path, distributions) -> Path:
+    """A site-packages folder holding only these distributions and their requirements (links to the
+    installed files: packages, modules, their .libs and metadata)."""
+    site = folder / "site"
+    site.mkdir()
+    for name in requirements_closure(distributions):
+        dist = importlib.metadata.distribution(name)
+        for top in {Path(f).parts[0] for f in dist.files or ()} - {"..", "__pycache__"}:
+            source = Path(dist.locate_file(top))
+            if source.exists() and not top.endswith(".pth") and not (site / top).exists():
+                (site / top).symlink_to(source)
+    assert (site / "torch").exists() or "torch" not in distributions
+    assert not any((site / m).exists() for m in ("pytest", "_pytest", "onnx", "openvino", "ray"))
+    return site
+
+
+def gpu_machine_run(tmp_path: Path, fake_cuda: bool, distributions=GPU_MACHINE, **environ) -> tuple[list, dict]:
+    """(command, environment) running `python -m benchmarks.gpu.check` in a python that sees only
+    the standard library, `distributions` (and their requirements) and the source tree (python -S:
+    no site-packages of its own)."""
+    (tmp_path / "launcher.py").write_text(LAUNCHER)
+    env = {k: v for k, v in os.environ.items() if k not in ("TRITON_INTERPRET", "OUT", "PYTHONPATH")}
+    env.update(PYTHONPATH=f"{site_of(tmp_path, distributions)}{os.pathsep}{ROOT}", **environ)
     if fake_cuda:
         env["FAKE_CUDA"] = "1"
-    return env
+    return [sys.executable, "-S", str(tmp_path / "launcher.py")], env
 
 
 def test_without_a_gpu_it_says_so_in_one_line_and_exits_2(tmp_path):
@@ -104,12 +106,10 @@ def test_without_a_gpu_it_says_so_in_one_line_and_exits_2(tmp_path):
 
 
 def test_without_torch_it_says_so_in_one_line_and_exits_2(tmp_path):
-    env = gpu_machine_env(tmp_path, fake_cuda=False)
-    env["GPU_MACHINE_MODULES"] = "maskrt,benchmarks,numpy"  # a python3 without torch
-    out = subprocess.run([sys.executable, "-m", "benchmarks.gpu.check"], cwd=tmp_path,
-                         env={**env, "OUT": str(tmp_path / "r")}, capture_output=True, text=True, timeout=300)
+    cmd, env = gpu_machine_run(tmp_path, False, distributions=("numpy",), OUT=str(tmp_path / "r"))
+    out = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert (out.returncode, out.stdout) == (2, "")
-    assert out.stderr.strip().count("\n") == 0 and "has no torch, torchvision, triton" in out.stderr
+    assert out.stderr.strip().count("\n") == 0 and "has no torch, torchvision, triton (" in out.stderr
     assert not (tmp_path / "r").exists()
 
 
@@ -138,13 +138,13 @@ def test_on_the_gpu_machines_packages_with_fake_cuda_every_import_resolves(tmp_p
     """Every check runs to its end or to its first use of a fake tensor's values (an error here, as
     no data exists): none may end on a missing module, and the whole report is written to $OUT."""
     out = tmp_path / "out"
-    run = subprocess.run([sys.executable, "-m", "benchmarks.gpu.check"], cwd=tmp_path,
-                         env={**gpu_machine_env(tmp_path, fake_cuda=True), "OUT": str(out)},
-                         capture_output=True, text=True, timeout=900)
+    cmd, env = gpu_machine_run(tmp_path, True, OUT=str(out))
+    run = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900)
     assert run.returncode == 1, run.stderr[-3000:]
     report = json.loads((out / "gpu-check.json").read_text())
     assert report["environment"]["gpu"].startswith("fake GPU") and len(report["checks"]) == len(ITEMS)
     assert report["environment"]["threads"] == check.cores()
+    assert report["checks"][0]["name"] == "imports" and report["checks"][0]["ok"], report["checks"][0]
     missing = [(r["name"], r["error"]) for r in report["checks"] if "No module named" in r.get("error", "")]
     assert missing == []
 
@@ -153,9 +153,8 @@ def test_killed_midway_the_report_holds_what_finished(tmp_path):
     hold = tmp_path / "hold"
     hold.mkdir()
     out = tmp_path / "out"
-    env = {**gpu_machine_env(tmp_path, fake_cuda=True), "OUT": str(out), check.HOLD_ENV: f"3@{hold}"}
-    proc = subprocess.Popen([sys.executable, "-m", "benchmarks.gpu.check"], cwd=tmp_path, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    cmd, env = gpu_machine_run(tmp_path, True, OUT=str(out), **{check.HOLD_ENV: f"3@{hold}"})
+    proc = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         wait_for(lambda: (hold / "held").exists(), timeout_s=600, what="the run to reach check 3")
     finally:

@@ -64,7 +64,9 @@ def roi_align(
     triton, _ = triton_modules()
     args, constexprs = kernel_arguments(features, rois, spatial_scales, sampling_ratio, canonical_size,
                                         canonical_level)
-    bin_block, roi_block, block_c = min(BIN_BLOCK, triton.next_power_of_2(size * size)), 1, BLOCK_C
+    wide = first.dtype == torch.float64  # float64 accumulators: half the tile (triton 3.6 spills the full one)
+    bin_block = min(BIN_BLOCK // (2 if wide else 1), triton.next_power_of_2(size * size))
+    roi_block, block_c = 1, BLOCK_C
     if interpreted():  # the interpreter pays per operation, not per element: few, large tiles
         bin_block, block_c = triton.next_power_of_2(size * size), triton.next_power_of_2(c)
         roi_block = max(1, INTERPRETER_TILE // (bin_block * block_c))
