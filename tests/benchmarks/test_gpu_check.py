@@ -16,9 +16,7 @@ import os
 
 os.environ.setdefault("TRITON_INTERPRET", "1")  # before triton is imported (the kernels import it lazily)
 
-import importlib.metadata  # noqa: E402
 import json  # noqa: E402
-import re  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
 from pathlib import Path  # noqa: E402
@@ -27,6 +25,7 @@ import pytest  # noqa: E402
 
 from benchmarks.gpu import check  # noqa: E402
 from benchmarks.gpu.check_items import ITEMS  # noqa: E402
+from tests.isolated import site_of  # noqa: E402
 from tests.serve.conftest import wait_for  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -50,38 +49,6 @@ if os.environ.get("FAKE_CUDA"):
     setup.__enter__()  # copies unchecked: this checks the script's imports and report, not the kernels
 sys.exit(check.main(sys.argv[1:]))
 """
-
-
-def requirements_closure(names) -> set[str]:
-    """The installed distributions `names` need (themselves included), by their metadata."""
-    seen, todo = set(), list(names)
-    while todo:
-        name = todo.pop().lower().replace("_", "-")
-        if name in seen:
-            continue
-        try:
-            requires = importlib.metadata.requires(name) or []
-        except importlib.metadata.PackageNotFoundError:
-            continue
-        seen.add(name)
-        todo += [re.split(r"[ ;<>=!~\[(]", r, maxsplit=1)[0] for r in requires if "extra ==" not in r]
-    return seen
-
-
-def site_of(folder: Path, distributions) -> Path:
-    """A site-packages folder holding only these distributions and their requirements (links to the
-    installed files: packages, modules, their .libs and metadata)."""
-    site = folder / "site"
-    site.mkdir()
-    for name in requirements_closure(distributions):
-        dist = importlib.metadata.distribution(name)
-        for top in {Path(f).parts[0] for f in dist.files or ()} - {"..", "__pycache__"}:
-            source = Path(dist.locate_file(top))
-            if source.exists() and not top.endswith(".pth") and not (site / top).exists():
-                (site / top).symlink_to(source)
-    assert (site / "torch").exists() or "torch" not in distributions
-    assert not any((site / m).exists() for m in ("pytest", "_pytest", "onnx", "openvino", "ray"))
-    return site
 
 
 def gpu_machine_run(tmp_path: Path, fake_cuda: bool, distributions=GPU_MACHINE, **environ) -> tuple[list, dict]:

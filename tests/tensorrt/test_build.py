@@ -22,11 +22,8 @@ from tests.tensorrt.standin import fake_builder, fake_tensorrt
 
 
 @pytest.fixture(scope="module")
-def onnx_engine(small_checkpoint, tmp_path_factory):
-    from maskrt.builders import build_engine
-
-    return build_engine(small_checkpoint, tmp_path_factory.mktemp("trt") / "t.maskrt", target="tensorrt",
-                        onnx_only=True, progress=False)
+def onnx_engine(trt_onnx_engine):
+    return trt_onnx_engine
 
 
 @pytest.fixture
