@@ -56,8 +56,10 @@ def _signature(kernel, types: dict, constexprs: dict) -> dict:
     return {name: "constexpr" if name in constexprs else types[name] for name in kernel.arg_names}
 
 
-def roi_align_launch(ops, inputs, types, attrs) -> Launch:
-    """p2..p5 [B, C, H_l, W_l], rois [R, 5] float32 -> pooled [R, C, S, S]."""
+def roi_align_launch(ops, inputs, types, attrs, tiles: str = "plan") -> Launch:
+    """p2..p5 [B, C, H_l, W_l], rois [R, 5] float32 -> pooled [R, C, S, S]. tiles="interpreter"
+    (integer shapes only): the Triton interpreter's large tiles, as roi_align/triton.py takes them
+    there - the same code per element, far fewer programs; "plan": the plan's."""
     import torch
 
     from ..kernels.roi_align import _kernels, triton as roi_triton
@@ -74,12 +76,16 @@ def roi_align_launch(ops, inputs, types, attrs) -> Launch:
                   "ACC": tl.float32, "ROI_BLOCK": 1, "BLOCK_C": roi_triton.BLOCK_C,
                   "BIN_BLOCK": min(roi_triton.BIN_BLOCK, 1 << (size * size - 1).bit_length()),
                   "f4": None, "h4": None, "w4": None}
+    r, c = rois.shape_expr[0], maps[0].shape_expr[1]
+    if tiles == "interpreter":
+        constexprs.update(BIN_BLOCK=1 << (size * size - 1).bit_length(), BLOCK_C=1 << (c - 1).bit_length())
+        constexprs["ROI_BLOCK"] = max(1, roi_triton.INTERPRETER_TILE // (constexprs["BIN_BLOCK"] * constexprs["BLOCK_C"]))
     kernel = _kernels.roi_align_kernel
     pointers = {**{f"f{i}": f"*{types[0]}" for i in range(4)}, "rois_ptr": "*fp32", "out_ptr": f"*{types[0]}"}
     signature = _signature(kernel, {**dict.fromkeys(kernel.arg_names, "i32"), **pointers}, constexprs)  # ints: i32
-    r, c = rois.shape_expr[0], maps[0].shape_expr[1]
     dims = [d for m in maps for d in (m.shape_expr[2], m.shape_expr[3])]
-    grid = (ops.max(r, 1), ops.cdiv(c, roi_triton.BLOCK_C), -(-size * size // constexprs["BIN_BLOCK"]))
+    grid = (ops.cdiv(ops.max(r, 1), constexprs["ROI_BLOCK"]) if constexprs["ROI_BLOCK"] > 1 else ops.max(r, 1),
+            ops.cdiv(c, constexprs["BLOCK_C"]), -(-size * size // constexprs["BIN_BLOCK"]))
     scalars = (r, c, *dims, int(attrs["sampling_ratio"]), maps[0].shape_expr[0])
     return Launch(kernel, signature, constexprs, {"enable_fp_fusion": False, "num_warps": roi_triton.NUM_WARPS},
                   grid, scalars, [((r, c, size, size), {"fp32": "float32", "fp16": "float16"}[types[0]])])
@@ -190,11 +196,12 @@ def aot_body(schema: schemas.PluginSchema, trt, trtp):
     return aot
 
 
-def run(schema: schemas.PluginSchema, inputs: list, attrs: dict, **overrides) -> list:
+def run(schema: schemas.PluginSchema, inputs: list, attrs: dict, tiles: str = "plan", **overrides) -> list:
     """The plugin's AOT launch on torch tensors, as TensorRT makes it (grid, int32 scalars, output
     buffers at their declared sizes): on CUDA, or on CPU tensors under TRITON_INTERPRET=1. Returns
     the outputs, data-dependent ones cut to their size tensor (BatchedNMS's keep to num_kept).
-    overrides: constexprs to change (tests: small NMS chunks; TRICK_LIMIT) - not TensorRT's."""
+    tiles="interpreter": RoIAlign in the interpreter's large tiles (roi_align_launch). overrides:
+    constexprs to change (tests: small NMS chunks; TRICK_LIMIT) - not TensorRT's."""
     import torch
 
     from ..kernels._triton import interpreted, triton_modules
@@ -204,6 +211,8 @@ def run(schema: schemas.PluginSchema, inputs: list, attrs: dict, **overrides) ->
              for t in inputs]
     descs = [SimpleNamespace(shape_expr=tuple(t.shape)) for t in inputs]
     extra = {"trick_limit": overrides.pop("TRICK_LIMIT")} if "TRICK_LIMIT" in overrides else {}
+    if schema is schemas.ROI_ALIGN:
+        extra["tiles"] = tiles
     launch = LAUNCHES[schema.op_type](INT_OPS, descs, types, attrs, **extra)
     device = inputs[0].device
     outputs = [torch.zeros(shape, dtype=getattr(torch, dtype), device=device) for shape, dtype in launch.outputs]

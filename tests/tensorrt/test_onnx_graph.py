@@ -6,9 +6,10 @@
 - it runs under onnx.reference.ReferenceEvaluator with the plugin ops backed by the reference
   kernels and matches the torch backend (the small seeded model; the bundled model if present);
 - the fp16 variant exports and checks;
-- tensorrt/plugins.py: its registrations are generated from the schemas, their signatures
-  follow tensorrt.plugin's rules (a stand-in module checks them) and the kernel part of each
-  impl runs on CPU tensors (Triton interpreter).
+- the same graphs with the plugin ops computed by their ahead-of-time launches (the plan's
+  kernels and arguments, under the Triton interpreter) match the torch backend too;
+- tensorrt/plugins.py: its registrations are generated from the schemas and their signatures
+  follow tensorrt.plugin's rules (a stand-in module checks them).
 """
 
 from __future__ import annotations
@@ -205,22 +206,23 @@ def test_onnx_plugin_attributes_come_from_the_model(exported, small_seg):
             assert attrs["sampling_ratio"] == params.detection_params.sampling_ratio
 
 
-def run_reference(model_path, paste_path, seg, image: np.ndarray):
+def run_reference(model_path, paste_path, seg, image: np.ndarray, plugins: str = "reference"):
     """Both graphs under onnx's ReferenceEvaluator; returns (graph outputs, paste outputs, batch, sizes)."""
     from onnx.reference import ReferenceEvaluator
 
     batch, sizes = preprocess([to_chw(image)], seg.backend.model.policy)
     hw = np.array(sizes[0], dtype=np.int64)
-    graph = ReferenceEvaluator(str(model_path), new_ops=trt_graph.reference_ops())
+    graph = ReferenceEvaluator(str(model_path), new_ops=trt_graph.reference_ops(plugins))
     boxes, scores, labels, mask_probs = graph.run(None, {"images": batch.numpy(), "image_hw": hw})
-    paste = ReferenceEvaluator(str(paste_path), new_ops=trt_graph.reference_ops())
+    paste = ReferenceEvaluator(str(paste_path), new_ops=trt_graph.reference_ops(plugins))
     pasted = paste.run(None, {"mask_probs": mask_probs, "boxes": boxes, "image_hw": hw, "image": image})
     return (boxes, scores, labels, mask_probs), pasted, batch, sizes
 
 
-def assert_matches_torch_backend(model_path, paste_path, seg, image: np.ndarray, min_detections: int = 1):
+def assert_matches_torch_backend(model_path, paste_path, seg, image: np.ndarray, min_detections: int = 1,
+                                 plugins: str = "reference"):
     (boxes, scores, labels, mask_probs), (boxes_px, masks), batch, sizes = run_reference(
-        model_path, paste_path, seg, image)
+        model_path, paste_path, seg, image, plugins)
     with torch.inference_mode():
         want = [t.numpy() for t in seg.backend.model.detector.run(batch, sizes)[0]]
     assert len(labels) >= min_detections
@@ -240,6 +242,21 @@ def assert_matches_torch_backend(model_path, paste_path, seg, image: np.ndarray,
 def test_onnx_runs_on_cpu_and_matches_torch_backend(exported, small_seg):
     image = random_image(np.random.default_rng(7), 96, 150)
     assert_matches_torch_backend(*exported, small_seg, image, min_detections=10)
+
+
+@pytest.mark.slow
+def test_the_plans_plugin_launches_match_the_torch_backend(exported, small_checkpoint, tmp_path):
+    """The graphs with each plugin op computed by its ahead-of-time launch (the kernel and int32
+    arguments the plan holds; maskrt.tensorrt.aot.run under the interpreter): the plan, but for
+    TensorRT's own layers, end to end on the CPU. 150 proposals per level (the interpreter's NMS
+    walk costs a few ms per candidate)."""
+    from maskrt.model import RPNParams
+
+    seg = torch_segmenter(small_checkpoint)
+    seg.backend.model.detector.proposals.params = RPNParams(pre_nms_top_n=150, post_nms_top_n=150)
+    model_path = trt_graph.export_trt_onnx(seg.backend.model, tmp_path / "model.onnx")
+    image = random_image(np.random.default_rng(7), 96, 150)
+    assert_matches_torch_backend(model_path, exported[1], seg, image, min_detections=10, plugins="aot")
 
 
 @pytest.mark.skipif(not BUNDLED.exists(), reason="bundled model maskrt/assets/shapes_r18fpn64.safetensors is absent")
