@@ -1,6 +1,6 @@
 """benchmarks/gpu/check.py (make gpu-check) as the lent GPU machine will run it, without a GPU here.
 
-- its refusals: one line, exit 2, nothing written, when CUDA or torch is missing;
+- its refusals, with only the GPU machine's packages: one line, exit 2, nothing written, when CUDA or torch is missing;
 - every check on CPU tensors (Triton under TRITON_INTERPRET=1, torchvision's CPU ops as the
   oracle, tiny sizes), so a check that would crash on first contact crashes here first;
 - in an environment of torch, torchvision, triton and numpy only (and what they need: a python -S
@@ -64,9 +64,9 @@ def gpu_machine_run(tmp_path: Path, fake_cuda: bool, distributions=GPU_MACHINE, 
 
 
 def test_without_a_gpu_it_says_so_in_one_line_and_exits_2(tmp_path):
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "CUDA_VISIBLE_DEVICES": ""}  # no GPU, also on a GPU machine
-    out = subprocess.run([sys.executable, "-m", "benchmarks.gpu.check", "--out", str(tmp_path / "r")], cwd=ROOT,
-                         env=env, capture_output=True, text=True, timeout=300)
+    cmd, env = gpu_machine_run(tmp_path, False, CUDA_VISIBLE_DEVICES="")  # no GPU, also on a GPU machine
+    out = subprocess.run([*cmd, "--out", str(tmp_path / "r")], cwd=tmp_path, env=env, capture_output=True,
+                         text=True, timeout=300)
     assert out.returncode == 2
     assert out.stderr.strip().count("\n") == 0 and "no CUDA GPU" in out.stderr and out.stdout == ""
     assert not (tmp_path / "r").exists()
