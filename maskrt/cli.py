@@ -1,4 +1,5 @@
-"""`maskrt` command line: build | run | batch | eval | info | demo | serve | export. User mistakes print one line and exit with code 2."""
+"""`maskrt` command line: build | run | batch | eval | info | demo | serve | export. User mistakes print one
+line and exit with code 2."""
 
 from __future__ import annotations
 

@@ -148,9 +148,8 @@ def run_checks(device: str = "cuda", tiny: bool = False, only: str = "", out: Pa
         record.update(section=section, name=name, seconds=round(time.perf_counter() - t0, 2))
         report.add(record)
         status = "ok  " if record["ok"] else ("SKIP" if record.get("not_run") else "FAIL")
-        print(f"{status} {section}: {name} ({record['seconds']} s)" + ("" if record["ok"] else
-                                                                         f" - {record.get('error') or record['not_run']}"),
-              flush=True)
+        why = "" if record["ok"] else f" - {record.get('error') or record['not_run']}"
+        print(f"{status} {section}: {name} ({record['seconds']} s){why}", flush=True)
     return report.finish()
 
 

@@ -79,7 +79,8 @@ def roi_align_launch(ops, inputs, types, attrs, tiles: str = "plan") -> Launch:
     r, c = rois.shape_expr[0], maps[0].shape_expr[1]
     if tiles == "interpreter":
         constexprs.update(BIN_BLOCK=1 << (size * size - 1).bit_length(), BLOCK_C=1 << (c - 1).bit_length())
-        constexprs["ROI_BLOCK"] = max(1, roi_triton.INTERPRETER_TILE // (constexprs["BIN_BLOCK"] * constexprs["BLOCK_C"]))
+        tile = constexprs["BIN_BLOCK"] * constexprs["BLOCK_C"]
+        constexprs["ROI_BLOCK"] = max(1, roi_triton.INTERPRETER_TILE // tile)
     kernel = _kernels.roi_align_kernel
     pointers = {**{f"f{i}": f"*{types[0]}" for i in range(4)}, "rois_ptr": "*fp32", "out_ptr": f"*{types[0]}"}
     signature = _signature(kernel, {**dict.fromkeys(kernel.arg_names, "i32"), **pointers}, constexprs)  # ints: i32

@@ -73,7 +73,8 @@ class Plan:
         self.trt, self.cuda, self.io = trt, cuda, io
         self.engine = trt.Runtime(trt.Logger(trt.Logger.WARNING)).deserialize_cuda_engine(path.read_bytes())
         if self.engine is None:
-            raise RuntimeError(f"TensorRT could not load {path} (built by another TensorRT version or for another GPU?)")
+            raise RuntimeError(f"TensorRT could not load {path} (built by another TensorRT version or for "
+                               "another GPU?)")
         self.context = self.engine.create_execution_context()
         self.buffers: dict[str, tuple[int, int]] = {}  # name -> (device pointer, bytes)
         self.shapes: dict[str, tuple] = {}

@@ -1,13 +1,14 @@
 """benchmarks/gpu/check.py (make gpu-check) as the lent GPU machine will run it, without a GPU here.
 
-- its refusals, with only the GPU machine's packages: one line, exit 2, nothing written, when CUDA or torch is missing;
+- its refusals, with only the GPU machine's packages: one line, exit 2, nothing written, when CUDA
+  or torch is missing;
 - every check on CPU tensors (Triton under TRITON_INTERPRET=1, torchvision's CPU ops as the
   oracle, tiny sizes), so a check that would crash on first contact crashes here first;
 - in an environment of torch, torchvision, triton and numpy only (and what they need: a python -S
-  whose path holds links to those distributions' files; no pytest, no onnx, no openvino), with CUDA faked (maskrt.gpu_verify.fake_cuda:
-  fake CUDA tensors, kernel launches recorded): every import it needs resolves, its report folder
-  ($OUT) fills as checks finish, and a run killed midway (held at a check by its test hook, then
-  SIGKILL) leaves a readable partial report.
+  whose path holds links to those distributions' files; no pytest, no onnx, no openvino), with
+  CUDA faked (maskrt.gpu_verify.fake_cuda: fake CUDA tensors, kernel launches recorded): every
+  import it needs resolves, its report folder ($OUT) fills as checks finish, and a run killed
+  midway (held at a check by its test hook, then SIGKILL) leaves a readable partial report.
 """
 
 from __future__ import annotations

@@ -32,7 +32,7 @@ from tests.isolated import site_of
 
 TYPES = {onnx.TensorProto.FLOAT: "FP32", onnx.TensorProto.FLOAT16: "FP16", onnx.TensorProto.INT64: "INT64",
          onnx.TensorProto.UINT8: "UINT8", onnx.TensorProto.BOOL: "BOOL"}
-CLIENT = ("numpy", "tritonclient", "geventhttpclient", "python-rapidjson")  # what `pip install tritonclient[http]` needs
+CLIENT = ("numpy", "tritonclient", "geventhttpclient", "python-rapidjson")  # pip install 'tritonclient[http]
 
 
 @pytest.fixture(scope="module")
