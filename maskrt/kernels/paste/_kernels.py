@@ -104,17 +104,28 @@ def paste_kernel(masks_ptr, boxes_ptr, canvas_ptr, offsets_ptr, priority_ptr, m,
         t1 = _fma(wx0[None, :], v10, wx1[None, :] * v11, EMULATE)
         val = _fma(wy0[:, None], t0, wy1[:, None] * t1, EMULATE)
         bit = val > threshold
-        if FUSED:
-            off = tl.load(offsets_ptr + i) + ((rows - y0) * vis_w)[:, None] + (cols - x0)[None, :]
-            tl.store(packed_ptr + off, bit.to(tl.uint8), mask=ok)
-            pix = rows.to(tl.int64)[:, None] * width + cols[None, :]
-            prio = tl.load(priority_ptr + i)
-            tl.atomic_max(keymap_ptr + pix, tl.full([BLOCK_H, BLOCK_W], 0, tl.int32) + prio, mask=ok & bit)
-        else:
-            bit = tl.where(ok, bit, 0.0 > threshold)
-            pix = (i.to(tl.int64) * height + rows)[:, None] * width + cols[None, :]
-            in_image = (rows < height)[:, None] & (cols < width)[None, :]
-            tl.store(out_ptr + pix, bit.to(tl.uint8), mask=in_image)
+        write_bits(bit, ok, i, rows, cols, x0, y0, vis_w, height, width, threshold, offsets_ptr, priority_ptr,
+                   out_ptr, packed_ptr, keymap_ptr, FUSED, BLOCK_H, BLOCK_W)
+
+
+@triton.jit
+def write_bits(bit, ok, i, rows, cols, x0, y0, vis_w, height, width, threshold, offsets_ptr, priority_ptr,
+               out_ptr, packed_ptr, keymap_ptr, FUSED: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_W: tl.constexpr):
+    """Store a [BLOCK_H, BLOCK_W] tile of instance i's thresholded pixels (ok: inside its region).
+    FUSED: the crop into packed[offsets[i]:] (row-major over the region, width vis_w) and the
+    atomic max of priority[i] into keymap where the pixel is set; else every pixel of the tile
+    that lies in the image into out[i] (outside the region: 0 > threshold)."""
+    if FUSED:
+        off = tl.load(offsets_ptr + i) + ((rows - y0) * vis_w)[:, None] + (cols - x0)[None, :]
+        tl.store(packed_ptr + off, bit.to(tl.uint8), mask=ok)
+        pix = rows.to(tl.int64)[:, None] * width + cols[None, :]
+        prio = tl.load(priority_ptr + i)
+        tl.atomic_max(keymap_ptr + pix, tl.full([BLOCK_H, BLOCK_W], 0, tl.int32) + prio, mask=ok & bit)
+    else:
+        bit = tl.where(ok, bit, 0.0 > threshold)
+        pix = (i.to(tl.int64) * height + rows)[:, None] * width + cols[None, :]
+        in_image = (rows < height)[:, None] & (cols < width)[None, :]
+        tl.store(out_ptr + pix, bit.to(tl.uint8), mask=in_image)
 
 
 @triton.jit
