@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import hashlib
 import os
+from dataclasses import replace
 from pathlib import Path
 
 from .artifact import is_engine_dir, read_manifest
 from .engine import Segmenter
 from .errors import EngineError, MaskrtError
 from .hashing import sha256_file
-from .model import DetectionParams
 from .model.loader import is_torchvision_name
 from .options import LoadOptions
 
@@ -67,8 +67,9 @@ def load_with(path_or_name: str | Path, options: LoadOptions) -> Segmenter:
     else:
         raise MaskrtError("the tensorrt backend needs an engine built with `maskrt build --target tensorrt`")
     if backend_obj.detector is not None:  # TensorRT plans carry the thresholds they were built with
-        backend_obj.detector.detection_params = DetectionParams(
-            score_thresh=o.score_threshold, nms_thresh=o.nms_threshold, detections_per_img=o.max_detections)
+        backend_obj.detector.detection_params = replace(
+            backend_obj.detector.detection_params, score_thresh=o.score_threshold, nms_thresh=o.nms_threshold,
+            detections_per_img=o.max_detections)
     return Segmenter(backend_obj, classes, str(path_or_name), o.batch_size)
 
 
