@@ -53,16 +53,15 @@ def keep_min_size(boxes: Tensor, min_size: float, strict: bool = False) -> Tenso
     return torch.where((ws >= min_size) & (hs >= min_size))[0]
 
 
-def detectron2_postprocess(boxes: Tensor, from_size: tuple[int, int], to_size: tuple[int, int]):
+def detectron2_rescale(boxes: Tensor, from_size: tuple[int, int], to_size: tuple[int, int]) -> Tensor:
     """detectron2's detector_postprocess of Tensor[N, 4] boxes from the resized image (h, w)
     `from_size` to the original `to_size`: x * float32(W / w), y * float32(H / h) (the ratio of
-    Python floats, as Boxes.scale multiplies by it), clipped to the image, and the indices of the
-    boxes still non-empty (w > 0 and h > 0: the others are dropped) -> (Tensor[N, 4], Tensor[K])."""
-    ratio_w = torch.tensor(to_size[1] / from_size[1], dtype=torch.float32)
-    ratio_h = torch.tensor(to_size[0] / from_size[0], dtype=torch.float32)
+    Python floats, as Boxes.scale multiplies by it), clipped to the image. detectron2 then drops
+    the boxes that are empty (`keep_min_size(boxes, 0, strict=True)` keeps the others)."""
+    ratio_w = torch.tensor(to_size[1] / from_size[1], dtype=torch.float32, device=boxes.device)
+    ratio_h = torch.tensor(to_size[0] / from_size[0], dtype=torch.float32, device=boxes.device)
     x1, y1, x2, y2 = boxes.unbind(1)
-    scaled = clip_boxes(torch.stack((x1 * ratio_w, y1 * ratio_h, x2 * ratio_w, y2 * ratio_h), dim=1), to_size)
-    return scaled, keep_min_size(scaled, 0.0, strict=True)
+    return clip_boxes(torch.stack((x1 * ratio_w, y1 * ratio_h, x2 * ratio_w, y2 * ratio_h), dim=1), to_size)
 
 
 def scale_boxes(boxes: Tensor, from_size: tuple[int, int], to_size: tuple[int, int]) -> Tensor:

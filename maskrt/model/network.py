@@ -18,7 +18,7 @@ import torch
 from torch import Tensor, nn
 
 from .arch import ArchConfig
-from .boxes import detectron2_postprocess, scale_boxes
+from .boxes import detectron2_rescale, keep_min_size, scale_boxes
 from .heads import DetectionParams, RoIHeads
 from .rpn import ProposalFilter, RPNParams, cell_anchors
 from .transform import InputPolicy, preprocess
@@ -43,6 +43,17 @@ class RawDetections:
     image_size: tuple[int, int]
     instances: object = None  # maskrt.kernels.PastedInstances
     paste_mode: str = "torchvision"
+
+
+def drop_empty(raw: RawDetections) -> RawDetections:
+    """detectron2's last step: detections whose box is empty in the original image (w or h <= 0
+    after scaling and clipping) are dropped. A paste made already is dropped too when that happens
+    (Detections pastes again on first use)."""
+    keep = keep_min_size(raw.boxes, 0.0, strict=True)
+    if keep.shape[0] == raw.boxes.shape[0]:
+        return raw
+    return RawDetections(raw.boxes[keep], raw.scores[keep], raw.labels[keep], raw.mask_probs[keep], raw.image_size,
+                         None, raw.paste_mode)
 
 
 class DenseStage(nn.Module):
@@ -145,10 +156,8 @@ class Detector:
         """One image's detections in resized-image pixels (`size`) -> RawDetections in the original
         image's pixels, as the model's numerics rescale them."""
         if self.config.numerics == "detectron2":
-            boxes, keep = detectron2_postprocess(boxes, size, original)
-            if keep.shape[0] != boxes.shape[0]:
-                boxes, scores, labels, masks = boxes[keep], scores[keep], labels[keep], masks[keep]
-            return RawDetections(boxes, scores, labels, masks, original, instances, paste_mode="detectron2")
+            return drop_empty(RawDetections(detectron2_rescale(boxes, size, original), scores, labels, masks, original,
+                                            instances, paste_mode="detectron2"))
         return RawDetections(scale_boxes(boxes, size, original), scores, labels, masks, original, instances)
 
 

@@ -156,3 +156,23 @@ def test_custom_op_opcheck():
     torch.library.opcheck(torch.ops.maskrt.paste_id_map.default, (masks, boxes, 30, 40, 0.5, scores, MODE))
     assert torch.equal(torch.ops.maskrt.paste(masks, boxes, 30, 40, 0.5, MODE),
                        reference(masks, boxes, 30, 40, 0.5, mode=MODE))
+
+
+def test_triton_host_code_on_fake_cuda():
+    """The detectron2 mode's host code runs on the device (maskrt.gpu_verify.fake_cuda, as
+    test_gpu_host.py for torchvision's): its own kernel, no host read for the plain paste, one (the
+    packed length) for the fused one."""
+    import importlib
+
+    from maskrt.gpu_verify.fake_cuda import fake_cuda
+    from maskrt.kernels.model_sizes import random_boxes
+
+    paste_triton = importlib.import_module("maskrt.kernels.paste.triton")
+    with fake_cuda() as run:
+        masks, boxes, scores = torch.rand(6, 28, 28, device="cuda"), random_boxes(6, 90, 120, "cuda"), \
+            torch.rand(6, device="cuda")
+        out = paste_triton.paste(masks, boxes, 90, 120, 0.5, MODE)
+        res = paste_triton.paste_id_map(masks, boxes, 90, 120, 0.5, scores, MODE)
+    assert out.device.type == "cuda" and {t.device.type for t in (res.id_map, res.regions, res.packed)} == {"cuda"}
+    assert run.kernels() == ["d2_paste_kernel", "d2_paste_kernel"]
+    assert [what for what, _ in run.host_reads] == ["packed crop length"]
