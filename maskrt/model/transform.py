@@ -82,19 +82,23 @@ def normalize_and_resize(image: Tensor, policy: InputPolicy) -> Tensor:
     return F.interpolate(image[None], size=size, mode="bilinear", align_corners=False)[0]
 
 
-def _detectron2_input(image: Tensor, policy: InputPolicy) -> Tensor:
-    """detectron2's DefaultPredictor input: the uint8 image (recovered exactly from the [0, 1]
-    floats, which are uint8 / 255: round(x * 255) is exact) resized by Pillow's bilinear filter to
-    `resized_size`, channels ordered, then (x - mean) / std in float32 on 0..255 values."""
+def detectron2_resized(rgb: np.ndarray, policy: InputPolicy) -> np.ndarray:
+    """np.ndarray[H, W, 3] uint8 RGB -> np.ndarray[h, w, 3] uint8 in the network's channel order,
+    resized to `resized_size` by Pillow's bilinear filter (detectron2's ResizeTransform on uint8)."""
     from PIL import Image
 
+    h, w = policy.resized_size(rgb.shape[0], rgb.shape[1])
+    array = np.asarray(Image.fromarray(rgb).resize((w, h), Image.BILINEAR))
+    return np.ascontiguousarray(array[:, :, ::-1] if policy.channels == "BGR" else array)
+
+
+def _detectron2_input(image: Tensor, policy: InputPolicy) -> Tensor:
+    """detectron2's DefaultPredictor input: the uint8 image (recovered exactly from the [0, 1]
+    floats, which are uint8 / 255: round(x * 255) is exact) resized by `detectron2_resized`, then
+    (x - mean) / std in float32 on 0..255 values."""
     pixels = (image.detach().float().cpu() * 255).round_().clamp_(0, 255).to(torch.uint8)
-    h, w = policy.resized_size(image.shape[-2], image.shape[-1])
-    resized = Image.fromarray(pixels.permute(1, 2, 0).numpy()).resize((w, h), Image.BILINEAR)
-    array = np.asarray(resized)
-    if policy.channels == "BGR":
-        array = array[:, :, ::-1]
-    tensor = torch.from_numpy(np.ascontiguousarray(array.transpose(2, 0, 1))).to(image.device, torch.float32)
+    array = detectron2_resized(pixels.permute(1, 2, 0).numpy(), policy)
+    tensor = torch.from_numpy(array.transpose(2, 0, 1).copy()).to(image.device, torch.float32)
     mean = torch.as_tensor(policy.mean, dtype=torch.float32, device=image.device)
     std = torch.as_tensor(policy.std, dtype=torch.float32, device=image.device)
     return (tensor - mean[:, None, None]) / std[:, None, None]
