@@ -132,7 +132,38 @@ MODELS: dict[str, dict] = {
         ]
         + _HEAD_RULES,
     },
+    # (d) HELD OUT: made last, never used while maskrt's detectron2 loader was developed (its config,
+    #     seed and images are new). ResNet-34, 96-channel FPN, 512-wide box head, a 2-conv 192-wide mask
+    #     head, 12 classes; everything the weights cannot say is the model zoo's (maskrt.load(pkl) with
+    #     no config must match). Its own images: a square (h == w), a tall image clamped by MAX_SIZE_TEST,
+    #     a panorama.
+    "heldout_r34_fpn96_c12": {
+        "seed": 34,
+        "calibrate": {"cls_std": 2.0, "bg_logit": 7.0, "mask_std": 2.5, "mask_shift": 0.5},
+        "base": "COCO-InstanceSegmentation/mask_rcnn_R_50_FPN_3x.yaml",
+        "overrides": [
+            "MODEL.RESNETS.DEPTH", 34,
+            "MODEL.RESNETS.RES2_OUT_CHANNELS", 64,
+            "MODEL.FPN.OUT_CHANNELS", 96,
+            "MODEL.ROI_HEADS.NUM_CLASSES", 12,
+            "MODEL.ROI_BOX_HEAD.FC_DIM", 512,
+            "MODEL.ROI_MASK_HEAD.CONV_DIM", 192,
+            "MODEL.ROI_MASK_HEAD.NUM_CONV", 2,
+        ],
+        "init": [
+            {"match": r"^backbone\.bottom_up\.stem\.conv1\.weight$", "scale": 1 / 64},
+            {"match": r"^backbone\.bottom_up\.res\d\.\d+\.conv2\.norm\.weight$", "scale": 0.3},
+        ]
+        + _HEAD_RULES,
+        "images": [("heldout_square_256", 301, 256, 256), ("heldout_tall_900x500", 302, 900, 500),
+                   ("heldout_pano_300x1200", 303, 300, 1200)],
+    },
 }
+
+
+def model_images(model_def: dict) -> list:
+    """(name, seed, height, width) of the images a model runs on: its own, else W.IMAGES."""
+    return [tuple(i) for i in model_def.get("images", W.IMAGES)]
 
 # 28x28 mask probabilities are stored for the best MASK_PROBS_TOPK ROI detections of each image
 # (all detections' pasted masks are stored, as RLE): keeps the goldens small.
@@ -321,7 +352,7 @@ def calibrate(predictor, model_def: dict) -> list[dict]:
         model.roi_heads.box_predictor.cls_score.register_forward_hook(cls_hook),
         model.roi_heads.mask_head.predictor.register_forward_hook(mask_hook),
     ]
-    for _, seed, h, w in W.IMAGES:
+    for _, seed, h, w in model_images(model_def):
         predictor(np.ascontiguousarray(W.synthetic_image(seed, h, w)[:, :, ::-1]))
     for hk in hooks:
         hk.remove()
@@ -373,7 +404,7 @@ def run_model(name: str, model_def: dict, d2_root: Path, out_dir: Path, work_dir
         _explore_hooks(model)
     arrays: dict[str, np.ndarray] = {}
     images_meta = []
-    for img_name, seed, h, w in W.IMAGES:
+    for img_name, seed, h, w in model_images(model_def):
         rgb = W.synthetic_image(seed, h, w)
         bgr = np.ascontiguousarray(rgb[:, :, ::-1])  # DefaultPredictor takes BGR (cv2.imread order)
         # The exact resized uint8 image DefaultPredictor feeds the model (same aug, same input):
@@ -510,10 +541,15 @@ def generate(out_dir: Path, d2_root: Path, names: list[str], explore: bool) -> N
     with tempfile.TemporaryDirectory(prefix="d2goldens-") as work:
         for name in names:
             run_model(name, MODELS[name], d2_root, out_dir, Path(work), explore)
+    previous = out_dir / "manifest.json"
+    done = set(json.loads(previous.read_text())["models"]) if previous.exists() else set()
+    models = [m for m in MODELS if m in done or m in names]  # a subset run keeps the others listed
     manifest = {
         "detectron2_commit": d2_commit(d2_root),
-        "models": names,
+        "models": models,
         "images": [{"name": n, "seed": s, "height": h, "width": w} for n, s, h, w in W.IMAGES],
+        "model_images": {m: [{"name": n, "seed": s, "height": h, "width": w} for n, s, h, w in model_images(MODELS[m])]
+                         for m in models if "images" in MODELS[m]},
         "input_convention": "synthetic_image() is RGB; DefaultPredictor gets rgb[:, :, ::-1] (BGR, as from cv2.imread)",
         "generated_with": {
             "python": platform.python_version(),

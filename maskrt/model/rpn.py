@@ -96,8 +96,9 @@ class ProposalFilter:
         return [self.one_image([lg[i:i + 1] for lg in logits], [dl[i:i + 1] for dl in deltas], padded_hw, size)
                 for i, size in enumerate(image_sizes)]
 
-    def one_image(self, logits: list[Tensor], deltas: list[Tensor], padded_hw, image_hw) -> Tensor:
-        """Proposals of one image (logits: L x Tensor[1, A, H_l, W_l]) -> Tensor[P, 4], best first."""
+    def one_image(self, logits: list[Tensor], deltas: list[Tensor], padded_hw, image_hw, with_scores: bool = False):
+        """Proposals of one image (logits: L x Tensor[1, A, H_l, W_l]) -> Tensor[P, 4], best first
+        (with_scores: and their scores Tensor[P], probabilities or detectron2's logits)."""
         p = self.params
         boxes, scores, levels = [], [], []
         for i, (lg, dl, cells) in enumerate(zip(logits, deltas, self.cell_anchors)):
@@ -120,7 +121,7 @@ class ProposalFilter:
             keep = torch.where(scores >= p.score_thresh)[0]
         boxes, scores, levels = boxes[keep], scores[keep], levels[keep]
         keep = kernels.nms(boxes, scores, levels, p.nms_thresh, p.post_nms_top_n)
-        return boxes[keep]
+        return (boxes[keep], scores[keep]) if with_scores else boxes[keep]
 
     def _top_level(self, logits: Tensor, deltas: Tensor, cells: Tensor, stride):
         """Top-k anchors of one level by objectness logit, decoded (decode is elementwise, so this

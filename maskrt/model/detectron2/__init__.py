@@ -52,7 +52,7 @@ def build(state_dict: dict, source: str, config_path: str | Path | None = None, 
     load_weights(tv_model, to_torchvision(state_dict, arch, own, source), source)
     provenance = {"format": "detectron2", "config": str(config_path or ""),
                   "assumed": {k: _json(v) for k, v in cfg.assumed().items()}}
-    return Detectron2Parts(tv_model, arch, _policy(cfg, min_size, max_size), _rpn(cfg), _detection(cfg),
+    return Detectron2Parts(tv_model, arch, input_policy(cfg, min_size, max_size), _rpn(cfg), _detection(cfg),
                            class_names(cfg, arch.num_classes), provenance)
 
 
@@ -74,7 +74,8 @@ def class_names(cfg: Detectron2Config, num_classes: int) -> list[str]:
     return ["__background__", *names]
 
 
-def _policy(cfg: Detectron2Config, min_size, max_size) -> InputPolicy:
+def input_policy(cfg: Detectron2Config, min_size: int | None = None, max_size: int | None = None) -> InputPolicy:
+    """The input transform of a config (detectron2's resize and normalisation), sizes overridable."""
     fmt = _value(cfg, "INPUT.FORMAT", str)
     if fmt not in ("BGR", "RGB"):
         raise CheckpointError(f"{cfg.path}: INPUT.FORMAT {fmt!r} is not supported (BGR or RGB)")
@@ -105,8 +106,9 @@ def _value(cfg: Detectron2Config, key: str, kind, minimum=None):
     value = cfg.get(key)
     ok = isinstance(value, kind) and not (kind in (int, numbers.Real) and isinstance(value, bool))
     if not ok or (minimum is not None and value < minimum):
-        what = getattr(kind, "__name__", "value") + (f" >= {minimum}" if minimum is not None else "")
-        raise CheckpointError(f"{cfg.path}: {key} must be a {what}, got {value!r}")
+        names = {int: "an integer", numbers.Real: "a number", str: "a string", bool: "true or false"}
+        what = names.get(kind, "a list") + (f" >= {minimum}" if minimum is not None else "")
+        raise CheckpointError(f"{cfg.path}: {key} must be {what}, got {value!r}")
     return value
 
 
@@ -128,5 +130,5 @@ def _json(value):
     return list(value) if isinstance(value, tuple) else value
 
 
-__all__ = ["Detectron2Parts", "build", "class_names", "is_detectron2_state_dict", "model_state_dict",
+__all__ = ["Detectron2Parts", "build", "class_names", "input_policy", "is_detectron2_state_dict", "model_state_dict",
            "read_config", "read_model_pickle"]

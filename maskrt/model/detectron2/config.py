@@ -76,6 +76,8 @@ FIXED = {
     "MODEL.ROI_MASK_HEAD.POOLER_TYPE": ("ROIAlignV2", "ROIAlignV2"),
     "MODEL.ROI_MASK_HEAD.POOLER_RESOLUTION": (14, 14),
 }
+# key: (detectron2's default, the values maskrt accepts: the same inference math)
+ACCEPTED = {"MODEL.RESNETS.NORM": ("FrozenBN", ("FrozenBN", "BN", "SyncBN", "naiveSyncBN", "nnSyncBN"))}
 # key: (detectron2's default, what the architecture read from the weights has)
 FROM_WEIGHTS = {
     "MODEL.RESNETS.DEPTH": (50, lambda a: a.depth),
@@ -124,6 +126,9 @@ class Detectron2Config:
             if not _same(self.get(key), want):
                 raise CheckpointError(f"{self.path}: {key} is {self.get(key)!r}; maskrt builds detectron2's Mask R-CNN "
                                       f"R-FPN with {key} = {want!r}")
+        for key, (default, accepted) in ACCEPTED.items():
+            if self.values.get(key, default) not in accepted:
+                raise CheckpointError(f"{self.path}: {key} is {self.values[key]!r}; maskrt builds {', '.join(accepted)}")
         for key, (default, of) in FROM_WEIGHTS.items():
             value = self.values.get(key, default)
             if not _same(value, of(arch)):

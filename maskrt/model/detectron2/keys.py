@@ -70,7 +70,7 @@ def check_model_kind(sd: dict, source: str) -> None:
             raise CheckpointError(f"{source}: detectron2 Mask R-CNN with {what} is not supported (maskrt builds the "
                                   "model zoo's R/X-FPN layout)")
     if not any(k.startswith("roi_heads.mask_head.") for k in keys):
-        raise CheckpointError(f"{source} is a detectron2 Faster R-CNN (no mask head), not Mask R-CNN")
+        raise CheckpointError(f"{source} is a Faster R-CNN detectron2 checkpoint (no mask head), not Mask R-CNN")
 
 
 def infer_config(sd: dict[str, torch.Tensor], source: str, stride_in_1x1: bool) -> ArchConfig:

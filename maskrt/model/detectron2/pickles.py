@@ -54,7 +54,8 @@ def read_model_pickle(path: Path) -> dict:
                               "(a checkpoint must never run code)") from None
     except (EOFError, pickle.UnpicklingError, ValueError, TypeError, IndexError, KeyError, AttributeError,
             MemoryError, UnicodeDecodeError) as exc:
-        what = "is truncated" if isinstance(exc, EOFError) else "is not a readable pickle"
+        truncated = isinstance(exc, EOFError) or "truncated" in str(exc)
+        what = "is truncated" if truncated else "is not a readable pickle"
         raise CheckpointError(f"{path} {what} ({type(exc).__name__}: {_first_line(exc)})") from None
     if not isinstance(data, dict):
         raise CheckpointError(f"{path} holds a pickled {type(data).__name__}, not a checkpoint dict")
