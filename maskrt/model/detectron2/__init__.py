@@ -10,7 +10,7 @@ detectron2 YAML config (or assumes the model zoo's values). `build` puts them to
 from __future__ import annotations
 
 import numbers
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from ...errors import CheckpointError
@@ -18,7 +18,7 @@ from ..arch import ArchConfig, build_torchvision_model, load_weights
 from ..heads import DetectionParams
 from ..rpn import RPNParams
 from ..transform import InputPolicy
-from .config import Detectron2Config, read_config
+from .config import RESNEXT_ZOO, Detectron2Config, read_config
 from .keys import infer_config, is_detectron2_state_dict, to_torchvision
 from .pickles import model_state_dict, read_model_pickle
 
@@ -43,9 +43,13 @@ class Detectron2Parts:
 def build(state_dict: dict, source: str, config_path: str | Path | None = None, min_size: int | None = None,
           max_size: int | None = None) -> Detectron2Parts:
     """A detectron2 Mask R-CNN R-FPN from its state dict (detectron2 names), strictly checked; the
-    settings the weights cannot say from the config at `config_path` or the model zoo's."""
+    settings the weights cannot say from the config at `config_path` or the model zoo's (its
+    ResNeXt configs' for grouped weights)."""
     cfg = read_config(config_path)
-    arch = infer_config(state_dict, source, stride_in_1x1=_value(cfg, "MODEL.RESNETS.STRIDE_IN_1X1", bool))
+    arch = infer_config(state_dict, source, stride_in_1x1=True)
+    if cfg.values is None and arch.groups > 1:
+        cfg = replace(cfg, zoo=RESNEXT_ZOO)
+    arch = replace(arch, stride_in_1x1=arch.depth >= 50 and _value(cfg, "MODEL.RESNETS.STRIDE_IN_1X1", bool))
     cfg.check(arch)
     tv_model = build_torchvision_model(arch)
     own = {k: v.shape for k, v in tv_model.state_dict().items()}

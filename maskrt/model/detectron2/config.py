@@ -4,8 +4,9 @@ detectron2's CfgNode.merge_from_file does; string values that are Python literal
 are decoded as yacs decodes them.
 
 What a checkpoint cannot say comes from the config, or without one from the model zoo's Mask
-R-CNN FPN configs (Base-RCNN-FPN.yaml + mask_rcnn_R_50_FPN_3x.yaml) - those are the values
-maskrt *assumes* and records in the engine. With a config, a key its chain does not set takes
+R-CNN FPN configs (Base-RCNN-FPN.yaml + mask_rcnn_R_50_FPN_3x.yaml; for ResNeXt weights, groups > 1,
+mask_rcnn_X_101_32x8d_FPN_3x.yaml's stride in the 3x3 convolution and pixel std, which every model-zoo
+ResNeXt shares) - those are the values maskrt *assumes* and records in the engine. With a config, a key its chain does not set takes
 detectron2's own default (config/defaults.py), as detectron2 would. Three kinds of keys:
 - SETTINGS: values maskrt applies (input format, means, sizes, stride placement, RPN and box-head
   parameters, pooler sampling, the test dataset for class names);
@@ -41,6 +42,8 @@ SETTINGS = {
     "MODEL.ROI_MASK_HEAD.POOLER_SAMPLING_RATIO": (0, 0),
     "DATASETS.TEST": ((), ("coco_2017_val",)),
 }
+# The model zoo's ResNeXt Mask R-CNNs (X-101-32x8d, X-152): Caffe2-trained backbones
+RESNEXT_ZOO = {"MODEL.RESNETS.STRIDE_IN_1X1": False, "MODEL.PIXEL_STD": [57.375, 57.120, 58.395]}
 # key: (detectron2's default, the one value maskrt builds)
 _P2P6, _RES2_5 = ["p2", "p3", "p4", "p5", "p6"], ["res2", "res3", "res4", "res5"]
 FIXED = {
@@ -104,18 +107,19 @@ class Detectron2Config:
     values: dict | None = None
     path: str = ""
     chain: tuple[str, ...] = field(default=())
+    zoo: dict = field(default_factory=dict)  # without a config: model-zoo values replacing SETTINGS' (RESNEXT_ZOO)
 
     def get(self, key: str):
         """The value of a SETTINGS or FIXED key: the config's, detectron2's default if its chain
         does not set it, the model zoo's when there is no config."""
         default, zoo = (SETTINGS.get(key) or FIXED[key])
         if self.values is None:
-            return zoo
+            return self.zoo.get(key, zoo)
         return self.values.get(key, default)
 
     def assumed(self) -> dict:
         """The SETTINGS values taken from the model zoo because no config was given ({} with one)."""
-        return {} if self.values is not None else {k: zoo for k, (_, zoo) in SETTINGS.items()}
+        return {} if self.values is not None else {k: self.get(k) for k in SETTINGS}
 
     def check(self, arch: ArchConfig) -> None:
         """One-line CheckpointError for a FIXED key with another value, a FROM_WEIGHTS key the weights

@@ -7,6 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import torch
 
 from maskrt.errors import CheckpointError
 from maskrt.model import load_model
@@ -14,6 +15,7 @@ from maskrt.model.detectron2 import class_names, read_config
 from maskrt.model.detectron2.config import SETTINGS
 from tests.cli_runner import run_in_process
 from tests.model.detectron2 import weights as W
+from tests.model.detectron2.conftest import random_state_dict
 
 BASE = """
 MODEL:
@@ -73,6 +75,19 @@ def test_without_a_config_the_model_zoo_values_are_assumed():
     assert cfg.get("MODEL.RPN.PRE_NMS_TOPK_TEST") == 1000  # Base-RCNN-FPN's, not defaults.py's 6000
     assert cfg.assumed() == {k: zoo for k, (_, zoo) in SETTINGS.items()}
     assert cfg.assumed()["MODEL.RESNETS.STRIDE_IN_1X1"] is True and cfg.assumed()["INPUT.FORMAT"] == "BGR"
+
+
+def test_resnext_weights_assume_the_model_zoos_resnext_settings(tmp_path):
+    """Without a config, grouped weights get what every model-zoo ResNeXt Mask R-CNN sets
+    (mask_rcnn_X_101_32x8d_FPN_3x.yaml): the stride in the 3x3 convolution and PIXEL_STD; the X50
+    golden (built from those values) then needs no config."""
+    from maskrt.model.detectron2 import build
+
+    weights = {k: torch.from_numpy(v) for k, v in random_state_dict("x50g8_fpn128_c3_agnostic_box").items()}
+    parts = build(weights, "x50")
+    assert parts.config.groups == 8 and parts.config.stride_in_1x1 is False
+    assert parts.policy.std == (57.375, 57.120, 58.395)
+    assert parts.provenance["assumed"]["MODEL.RESNETS.STRIDE_IN_1X1"] is False
 
 
 def test_a_chain_without_the_fpn_base_gets_detectron2s_defaults(tmp_path):
