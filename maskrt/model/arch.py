@@ -157,18 +157,23 @@ def load_weights(model: nn.Module, sd: dict[str, torch.Tensor], source: str) -> 
     """Strict load; a mismatch is reported in one line naming the first offending keys."""
     own = model.state_dict()
     sd = {k: v for k, v in sd.items() if not (k.endswith("num_batches_tracked") and k not in own)}
-    missing = [k for k in own if k not in sd]
-    unexpected = [k for k in sd if k not in own]
+    check_keys({k: tuple(v.shape) for k, v in sd.items()}, {k: tuple(v.shape) for k, v in own.items()}, source,
+               "the inferred architecture needs")
+    model.load_state_dict(sd, strict=True)
+
+
+def check_keys(shapes: dict[str, tuple], want: dict[str, tuple], source: str, needs: str) -> None:
+    """Every key of `want` in `shapes`, no other, with the same shape; else one CheckpointError line
+    naming the first offending keys ("K has shape [..], <needs> [..]")."""
+    missing = [k for k in want if k not in shapes]
+    unexpected = [k for k in shapes if k not in want]
     if missing:
         raise CheckpointError(f"{source}: missing keys {_few(missing)}")
     if unexpected:
         raise CheckpointError(f"{source}: unexpected keys {_few(unexpected)}")
-    for k, v in sd.items():
-        if tuple(v.shape) != tuple(own[k].shape):
-            raise CheckpointError(
-                f"{source}: {k} has shape {list(v.shape)}, the inferred architecture needs {list(own[k].shape)}"
-            )
-    model.load_state_dict(sd, strict=True)
+    for k, shape in shapes.items():
+        if tuple(shape) != tuple(want[k]):
+            raise CheckpointError(f"{source}: {k} has shape {list(shape)}, {needs} {list(want[k])}")
 
 
 def _backbone(cfg: ArchConfig) -> BackboneWithFPN:

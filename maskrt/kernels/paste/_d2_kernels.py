@@ -7,7 +7,7 @@ TensorRT's AOT order, and the same tiling and writes (`_kernels.write_bits`).
 import triton
 import triton.language as tl
 
-from ._kernels import COORD_LIMIT, FLT_MAX, _fma, write_bits
+from ._kernels import COORD_LIMIT, FLT_MAX, _fma, columns, write_bits
 
 
 @triton.jit
@@ -71,12 +71,7 @@ def d2_paste_kernel(masks_ptr, boxes_ptr, canvas_ptr, offsets_ptr, priority_ptr,
     iy0, iy1, wy0, wy1 = _taps(rows, by1, by2, half_m, EMULATE)
     base = masks_ptr + i.to(tl.int64) * m * m
     vis_w = tl.maximum(x1 - x0, 0)
-    if FUSED:
-        col0 = x0
-        ncols = tl.where(tl.program_id(1) * BLOCK_H < y1, vis_w, 0)  # blocks below the region: no work
-    else:
-        col0 = x0 * 0
-        ncols = width
+    col0, ncols = columns(x0, y1, vis_w, width, FUSED, BLOCK_H)
     for cb in range(tl.cdiv(ncols, BLOCK_W)):
         cols = col0 + cb * BLOCK_W + tl.arange(0, BLOCK_W)
         ok = r_in[:, None] & ((cols >= x0) & (cols < x1))[None, :]

@@ -86,12 +86,7 @@ def paste_kernel(masks_ptr, boxes_ptr, canvas_ptr, offsets_ptr, priority_ptr, m,
     iy0, iy1, wy0, wy1 = _taps(rows - by0, oh, mp, EMULATE)
     base = masks_ptr + i.to(tl.int64) * m * m
     vis_w = tl.maximum(x1 - x0, 0)
-    if FUSED:
-        col0 = x0
-        ncols = tl.where(tl.program_id(1) * BLOCK_H < y1, vis_w, 0)  # blocks below the region: no work
-    else:
-        col0 = x0 * 0
-        ncols = width
+    col0, ncols = columns(x0, y1, vis_w, width, FUSED, BLOCK_H)
     for cb in range(tl.cdiv(ncols, BLOCK_W)):
         cols = col0 + cb * BLOCK_W + tl.arange(0, BLOCK_W)
         ok = r_in[:, None] & ((cols >= x0) & (cols < x1))[None, :]
@@ -106,6 +101,16 @@ def paste_kernel(masks_ptr, boxes_ptr, canvas_ptr, offsets_ptr, priority_ptr, m,
         bit = val > threshold
         write_bits(bit, ok, i, rows, cols, x0, y0, vis_w, height, width, threshold, offsets_ptr, priority_ptr,
                    out_ptr, packed_ptr, keymap_ptr, FUSED, BLOCK_H, BLOCK_W)
+
+
+@triton.jit
+def columns(x0, y1, vis_w, width, FUSED: tl.constexpr, BLOCK_H: tl.constexpr):
+    """(first column, number of columns) a program of rows [BLOCK_H * program_id(1), +BLOCK_H) visits:
+    FUSED, the region's (none for blocks below it); else every column of the image."""
+    if FUSED:
+        return x0, tl.where(tl.program_id(1) * BLOCK_H < y1, vis_w, 0)
+    else:
+        return x0 * 0, width
 
 
 @triton.jit

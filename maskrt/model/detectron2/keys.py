@@ -18,7 +18,7 @@ import re
 import torch
 
 from ...errors import CheckpointError
-from ..arch import ArchConfig
+from ..arch import ArchConfig, _indices, check_keys
 
 BODY = "backbone.bottom_up."
 # key prefix or fragment -> the detectron2 model it belongs to (none of them Mask R-CNN R-FPN)
@@ -184,16 +184,8 @@ def to_torchvision(sd: dict[str, torch.Tensor], cfg: ArchConfig, expected: dict[
     CheckpointError line in detectron2's names and shapes (detectron2's own loader skips them)."""
     sd = {k: v for k, v in sd.items() if not _IGNORED.search(k)}
     want = {to_detectron2_name(k): _detectron2_shape(k, tuple(s), cfg) for k, s in expected.items()}
-    missing = [k for k in want if k not in sd]
-    unexpected = [k for k in sd if k not in want]
-    if missing:
-        raise CheckpointError(f"{source}: missing keys {_few(missing)}")
-    if unexpected:
-        raise CheckpointError(f"{source}: unexpected keys {_few(unexpected)}")
-    for k, v in sd.items():
-        if tuple(v.shape) != want[k]:
-            raise CheckpointError(f"{source}: {k} has shape {list(v.shape)}, the architecture read from the other "
-                                  f"weights needs {list(want[k])}")
+    check_keys({k: tuple(v.shape) for k, v in sd.items()}, want, source,
+               "the architecture read from the other weights needs")
     return {to_torchvision_name(k): _to_torchvision_layout(k, v.float(), cfg) for k, v in sd.items()}
 
 
@@ -227,11 +219,3 @@ def _shapes(sd: dict, source: str):
     return shape
 
 
-def _indices(sd: dict, pattern: str) -> list[int]:
-    rx = re.compile(pattern)
-    return sorted({int(m.group(1)) for k in sd if (m := rx.match(k))})
-
-
-def _few(keys: list[str], n: int = 3) -> str:
-    shown = ", ".join(keys[:n])
-    return shown + (f" (+{len(keys) - n} more)" if len(keys) > n else "")
