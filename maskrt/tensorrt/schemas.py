@@ -239,7 +239,8 @@ def validate_node(node) -> PluginSchema:
 
 
 def node_attributes(node) -> dict:
-    """The node's schema attributes as Python values (floats lists as tuples), parser attributes dropped."""
+    """The node's schema attributes as Python values (floats lists as tuples, strings as str), parser
+    attributes dropped."""
     import onnx
 
     values = {}
@@ -247,7 +248,7 @@ def node_attributes(node) -> dict:
         if a.name in (PLUGIN_NAMESPACE_ATTR, AOT_ATTR):
             continue
         v = onnx.helper.get_attribute_value(a)
-        values[a.name] = tuple(v) if isinstance(v, list) else v
+        values[a.name] = tuple(v) if isinstance(v, list) else v.decode() if isinstance(v, bytes) else v
     return values
 
 

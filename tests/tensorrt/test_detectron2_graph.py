@@ -13,6 +13,8 @@ import os
 
 os.environ.setdefault("TRITON_INTERPRET", "1")
 
+import types  # noqa: E402
+
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
@@ -45,10 +47,10 @@ def exported(d2_seg, tmp_path_factory):
 def test_plugin_nodes_carry_detectron2s_numerics(exported):
     model_nodes = trt_graph.check_trt_onnx(exported[0])
     pools = [schemas.node_attributes(n) for n in model_nodes if n.op_type == "MultiLevelRoIAlign"]
-    assert len(pools) == 2 and all(a["aligned"] == 1 and a["sampling_ratio"] == 0 and a["level_mapper"] == b"detectron2"
+    assert len(pools) == 2 and all(a["aligned"] == 1 and a["sampling_ratio"] == 0 and a["level_mapper"] == "detectron2"
                                    for a in pools)
     (paste,) = trt_graph.check_trt_onnx(exported[1])
-    assert schemas.node_attributes(paste)["mode"] == b"detectron2"
+    assert schemas.node_attributes(paste)["mode"] == "detectron2"
 
 
 def test_onnx_matches_the_torch_backend(exported, d2_seg):
@@ -76,3 +78,47 @@ def test_onnx_matches_the_torch_backend(exported, d2_seg):
     pairs = match_ranked((boxes_px, scores, labels), (dets.boxes, dets.scores, dets.labels), 1e-3, 1e-4)
     assert len(pairs) == len(dets) == len(labels)
     assert_masks_agree(pairs, masks, probs, boxes_px, list(dets.masks), 1e-4)
+
+
+def test_plugins_run_detectron2s_modes(monkeypatch):
+    """The plugins' kernel part (run_kernel, Triton under the interpreter) with level_mapper and mode
+    "detectron2", against the reference kernels; the AOT PasteMasks body compiles detectron2's
+    paste kernel for mode "detectron2" (compile stubbed: the real one is tests/gpu_verify/test_ptx.py)."""
+    import sys
+
+    from maskrt.kernels.paste.reference import paste as paste_ref
+    from maskrt.kernels.roi_align.reference import roi_align as roi_ref
+    from maskrt.tensorrt import aot as trt_aot
+    from maskrt.tensorrt import plugins as trt_plugins
+    from tests.tensorrt.test_onnx_graph import _Desc, _fake_tensorrt
+
+    g = torch.Generator().manual_seed(0)
+    feats = [torch.randn(1, 8, 64 // 2**i, 80 // 2**i, generator=g) for i in range(4)]
+    xy = torch.rand(6, 2, generator=g) * 200
+    rois = torch.cat([torch.zeros(6, 1), xy, xy + 8 + torch.rand(6, 2, generator=g) * 150], 1)
+    attrs = dict(spatial_scales=np.float32(schemas.FPN_SCALES), output_size=7, sampling_ratio=0, aligned=1,
+                 canonical_size=224, canonical_level=4, level_mapper="detectron2")
+    [pooled] = trt_plugins.run_kernel(schemas.ROI_ALIGN, [*feats, rois], attrs)
+    torch.testing.assert_close(pooled, roi_ref(feats, rois, list(schemas.FPN_SCALES), 7, 0, True,
+                                               level_mapper="detectron2"))
+    masks, boxes = torch.rand(3, 28, 28, generator=g), torch.tensor([[5.0, 4, 90, 70], [30, 20, 110, 95], [-10, 50, 60, 99]])
+    [pasted] = trt_plugins.run_kernel(schemas.PASTE, [masks, boxes, torch.zeros(100, 120, 3, dtype=torch.uint8)],
+                                      dict(threshold=0.5, mode="detectron2"))
+    assert torch.equal(pasted, paste_ref(masks, boxes, 100, 120, 0.5, mode="detectron2"))
+
+    registry = {}
+    trt, trtp = _fake_tensorrt(registry)
+    trt.float32, trt.float16 = "FP32", "FP16"
+    monkeypatch.setitem(sys.modules, "tensorrt", trt)
+    monkeypatch.setitem(sys.modules, "tensorrt.plugin", trtp)
+    monkeypatch.setattr(trt_plugins, "_registered", False)
+    trt_plugins.register_plugins()
+    sources = []
+    compiled = types.SimpleNamespace(metadata=types.SimpleNamespace(name="d2_paste_kernel", num_warps=4, shared=0,
+                                                                    global_scratch_size=0, profile_scratch_size=0),
+                                     asm={"ptx": "// ptx"})
+    monkeypatch.setattr(trt_aot, "compile_source", lambda src, options: sources.append(src) or compiled)
+    registry["maskrt::PasteMasks"]["aot_impl"](_Desc((9, 28, 28), "FP32"), _Desc((9, 4), "FP32"),
+                                               _Desc((480, 640, 3), "UINT8"), 0.5, "detectron2",
+                                               (_Desc((9, 480, 640), "BOOL"),), 0)
+    assert [s.fn.__name__ for s in sources] == ["d2_paste_kernel"]
