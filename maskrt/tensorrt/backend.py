@@ -136,8 +136,10 @@ class TensorRTBackend:
     def run_plan(self, image: np.ndarray) -> tuple[dict[str, torch.Tensor], tuple[int, int]]:
         """Preprocess and enqueue one image on the current stream (self.stream) -> (device views of
         the outputs, resized (h, w)). No host read."""
-        batch, sizes = preprocess([to_float_chw(image, self.device)], self.policy)
-        batch = batch.to(self.input_dtype).contiguous()
+        # detectron2's resize is Pillow's, on the host: preprocess there, then upload the batch
+        where = "cpu" if self.policy.resize == "detectron2" else self.device
+        batch, sizes = preprocess([to_float_chw(image, where)], self.policy)
+        batch = batch.to(self.device, self.input_dtype).contiguous()
         hw = torch.tensor(sizes[0], dtype=torch.int64, device=self.device)
         self._check(self.context.set_input_shape("images", tuple(batch.shape)),
                     f"accept an input of shape {tuple(batch.shape)}")
