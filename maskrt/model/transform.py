@@ -92,16 +92,20 @@ def detectron2_resized(rgb: np.ndarray, policy: InputPolicy) -> np.ndarray:
     return np.ascontiguousarray(array[:, :, ::-1] if policy.channels == "BGR" else array)
 
 
+def detectron2_normalized(rgb: np.ndarray, policy: InputPolicy) -> np.ndarray:
+    """np.ndarray[H, W, 3] uint8 RGB -> np.ndarray[3, h, w] float32: `detectron2_resized`, then
+    (x - mean) / std on 0..255 values (float32 subtraction and division, as torch computes them)."""
+    array = detectron2_resized(rgb, policy).transpose(2, 0, 1).astype(np.float32)
+    mean = np.asarray(policy.mean, dtype=np.float32)[:, None, None]
+    std = np.asarray(policy.std, dtype=np.float32)[:, None, None]
+    return np.ascontiguousarray((array - mean) / std)
+
+
 def _detectron2_input(image: Tensor, policy: InputPolicy) -> Tensor:
-    """detectron2's DefaultPredictor input: the uint8 image (recovered exactly from the [0, 1]
-    floats, which are uint8 / 255: round(x * 255) is exact) resized by `detectron2_resized`, then
-    (x - mean) / std in float32 on 0..255 values."""
+    """detectron2's DefaultPredictor input of a [0, 1] float image (uint8 / 255: the uint8 image
+    is recovered exactly by round(x * 255)), `detectron2_normalized` on the host."""
     pixels = (image.detach().float().cpu() * 255).round_().clamp_(0, 255).to(torch.uint8)
-    array = detectron2_resized(pixels.permute(1, 2, 0).numpy(), policy)
-    tensor = torch.from_numpy(array.transpose(2, 0, 1).copy()).to(image.device, torch.float32)
-    mean = torch.as_tensor(policy.mean, dtype=torch.float32, device=image.device)
-    std = torch.as_tensor(policy.std, dtype=torch.float32, device=image.device)
-    return (tensor - mean[:, None, None]) / std[:, None, None]
+    return torch.from_numpy(detectron2_normalized(pixels.permute(1, 2, 0).numpy(), policy)).to(image.device)
 
 
 def batch_images(images: list[Tensor]) -> Tensor:

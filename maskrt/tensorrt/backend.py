@@ -28,7 +28,7 @@ from ..errors import EngineError
 from ..model import InputPolicy, RawDetections
 from ..model.boxes import detectron2_rescale, scale_boxes
 from ..model.network import drop_empty
-from ..model.transform import preprocess
+from ..model.transform import batch_images, detectron2_normalized, preprocess
 from .build import require_tensorrt
 
 _TORCH_DTYPES = {"FLOAT": torch.float32, "HALF": torch.float16, "INT64": torch.int64, "INT32": torch.int32,
@@ -136,10 +136,12 @@ class TensorRTBackend:
     def run_plan(self, image: np.ndarray) -> tuple[dict[str, torch.Tensor], tuple[int, int]]:
         """Preprocess and enqueue one image on the current stream (self.stream) -> (device views of
         the outputs, resized (h, w)). No host read."""
-        # detectron2's resize is Pillow's, on the host: preprocess there, then upload the batch
-        where = "cpu" if self.policy.resize == "detectron2" else self.device
-        batch, sizes = preprocess([to_float_chw(image, where)], self.policy)
-        batch = batch.to(self.device, self.input_dtype).contiguous()
+        if self.policy.resize == "detectron2":  # Pillow's resize, on the host; the normalised image is uploaded
+            resized = torch.from_numpy(detectron2_normalized(image, self.policy)).to(self.device)
+            batch, sizes = batch_images([resized]), [tuple(resized.shape[-2:])]
+        else:
+            batch, sizes = preprocess([to_float_chw(image, self.device)], self.policy)
+        batch = batch.to(self.input_dtype).contiguous()
         hw = torch.tensor(sizes[0], dtype=torch.int64, device=self.device)
         self._check(self.context.set_input_shape("images", tuple(batch.shape)),
                     f"accept an input of shape {tuple(batch.shape)}")
