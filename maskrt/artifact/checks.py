@@ -238,7 +238,8 @@ def _source(v) -> dict:
     assumed = _dict(source.get("assumed", {}), "source.assumed")
     for key, value in assumed.items():
         if not _plain_value(value):
-            raise _Bad(f"source.assumed.{key}", f"must be a config value (string, number, boolean or list), got {value!r}")
+            raise _Bad(f"source.assumed.{key}",
+                       f"must be a config value (string, number, boolean or list), got {value!r}")
     return source
 
 

@@ -102,7 +102,10 @@ class ProposalFilter:
         p = self.params
         boxes, scores, levels = [], [], []
         for i, (lg, dl, cells) in enumerate(zip(logits, deltas, self.cell_anchors)):
-            stride = (2 ** (i + 2),) * 2 if self.detectron2 else (padded_hw[0] // lg.shape[-2], padded_hw[1] // lg.shape[-1])
+            if self.detectron2:  # the level's stride, 4 at P2
+                stride = (2 ** (i + 2),) * 2
+            else:  # torchvision: padded size // feature size (61, not 64, at P6 of an 800-row batch)
+                stride = (padded_hw[0] // lg.shape[-2], padded_hw[1] // lg.shape[-1])
             b, s = self._top_level(lg.float(), dl.float(), cells, stride)
             boxes.append(b)
             scores.append(s)

@@ -43,8 +43,9 @@ def float64_probs(mask: np.ndarray, box, height: int, width: int) -> np.ndarray:
 
     (y0, y1_), fy, fary = taps(v)
     (x0, x1_), fx, farx = taps(u)
-    val = ((1 - fy)[:, None] * (1 - fx)[None, :] * padded[y0][:, x0] + (1 - fy)[:, None] * fx[None, :] * padded[y0][:, x1_]
-           + fy[:, None] * (1 - fx)[None, :] * padded[y1_][:, x0] + fy[:, None] * fx[None, :] * padded[y1_][:, x1_])
+    wy, wx = ((1 - fy, fy), (1 - fx, fx))
+    val = sum(wy[a][:, None] * wx[b][None, :] * padded[ry][:, rx]
+              for a, ry in enumerate((y0, y1_)) for b, rx in enumerate((x0, x1_)))
     val[fary, :] = 0.0
     val[:, farx] = 0.0
     return val

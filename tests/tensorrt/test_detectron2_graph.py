@@ -101,7 +101,8 @@ def test_plugins_run_detectron2s_modes(monkeypatch):
     [pooled] = trt_plugins.run_kernel(schemas.ROI_ALIGN, [*feats, rois], attrs)
     torch.testing.assert_close(pooled, roi_ref(feats, rois, list(schemas.FPN_SCALES), 7, 0, True,
                                                level_mapper="detectron2"))
-    masks, boxes = torch.rand(3, 28, 28, generator=g), torch.tensor([[5.0, 4, 90, 70], [30, 20, 110, 95], [-10, 50, 60, 99]])
+    masks = torch.rand(3, 28, 28, generator=g)
+    boxes = torch.tensor([[5.0, 4, 90, 70], [30, 20, 110, 95], [-10, 50, 60, 99]])
     [pasted] = trt_plugins.run_kernel(schemas.PASTE, [masks, boxes, torch.zeros(100, 120, 3, dtype=torch.uint8)],
                                       dict(threshold=0.5, mode="detectron2"))
     assert torch.equal(pasted, paste_ref(masks, boxes, 100, 120, 0.5, mode="detectron2"))

@@ -70,7 +70,8 @@ def class_names(cfg: Detectron2Config, num_classes: int) -> list[str]:
     if name.startswith("coco_") and k == 80:
         from torchvision.models.detection import MaskRCNN_ResNet50_FPN_Weights
 
-        names = [c for c in MaskRCNN_ResNet50_FPN_Weights.DEFAULT.meta["categories"] if c not in ("N/A", "__background__")]
+        coco = MaskRCNN_ResNet50_FPN_Weights.DEFAULT.meta["categories"]  # 91 ids: "N/A" where COCO has none
+        names = [c for c in coco if c not in ("N/A", "__background__")]
     elif name.startswith("cityscapes_fine_instance_seg") and k == len(CITYSCAPES_CLASSES):
         names = list(CITYSCAPES_CLASSES)
     else:

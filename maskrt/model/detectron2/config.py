@@ -6,8 +6,9 @@ are decoded as yacs decodes them.
 What a checkpoint cannot say comes from the config, or without one from the model zoo's Mask
 R-CNN FPN configs (Base-RCNN-FPN.yaml + mask_rcnn_R_50_FPN_3x.yaml; for ResNeXt weights, groups > 1,
 mask_rcnn_X_101_32x8d_FPN_3x.yaml's stride in the 3x3 convolution and pixel std, which every model-zoo
-ResNeXt shares) - those are the values maskrt *assumes* and records in the engine. With a config, a key its chain does not set takes
-detectron2's own default (config/defaults.py), as detectron2 would. Three kinds of keys:
+ResNeXt shares) - those are the values maskrt *assumes* and records in the engine. With a config, a
+key its chain does not set takes detectron2's own default (config/defaults.py), as detectron2 would.
+Three kinds of keys:
 - SETTINGS: values maskrt applies (input format, means, sizes, stride placement, RPN and box-head
   parameters, pooler sampling, the test dataset for class names);
 - FIXED: values of the only layout maskrt builds; any other value is refused in one line;
@@ -132,11 +133,13 @@ class Detectron2Config:
                                       f"R-FPN with {key} = {want!r}")
         for key, (default, accepted) in ACCEPTED.items():
             if self.values.get(key, default) not in accepted:
-                raise CheckpointError(f"{self.path}: {key} is {self.values[key]!r}; maskrt builds {', '.join(accepted)}")
+                raise CheckpointError(f"{self.path}: {key} is {self.values[key]!r}; maskrt builds "
+                                      f"{', '.join(accepted)}")
         for key, (default, of) in FROM_WEIGHTS.items():
             value = self.values.get(key, default)
             if not _same(value, of(arch)):
-                raise CheckpointError(f"{self.path}: {key} is {value!r}, but the checkpoint's weights have {of(arch)!r}")
+                raise CheckpointError(f"{self.path}: {key} is {value!r}, but the checkpoint's weights have "
+                                      f"{of(arch)!r}")
         box, mask = (self.get(f"MODEL.ROI_{h}_HEAD.POOLER_SAMPLING_RATIO") for h in ("BOX", "MASK"))
         if box != mask:
             raise CheckpointError(f"{self.path}: box and mask POOLER_SAMPLING_RATIO differ ({box}, {mask}); maskrt "
@@ -161,8 +164,8 @@ def _load(path: Path, chain: list[str]) -> dict:
     try:
         data = yaml.safe_load(path.read_text())
     except FileNotFoundError:
-        raise CheckpointError(f"config not found: {path}" + (f" (the _BASE_ of {chain[-2]})" if len(chain) > 1 else "")) \
-            from None
+        base_of = f" (the _BASE_ of {chain[-2]})" if len(chain) > 1 else ""
+        raise CheckpointError(f"config not found: {path}{base_of}") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise CheckpointError(f"cannot read config {path}: {exc}") from None
     except yaml.YAMLError as exc:

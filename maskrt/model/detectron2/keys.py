@@ -48,7 +48,10 @@ _UNSUPPORTED_PARTS = (
 )
 _RESNETS = {("basic", (2, 2, 2, 2)): 18, ("basic", (3, 4, 6, 3)): 34, ("bottleneck", (3, 4, 6, 3)): 50,
             ("bottleneck", (3, 4, 23, 3)): 101, ("bottleneck", (3, 8, 36, 3)): 152}
-_IGNORED = re.compile(r"(\.num_batches_tracked|^proposal_generator\.anchor_generator\.cell_anchors\.\d+)$")
+# What detectron2's own loader ignores too: BN counters, and buffers older detectron2 versions saved
+# (cell anchors; pixel_mean / pixel_std, today non-persistent: the config's values are used)
+_IGNORED = re.compile(r"(\.num_batches_tracked|^proposal_generator\.anchor_generator\.cell_anchors\.\d+|"
+                      r"^pixel_(mean|std))$")
 
 
 def is_detectron2_state_dict(sd: dict) -> bool:
@@ -82,9 +85,9 @@ def infer_config(sd: dict[str, torch.Tensor], source: str, stride_in_1x1: bool) 
     block = "bottleneck" if f"{BODY}res2.0.conv3.weight" in sd else "basic"
     if (block, counts) not in _RESNETS:
         raise CheckpointError(f"{source}: unsupported ResNet body: {block} blocks {list(counts)} per stage")
-    if shape(f"{BODY}stem.conv1.weight")[0] != 64:
-        raise CheckpointError(f"{source}: a stem of {shape(f'{BODY}stem.conv1.weight')[0]} channels (STEM_OUT_CHANNELS); "
-                              "maskrt builds 64")
+    stem = shape(f"{BODY}stem.conv1.weight")[0]
+    if stem != 64:
+        raise CheckpointError(f"{source}: a stem of {stem} channels (STEM_OUT_CHANNELS); maskrt builds 64")
     width = shape(f"{BODY}res2.0.conv1.weight")[0]
     groups = width // shape(f"{BODY}res2.0.conv2.weight")[1] if block == "bottleneck" else 1
     res2_out = shape(f"{BODY}res2.0.conv3.weight" if block == "bottleneck" else f"{BODY}res2.0.conv2.weight")[0]
@@ -107,8 +110,8 @@ def infer_config(sd: dict[str, torch.Tensor], source: str, stride_in_1x1: bool) 
     classes = shape("roi_heads.box_predictor.cls_score.weight")[0]
     box_rows = shape("roi_heads.box_predictor.bbox_pred.weight")[0]
     if box_rows not in (4, 4 * (classes - 1)):
-        raise CheckpointError(f"{source}: bbox_pred has {box_rows} rows; {classes - 1} classes need {4 * (classes - 1)} "
-                              "(or 4: class-agnostic)")
+        raise CheckpointError(f"{source}: bbox_pred has {box_rows} rows; {classes - 1} classes need "
+                              f"{4 * (classes - 1)} (or 4: class-agnostic)")
     mask_rows = shape("roi_heads.mask_head.predictor.weight")[0]
     if mask_rows not in (1, classes - 1):
         raise CheckpointError(f"{source}: the mask predictor has {mask_rows} outputs; {classes - 1} classes need "

@@ -64,7 +64,7 @@ def test_base_chains_merge_and_decode(tmp_path):
     cfg = read_config(write_chain(tmp_path, "MODEL:\n  RPN: {POST_NMS_TOPK_TEST: 500}\nINPUT: {FORMAT: RGB}\n"))
     assert [Path(p).name for p in cfg.chain] == ["mine.yaml", "r18.yaml", "Base-RCNN-FPN.yaml"]
     v = cfg.values
-    assert v["MODEL.RPN.POST_NMS_TOPK_TEST"] == 500 and v["MODEL.RPN.PRE_NMS_TOPK_TEST"] == 1000  # child wins, rest kept
+    assert v["MODEL.RPN.POST_NMS_TOPK_TEST"] == 500 and v["MODEL.RPN.PRE_NMS_TOPK_TEST"] == 1000  # child wins
     assert v["MODEL.RESNETS.DEPTH"] == 18 and v["DATASETS.TEST"] == ("coco_2017_val",)  # yacs literal decoding
     assert cfg.get("INPUT.FORMAT") == "RGB" and cfg.get("INPUT.MIN_SIZE_TEST") == 800  # detectron2's default
     assert cfg.assumed() == {}

@@ -4,6 +4,7 @@ changes, strict loading in detectron2's names, and every non-Mask-R-CNN-FPN mode
 
 from __future__ import annotations
 
+import json
 from collections import OrderedDict
 
 import numpy as np
@@ -30,11 +31,11 @@ def shapes_only(name: str) -> dict:
 def test_architecture_is_the_one_detectron2_built(name):
     """depth, groups, widths, classes and agnostic heads, read from names and shapes, equal the
     config values detectron2 built the golden model from (<model>.json)."""
-    c = W.load_goldens.__globals__["json"].loads((W.HERE / f"{name}.json").read_text())["config"]
+    c = json.loads((W.HERE / f"{name}.json").read_text())["config"]
     stride = c["MODEL.RESNETS.STRIDE_IN_1X1"]
     cfg = infer_config(shapes_only(name), name, stride_in_1x1=stride)
-    assert (cfg.depth, cfg.groups, cfg.fpn_channels, cfg.num_classes - 1) == (
-        c["MODEL.RESNETS.DEPTH"], c["MODEL.RESNETS.NUM_GROUPS"], c["MODEL.FPN.OUT_CHANNELS"], c["MODEL.ROI_HEADS.NUM_CLASSES"])
+    assert (cfg.depth, cfg.groups, cfg.fpn_channels, cfg.num_classes - 1) == tuple(
+        c[f"MODEL.{k}"] for k in ("RESNETS.DEPTH", "RESNETS.NUM_GROUPS", "FPN.OUT_CHANNELS", "ROI_HEADS.NUM_CLASSES"))
     if cfg.depth >= 50:
         assert cfg.width_per_group == c["MODEL.RESNETS.WIDTH_PER_GROUP"] and cfg.stride_in_1x1 == stride
     assert (cfg.box_agnostic, cfg.mask_agnostic) == (c["MODEL.ROI_BOX_HEAD.CLS_AGNOSTIC_BBOX_REG"],
@@ -64,7 +65,8 @@ def test_class_layouts_move_the_background_first(r18_weights):
     cls = sd["roi_heads.box_predictor.cls_score.weight"]
     assert torch.equal(tv["roi_heads.box_predictor.cls_score.weight"], torch.cat([cls[-1:], cls[:-1]]))
     box = tv["roi_heads.box_predictor.bbox_pred.weight"]
-    assert torch.equal(box[:4], torch.zeros_like(box[:4])) and torch.equal(box[4:], sd["roi_heads.box_predictor.bbox_pred.weight"])
+    assert torch.equal(box[:4], torch.zeros_like(box[:4]))
+    assert torch.equal(box[4:], sd["roi_heads.box_predictor.bbox_pred.weight"])
     assert tv["roi_heads.mask_predictor.mask_fcn_logits.weight"].shape[0] == 1
 
 
@@ -88,11 +90,25 @@ def test_strict_loading_names_detectron2s_keys(tmp_path, r18_weights):
             load_model(write_pkl(tmp_path, weights))
 
 
+def test_buffers_detectron2_ignores_are_ignored(tmp_path, r18_weights):
+    """Older checkpoints carry pixel_mean / pixel_std and the cell anchors, BN backbones their
+    num_batches_tracked: detectron2's loader ignores them, and so does maskrt (the same model)."""
+    extra = OrderedDict(r18_weights, **{"pixel_mean": np.zeros((3, 1, 1), np.float32),
+                                        "pixel_std": np.ones((3, 1, 1), np.float32),
+                                        "proposal_generator.anchor_generator.cell_anchors.0": np.zeros((3, 4),
+                                                                                                       np.float32),
+                                        "backbone.bottom_up.stem.conv1.norm.num_batches_tracked": np.array(5)})
+    a = load_model(write_pkl(tmp_path, extra, "a.pkl")).model.state_dict()
+    b = load_model(write_pkl(tmp_path, r18_weights, "b.pkl")).model.state_dict()
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
 def test_detection_checkpointer_pth(tmp_path, r18_weights):
     """A DetectionCheckpointer training checkpoint ({"model", "trainer", "iteration"}, DDP's
     "module." prefix) loads like the model-zoo .pkl of the same weights."""
     model = OrderedDict((f"module.{k}", torch.from_numpy(v)) for k, v in r18_weights.items())
-    torch.save({"model": model, "trainer": {"iteration": 9, "hooks": {}}, "iteration": 9}, tmp_path / "model_0000009.pth")
+    checkpoint = {"model": model, "trainer": {"iteration": 9, "hooks": {}}, "iteration": 9}
+    torch.save(checkpoint, tmp_path / "model_0000009.pth")
     a = load_model(tmp_path / "model_0000009.pth").model.state_dict()
     b = load_model(write_pkl(tmp_path, r18_weights)).model.state_dict()
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
