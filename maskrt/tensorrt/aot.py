@@ -71,7 +71,8 @@ def roi_align_launch(ops, inputs, types, attrs, tiles: str = "plan") -> Launch:
     tl = _tl()
     constexprs = {**{f"S{i}": float(torch.tensor(s, dtype=dtype)) for i, s in enumerate(scales)}, "S4": 1.0,
                   "NUM_LEVELS": len(maps), **kernel_levels(scales, int(attrs["canonical_size"]),
-                                                           int(attrs["canonical_level"]), torch.float32),
+                                                           int(attrs["canonical_level"]), torch.float32,
+                                                           _text(attrs.get("level_mapper", "torchvision"))),
                   "SIZE": size, "ALIGNED": bool(attrs["aligned"]), "DTYPE": getattr(tl, _TL[types[0]]),
                   "ACC": tl.float32, "ROI_BLOCK": 1, "BLOCK_C": roi_triton.BLOCK_C,
                   "BIN_BLOCK": min(roi_triton.BIN_BLOCK, 1 << (size * size - 1).bit_length()),
@@ -121,15 +122,17 @@ def scratch_size(ops, n):
 
 
 def paste_launch(ops, inputs, types, attrs) -> Launch:
-    """masks [N, M, M], boxes [N, 4] float32, canvas [H, W, Ch] -> pasted [N, H, W] bool."""
-    from ..kernels.paste import _kernels
+    """masks [N, M, M], boxes [N, 4] float32, canvas [H, W, Ch] -> pasted [N, H, W] bool. Attribute
+    mode "detectron2": _d2_kernels.d2_paste_kernel (the same arguments), else paste_kernel."""
+    from ..kernels.paste import _d2_kernels, _kernels
     from ..kernels.paste import triton as paste_triton
 
     masks, _, canvas = inputs
     constexprs = {"regions_ptr": None, "offsets_ptr": None, "priority_ptr": None, "packed_ptr": None,
                   "keymap_ptr": None, "FUSED": False, "EMULATE": False, "BLOCK_H": paste_triton.BLOCK_H,
                   "BLOCK_W": paste_triton.BLOCK_W}
-    kernel = _kernels.paste_kernel
+    mode = _text(attrs.get("mode", "torchvision"))
+    kernel = _d2_kernels.d2_paste_kernel if mode == "detectron2" else _kernels.paste_kernel
     signature = _signature(kernel, {"masks_ptr": f"*{types[0]}", "boxes_ptr": "*fp32", "canvas_ptr": f"*{types[2]}",
                                     "n": "i32", "m": "i32", "height": "i32", "width": "i32", "threshold_bits": "i32",
                                     "out_ptr": "*u8"}, constexprs)
@@ -142,6 +145,11 @@ def paste_launch(ops, inputs, types, attrs) -> Launch:
 LAUNCHES = {schemas.ROI_ALIGN.op_type: roi_align_launch, schemas.NMS.op_type: nms_launch,
             schemas.PASTE.op_type: paste_launch}
 _TL = {"fp32": "float32", "fp16": "float16"}
+
+
+def _text(value) -> str:
+    """A string attribute as str (TensorRT's creator decodes them; onnx.reference passes bytes)."""
+    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def _tl():
@@ -228,14 +236,16 @@ def run(schema: schemas.PluginSchema, inputs: list, attrs: dict, tiles: str = "p
 
 
 def sources() -> list:
-    """[(name, ASTSource, options)] of every AOT kernel variant the model's plan holds (the compile
-    tests): RoIAlign S = 7 and 14, NMS and paste, each for fp32 and fp16."""
+    """[(name, ASTSource, options)] of every AOT kernel variant a plan can hold (the compile tests):
+    RoIAlign S = 7 and 14, NMS, paste (torchvision's and detectron2's), each for fp32 and fp16.
+    (detectron2's level mapper changes RoIAlign's thresholds only, constexprs of the same code.)"""
     from triton.compiler import ASTSource
 
     examples = {
-        "RoIAlign S=7": (schemas.ROI_ALIGN, dict(output_size=7)), "RoIAlign S=14": (schemas.ROI_ALIGN,
-                                                                                      dict(output_size=14)),
+        "RoIAlign S=7": (schemas.ROI_ALIGN, dict(output_size=7)),
+        "RoIAlign S=14": (schemas.ROI_ALIGN, dict(output_size=14)),
         "NMS": (schemas.NMS, {}), "PasteMasks": (schemas.PASTE, {}),
+        "PasteMasks detectron2": (schemas.PASTE, dict(mode="detectron2")),
     }
     out = []
     for name, (schema, attrs) in examples.items():

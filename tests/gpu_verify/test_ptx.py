@@ -21,7 +21,7 @@ from maskrt.gpu_verify import ptx
 pytestmark = pytest.mark.ptx
 
 STACK_LIMIT = 256  # bytes per thread: a few spilled scalars at most (the old RoIAlign tile spilled 6.5-25.7 KB)
-EXACT = ("iou_mask_kernel", "segment_nms_kernel", "paste_kernel", "roi_align_kernel",
+EXACT = ("iou_mask_kernel", "segment_nms_kernel", "paste_kernel", "d2_paste_kernel", "roi_align_kernel",
          "batched_nms_kernel")  # bit-exact claims
 NO_FMA = ("iou_mask_kernel", "segment_nms_kernel", "roi_align_kernel", "batched_nms_kernel")  # no fma at all
 AOT_PARAMS = {  # TensorRT's order (inputs, int32 scalars, outputs), then triton's two scratch pointers (size 0)
@@ -29,6 +29,7 @@ AOT_PARAMS = {  # TensorRT's order (inputs, int32 scalars, outputs), then triton
     "NMS": "ppp" + "iii" + "ppp" + "pp",  # boxes, scores, classes; N, max out, threshold bits; keep, count, scratch
     "PasteMasks": "ppp" + "iiiii" + "p" + "pp",  # masks, boxes, canvas; N, M, H, W, threshold bits; pasted
 }
+AOT = ("RoIAlign S=7", "RoIAlign S=14", "NMS", "PasteMasks", "PasteMasks detectron2")
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +40,7 @@ def rows() -> list[dict]:
 def test_every_configuration_compiles_for_hopper_and_ampere(rows):
     from maskrt.gpu_verify.launches import NAMES
 
-    aot = {f"{k} AOT {t}" for k in ("RoIAlign S=7", "RoIAlign S=14", "NMS", "PasteMasks") for t in ("fp32", "fp16")}
+    aot = {f"{k} AOT {t}" for k in AOT for t in ("fp32", "fp16")}
     configs = {name for names in NAMES.values() for name in names} | aot
     assert {(r["config"], r["arch"]) for r in rows} == {(c, a) for c in configs for a in ("sm_90a", "sm_80")}
 
@@ -67,7 +68,7 @@ def test_exact_kernels_divide_ieee_and_do_not_contract(rows):
 def test_aot_kernels_take_tensorrts_argument_order(rows):
     """TensorRT calls an AOT kernel with (inputs, int32 scalars, outputs): see AOT_PARAMS."""
     aot = [r for r in rows if " AOT " in r["config"]]
-    assert len(aot) == 16
+    assert len(aot) == len(AOT) * 2 * 2
     for r in aot:
         assert r["params"] == AOT_PARAMS[r["config"].split(" ")[0]], r
 

@@ -35,7 +35,7 @@ from tests.tensorrt.standin import Desc, check_aot_signature, fake_tensorrt  # n
 
 SCALES = list(schemas.FPN_SCALES)
 ROI_ATTRS = dict(spatial_scales=np.float32(SCALES), output_size=7, sampling_ratio=2, aligned=0, canonical_size=224,
-                 canonical_level=4)
+                 canonical_level=4, level_mapper="torchvision")
 
 
 @pytest.fixture
@@ -103,7 +103,8 @@ def test_nms_aot_body(registry, compiled, max_output, bound):
 def test_paste_aot_body(registry, compiled, n):
     found, _ = registry
     _, _, launch, extra = found["maskrt::PasteMasks"]["aot_impl"](
-        Desc((n, 28, 28), "HALF"), Desc((n, 4), "FLOAT"), Desc((480, 640, 3), "UINT8"), 0.5, (Desc(),), 0)
+        Desc((n, 28, 28), "HALF"), Desc((n, 4), "FLOAT"), Desc((480, 640, 3), "UINT8"), 0.5, "torchvision",
+        (Desc(),), 0)
     assert (launch.grid_x, launch.grid_y) == (max(n, 1), 480 // paste_triton.BLOCK_H)
     assert list(extra) == [("int32", v) for v in (n, 28, 480, 640, paste_triton.threshold_bits(0.5))]
     assert compiled[0].signature["masks_ptr"] == "*fp16" and compiled[0].signature["canvas_ptr"] == "*u8"
@@ -200,5 +201,5 @@ def test_paste_launch_equals_the_reference(n, dtype):
     xy = torch.rand(n, 2, generator=g) * 100 - 10
     boxes = torch.cat([xy, xy + 5 + torch.rand(n, 2, generator=g) * 60], 1)
     canvas = torch.zeros(90, 120, 3, dtype=torch.uint8)
-    [pasted] = aot.run(schemas.PASTE, [masks, boxes, canvas], dict(threshold=0.5))
+    [pasted] = aot.run(schemas.PASTE, [masks, boxes, canvas], dict(threshold=0.5, mode="torchvision"))
     assert pasted.dtype == torch.bool and torch.equal(pasted, paste_ref(masks.float(), boxes, 90, 120, 0.5))

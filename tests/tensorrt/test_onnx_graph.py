@@ -326,7 +326,8 @@ def test_register_plugins_signatures_and_output_descriptors(monkeypatch):
 
     f = [_Desc((1, 64, 32 // s, 40 // s), "FP16") for s in (1, 2, 4, 8)]
     pooled = registry["maskrt::MultiLevelRoIAlign"]["register"](*f, _Desc((300, 5), "FP32"),
-                                                                np.float32(schemas.FPN_SCALES), 7, 2, 0, 224, 4)
+                                                                np.float32(schemas.FPN_SCALES), 7, 2, 0, 224, 4,
+                                                                "torchvision")
     assert (pooled.shape_expr, pooled.dtype) == ((300, 64, 7, 7), "FP16")
     keep, count, scratch = registry["maskrt::BatchedNMS"]["register"](_Desc((500, 4)), _Desc((500,)), _Desc((500,)),
                                                                       0.5, 100)
@@ -335,5 +336,6 @@ def test_register_plugins_signatures_and_output_descriptors(monkeypatch):
     _, count, scratch = registry["maskrt::BatchedNMS"]["register"](_Desc((5000, 4)), _Desc((5000,)),
                                                                    _Desc((5000,)), 0.5, -1)
     assert count.upper_bound == 5000 and scratch.shape_expr == (5000 + 3 * 2048,)
-    pasted = registry["maskrt::PasteMasks"]["register"](_Desc((9, 28, 28)), _Desc((9, 4)), _Desc((480, 640, 3)), 0.5)
+    pasted = registry["maskrt::PasteMasks"]["register"](_Desc((9, 28, 28)), _Desc((9, 4)), _Desc((480, 640, 3)), 0.5,
+                                                        "torchvision")
     assert (pasted.shape_expr, pasted.dtype) == ((9, 480, 640), "BOOL")

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
-from .reference import fpn_levels, level_range, levels_of_ratio
+from .reference import LEVEL_MAPPERS, fpn_levels, level_range, levels_of_ratio
 
 FEATURE_DTYPES = (torch.float32, torch.float16, torch.bfloat16, torch.float64)
 
@@ -57,28 +57,34 @@ def raise_rois_problem(code: int, batch_size: int) -> None:
         raise ValueError(f"roi_align batch index out of range [0, {batch_size})")
 
 
-def assign_levels(rois: Tensor, spatial_scales: Sequence[float], canonical_size: int, canonical_level: int) -> Tensor:
+def assign_levels(rois: Tensor, spatial_scales: Sequence[float], canonical_size: int, canonical_level: int,
+                  level_mapper: str = "torchvision") -> Tensor:
     """Tensor[R] int64 level index (0 = first feature) of each RoI, exactly as the reference assigns it.
 
     One level: 0 for every RoI (torchvision's MultiScaleRoIAlign maps no levels then). Several:
     `fpn_levels`, -1 for a RoI of negative area; an index >= L is possible when the scales are not
     consecutive powers of two. Such RoIs (outside [0, L)) pool to zero, as in torchvision.
+    level_mapper: the level formula, "torchvision" or "detectron2" (`fpn_levels`).
     """
     if len(spatial_scales) == 1:
         return torch.zeros(rois.shape[0], dtype=torch.int64, device=rois.device)
     k_min, k_max = level_range(spatial_scales)
-    return fpn_levels(rois[:, 1:], k_min, k_max, canonical_size, canonical_level)
+    return fpn_levels(rois[:, 1:], k_min, k_max, canonical_size, canonical_level, mapper=level_mapper)
 
 
 def kernel_levels(spatial_scales: Sequence[float], canonical_size: int, canonical_level: int,
-                  rois_dtype: torch.dtype) -> dict:
+                  rois_dtype: torch.dtype, level_mapper: str = "torchvision") -> dict:
     """The level constexprs of roi_align_kernel (_kernels._fpn_level): MAP_LEVELS, CANONICAL, NUM_T,
-    T1..T5, so that the kernel assigns each RoI the level `assign_levels` gives it. q is float64 for
-    float64 RoIs, float32 otherwise (torchvision's box_area upcasts float16 and bfloat16)."""
+    T1..T5, so that the kernel assigns each RoI the level `assign_levels` gives it (either level
+    mapper: only the thresholds differ). q is float64 for float64 RoIs, float32 otherwise
+    (torchvision's box_area upcasts float16 and bfloat16)."""
+    if level_mapper not in LEVEL_MAPPERS:
+        raise ValueError(f"unknown level mapper {level_mapper!r}; choose from {', '.join(LEVEL_MAPPERS)}")
     n = len(spatial_scales)
     k_min, k_max = level_range(spatial_scales)
     q_dtype = torch.float64 if rois_dtype == torch.float64 else torch.float32
-    thresholds = level_thresholds(q_dtype, k_min, k_max, canonical_level, min(k_max - k_min, n)) if n > 1 else ()
+    count = min(k_max - k_min, n)
+    thresholds = level_thresholds(q_dtype, k_min, k_max, canonical_level, count, mapper=level_mapper) if n > 1 else ()
     padded = (*thresholds, *[0.0] * (5 - len(thresholds)))
     return {"MAP_LEVELS": n > 1, "CANONICAL": float(canonical_size), "NUM_T": len(thresholds),
             **{f"T{j + 1}": t for j, t in enumerate(padded)}}
@@ -90,7 +96,7 @@ _BITS = {torch.float16: torch.int16, torch.bfloat16: torch.int16, torch.float32:
 
 @functools.lru_cache(maxsize=64)
 def level_thresholds(dtype: torch.dtype, k_min: int, k_max: int, canonical_level: int = 4, count: int | None = None,
-                     eps: float = 1e-6) -> tuple[float, ...]:
+                     eps: float = 1e-6, mapper: str = "torchvision") -> tuple[float, ...]:
     """(t_1, ..., t_count): t_j the smallest q of `dtype` (q = sqrt(area) / canonical_size) that the
     reference puts at level index >= j (reference.levels_of_ratio, evaluated by torch on the CPU as
     the reference evaluates it). So level index = #{j: q >= t_j} for every q, NaN aside: what the
@@ -107,7 +113,7 @@ def level_thresholds(dtype: torch.dtype, k_min: int, k_max: int, canonical_level
 
     def level(pattern: int) -> int:
         q = torch.tensor([pattern] * 16, dtype=bits).view(dtype)  # a vector: torch's vectorised path
-        return int(levels_of_ratio(q, k_min, k_max, canonical_level, eps)[0])
+        return int(levels_of_ratio(q, k_min, k_max, canonical_level, eps, mapper)[0])
 
     out = []
     with unset_fake_temporarily():

@@ -48,6 +48,7 @@ def roi_align(
     aligned: bool = False,
     canonical_size: int = 224,
     canonical_level: int = 4,
+    level_mapper: str = "torchvision",
 ) -> Tensor:
     """Multi-level RoIAlign on the tensors' device; same contract as the reference."""
     check_shapes(features, rois, spatial_scales, output_size)
@@ -63,7 +64,7 @@ def roi_align(
 
     triton, _ = triton_modules()
     args, constexprs = kernel_arguments(features, rois, spatial_scales, sampling_ratio, canonical_size,
-                                        canonical_level)
+                                        canonical_level, level_mapper)
     wide = first.dtype == torch.float64  # float64 accumulators: half the tile (triton 3.6 spills the full one)
     bin_block = min(BIN_BLOCK // (2 if wide else 1), triton.next_power_of_2(size * size))
     roi_block, block_c = 1, BLOCK_C
@@ -78,7 +79,7 @@ def roi_align(
 
 
 def kernel_arguments(features: Sequence[Tensor], rois: Tensor, spatial_scales: Sequence[float], sampling_ratio: int,
-                     canonical_size: int, canonical_level: int) -> tuple[list, dict]:
+                     canonical_size: int, canonical_level: int, level_mapper: str = "torchvision") -> tuple[list, dict]:
     """(roi_align_kernel's arguments before the output: maps, rois and the int scalars; the
     constexprs of the levels, scales and dtypes). Levels >= len(features) are None."""
     first = features[0]
@@ -94,6 +95,6 @@ def kernel_arguments(features: Sequence[Tensor], rois: Tensor, spatial_scales: S
              torch.float64: tl.float64}  # = common.FEATURE_DTYPES (checked by check_shapes)
     args = [*maps, rois.contiguous(), rois.shape[0], first.shape[1], *dims, sampling_ratio, first.shape[0]]
     constexprs = {**{f"S{i}": s for i, s in enumerate(scales)}, "NUM_LEVELS": len(features),
-                  **kernel_levels(spatial_scales, canonical_size, canonical_level, rois.dtype),
+                  **kernel_levels(spatial_scales, canonical_size, canonical_level, rois.dtype, level_mapper),
                   "DTYPE": types[first.dtype], "ACC": types[compute_dtype(first.dtype)]}
     return args, constexprs
