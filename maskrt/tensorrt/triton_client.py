@@ -50,24 +50,43 @@ def paste_io(mask_size: int = 28) -> tuple[list, list]:
     return inputs, [("boxes_px", "FP32", [-1, 4]), ("masks", "BOOL", [-1, -1, -1])]
 
 
-def resized_size(height: int, width: int, min_size: int, max_size: int) -> tuple[int, int]:
-    """(h, w) after resizing: maskrt.model.InputPolicy.resized_size (torchvision's rule)."""
+def resized_size(height: int, width: int, policy: dict) -> tuple[int, int]:
+    """(h, w) after resizing: maskrt.model.InputPolicy.resized_size (torchvision's rule, or
+    detectron2's ResizeShortestEdge for resize "detectron2")."""
+    min_size, max_size = policy["min_size"], policy["max_size"]
+    if policy.get("resize") == "detectron2":
+        scale = float(min_size) / min(height, width)
+        newh, neww = (float(min_size), scale * width) if height < width else (scale * height, float(min_size))
+        if max(newh, neww) > max_size:
+            shrink = max_size / max(newh, neww)
+            newh, neww = newh * shrink, neww * shrink
+        return max(1, int(newh + 0.5)), max(1, int(neww + 0.5))
     scale = min(min_size / min(height, width), max_size / max(height, width))
     return max(1, math.floor(height * scale)), max(1, math.floor(width * scale))
 
 
 def preprocess(image: np.ndarray, settings: dict) -> tuple[np.ndarray, np.ndarray]:
     """uint8 [H, W, 3] RGB -> (images [1, 3, H', W'], image_hw int64 [2]): maskrt.model.transform's
-    preprocessing in numpy float32 (x / 255, (x - mean) / std, bilinear resize with
-    align_corners=False, zero padding to multiples of 32). Equal to torch's up to float32 rounding
-    (a few 1e-7; tests/tensorrt/test_triton_repo.py)."""
+    preprocessing in numpy, written again here so that this file stands alone. torchvision's
+    (float32: x / 255, (x - mean) / std, bilinear resize with align_corners=False; equal to torch's
+    up to float32 rounding, a few 1e-7) or detectron2's (Pillow's bilinear resize of the uint8
+    frame, then (x - mean) / std on 0..255: identical); channels reordered to the network's (BGR for
+    detectron2 models); zero padding to multiples of 32 (tests/tensorrt/test_triton_repo.py)."""
     policy = settings["input_policy"]
-    x = image.astype(np.float32) / np.float32(255.0)
-    x = (x - np.asarray(policy["mean"], np.float32)) / np.asarray(policy["std"], np.float32)
-    h, w = resized_size(image.shape[0], image.shape[1], policy["min_size"], policy["max_size"])
-    rows, cols = _taps(image.shape[0], h), _taps(image.shape[1], w)
-    x = x[rows[0]] * rows[2][:, None, None] + x[rows[1]] * rows[3][:, None, None]
-    x = x[:, cols[0]] * cols[2][None, :, None] + x[:, cols[1]] * cols[3][None, :, None]
+    h, w = resized_size(image.shape[0], image.shape[1], policy)
+    bgr = policy.get("channels", "RGB") == "BGR"
+    if policy.get("resize") == "detectron2":
+        from PIL import Image
+
+        x = np.asarray(Image.fromarray(image).resize((w, h), Image.BILINEAR))
+        x = (x[:, :, ::-1] if bgr else x).astype(np.float32)
+        x = (x - np.asarray(policy["mean"], np.float32)) / np.asarray(policy["std"], np.float32)
+    else:
+        x = (image[:, :, ::-1] if bgr else image).astype(np.float32) / np.float32(255.0)
+        x = (x - np.asarray(policy["mean"], np.float32)) / np.asarray(policy["std"], np.float32)
+        rows, cols = _taps(image.shape[0], h), _taps(image.shape[1], w)
+        x = x[rows[0]] * rows[2][:, None, None] + x[rows[1]] * rows[3][:, None, None]
+        x = x[:, cols[0]] * cols[2][None, :, None] + x[:, cols[1]] * cols[3][None, :, None]
     ph, pw = (-(-h // SIZE_DIVISIBLE) * SIZE_DIVISIBLE, -(-w // SIZE_DIVISIBLE) * SIZE_DIVISIBLE)
     images = np.zeros((1, 3, ph, pw), np.float32)
     images[0, :, :h, :w] = x.transpose(2, 0, 1)

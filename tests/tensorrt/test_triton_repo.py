@@ -123,17 +123,21 @@ def test_the_clients_request_matches_the_config(repo):
         assert {n for n, _, _ in io[1]} == outputs
 
 
-@pytest.mark.parametrize("precision", ["fp32", "fp16"])
-def test_client_preprocessing_equals_torchs(precision):
-    """numpy float32 vs torch's interpolate: both round every product and sum to float32, in an
-    order that may differ: a few float32 ulps of values below 3 (1e-6); fp16: half an fp16 ulp."""
-    policy = {"min_size": 128, "max_size": 160, "mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]}
+@pytest.mark.parametrize("precision,resize,channels", [("fp32", "torchvision", "RGB"), ("fp16", "torchvision", "RGB"),
+                                                      ("fp32", "torchvision", "BGR"), ("fp32", "detectron2", "BGR")])
+def test_client_preprocessing_equals_maskrts(precision, resize, channels):
+    """torchvision's: numpy float32 vs torch's interpolate, both rounding every product and sum to
+    float32 in an order that may differ: a few float32 ulps of values below 3 (1e-6); fp16: half an
+    fp16 ulp. detectron2's: the same Pillow resize and float32 operations: identical."""
+    scale = 255.0 if resize == "detectron2" else 1.0
+    policy = {"min_size": 128, "max_size": 160, "mean": [0.485 * scale, 0.456 * scale, 0.406 * scale],
+              "std": [0.229 * scale, 0.224 * scale, 0.225 * scale], "channels": channels, "resize": resize}
     image = frame(100, 150, seed=3)
     images, image_hw = triton_client.preprocess(image, {"input_policy": policy, "precision": precision})
     chw = torch.from_numpy(image).permute(2, 0, 1).float().div(255.0)
-    want, sizes = preprocess([chw], InputPolicy(**policy))
+    want, sizes = preprocess([chw], InputPolicy.from_manifest(policy))
     assert image_hw.tolist() == list(sizes[0]) and images.shape == tuple(want.shape)
-    tol = 1e-5 if precision == "fp32" else 2e-3
+    tol = {"fp32": 1e-5, "fp16": 2e-3}[precision] if resize == "torchvision" else 0
     np.testing.assert_allclose(images.astype(np.float32), want.numpy(), atol=tol, rtol=0)
     assert images.dtype == (np.float16 if precision == "fp16" else np.float32)
 
