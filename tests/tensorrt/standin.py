@@ -72,6 +72,25 @@ def fake_tensorrt(registry: dict):
     return trt, trtp
 
 
+def registered(monkeypatch, builder_calls: list | None = None, profile_ok: bool = True):
+    """maskrt's plugins registered with the stand-ins (installed as `tensorrt` for the test):
+    (registry plugin id -> {kind: function}, trt, trtp); with builder_calls, the stand-in builder too."""
+    import sys
+
+    from maskrt.tensorrt import plugins as trt_plugins
+
+    registry = {}
+    trt, trtp = fake_tensorrt(registry)
+    trt.float32, trt.float16 = "FLOAT", "HALF"
+    if builder_calls is not None:
+        fake_builder(trt, registry, builder_calls, profile_ok)
+    monkeypatch.setitem(sys.modules, "tensorrt", trt)
+    monkeypatch.setitem(sys.modules, "tensorrt.plugin", trtp)
+    monkeypatch.setattr(trt_plugins, "_registered", False)
+    trt_plugins.register_plugins()
+    return registry, trt, trtp
+
+
 def check_aot_signature(fn, schema):
     """tensorrt.plugin's _validate_aot_impl rules: (inputs, attributes, outputs, tactic) ->
     tuple[str | bytes, str | bytes, KernelLaunchParams, SymIntExprs]; TensorRT calls it with every

@@ -16,7 +16,6 @@ import os
 
 os.environ.setdefault("TRITON_INTERPRET", "1")  # before triton is imported
 
-import sys  # noqa: E402
 import types  # noqa: E402
 
 import numpy as np  # noqa: E402
@@ -30,8 +29,7 @@ from maskrt.kernels.paste.reference import paste as paste_ref  # noqa: E402
 from maskrt.kernels.roi_align import triton as roi_triton  # noqa: E402
 from maskrt.kernels.roi_align.reference import roi_align as roi_ref  # noqa: E402
 from maskrt.tensorrt import aot, schemas  # noqa: E402
-from maskrt.tensorrt import plugins as trt_plugins  # noqa: E402
-from tests.tensorrt.standin import Desc, check_aot_signature, fake_tensorrt  # noqa: E402
+from tests.tensorrt.standin import Desc, check_aot_signature, registered  # noqa: E402
 
 SCALES = list(schemas.FPN_SCALES)
 ROI_ATTRS = dict(spatial_scales=np.float32(SCALES), output_size=7, sampling_ratio=2, aligned=0, canonical_size=224,
@@ -40,13 +38,7 @@ ROI_ATTRS = dict(spatial_scales=np.float32(SCALES), output_size=7, sampling_rati
 
 @pytest.fixture
 def registry(monkeypatch):
-    found = {}
-    trt, trtp = fake_tensorrt(found)
-    trt.float32, trt.float16 = "FLOAT", "HALF"
-    monkeypatch.setitem(sys.modules, "tensorrt", trt)
-    monkeypatch.setitem(sys.modules, "tensorrt.plugin", trtp)
-    monkeypatch.setattr(trt_plugins, "_registered", False)
-    trt_plugins.register_plugins()
+    found, _, trtp = registered(monkeypatch)
     return found, trtp
 
 

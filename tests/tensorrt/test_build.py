@@ -9,7 +9,6 @@ refused before anything is serialised; a rejected profile is a one-line error.
 
 from __future__ import annotations
 
-import sys
 
 import onnx
 import pytest
@@ -17,8 +16,7 @@ import pytest
 from maskrt.artifact import read_manifest
 from maskrt.errors import MaskrtError
 from maskrt.tensorrt import build as trt_build
-from maskrt.tensorrt import plugins as trt_plugins
-from tests.tensorrt.standin import fake_builder, fake_tensorrt
+from tests.tensorrt.standin import registered
 
 
 @pytest.fixture(scope="module")
@@ -29,13 +27,8 @@ def onnx_engine(trt_onnx_engine):
 @pytest.fixture
 def standin(monkeypatch):
     def make(profile_ok=True, jit_too=False):
-        registry, calls = {}, []
-        trt, trtp = fake_tensorrt(registry)
-        fake_builder(trt, registry, calls, profile_ok)
-        monkeypatch.setitem(sys.modules, "tensorrt", trt)
-        monkeypatch.setitem(sys.modules, "tensorrt.plugin", trtp)
-        monkeypatch.setattr(trt_plugins, "_registered", False)
-        trt_plugins.register_plugins()
+        calls = []
+        registry, trt, _ = registered(monkeypatch, calls, profile_ok)
         if jit_too:  # a JIT implementation as well (what maskrt registered before: Python at run time)
             for kinds in registry.values():
                 kinds["impl"] = lambda *a: None

@@ -85,13 +85,10 @@ def test_plugins_run_detectron2s_modes(monkeypatch):
     level_mapper and mode "detectron2", against the reference kernels; the PasteMasks aot_impl
     body compiles detectron2's paste kernel for mode "detectron2" (compile stubbed: the real one
     is tests/gpu_verify/test_ptx.py)."""
-    import sys
-
     from maskrt.kernels.paste.reference import paste as paste_ref
     from maskrt.kernels.roi_align.reference import roi_align as roi_ref
     from maskrt.tensorrt import aot as trt_aot
-    from maskrt.tensorrt import plugins as trt_plugins
-    from tests.tensorrt.standin import Desc, fake_tensorrt
+    from tests.tensorrt.standin import Desc, registered
 
     g = torch.Generator().manual_seed(0)
     feats = [torch.randn(1, 8, 64 // 2**i, 80 // 2**i, generator=g) for i in range(4)]
@@ -108,13 +105,7 @@ def test_plugins_run_detectron2s_modes(monkeypatch):
                            dict(threshold=0.5, mode="detectron2"))
     assert torch.equal(pasted, paste_ref(masks, boxes, 100, 120, 0.5, mode="detectron2"))
 
-    registry = {}
-    trt, trtp = fake_tensorrt(registry)
-    trt.float32, trt.float16 = "FLOAT", "HALF"
-    monkeypatch.setitem(sys.modules, "tensorrt", trt)
-    monkeypatch.setitem(sys.modules, "tensorrt.plugin", trtp)
-    monkeypatch.setattr(trt_plugins, "_registered", False)
-    trt_plugins.register_plugins()
+    registry, _, _ = registered(monkeypatch)
     launches = []
     compiled = types.SimpleNamespace(metadata=types.SimpleNamespace(name="d2_paste_kernel", num_warps=4, shared=0),
                                      asm={"ptx": "// ptx"})

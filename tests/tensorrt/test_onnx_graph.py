@@ -36,7 +36,7 @@ from maskrt.kernels.dispatch import _REGISTRY  # noqa: E402
 from maskrt.model.transform import preprocess  # noqa: E402
 from tests.conftest import random_image  # noqa: E402
 from tests.detections_compare import Found, assert_detections_agree, maskrt_expected  # noqa: E402
-from tests.tensorrt.standin import Desc as _Desc, fake_tensorrt as _fake_tensorrt  # noqa: E402
+from tests.tensorrt.standin import Desc as _Desc, registered  # noqa: E402
 
 BUNDLED = Path(maskrt.__file__).resolve().parent / "assets" / "shapes_r18fpn64.safetensors"
 SIZE_POLICY = dict(min_size=128, max_size=160)  # small images: the ReferenceEvaluator is pure numpy
@@ -310,12 +310,7 @@ def test_register_plugins_without_tensorrt_says_so(monkeypatch):
 
 
 def test_register_plugins_signatures_and_output_descriptors(monkeypatch):
-    registry = {}
-    trt, trtp = _fake_tensorrt(registry)
-    monkeypatch.setitem(sys.modules, "tensorrt", trt)
-    monkeypatch.setitem(sys.modules, "tensorrt.plugin", trtp)
-    monkeypatch.setattr(trt_plugins, "_registered", False)
-    trt_plugins.register_plugins()
+    registry, _, _ = registered(monkeypatch)
     assert set(registry) == {s.plugin_id for s in schemas.SCHEMAS.values()}
     for schema in schemas.SCHEMAS.values():
         names = [s.name for s in schema.inputs]
