@@ -69,3 +69,18 @@ def test_run_batch_and_serve_arguments_map_to_the_same_load_options():
     assert load_options(run) == expected and load_options(batch) == expected
     serve = parser.parse_args(["serve", "--model", "m", "--score-threshold", "0.4", "--min-size", "320"])
     assert load_options(serve, num_threads=2) == LoadOptions(num_threads=2, score_threshold=0.4, min_size=320)
+
+
+@pytest.mark.parametrize("value", [math.nan, 2.0, -3, "0.5"])
+def test_stream_min_score_is_validated(tmp_path, value):
+    """Item 10 of issue 22: the report filter of Segmenter.stream / Pipeline (what run, batch and
+    the serve streams report) refused a NaN nowhere and reported nothing."""
+    import numpy as np
+    from PIL import Image
+
+    from maskrt.engine.stream.api import Stream
+
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(tmp_path / "a.png")
+    segmenter = type("Stub", (), {"batch_size": 1})()
+    with pytest.raises(MaskrtError, match=r"^min_score must be a number in \[0, 1\]"):
+        Stream(segmenter, str(tmp_path / "a.png"), min_score=value)

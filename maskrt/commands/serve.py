@@ -17,7 +17,12 @@ import threading
 from pathlib import Path
 
 from ..errors import MaskrtError
-from ..options import BACKENDS
+from ..options import BACKENDS, Number
+from .options import SCORE, SIZE
+
+
+_REPLICAS = Number(int, 1, 1024)
+_SECONDS = Number(float, 0, 86_400, above=True)
 
 
 def add_parser(sub) -> None:
@@ -29,31 +34,31 @@ def add_parser(sub) -> None:
     p.add_argument("--model", required=True, help="engine directory, checkpoint or torchvision:NAME")
     p.add_argument("--ray", metavar="ADDRESS", help="deploy on this existing Ray cluster (e.g. auto, HOST:6379); "
                                                     "default: start a local Ray instance")
-    p.add_argument("--replicas", type=int, default=1, help="model replicas (default 1)")
-    p.add_argument("--max-replicas", type=int, help="autoscale between --replicas and this many replicas")
-    p.add_argument("--max-batch", type=int, default=4, help="images batched into one inference call (default 4)")
-    p.add_argument("--batch-wait-ms", type=float, default=10.0, help="longest wait for a batch to fill (default 10)")
-    p.add_argument("--max-queued", type=int,
+    p.add_argument("--replicas", type=_REPLICAS, default=1, help="model replicas (default 1)")
+    p.add_argument("--max-replicas", type=_REPLICAS, help="autoscale between --replicas and this many replicas")
+    p.add_argument("--max-batch", type=Number(int, 1, 256), default=4, help="images batched into one inference call (default 4)")
+    p.add_argument("--batch-wait-ms", type=Number(float, 0, 10_000), default=10.0, help="longest wait for a batch to fill (default 10)")
+    p.add_argument("--max-queued", type=Number(int, 1, 1_000_000),
                    help="requests allowed to wait for a replica before 503 (default 2 x max-batch x replicas)")
-    p.add_argument("--replica-cpus", type=float, default=1.0, help="CPUs (inference threads) per replica (default 1)")
-    p.add_argument("--stream-cpus", type=float, default=1.0, help="CPUs reserved per stream actor (default 1)")
+    p.add_argument("--replica-cpus", type=Number(float, 0, 1024, above=True), default=1.0, help="CPUs (inference threads) per replica (default 1)")
+    p.add_argument("--stream-cpus", type=Number(float, 0, 1024), default=1.0, help="CPUs reserved per stream actor (default 1)")
     p.add_argument("--host", default="127.0.0.1", help="HTTP host (default 127.0.0.1; 0.0.0.0 for every interface)")
-    p.add_argument("--port", type=int, default=8000, help="HTTP port (default 8000)")
+    p.add_argument("--port", type=Number(int, 1, 65535), default=8000, help="HTTP port (default 8000)")
     p.add_argument("--stream", action="append", default=[], metavar="NAME=SOURCE",
                    help="segment a stream live (repeatable): a webcam index, an rtsp/http URL, or a video file "
                         "(looped)")
     p.add_argument("--out-dir", type=Path, default=Path("runs/serve"),
                    help="where streams write NAME.jsonl (and MP4 segments) (default runs/serve)")
-    p.add_argument("--segment-seconds", type=float, help="also write each stream as MP4 segments of this length")
-    p.add_argument("--reconnect-max-s", type=float, default=30.0,
+    p.add_argument("--segment-seconds", type=_SECONDS, help="also write each stream as MP4 segments of this length")
+    p.add_argument("--reconnect-max-s", type=_SECONDS, default=30.0,
                    help="longest wait between reconnects of a stream (exponential backoff from 1 s; default 30)")
-    p.add_argument("--max-upload-mb", type=float, default=20.0, help="largest accepted upload (default 20 MB)")
-    p.add_argument("--max-pixels", type=int, default=40_000_000,
+    p.add_argument("--max-upload-mb", type=Number(float, 0, 4096, above=True), default=20.0, help="largest accepted upload (default 20 MB)")
+    p.add_argument("--max-pixels", type=Number(int, 1, 1_000_000_000), default=40_000_000,
                    help="largest accepted image in pixels (default 40,000,000)")
-    p.add_argument("--score-threshold", type=float, default=0.5,
+    p.add_argument("--score-threshold", type=SCORE, default=0.5,
                    help="keep detections above this (default 0.5); requests may ask for a higher one")
-    p.add_argument("--min-size", type=int, help="resize shorter side to this (default: the model's)")
-    p.add_argument("--max-size", type=int, help="cap on the longer side (default: the model's)")
+    p.add_argument("--min-size", type=SIZE, help="resize shorter side to this (default: the model's)")
+    p.add_argument("--max-size", type=SIZE, help="cap on the longer side (default: the model's)")
     p.add_argument("--backend", choices=BACKENDS, default="auto")
     p.add_argument("--device", default="cpu", help="torch device (default cpu)")
     p.set_defaults(func=run)
@@ -66,17 +71,8 @@ def options_from_args(args: argparse.Namespace):
     from ..serve.streams import parse_stream
     from .options import load_options
 
-    for flag, value, low in (("--replicas", args.replicas, 1), ("--max-batch", args.max_batch, 1),
-                             ("--port", args.port, 1), ("--replica-cpus", args.replica_cpus, 0.01),
-                             ("--stream-cpus", args.stream_cpus, 0.0)):
-        if value < low:
-            raise MaskrtError(f"{flag} must be at least {low}, got {value}")
     if args.max_replicas is not None and args.max_replicas < args.replicas:
         raise MaskrtError(f"--max-replicas ({args.max_replicas}) is below --replicas ({args.replicas})")
-    if not 0.0 <= args.score_threshold <= 1.0:
-        raise MaskrtError(f"--score-threshold must be in [0, 1], got {args.score_threshold}")
-    if args.reconnect_max_s <= 0 or args.max_upload_mb <= 0 or args.max_pixels < 1:
-        raise MaskrtError("--reconnect-max-s, --max-upload-mb and --max-pixels must be positive")
     backoff = min(1.0, args.reconnect_max_s)
     streams = [parse_stream(s, str(args.out_dir), segment_seconds=args.segment_seconds, restart_backoff_s=backoff,
                             max_restart_backoff_s=args.reconnect_max_s,
