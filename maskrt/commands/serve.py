@@ -55,6 +55,11 @@ def add_parser(sub) -> None:
     p.add_argument("--max-upload-mb", type=Number(float, 0, 4096, above=True), default=20.0, help="largest accepted upload (default 20 MB)")
     p.add_argument("--max-pixels", type=Number(int, 1, 1_000_000_000), default=40_000_000,
                    help="largest accepted image in pixels (default 40,000,000)")
+    p.add_argument("--upload-timeout-s", type=_SECONDS, default=60.0,
+                   help="an upload's body must arrive within this many seconds, else 408 (default 60)")
+    p.add_argument("--max-client-requests", type=Number(int, 1, 100_000), default=16,
+                   help="requests one client address may have in progress (uploads, feeds, pages); past that "
+                        "429 at once (default 16)")
     p.add_argument("--score-threshold", type=SCORE, default=0.5,
                    help="keep detections above this (default 0.5); requests may ask for a higher one")
     p.add_argument("--min-size", type=SIZE, help="resize shorter side to this (default: the model's)")
@@ -87,7 +92,8 @@ def options_from_args(args: argparse.Namespace):
                         max_queued=args.max_queued, replica_cpus=args.replica_cpus, stream_cpus=args.stream_cpus,
                         host=args.host,
                         port=args.port, streams=streams, max_bytes=int(args.max_upload_mb * 1024 * 1024),
-                        max_pixels=args.max_pixels)
+                        max_pixels=args.max_pixels, upload_timeout_s=args.upload_timeout_s,
+                        max_client_requests=args.max_client_requests)
 
 
 def _engine(args: argparse.Namespace) -> str | None:
