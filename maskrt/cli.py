@@ -15,6 +15,7 @@ from .options import BACKENDS, ENGINE_BACKENDS, PRECISIONS, TARGETS, Number
 
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
+RAY_SIGTERM_EXIT = 15  # ray.init installs a SIGTERM handler that calls sys.exit(15) until it returns
 # OS errors that are the machine's state, not a bug: reported in one line (a safety net: the
 # writers name the file themselves where they can).
 _SYSTEM_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EACCES, errno.EPERM, errno.EIO}
@@ -259,6 +260,11 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_USAGE
     except KeyboardInterrupt:
         print("maskrt: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except SystemExit as exc:
+        if exc.code != RAY_SIGTERM_EXIT:
+            raise
+        print("maskrt: interrupted", file=sys.stderr)  # SIGTERM caught by Ray's own handler (ray.init's)
         return EXIT_INTERRUPTED
     except OSError as exc:
         if exc.errno not in _SYSTEM_ERRNOS:

@@ -21,6 +21,8 @@ from ..options import BACKENDS, Number
 from .options import SCORE, SIZE
 
 
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+UNDEPLOY_S = 20.0  # the longest removing the application and stopping the streams may take
 _REPLICAS = Number(int, 1, 1024)
 _SECONDS = Number(float, 0, 86_400, above=True)
 
@@ -113,51 +115,89 @@ def _engine(args: argparse.Namespace) -> str | None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Serve until SIGINT, SIGTERM or SIGHUP (exit 0), also when the signal reaches the whole
+    process group (see maskrt.local_ray); a signal while Ray starts or the service deploys stops
+    everything started so far (exit 130)."""
     try:
-        import ray
+        import ray  # noqa: F401 - only to say so in one line when it is missing
     except ImportError:
         raise MaskrtError("maskrt serve needs Ray: pip install 'maskrt[ray]'") from None
     if args.ray is None:
         _check_port(args.host, args.port)
     options = options_from_args(args)
-    from ..serve.app import deploy, undeploy
+    from ..serve.app import deploy
 
-    _connect(args.ray, options.replicas * options.replica_cpus + len(options.streams) * options.stream_cpus)
-    handles = {}
+    needed = options.replicas * options.replica_cpus + len(options.streams) * options.stream_cpus
+    local = _local_ray(needed) if args.ray is None else None
+    handles: dict = {}
     try:
-        handles = deploy(options)
-        url = _served_url(args.host, args.port)
-        print(f"maskrt: serving {args.model} at {url} ({options.replicas} replica(s), batches up to "
-              f"{options.max_batch}, {len(options.streams)} stream(s)); Ctrl-C stops", file=sys.stderr, flush=True)
+        if local is not None:
+            _say("starting Ray on this machine")
+            local.start()
+        else:
+            _join(args.ray, needed)
+        _say(f"deploying {options.replicas} replica(s) and {len(options.streams)} stream(s)")
+        deploy(options, handles=handles)
+        _say(f"serving {args.model} at {_served_url(args.host, args.port)} ({options.replicas} replica(s), batches "
+             f"up to {options.max_batch}, {len(options.streams)} stream(s)); Ctrl-C stops")
         _wait_for_signal()
     finally:
-        print("maskrt: stopping the service", file=sys.stderr, flush=True)
-        try:
-            undeploy(handles)
-        finally:
-            if args.ray is None:
-                ray.shutdown()
+        _say("stopping the service")
+        _stop(local, handles)
     return 0
 
 
-def _connect(address: str | None, needed: float) -> None:
-    """ray.init: a new local instance of our own (never a cluster that happens to run on this
-    machine) with logical CPUs for every replica and stream even on a small machine (they then
-    share its cores); or the cluster at `address`, warning when its CPUs cannot hold them all
-    (they would wait to be scheduled until an autoscaler adds nodes, and seem to hang)."""
+def _say(message: str) -> None:
+    print(f"maskrt: {message}", file=sys.stderr, flush=True)
+
+
+def _local_ray(needed: float):
+    """Our own Ray instance (never a cluster that happens to run on this machine), with logical
+    CPUs for every replica and stream even on a small machine (they then share its cores)."""
     import os
 
+    from ..local_ray import LocalRay
+
+    return LocalRay(num_cpus=max(os.cpu_count() or 1, math.ceil(needed)), include_dashboard=False,
+                    log_to_driver=False, configure_logging=False)
+
+
+def _stop(local, handles: dict) -> None:
+    """On a cluster: remove the application and stop the streams (within UNDEPLOY_S). With our
+    own Ray: stop the streams (their outputs closed) while Ray can still be asked, then stop Ray
+    and end every process it started (maskrt.local_ray); the application goes with them (asking
+    Serve to delete it hangs when a signal reached Ray's own processes too). When the Ray client
+    here may be wedged, leave at once, saying what main() would have said."""
     import ray
 
-    if address is None:
-        ray.init(address="local", num_cpus=max(os.cpu_count() or 1, math.ceil(needed)), include_dashboard=False,
-                 log_to_driver=False, configure_logging=False)
+    from ..local_ray import leave_as_main_would, within
+    from ..serve.app import undeploy
+    from ..serve.streams import stop_streams
+
+    if local is None:
+        if not within(UNDEPLOY_S, undeploy, handles):
+            _say(f"warning: the application was not removed within {UNDEPLOY_S:.0f} s")
+        within(UNDEPLOY_S, ray.shutdown)
         return
-    ray.init(address=address, log_to_driver=False, configure_logging=False)
+    if handles and ray.is_initialized() and local.usable():
+        within(UNDEPLOY_S, stop_streams, handles)
+    if not local.stop():
+        leave_as_main_would()
+
+
+def _join(address: str, needed: float) -> None:
+    """ray.init on the cluster at `address`, warning when its CPUs cannot hold every replica and
+    stream (they would wait to be scheduled until an autoscaler adds nodes, and seem to hang)."""
+    import ray
+
+    from ..local_ray import our_signal_handlers
+
+    with our_signal_handlers():
+        ray.init(address=address, log_to_driver=False, configure_logging=False)
     total = ray.cluster_resources().get("CPU", 0.0)
     if total < needed:
-        print(f"maskrt: warning: the replicas and streams need {needed:g} CPUs, the cluster has {total:g}; "
-              "some wait until more nodes join", file=sys.stderr, flush=True)
+        _say(f"warning: the replicas and streams need {needed:g} CPUs, the cluster has {total:g}; some wait until "
+             "more nodes join")
 
 
 def _served_url(host: str, port: int) -> str:
@@ -185,9 +225,9 @@ def _check_port(host: str, port: int) -> None:
 
 
 def _wait_for_signal() -> None:
-    """Return on SIGINT or SIGTERM."""
+    """Return on SIGINT, SIGTERM or SIGHUP."""
     stop = threading.Event()
-    previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
+    previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in STOP_SIGNALS}
     try:
         while not stop.wait(0.5):
             pass

@@ -104,17 +104,21 @@ def build_app(o: ServeOptions):
     return gateway.bind(model, gateway_options(o))
 
 
-def deploy(o: ServeOptions, *, start_http: bool = True) -> dict:
+def deploy(o: ServeOptions, *, start_http: bool = True, handles: dict | None = None) -> dict:
     """On the connected Ray cluster: start Serve's HTTP proxies on o.host:o.port (start_http),
     the stream actors and the application; wait until it is running (MaskrtError with the
-    replicas' error in one line if it cannot start). Returns the stream handles."""
+    replicas' error in one line if it cannot start). Returns the stream handles, also put in
+    `handles` as each stream starts, so that a caller interrupted meanwhile (a signal) can
+    stop those already started (undeploy)."""
     from ray import serve
 
     from .streams import start_streams, stop_streams
 
+    handles = {} if handles is None else handles
     if start_http:
         serve.start(http_options={"host": o.host, "port": o.port})
-    handles = start_streams(o.streams, o.model, num_cpus=o.stream_cpus) if o.streams else {}
+    if o.streams:
+        start_streams(o.streams, o.model, num_cpus=o.stream_cpus, into=handles)
     try:
         serve.run(build_app(o), name=APP_NAME, route_prefix=o.route_prefix, blocking=False)  # waits: RUNNING
     except RuntimeError as exc:  # DEPLOY_FAILED: the replicas' own error, in one line
@@ -122,6 +126,7 @@ def deploy(o: ServeOptions, *, start_http: bool = True) -> dict:
 
         if handles:
             stop_streams(handles)
+            handles.clear()
         raise MaskrtError(f"the service failed to start: {deploy_failure() or exc}") from None
     return handles
 

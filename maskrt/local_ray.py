@@ -1,0 +1,279 @@
+"""A Ray instance of the command's own, started on this machine and stopped completely.
+
+`maskrt serve` (without --ray) and `maskrt batch --ray` (without an address) start Ray for the
+command. Ray's processes (GCS, raylet, agents, workers) are the command's descendants and share
+its process group, so a signal sent to the whole group reaches them too: SIGINT (Ctrl-C in a
+terminal) is blocked in them, but SIGTERM (what `timeout`, systemd and container runtimes send
+to every process of the group) and SIGHUP end GCS and the raylet at once. A driver that then
+asks Ray anything waits 60 s for GCS and dies ("Failed to connect to GCS"), and workers whose
+raylet died can go on as orphans.
+
+So `LocalRay`:
+- runs Ray in its single-machine mode: every Ray process listens on 127.0.0.1 only;
+- makes this process a child subreaper (Linux) before Ray starts, so a Ray process orphaned by
+  the death of its parent becomes this process's child and stays findable;
+- `usable()` says whether Ray's GCS and raylet still run (a group signal may end them at once or
+  seconds later): only then may the command try to stop its actors and application gracefully,
+  each step within a deadline;
+- `stop()` shuts Ray down within a deadline (skipped when it is not usable), then ends every
+  descendant still running, SIGTERM then SIGKILL after `grace_s`: nothing the command started
+  outlives it. `stop()` returns False when the Ray client in this process may be wedged (Ray
+  was not usable, or shutting down did not finish); the command should then leave with
+  os._exit after flushing its output, as interpreter teardown would wait on Ray's threads.
+
+Leaf module: imports Ray and psutil only when used.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import os
+import sys
+import threading
+import time
+
+PR_SET_CHILD_SUBREAPER = 36
+RAY_CORE = ("gcs_server", "raylet")
+
+
+def become_subreaper() -> bool:
+    """Orphaned descendants are re-parented to this process instead of init (Linux); False elsewhere."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        return ctypes.CDLL(None, use_errno=True).prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0
+    except (OSError, AttributeError):
+        return False
+
+
+@contextlib.contextmanager
+def our_signal_handlers():
+    """Around ray.init: it replaces SIGTERM's handler with sys.exit(15), and its core worker
+    installs a C++ one that dumps a stack and aborts the process. Afterwards the handlers in
+    place before (the CLI's: SIGTERM and SIGHUP like Ctrl-C) are put back, and a SystemExit(15)
+    raised by Ray's handler meanwhile becomes Terminated, as if ours had run."""
+    import signal
+
+    from .signals import Terminated
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    saved = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
+    try:
+        yield
+    except SystemExit as exc:
+        if exc.code != signal.SIGTERM:
+            raise
+        raise Terminated("SIGTERM") from None
+    finally:
+        for sig, handler in saved.items():
+            signal.signal(sig, handler if handler is not None else signal.SIG_DFL)
+
+
+@contextlib.contextmanager
+def hard_stop_if_stuck(grace_s: float = 3.0):
+    """Inside: a termination signal (SIGINT, SIGTERM, SIGHUP) that the main thread has not
+    acted on within grace_s ends the process: every descendant ended, exit 130. For ray.init,
+    which waits in C++ (up to 30 s for GCS's port file when a signal to the whole group ended
+    GCS as it started) where Python's handlers cannot run. The signal is seen through
+    signal.set_wakeup_fd, written by the C-level handler as it arrives."""
+    import signal
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    read, write = os.pipe()
+    os.set_blocking(write, False)
+    previous = signal.set_wakeup_fd(write)
+    inside = threading.Event()
+    inside.set()
+
+    def watch() -> None:
+        try:
+            data = os.read(read, 64)
+        except OSError:
+            return
+        stopping = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}
+        if not data or not any(b in stopping for b in data):
+            return
+        if inside.is_set() and not _wait_cleared(inside, grace_s):
+            sys.stderr.write("maskrt: interrupted\n")
+            end_descendants(2.0)
+            leave_now(130)
+
+    watcher = threading.Thread(target=watch, daemon=True, name="hard-stop")
+    watcher.start()
+    try:
+        yield
+    finally:
+        inside.clear()
+        signal.set_wakeup_fd(previous)
+        os.close(write)  # the watcher's read returns b"": it ends
+        watcher.join(1.0)
+        os.close(read)
+
+
+def _wait_cleared(event: threading.Event, seconds: float) -> bool:
+    """True when `event` was cleared within `seconds`."""
+    deadline = time.monotonic() + seconds
+    while event.is_set() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return not event.is_set()
+
+
+def loopback_only() -> None:
+    """Make a Ray instance started by this process (and its processes) use 127.0.0.1 as the
+    node's address, so that GCS, the raylet, the workers, the agents and Ray's metrics
+    exporters listen on loopback only. This is Ray's single-machine mode (the default on macOS
+    and Windows, `RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0`); on Linux Ray otherwise binds them to
+    every interface. Ray reads the variable when it is first imported: when it already is (a
+    test calling the command in process), its constant is set too."""
+    os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
+    constants = sys.modules.get("ray._private.ray_constants")
+    if constants is not None:
+        constants.ENABLE_RAY_CLUSTER = False
+
+
+def within(seconds: float, fn, *args) -> bool:
+    """Run fn(*args) on a daemon thread; True when it returned (or raised) within `seconds`."""
+    thread = threading.Thread(target=_quietly, args=(fn, *args), daemon=True, name=f"bounded-{fn.__name__}")
+    thread.start()
+    thread.join(seconds)
+    return not thread.is_alive()
+
+
+def _quietly(fn, *args) -> None:
+    try:
+        fn(*args)
+    except BaseException:  # noqa: BLE001 - the caller only asks whether it finished
+        pass
+
+
+def end_descendants(grace_s: float = 5.0, keep: frozenset = frozenset()) -> list[int]:
+    """SIGTERM every descendant of this process (but the pids in `keep`), SIGKILL those still
+    running after grace_s; the pids that needed SIGKILL. Zombies among them are reaped."""
+    import psutil
+
+    me = psutil.Process()
+    procs = [p for p in _living(me.children(recursive=True)) if p.pid not in keep]
+    for proc in procs:
+        _signal(proc, "terminate")
+    _, alive = psutil.wait_procs(procs, timeout=grace_s)
+    for proc in alive:
+        _signal(proc, "kill")
+    psutil.wait_procs(alive, timeout=grace_s)
+    for child in me.children():  # reap what is left as a zombie of ours (orphans adopted as subreaper)
+        try:
+            child.wait(timeout=0)
+        except (psutil.Error, OSError):
+            pass
+    return [p.pid for p in alive]
+
+
+def _living(procs):
+    import psutil
+
+    out = []
+    for proc in procs:
+        try:
+            if proc.status() != psutil.STATUS_ZOMBIE:
+                out.append(proc)
+        except psutil.Error:
+            pass
+    return out
+
+
+def _signal(proc, how: str) -> None:
+    import psutil
+
+    try:
+        getattr(proc, how)()
+    except psutil.Error:
+        pass
+
+
+class LocalRay:
+    """See the module docstring. init_options go to ray.init (address "local" is implied)."""
+
+    def __init__(self, **init_options):
+        self.init_options = init_options
+        self.started = False
+        self.before: frozenset = frozenset()
+
+    def start(self) -> None:
+        """ray.init a new local instance, every Ray process listening on 127.0.0.1 only."""
+        loopback_only()
+        import ray
+
+        import psutil
+
+        # processes this one had before (a test calling the command in process): not Ray's
+        self.before = frozenset(p.pid for p in psutil.Process().children(recursive=True))
+        become_subreaper()
+        self.started = True  # before init: a signal during init must still stop what it started
+        with hard_stop_if_stuck(), our_signal_handlers():
+            ray.init(address="local", **self.init_options)
+
+    def _core(self) -> list:
+        import psutil
+
+        found = []
+        for proc in psutil.Process().children(recursive=True):
+            try:
+                if proc.pid not in self.before and any(name in " ".join(proc.cmdline()[:1]) for name in RAY_CORE):
+                    found.append(proc)
+            except psutil.Error:
+                pass
+        return found
+
+    def usable(self) -> bool:
+        """True when GCS and the raylet are running (a signal to the whole group may end them,
+        at once or seconds later: graceful steps stay bounded all the same)."""
+        import psutil
+
+        core = self._core()
+        try:
+            return len(core) >= len(RAY_CORE) and all(p.status() != psutil.STATUS_ZOMBIE for p in core)
+        except psutil.Error:
+            return False
+
+    def stop(self, shutdown_s: float = 15.0, grace_s: float = 5.0) -> bool:
+        """ray.shutdown() within shutdown_s (when GCS and the raylet still run), then end every
+        descendant; True when the Ray client here was shut down (see the module docstring)."""
+        clean = not self.started
+        if self.started and self.usable():
+            import ray
+
+            clean = within(shutdown_s, ray.shutdown)
+        end_descendants(grace_s, keep=self.before)
+        return clean
+
+
+def leave_as_main_would() -> None:
+    """leave_now with the exit code, and the line, that maskrt.cli.main gives for the exception
+    being handled (none: 0): 130 "interrupted" for Ctrl-C, SIGTERM and SIGHUP (also when Ray's
+    own SIGTERM handler raised SystemExit(15)), 2 and its line for a MaskrtError, else 1."""
+    from .errors import MaskrtError
+
+    kind, exc = sys.exc_info()[:2]
+    if kind is None:
+        leave_now(0)
+    if issubclass(kind, KeyboardInterrupt) or (issubclass(kind, SystemExit) and exc.code == 15):
+        sys.stderr.write("maskrt: interrupted\n")
+        leave_now(130)
+    text = str(exc).splitlines()[0] if str(exc) else ""
+    sys.stderr.write(f"maskrt: error: {text}\n" if issubclass(kind, MaskrtError) else
+                     f"maskrt: error: {type(exc).__name__}: {text}\n")
+    leave_now(2 if issubclass(kind, MaskrtError) else 1)
+
+
+def leave_now(code: int) -> None:
+    """Flush and end the process at once (after LocalRay.stop() returned False)."""
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    os._exit(code)
