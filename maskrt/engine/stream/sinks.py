@@ -229,6 +229,18 @@ def pad_to_even(image: np.ndarray) -> np.ndarray:
     return np.pad(image, ((0, h % 2), (0, w % 2), (0, 0)))
 
 
+# What makes an MP4 a function of its frames (and x264's version) alone, so that `maskrt run`,
+# `maskrt batch` (any worker, any machine) and a rerun write the same bytes:
+# - a fixed thread count: x264's output depends on it, and its default ("auto", 1.5 x the CPUs
+#   the process may use) differs between machines, Ray workers and run. Encoding runs beside
+#   inference, which is far slower, so 4 threads keep up on any machine;
+# - no macroblock-tree rate control (mbtree=0): with it, the x264 of PyAV's wheels gives
+#   different bytes for the same frames from one encoder to the next in a process (its SIMD
+#   lookahead reads memory it did not set: with asm=0 or without mbtree the output is stable).
+#   Without it an MP4 is a few percent larger at the same CRF (benchmarks: README).
+ENCODER_OPTIONS = {"threads": "4", "x264-params": "mbtree=0"}
+
+
 class VideoSink(_FileSink):
     """Annotated frames as H.264 (libx264, yuv420p) in MP4 with the index at the front (faststart),
     which browsers play. Frame rate: the source's (default_fps when unknown). Timestamps follow the
@@ -257,7 +269,7 @@ class VideoSink(_FileSink):
         self._container = av.open(str(tmp), mode="w", format="mp4", options={"movflags": "+faststart"})
         stream = self._container.add_stream("libx264", rate=self.rate)
         stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
-        stream.options = {"crf": str(self.crf), "preset": self.preset}
+        stream.options = {"crf": str(self.crf), "preset": self.preset, **ENCODER_OPTIONS}
         self._stream = stream
 
     def write(self, work) -> None:
