@@ -259,19 +259,22 @@ def main(argv: list[str] | None = None) -> int:
         print(f"maskrt: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
-        print("maskrt: interrupted", file=sys.stderr)
-        return EXIT_INTERRUPTED
+        return _interrupted()
     except SystemExit as exc:
         if exc.code != RAY_SIGTERM_EXIT:
             raise
-        print("maskrt: interrupted", file=sys.stderr)  # SIGTERM caught by Ray's own handler (ray.init's)
-        return EXIT_INTERRUPTED
+        return _interrupted()  # SIGTERM caught by Ray's own handler (ray.init's)
     except OSError as exc:
         if exc.errno not in _SYSTEM_ERRNOS:
             raise
         where = f"{exc.filename}: " if exc.filename else ""
         print(f"maskrt: error: {where}{exc.strerror}", file=sys.stderr)
         return EXIT_USAGE
+
+
+def _interrupted() -> int:
+    print("maskrt: interrupted", file=sys.stderr)
+    return EXIT_INTERRUPTED
 
 
 def _version() -> str:

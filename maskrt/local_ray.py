@@ -239,11 +239,14 @@ class LocalRay:
         except psutil.Error:
             return False
 
-    def stop(self, shutdown_s: float = 15.0, grace_s: float = 5.0) -> bool:
-        """ray.shutdown() within shutdown_s (when GCS and the raylet still run), then end every
-        descendant; True when the Ray client here was shut down (see the module docstring)."""
+    def stop(self, graceful: bool = True, shutdown_s: float = 15.0, grace_s: float = 2.0) -> bool:
+        """With `graceful`, ray.shutdown() within shutdown_s (when GCS and the raylet still run);
+        then end every descendant. True when the Ray client here was shut down: otherwise the
+        command must leave with leave_now (see the module docstring). Without `graceful` (a
+        signal: the command ends right after), Ray is simply ended, which is quicker: shutting
+        down after a signal to the whole group waits seconds for processes already stopping."""
         clean = not self.started
-        if self.started and self.usable():
+        if self.started and graceful and self.usable():
             import ray
 
             clean = within(shutdown_s, ray.shutdown)

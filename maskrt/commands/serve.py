@@ -22,7 +22,8 @@ from .options import SCORE, SIZE
 
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
-UNDEPLOY_S = 20.0  # the longest removing the application and stopping the streams may take
+UNDEPLOY_S = 20.0  # the longest removing the application and stopping the streams may take (a cluster)
+STREAMS_S = 5.0  # the longest stopping the streams may take before our own Ray is ended
 _REPLICAS = Number(int, 1, 1024)
 _SECONDS = Number(float, 0, 86_400, above=True)
 
@@ -164,10 +165,10 @@ def _local_ray(needed: float):
 
 def _stop(local, handles: dict) -> None:
     """On a cluster: remove the application and stop the streams (within UNDEPLOY_S). With our
-    own Ray: stop the streams (their outputs closed) while Ray can still be asked, then stop Ray
-    and end every process it started (maskrt.local_ray); the application goes with them (asking
-    Serve to delete it hangs when a signal reached Ray's own processes too). When the Ray client
-    here may be wedged, leave at once, saying what main() would have said."""
+    own Ray: stop the streams (their outputs closed) while Ray can still be asked, then end Ray
+    and every process it started (maskrt.local_ray) and leave at once, saying what main() would
+    have said (the Ray client here is left connected to nothing); the application goes with
+    them (asking Serve to delete it hangs when a signal reached Ray's own processes too)."""
     import ray
 
     from ..local_ray import leave_as_main_would, within
@@ -180,9 +181,9 @@ def _stop(local, handles: dict) -> None:
         within(UNDEPLOY_S, ray.shutdown)
         return
     if handles and ray.is_initialized() and local.usable():
-        within(UNDEPLOY_S, stop_streams, handles)
-    if not local.stop():
-        leave_as_main_would()
+        within(STREAMS_S, stop_streams, handles, STREAMS_S)
+    local.stop(graceful=False)
+    leave_as_main_would()
 
 
 def _join(address: str, needed: float) -> None:

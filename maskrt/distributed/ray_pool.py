@@ -237,8 +237,8 @@ class RayExecutor:
         local = self._connected if isinstance(self._connected, LocalRay) else None
         if ray.is_initialized() and (local is None or local.usable()):
             within(KILL_S, self._kill_actors, ray)
-        if local is not None:
-            return local.stop()
+        if local is not None:  # after an error or a signal the command ends: Ray is simply ended
+            return local.stop(graceful=sys.exc_info()[0] is None)
         if self._connected:
             return within(KILL_S, ray.shutdown)
         return True

@@ -37,7 +37,7 @@ def videos(tmp_path_factory):
 
 def writing(out):
     """Some attempt has a temporary output under OUT/.maskrt-batch/tmp/."""
-    return lambda w: any(p.is_file() for p in (out / ".maskrt-batch" / "tmp").glob("*/*"))
+    return lambda: any(p.is_file() for p in (out / ".maskrt-batch" / "tmp").glob("*/*"))
 
 
 @pytest.mark.timeout(600)
