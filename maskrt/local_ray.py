@@ -21,6 +21,10 @@ So `LocalRay`:
   was not usable, or shutting down did not finish); the command should then leave with
   os._exit after flushing its output, as interpreter teardown would wait on Ray's threads.
 
+Not covered: a signal to the whole group in the moment GCS itself starts ends GCS before it
+says which port it took, and ray.init then waits for that in C++, holding the interpreter, for
+30 s (RAY_gcs_server_port_wait_time_s); the command ends after that, exit 130, nothing left.
+
 Leaf module: imports Ray and psutil only when used.
 """
 
@@ -70,57 +74,6 @@ def our_signal_handlers():
     finally:
         for sig, handler in saved.items():
             signal.signal(sig, handler if handler is not None else signal.SIG_DFL)
-
-
-@contextlib.contextmanager
-def hard_stop_if_stuck(grace_s: float = 3.0):
-    """Inside: a termination signal (SIGINT, SIGTERM, SIGHUP) that the main thread has not
-    acted on within grace_s ends the process: every descendant ended, exit 130. For ray.init,
-    which waits in C++ (up to 30 s for GCS's port file when a signal to the whole group ended
-    GCS as it started) where Python's handlers cannot run. The signal is seen through
-    signal.set_wakeup_fd, written by the C-level handler as it arrives."""
-    import signal
-
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    read, write = os.pipe()
-    os.set_blocking(write, False)
-    previous = signal.set_wakeup_fd(write)
-    inside = threading.Event()
-    inside.set()
-
-    def watch() -> None:
-        try:
-            data = os.read(read, 64)
-        except OSError:
-            return
-        stopping = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}
-        if not data or not any(b in stopping for b in data):
-            return
-        if inside.is_set() and not _wait_cleared(inside, grace_s):
-            sys.stderr.write("maskrt: interrupted\n")
-            end_descendants(2.0)
-            leave_now(130)
-
-    watcher = threading.Thread(target=watch, daemon=True, name="hard-stop")
-    watcher.start()
-    try:
-        yield
-    finally:
-        inside.clear()
-        signal.set_wakeup_fd(previous)
-        os.close(write)  # the watcher's read returns b"": it ends
-        watcher.join(1.0)
-        os.close(read)
-
-
-def _wait_cleared(event: threading.Event, seconds: float) -> bool:
-    """True when `event` was cleared within `seconds`."""
-    deadline = time.monotonic() + seconds
-    while event.is_set() and time.monotonic() < deadline:
-        time.sleep(0.05)
-    return not event.is_set()
 
 
 def loopback_only() -> None:
@@ -213,7 +166,7 @@ class LocalRay:
         self.before = frozenset(p.pid for p in psutil.Process().children(recursive=True))
         become_subreaper()
         self.started = True  # before init: a signal during init must still stop what it started
-        with hard_stop_if_stuck(), our_signal_handlers():
+        with our_signal_handlers():
             ray.init(address="local", **self.init_options)
 
     def _core(self) -> list:

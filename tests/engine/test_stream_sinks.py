@@ -126,9 +126,9 @@ def encoded_on(path, cpus: set[int]):
 def test_video_bytes_are_a_function_of_the_frames(tmp_path):
     """Issue 22, item 12 (MP4s of `maskrt batch` and `maskrt run` differing in a few frames):
     x264's default thread count follows the CPUs a process may use, its output follows its
-    thread count, and with macroblock-tree rate control its output changed from one encoder to
-    the next within a process. The same frames encoded four times in this process, on one CPU
-    and on all of them: the same bytes each time."""
+    thread count, and on AVX-512 CPUs its output changed from one encoder to the next within a
+    process. The same frames encoded four times in this process, on one CPU and on all of them:
+    the same bytes each time."""
     import os
 
     cpus = os.sched_getaffinity(0)
