@@ -6,8 +6,8 @@ serves, every socket of every process it started listens on loopback only (issue
 a 63 s hang and "Failed to connect to GCS", an abort with a C++ stack dump, orphaned agents,
 workers and proxies, Ray's exporters on 0.0.0.0).
 
-Each case starts its own Ray (~15-70 s on 2 cores), so only SIGTERM while serving runs with
-`make test`; the whole matrix is marked `signals` (make test-signals)."""
+Each case starts its own Ray (13-60 s a case on 2 shared cores), so only SIGTERM while serving
+runs with `make test`; the whole matrix is marked `signals` (make test-signals)."""
 
 from __future__ import annotations
 
@@ -21,7 +21,10 @@ from tests.process_watch import LOOPBACK, Watched
 
 from .conftest import BUNDLED, FPS, SIZE, free_port
 
-STOP_S = 45.0  # bound on the time from the signal to the exit (measured: 0.4-15 s, see the report)
+# bound on the time from the signal to the exit; measured on 2 shared cores: 0.3-3.9 s while Ray
+# starts but 30-44 s for SIGTERM/SIGHUP in the moment GCS starts (Ray's 30 s wait for its port, see
+# maskrt.local_ray), 3.4-3.7 s while deploying, 4.1-7.6 s while serving with a stream
+STOP_S = {"ray": 60.0, "deploying": 45.0, "serving": 45.0}
 START_S = 300.0
 PHASES = {
     "ray": lambda w: any("gcs_server" in n for n in w.names()),
@@ -58,7 +61,7 @@ def test_a_signal_to_the_group_stops_everything(engine_and_clip, tmp_path, phase
         else:
             watched.wait_until(lambda: PHASES[phase](watched), START_S, phase)
         watched.signal_group(SIGNALS[name])
-        code, seconds = watched.wait_exit(STOP_S)
+        code, seconds = watched.wait_exit(STOP_S[phase])
     except BaseException:
         watched.kill_everything()
         raise
