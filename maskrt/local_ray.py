@@ -1,25 +1,27 @@
 """A Ray instance of the command's own, started on this machine and stopped completely.
 
 `maskrt serve` (without --ray) and `maskrt batch --ray` (without an address) start Ray for the
-command. Ray's processes (GCS, raylet, agents, workers) are the command's descendants and share
-its process group, so a signal sent to the whole group reaches them too: SIGINT (Ctrl-C in a
-terminal) is blocked in them, but SIGTERM (what `timeout`, systemd and container runtimes send
-to every process of the group) and SIGHUP end GCS and the raylet at once. A driver that then
-asks Ray anything waits 60 s for GCS and dies ("Failed to connect to GCS"), and workers whose
-raylet died can go on as orphans.
+command. Ray's processes (GCS, raylet, agents; workers are in groups of their own) are the
+command's descendants and share its process group, so a signal sent to the whole group reaches
+them too: SIGINT (Ctrl-C in a terminal) is blocked in them, but SIGTERM (what `timeout`, systemd
+and container runtimes send to every process of the group) and SIGHUP end the agents at once
+and the raylet within seconds (measured: 10 s). A driver that then asks Ray to delete an
+application waits for ever, or 60 s for GCS and dies ("Failed to connect to GCS"); workers
+whose raylet died can go on as orphans.
 
 So `LocalRay`:
-- runs Ray in its single-machine mode: every Ray process listens on 127.0.0.1 only;
+- runs Ray in its single-machine mode: every Ray process listens on 127.0.0.1 only (but Ray
+  Serve's replicas' own gRPC port, see the README);
 - makes this process a child subreaper (Linux) before Ray starts, so a Ray process orphaned by
   the death of its parent becomes this process's child and stays findable;
-- `usable()` says whether Ray's GCS and raylet still run (a group signal may end them at once or
-  seconds later): only then may the command try to stop its actors and application gracefully,
-  each step within a deadline;
-- `stop()` shuts Ray down within a deadline (skipped when it is not usable), then ends every
-  descendant still running, SIGTERM then SIGKILL after `grace_s`: nothing the command started
-  outlives it. `stop()` returns False when the Ray client in this process may be wedged (Ray
-  was not usable, or shutting down did not finish); the command should then leave with
-  os._exit after flushing its output, as interpreter teardown would wait on Ray's threads.
+- `usable()` says whether Ray's GCS and raylet still run: only then may the command ask Ray for
+  anything (stop its streams or actors), each step within a deadline;
+- `stop()` ends every process Ray started (SIGTERM, then SIGKILL after `grace_s`): nothing the
+  command started outlives it. Gracefully (the command goes on, e.g. to print its summary) it
+  first shuts the Ray client down within a deadline; after a signal or an error (the command
+  ends right after) it skips that, as shutting down after a signal to the whole group waits
+  seconds for processes already stopping, and the command then leaves with `leave_now`
+  (os._exit after flushing), since interpreter teardown would wait on Ray's client threads.
 
 Not covered: a signal to the whole group in the moment GCS itself starts ends GCS before it
 says which port it took, and ray.init then waits for that in C++, holding the interpreter, for
@@ -194,10 +196,8 @@ class LocalRay:
 
     def stop(self, graceful: bool = True, shutdown_s: float = 15.0, grace_s: float = 2.0) -> bool:
         """With `graceful`, ray.shutdown() within shutdown_s (when GCS and the raylet still run);
-        then end every descendant. True when the Ray client here was shut down: otherwise the
-        command must leave with leave_now (see the module docstring). Without `graceful` (a
-        signal: the command ends right after), Ray is simply ended, which is quicker: shutting
-        down after a signal to the whole group waits seconds for processes already stopping."""
+        then end every descendant. True when the Ray client here was shut down; otherwise the
+        command must leave with leave_now (see the module docstring)."""
         clean = not self.started
         if self.started and graceful and self.usable():
             import ray
@@ -226,7 +226,8 @@ def leave_as_main_would() -> None:
 
 
 def leave_now(code: int) -> None:
-    """Flush and end the process at once (after LocalRay.stop() returned False)."""
+    """Flush and end the process at once (after LocalRay.stop() returned False: no atexit, no
+    interpreter teardown)."""
     for stream in (sys.stdout, sys.stderr):
         try:
             stream.flush()
