@@ -37,7 +37,6 @@ import ctypes
 import os
 import sys
 import threading
-import time
 
 PR_SET_CHILD_SUBREAPER = 36
 RAY_CORE = ("gcs_server", "raylet")
