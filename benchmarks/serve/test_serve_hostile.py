@@ -7,8 +7,9 @@ within 60 s, 16 multipart parts). The hostile address (127.0.0.3; `python -m mas
 in its own process) keeps CONNECTIONS connections: half send part of a request's headers and
 nothing more (Serve's HTTP proxy, uvicorn, has no header deadline: they stay open), 45% send the
 headers of a 1 MB upload and 3 bytes of it (16 are held by the gateway, the others are refused
-with 429 and come back RETRY_S later), 5% send 1 MB bodies of one-byte multipart parts again and
-again. The legitimate clients (127.0.0.2: 4 closed-loop clients POSTing a 240x320 PNG, within
+with 429 and come back RETRY_S = 5 s later: what one address sends is then mostly held connections,
+not a flood of requests), 5% send 1 MB bodies of one-byte multipart parts again and again. The
+legitimate clients (127.0.0.2: 4 closed-loop clients POSTing a 240x320 PNG, within
 capacity) and a /healthz probe every 0.25 s (127.0.0.4) run for SECONDS first without, then with
 the hostile connections, in the same run.
 
@@ -37,7 +38,7 @@ from maskrt.options import LoadOptions
 from maskrt.serve.loadgen import client_session, run_load, summarize
 
 SECONDS = float(os.environ.get("MASKRT_BENCH_SERVE_SECONDS", "30"))
-CONNECTIONS, RETRY_S = 2000, 1.0
+CONNECTIONS, RETRY_S = 2000, 5.0
 LEGIT, HOSTILE, PROBE = "127.0.0.2", "127.0.0.3", "127.0.0.4"
 
 

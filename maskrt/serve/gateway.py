@@ -246,16 +246,17 @@ class Gateway:
 
     async def _replica_states(self) -> dict:
         """{state: count} of the model deployment's replicas from serve.status(), read at most once
-        a second by one thread however many requests ask; a request waits at most HEALTH_WAIT_S for
-        a fresh reading and otherwise gets the last one (the controller may be slow to answer)."""
-        if self._health is not None and time.monotonic() - self._health[0] <= 1.0:
-            return self._health[1]
-        if self._health_task is None or self._health_task.done():
+        a second by one thread however many requests ask. A request never waits for a reading
+        but the first one (at most HEALTH_WAIT_S): it gets the last one while the next is read
+        (the controller may be slow to answer on a loaded machine)."""
+        stale = self._health is None or time.monotonic() - self._health[0] > 1.0
+        if stale and (self._health_task is None or self._health_task.done()):
             self._health_task = asyncio.ensure_future(asyncio.to_thread(self._read_states))
-        try:
-            await asyncio.wait_for(asyncio.shield(self._health_task), HEALTH_WAIT_S)
-        except asyncio.TimeoutError:
-            pass
+        if self._health is None:
+            try:
+                await asyncio.wait_for(asyncio.shield(self._health_task), HEALTH_WAIT_S)
+            except asyncio.TimeoutError:
+                pass
         return self._health[1] if self._health is not None else {"unknown": 0, "error": "not read yet"}
 
     def _read_states(self) -> None:
