@@ -210,12 +210,14 @@ def leave_as_main_would() -> None:
     """leave_now with the exit code, and the line, that maskrt.cli.main gives for the exception
     being handled (none: 0): 130 "interrupted" for Ctrl-C, SIGTERM and SIGHUP (also when Ray's
     own SIGTERM handler raised SystemExit(15)), 2 and its line for a MaskrtError, else 1."""
+    import signal
+
     from .errors import MaskrtError
 
     kind, exc = sys.exc_info()[:2]
     if kind is None:
         leave_now(0)
-    if issubclass(kind, KeyboardInterrupt) or (issubclass(kind, SystemExit) and exc.code == 15):
+    if issubclass(kind, KeyboardInterrupt) or (issubclass(kind, SystemExit) and exc.code == signal.SIGTERM):
         sys.stderr.write("maskrt: interrupted\n")
         leave_now(130)
     text = str(exc).splitlines()[0] if str(exc) else ""

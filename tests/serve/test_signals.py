@@ -80,7 +80,7 @@ def assert_loopback_but_authenticated_replicas(listening: list[tuple[str, str, i
     import grpc
 
     beyond = [s for s in listening if s[1] not in LOOPBACK]
-    assert beyond and all(name.startswith("ray::ServeReplica:") for name, _, _ in beyond), beyond
+    assert all(name.startswith("ray::ServeReplica:") for name, _, _ in beyond), beyond
     for _, _, port in beyond:
         with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
             call = channel.unary_unary("/ray.serve.ASGIService/HandleRequest")
