@@ -91,7 +91,8 @@ def _add_batch(sub) -> None:
                         "ray://HOST:10001), that cluster. Without --ray: in this process")
     p.add_argument("--workers", type=Number(int, 1, 4096), help="Ray actors, one engine each (default: cluster CPUs / "
                                                "--cpus-per-worker)")
-    p.add_argument("--cpus-per-worker", type=Number(float, 0, 1024, above=True), default=1.0, help="CPUs Ray reserves per worker (default 1)")
+    p.add_argument("--cpus-per-worker", type=Number(float, 0, 1024, above=True), default=1.0,
+                   help="CPUs Ray reserves per worker (default 1)")
     p.add_argument("--threads", type=THREADS, help="inference threads per worker (default: --cpus-per-worker "
                                                "under Ray, all cores locally)")
     p.add_argument("--video", action=argparse.BooleanOptionalAction, default=True,
@@ -145,7 +146,8 @@ def _add_demo(sub) -> None:
                                    "segment the video and write runs/demo/out.mp4 and out.jsonl.")
     p.add_argument("--model", default=None, help="model to use (default: the bundled shapes model)")
     p.add_argument("--out-dir", type=Path, default=Path("runs/demo"), help="output folder (default runs/demo)")
-    p.add_argument("--frames", type=Number(int, 1, 100_000), default=90, help="number of frames to generate (default 90)")
+    p.add_argument("--frames", type=Number(int, 1, 100_000), default=90,
+                   help="number of frames to generate (default 90)")
     p.add_argument("--seed", type=Number(int, 0, 2**32 - 1), default=0, help="video generator seed (default 0)")
     p.add_argument("--precision", choices=PRECISIONS,
                    help="CPU engine precision (default: int8 for the bundled model, fp32 for others)")

@@ -39,12 +39,16 @@ def add_parser(sub) -> None:
                                                     "default: start a local Ray instance")
     p.add_argument("--replicas", type=_REPLICAS, default=1, help="model replicas (default 1)")
     p.add_argument("--max-replicas", type=_REPLICAS, help="autoscale between --replicas and this many replicas")
-    p.add_argument("--max-batch", type=Number(int, 1, 256), default=4, help="images batched into one inference call (default 4)")
-    p.add_argument("--batch-wait-ms", type=Number(float, 0, 10_000), default=10.0, help="longest wait for a batch to fill (default 10)")
+    p.add_argument("--max-batch", type=Number(int, 1, 256), default=4,
+                   help="images batched into one inference call (default 4)")
+    p.add_argument("--batch-wait-ms", type=Number(float, 0, 10_000), default=10.0,
+                   help="longest wait for a batch to fill (default 10)")
     p.add_argument("--max-queued", type=Number(int, 1, 1_000_000),
                    help="requests allowed to wait for a replica before 503 (default 2 x max-batch x replicas)")
-    p.add_argument("--replica-cpus", type=Number(float, 0, 1024, above=True), default=1.0, help="CPUs (inference threads) per replica (default 1)")
-    p.add_argument("--stream-cpus", type=Number(float, 0, 1024), default=1.0, help="CPUs reserved per stream actor (default 1)")
+    p.add_argument("--replica-cpus", type=Number(float, 0, 1024, above=True), default=1.0,
+                   help="CPUs (inference threads) per replica (default 1)")
+    p.add_argument("--stream-cpus", type=Number(float, 0, 1024), default=1.0,
+                   help="CPUs reserved per stream actor (default 1)")
     p.add_argument("--host", default="127.0.0.1", help="HTTP host (default 127.0.0.1; 0.0.0.0 for every interface)")
     p.add_argument("--port", type=Number(int, 1, 65535), default=8000, help="HTTP port (default 8000)")
     p.add_argument("--stream", action="append", default=[], metavar="NAME=SOURCE",
@@ -55,7 +59,8 @@ def add_parser(sub) -> None:
     p.add_argument("--segment-seconds", type=_SECONDS, help="also write each stream as MP4 segments of this length")
     p.add_argument("--reconnect-max-s", type=_SECONDS, default=30.0,
                    help="longest wait between reconnects of a stream (exponential backoff from 1 s; default 30)")
-    p.add_argument("--max-upload-mb", type=Number(float, 0, 4096, above=True), default=20.0, help="largest accepted upload (default 20 MB)")
+    p.add_argument("--max-upload-mb", type=Number(float, 0, 4096, above=True), default=20.0,
+                   help="largest accepted upload (default 20 MB)")
     p.add_argument("--max-pixels", type=Number(int, 1, 1_000_000_000), default=40_000_000,
                    help="largest accepted image in pixels (default 40,000,000)")
     p.add_argument("--upload-timeout-s", type=_SECONDS, default=60.0,

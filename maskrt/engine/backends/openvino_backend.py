@@ -83,8 +83,9 @@ def read_stages(engine_dir: Path, manifest: Manifest, models: dict | None = None
     checked against what the manifest declares (artifact.stages); any problem, OpenVINO's own
     errors included, is one EngineError line naming the stage."""
     core, out = shared_core(), {}
-    for stage in sorted(manifest.stages, key=lambda s: CPU_STAGES.index(s) if s in CPU_STAGES else len(CPU_STAGES)):
-        file = manifest.stages[stage]
+    names = models or manifest.stages
+    for stage in sorted(names, key=lambda s: CPU_STAGES.index(s) if s in CPU_STAGES else len(CPU_STAGES)):
+        file = manifest.stages.get(stage, "in memory")
         with _stage_errors(engine_dir, stage, manifest):
             model = models[stage] if models else core.read_model(str(engine_dir / file))
         check_stage(f"{engine_dir} ({file})", stage, manifest.config, _ports(model.inputs), _ports(model.outputs))
@@ -111,8 +112,8 @@ def _stage_errors(engine_dir: Path, stage: str, manifest: Manifest):
         yield
     except RuntimeError as exc:
         first = next((line.strip() for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
-        raise EngineError(f"{engine_dir}: stage {stage} ({manifest.stages.get(stage)}) cannot be loaded by "
-                          f"OpenVINO: {first}") from None
+        file = manifest.stages.get(stage, "in memory")
+        raise EngineError(f"{engine_dir}: stage {stage} ({file}) cannot be loaded by OpenVINO: {first}") from None
 
 
 class _Stage:
