@@ -202,14 +202,15 @@ def _count_start(path: Path) -> int:
     return starts
 
 
-def start_streams(specs: list[StreamSpec], model: ModelSpec, num_cpus: float = 1.0) -> dict:
+def start_streams(specs: list[StreamSpec], model: ModelSpec, num_cpus: float = 1.0, into: dict | None = None) -> dict:
     """Create one named actor per spec (namespace "maskrt", restarted without limit when it dies);
-    returns {name: handle}. The actors belong to the calling driver and end with it."""
+    returns {name: handle} (`into`, filled as each starts, when given). The actors belong to the
+    calling driver and end with it."""
     import ray
 
     # max_concurrency: stats() and latest() answer while stop() waits for the pipeline to finish
     remote = ray.remote(max_restarts=-1, max_task_retries=0, max_concurrency=4)(StreamWorker)
-    handles = {}
+    handles = {} if into is None else into
     for spec in specs:
         handles[spec.name] = remote.options(name=spec.actor_name, namespace=NAMESPACE, num_cpus=num_cpus,
                                             get_if_exists=True).remote(spec, model)

@@ -32,10 +32,10 @@ class Stream:
                  **source_options):
         self._results = None
         self.source = open_source(source, **source_options)
-        self.pipeline = Pipeline(segmenter, self.source, realtime=realtime,
-                                 batch_size=batch_size or segmenter.batch_size, min_score=min_score,
-                                 sinks=sinks, show_fps=show_fps, max_frames=max_frames, steps=steps)
         try:
+            self.pipeline = Pipeline(segmenter, self.source, realtime=realtime,
+                                     batch_size=batch_size or segmenter.batch_size, min_score=min_score,
+                                     sinks=sinks, show_fps=show_fps, max_frames=max_frames, steps=steps)
             self.pipeline.prepare()  # outputs checked and claimed now, like the source
         except BaseException:
             self.source.close()

@@ -32,6 +32,7 @@ import time
 import weakref
 from collections.abc import Callable, Iterator, Sequence
 
+from ...options import probability
 from ..detections import Detections
 from ..images import as_rgb_uint8
 from ..outputs import frame_record
@@ -62,7 +63,8 @@ class Pipeline:
         self.segmenter, self.source = segmenter, source
         self.realtime = source.live if realtime is None else bool(realtime)
         self.batch_size = 1 if self.realtime else max(1, int(batch_size))
-        self.min_score, self.sinks, self.render = min_score, list(sinks), render
+        self.min_score = probability("min_score", min_score)  # a NaN would silently report nothing
+        self.sinks, self.render = list(sinks), render
         self.steps = list(steps)
         self.show_fps, self.max_frames = show_fps, max_frames
         self.stats = StreamStats()
