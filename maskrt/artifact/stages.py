@@ -7,8 +7,8 @@ P / M = the box / mask pool sizes; `?`: any size):
 
     dense  images [?, 3, ?, ?]          -> p2..p5 [?, C, ?, ?], objectness0..L-1 [?, A, ?, ?],
                                            deltas0..L-1 [?, 4A, ?, ?]     (L: anchor levels)
-    box    box_features [?, C, P, P]    -> class_logits [?, K], box_deltas [?, 4K]
-    mask   mask_features [?, C, M, M]   -> mask_logits [?, K, 2M, 2M]
+    box    box_features [?, C, P, P]    -> class_logits [?, K], box_deltas [?, 4K] (4: box_agnostic)
+    mask   mask_features [?, C, M, M]   -> mask_logits [?, K, 2M, 2M]   (K = 1: mask_agnostic)
 
 all float32. The builder exports the stages with these names (builders/onnx_export.py), and
 loading checks every stage file against them (`check_stage`), so a stage file swapped for
@@ -51,11 +51,13 @@ def stage_ports(stage: str, config: ArchConfig) -> tuple[tuple[Port, ...], tuple
         return (Port("images", (None, 3, None, None)),), tuple(outputs)
     if stage == "box":
         p = config.box_pool_size
+        boxes = 1 if config.box_agnostic else k  # a class-agnostic regression has one box for all classes
         return (Port("box_features", (None, c, p, p)),), (Port("class_logits", (None, k)),
-                                                          Port("box_deltas", (None, 4 * k)))
+                                                          Port("box_deltas", (None, 4 * boxes)))
     if stage == "mask":
         m = config.mask_pool_size
-        return (Port("mask_features", (None, c, m, m)),), (Port("mask_logits", (None, k, 2 * m, 2 * m)),)
+        masks = 1 if config.mask_agnostic else k  # a class-agnostic mask head has one mask for all classes
+        return (Port("mask_features", (None, c, m, m)),), (Port("mask_logits", (None, masks, 2 * m, 2 * m)),)
     raise EngineError(f"unknown stage {stage!r}")
 
 

@@ -42,6 +42,18 @@ def test_the_declared_ports_of_the_small_model(engine):  # noqa: F811
         "p5 [?,64,?,?] f32", "objectness4 [?,3,?,?] f32", "deltas0 [?,12,?,?] f32"]
 
 
+def test_class_agnostic_heads_declare_one_box_and_one_mask(engine):  # noqa: F811
+    """A class-agnostic box regression gives 4 deltas per RoI, a class-agnostic mask head one mask
+    (detectron2's CLS_AGNOSTIC_BBOX / CLS_AGNOSTIC_MASK models)."""
+    import dataclasses
+
+    from maskrt.artifact import read_manifest
+
+    config = dataclasses.replace(read_manifest(engine).config, box_agnostic=True, mask_agnostic=True)
+    assert [str(p) for p in stage_ports("box", config)[1]] == ["class_logits [?,5] f32", "box_deltas [?,4] f32"]
+    assert [str(p) for p in stage_ports("mask", config)[1]] == ["mask_logits [?,1,28,28] f32"]
+
+
 def _swap(a: str, b: str):
     def change(folder: Path) -> None:
         for ext in (".xml", ".bin"):
