@@ -47,7 +47,7 @@ from . import kalman
 from .assignment import match as assign
 from .boxes import box_iou, xyah_to_xyxy, xyxy_to_xyah
 from .config import TrackerConfig
-from .masks import MaskCrop, carry_mask, mask_iou
+from .masks import MaskCrop, carry_masks, mask_iou
 
 SECOND_STAGE_LIMIT = 0.5  # Ultralytics' fixed limits for the second and third associations
 UNCONFIRMED_LIMIT = 0.7
@@ -159,19 +159,12 @@ class _Detections:
 
 
 class _Predicted:
-    """Tracks seen as this update compares them: boxes float64 [T, 4] xyxy of the (predicted)
-    Kalman means, and each track's mask carried to its box, made on first use."""
+    """Tracks as this update compares them: boxes float64 [T, 4] xyxy of the (predicted) Kalman
+    means; with masks, each track's latest mask carried to its box ([T] MaskCrop)."""
 
-    def __init__(self, tracks: _Tracks):
-        self.tracks = tracks
+    def __init__(self, tracks: _Tracks, with_masks: bool):
         self.boxes = xyah_to_xyxy(tracks.mean)
-        self._masks: dict[int, MaskCrop] = {}
-
-    def mask(self, row: int) -> MaskCrop:
-        if row not in self._masks:
-            t = self.tracks
-            self._masks[row] = carry_mask(t.masks[row], t.mask_boxes[row], self.boxes[row])
-        return self._masks[row]
+        self.masks = carry_masks(tracks.masks, tracks.mask_boxes, self.boxes) if with_masks else []
 
 
 class ByteTracker:
@@ -235,8 +228,11 @@ class ByteTracker:
         t = self._tracks
         rows = np.flatnonzero(t.confirmed & ~t.lost)
         boxes = xyah_to_xyxy(kalman.predict_mean(t.mean[rows], steps))
-        masks = [None if t.masks[r] is None else carry_mask(t.masks[r], t.mask_boxes[r], box)
-                 for r, box in zip(rows, boxes)]
+        masks: list[MaskCrop | None] = [None] * len(rows)
+        have = [k for k, r in enumerate(rows) if t.masks[r] is not None]
+        carried = carry_masks([t.masks[rows[k]] for k in have], t.mask_boxes[rows[have]], boxes[have])
+        for k, crop in zip(have, carried):
+            masks[k] = crop
         return TrackedObjects(t.ids[rows].copy(), boxes.astype(np.float32), t.scores[rows].copy(),
                               t.labels[rows].copy(), masks)
 
@@ -262,7 +258,7 @@ class ByteTracker:
         unconfirmed track rows left unmatched, high detections left unmatched); tracked tracks
         left unmatched are marked lost."""
         cfg, t = self.config, self._tracks
-        view = _Predicted(t)
+        view = _Predicted(t, cfg.match == "mask")
         high, low = dets.split(cfg)
         first, pool_left, high_left = self._match(view, np.flatnonzero(t.confirmed), dets, high,
                                                   cfg.fuse_score, cfg.match_thresh)
@@ -279,12 +275,13 @@ class ByteTracker:
 
         Returns (pairs int64 [K, 2] of (track row, detection index), unmatched rows, unmatched columns).
         """
+        weights = dets.scores[columns].astype(np.float64) if fuse else np.ones(len(columns))
         if self.config.match == "mask":
-            similarity = mask_iou([view.mask(r) for r in rows], [dets.masks[c] for c in columns])
+            needed = np.divide(1.0 - limit, weights, out=np.full(len(columns), np.inf), where=weights > 0)
+            similarity = mask_iou([view.masks[r] for r in rows], [dets.masks[c] for c in columns], needed)
         else:
             similarity = box_iou(view.boxes[rows], dets.boxes[columns])
-        if fuse:
-            similarity = similarity * dets.scores[columns][None, :]
+        similarity *= weights[None, :]
         pairs, free_rows, free_columns = assign(1.0 - similarity, limit)
         return (np.stack([rows[pairs[:, 0]], columns[pairs[:, 1]]], axis=1), rows[free_rows],
                 columns[free_columns])

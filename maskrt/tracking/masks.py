@@ -35,6 +35,15 @@ class MaskCrop:
         object.__setattr__(self, "area", int(np.count_nonzero(mask)))
 
     @classmethod
+    def trusted(cls, region: tuple[int, int, int, int], mask: np.ndarray, area: int) -> "MaskCrop":
+        """A crop from values already known to be consistent (int region, bool mask of its shape,
+        its foreground count), made without checking or counting."""
+        crop = object.__new__(cls)
+        for name, value in (("region", region), ("mask", mask), ("area", area)):
+            object.__setattr__(crop, name, value)
+        return crop
+
+    @classmethod
     def from_full(cls, mask: np.ndarray) -> "MaskCrop":
         """The crop of a full-image mask bool [H, W] to its foreground's bounding region."""
         mask = np.asarray(mask, dtype=np.bool_)
@@ -62,60 +71,81 @@ def carry_mask(crop: MaskCrop, from_box: np.ndarray, to_box: np.ndarray) -> Mask
     neighbour (pixel centres), so a region of unchanged size is a pure move. A degenerate
     from_box (zero width or height) keeps that axis' scale at 1.
     """
-    x0, y0, x1, y1 = crop.region
-    nx0, nx1 = _map_span(x0, x1, from_box[0], from_box[2], to_box[0], to_box[2])
-    ny0, ny1 = _map_span(y0, y1, from_box[1], from_box[3], to_box[1], to_box[3])
-    rows = _nearest(crop.mask.shape[0], ny1 - ny0)
-    cols = _nearest(crop.mask.shape[1], nx1 - nx0)
-    mask = crop.mask if rows is None and cols is None else crop.mask[_all(rows)][:, _all(cols)]
-    return MaskCrop((nx0, ny0, nx1, ny1), mask)
+    return carry_masks([crop], np.asarray(from_box)[None], np.asarray(to_box)[None])[0]
 
 
-def mask_iou(a: Sequence[MaskCrop], b: Sequence[MaskCrop]) -> np.ndarray:
-    """Pairwise mask IoU: float64 [len(a), len(b)]; pixels are counted only where regions overlap."""
+def carry_masks(crops: Sequence[MaskCrop], from_boxes: np.ndarray, to_boxes: np.ndarray) -> list[MaskCrop]:
+    """carry_mask for N crops at once: from_boxes, to_boxes float [N, 4] xyxy."""
+    if not len(crops):
+        return []
+    regions = _carried_regions(np.array([c.region for c in crops], dtype=np.float64),
+                               np.asarray(from_boxes, dtype=np.float64), np.asarray(to_boxes, dtype=np.float64))
+    return [_resampled(crop, tuple(region)) for crop, region in zip(crops, regions.tolist())]
+
+
+def mask_iou(a: Sequence[MaskCrop], b: Sequence[MaskCrop], min_iou: float | np.ndarray = 0.0) -> np.ndarray:
+    """Pairwise mask IoU: float64 [len(a), len(b)].
+
+    Pixels are counted only for pairs whose regions overlap and whose IoU can reach min_iou
+    (a float, or float [len(b)] per column), bounded by the regions' overlap and the two areas;
+    the other pairs are 0. So IoU >= min_iou is exact, and faster with a higher min_iou.
+    """
     out = np.zeros((len(a), len(b)))
     if not len(a) or not len(b):
         return out
-    ra = np.array([c.region for c in a], dtype=np.int64)
-    rb = np.array([c.region for c in b], dtype=np.int64)
-    x0 = np.maximum(ra[:, None, 0], rb[None, :, 0])
-    y0 = np.maximum(ra[:, None, 1], rb[None, :, 1])
-    x1 = np.minimum(ra[:, None, 2], rb[None, :, 2])
-    y1 = np.minimum(ra[:, None, 3], rb[None, :, 3])
-    for i, j in zip(*np.nonzero((x1 > x0) & (y1 > y0))):
-        window = (x0[i, j], y0[i, j], x1[i, j], y1[i, j])
-        inter = np.count_nonzero(_window(a[i], window) & _window(b[j], window))
-        union = a[i].area + b[j].area - inter
-        out[i, j] = inter / union if union else 0.0
+    region_a, region_b = np.array([c.region for c in a]), np.array([c.region for c in b])
+    area_a, area_b = np.array([c.area for c in a], dtype=np.float64), np.array([c.area for c in b], dtype=np.float64)
+    x0, y0, x1, y1 = _overlaps(region_a, region_b)
+    most = np.minimum(np.minimum(area_a[:, None], area_b[None, :]), (x1 - x0).clip(0) * (y1 - y0).clip(0))
+    union = area_a[:, None] + area_b[None, :] - most
+    bound = np.divide(most, union, out=np.zeros(most.shape), where=union > 0)
+    i, j = np.nonzero((most > 0) & (bound >= min_iou))
+    window = np.stack([y0[i, j], y1[i, j], x0[i, j], x1[i, j]], axis=1)  # [P, 4] rows then columns
+    in_a = (window - region_a[i][:, [1, 1, 0, 0]]).tolist()
+    in_b = (window - region_b[j][:, [1, 1, 0, 0]]).tolist()
+    masks_a, masks_b = [c.mask for c in a], [c.mask for c in b]
+    pairs = zip(i.tolist(), j.tolist(), in_a, in_b)
+    inter = np.array([_common(masks_a[p], sa, masks_b[q], sb) for p, q, sa, sb in pairs], dtype=np.float64)
+    out[i, j] = inter / (area_a[i] + area_b[j] - inter)
     return out
 
 
-def _map_span(lo: int, hi: int, src_lo: float, src_hi: float, dst_lo: float, dst_hi: float) -> tuple[int, int]:
-    """Integer span [lo, hi) mapped by the 1-D affine map taking [src_lo, src_hi] onto [dst_lo, dst_hi]."""
-    src, dst = float(src_hi - src_lo), float(dst_hi - dst_lo)
-    scale = dst / src if src > 0 else 1.0
-    new_lo = _round(dst_lo + (lo - src_lo) * scale)
-    new_hi = _round(dst_lo + (hi - src_lo) * scale)
-    return new_lo, max(new_hi, new_lo)
+def _common(mask_a: np.ndarray, window_a: list[int], mask_b: np.ndarray, window_b: list[int]) -> int:
+    """Pixels set in both masks over one window, given in each mask's own (row0, row1, col0, col1)."""
+    ra0, ra1, ca0, ca1 = window_a
+    rb0, rb1, cb0, cb1 = window_b
+    return int(np.count_nonzero(mask_a[ra0:ra1, ca0:ca1] & mask_b[rb0:rb1, cb0:cb1]))
 
 
-def _round(value: float) -> int:
-    return int(np.floor(value + 0.5))
+def _overlaps(ra: np.ndarray, rb: np.ndarray) -> tuple[np.ndarray, ...]:
+    """(x0, y0, x1, y1), each int [N, M]: the intersections of regions ra int [N, 4] and rb int [M, 4]
+    (empty where x1 <= x0 or y1 <= y0)."""
+    return (np.maximum(ra[:, None, 0], rb[None, :, 0]), np.maximum(ra[:, None, 1], rb[None, :, 1]),
+            np.minimum(ra[:, None, 2], rb[None, :, 2]), np.minimum(ra[:, None, 3], rb[None, :, 3]))
 
 
-def _nearest(size: int, new_size: int) -> np.ndarray | None:
-    """Source indices int [new_size] sampling `size` pixels by nearest neighbour; None: unchanged size."""
-    if new_size == size:
-        return None
+def _carried_regions(regions: np.ndarray, from_boxes: np.ndarray, to_boxes: np.ndarray) -> np.ndarray:
+    """Regions float [N, 4] mapped by the affine maps taking from_boxes onto to_boxes (float [N, 4]
+    xyxy), rounded: int64 [N, 4] (x1 >= x0, y1 >= y0)."""
+    src = from_boxes[:, 2:] - from_boxes[:, :2]
+    dst = to_boxes[:, 2:] - to_boxes[:, :2]
+    scale = np.tile(np.divide(dst, src, out=np.ones_like(dst), where=src > 0), 2)
+    mapped = to_boxes[:, [0, 1, 0, 1]] + (regions - from_boxes[:, [0, 1, 0, 1]]) * scale
+    out = np.floor(mapped + 0.5).astype(np.int64)
+    out[:, 2:] = np.maximum(out[:, 2:], out[:, :2])
+    return out
+
+
+def _resampled(crop: MaskCrop, region: tuple[int, int, int, int]) -> MaskCrop:
+    """`crop` over `region`: the same mask if the size is unchanged, else resampled by nearest neighbour."""
+    x0, y0, x1, y1 = region
+    height, width = crop.mask.shape
+    if (y1 - y0, x1 - x0) == (height, width):
+        return MaskCrop.trusted(region, crop.mask, crop.area)
+    mask = crop.mask[_nearest(height, y1 - y0)][:, _nearest(width, x1 - x0)]
+    return MaskCrop.trusted(region, mask, int(np.count_nonzero(mask)))
+
+
+def _nearest(size: int, new_size: int) -> np.ndarray:
+    """Source indices int64 [new_size] sampling `size` pixels by nearest neighbour (pixel centres)."""
     return np.minimum(((np.arange(new_size) + 0.5) * (size / max(new_size, 1))).astype(np.int64), size - 1)
-
-
-def _all(index: np.ndarray | None) -> np.ndarray | slice:
-    return slice(None) if index is None else index
-
-
-def _window(crop: MaskCrop, window: tuple[int, int, int, int]) -> np.ndarray:
-    """The crop's pixels inside `window` (x0, y0, x1, y1), which lies inside its region."""
-    x0, y0, _, _ = crop.region
-    wx0, wy0, wx1, wy1 = window
-    return crop.mask[wy0 - y0:wy1 - y0, wx0 - x0:wx1 - x0]

@@ -78,7 +78,8 @@ def test_ids_agree_with_ultralytics_on_every_frame(name):
         ids = tracker.update(boxes, scores, labels, time=k / META["frame_rate"])
         disagree = [i for i, (a, b) in enumerate(zip(ids.tolist(), expected.tolist()))
                     if not relabelling.agrees(a, b)]
-        assert not disagree, f"frame {k}: detections {disagree}: maskrt {ids[disagree]}, ultralytics {expected[disagree]}"
+        assert not disagree, (f"frame {k}: detections {disagree}: maskrt {ids[disagree]}, "
+                              f"ultralytics {expected[disagree]}")
         tracked += int((ids >= 0).sum())
     assert tracked == meta["tracked"] - len(meta["resurrections"])
     assert len(relabelling.forward) == meta["ids"] + len(meta["resurrections"])
