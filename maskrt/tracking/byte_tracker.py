@@ -16,16 +16,28 @@ One `update` per frame on which the detector ran:
    limit 0.7. An unconfirmed track matched here is confirmed; one left unmatched is removed.
 5. Each high detection left that scores >= new_track_thresh starts an unconfirmed track (a
    track born on the tracker's first update is confirmed at once, as Ultralytics does on frame 1).
-6. A track that was already lost before this update and is still lost is removed once more than
-   max_lost_frames nominal frame intervals have passed since it was last matched:
-   floor(frame_rate / 30 * track_buffer), Ultralytics' (and ByteTrack's) scaling of the buffer,
-   so track_buffer counts frames of a 30 fps video (a time of about track_buffer / 30 s).
+6. A track that was already lost before this update and is still lost after its associations
+   is removed if more than max_lost_frames nominal frame intervals have passed since it was
+   last matched: floor(frame_rate / 30 * track_buffer), ByteTrack's scaling of the buffer (as
+   in earlier Ultralytics releases; 8.4.190, the oracle here, counts track_buffer frames at any
+   rate: the same at 30 fps), so track_buffer counts frames of a 30 fps video, about
+   track_buffer / 30 s.
 7. Duplicates: a tracked and a lost track whose boxes overlap with IoU > 0.85 are one object;
    the one matched over the shorter time span is dropped (on a tie, the tracked one).
 
 Assignments use lapjv's cost-limit semantics (assignment.py). IoU is box IoU, or with
 match="mask" mask IoU between each track's last mask crop carried to its predicted box
 (masks.carry_mask) and each detection's crop; step 7 uses box IoU in both modes.
+
+Time: a frame the detector skipped (no update) is predicted over, not counted as a miss; only
+an update that does not find a track makes it lost, and the buffer then runs in time. So after
+a long gap a tracked track can still match; if it does not, it is lost with its last match
+already far back, and goes at the next update unless found then.
+
+Differences from Ultralytics 8.4 (tests/tracking/test_ultralytics_goldens.py): Ultralytics, like
+ByteTrack's reference code, leaves a track removed for exceeding the buffer in its lost list one
+more frame, where it can still be re-found; maskrt removes it. Ultralytics' output box is the
+Kalman state (here `predict(time)`); `update` returns ids per detection instead.
 
 Classes: association ignores labels, as in Ultralytics; a track takes the label (and score) of
 its latest detection. Mask R-CNN often flips an object between similar classes from frame to
@@ -204,8 +216,8 @@ class ByteTracker:
         time: the frame's timestamp in seconds, not before the previous update's; masks: N
         MaskCrop (required with match="mask", else optional and kept for `predict`).
         Returns int64 [N]: each detection's track id, or -1 for a detection that is not matched
-        to a confirmed track (below track_low_thresh, a degenerate box, unmatched, or the start
-        of a track not yet confirmed).
+        to a confirmed track (scoring <= track_low_thresh, a degenerate box, unmatched, the
+        start of a track not yet confirmed, or matched to a track dropped as a duplicate).
         """
         dets = _Detections.parse(boxes, scores, labels, masks, self.config.match == "mask")
         steps = self._steps_to(time)

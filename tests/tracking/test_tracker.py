@@ -130,6 +130,25 @@ def test_jittery_timestamps_predict_fractions_of_a_frame():
     assert abs(exact.predict(1.0).boxes[0, 0] - exact.predict(1.0 - 0.5 / FPS).boxes[0, 0] - 5.0) < 0.5
 
 
+def test_a_lost_track_keeps_its_size():
+    """Lost tracks have their height velocity zeroed (as in Ultralytics): an object that grew 8 px
+    per frame, then hid 29 frames, is found again at the size it was last seen at."""
+    frames = {k: [box(300, 300, 50 + 8 * k, 50 + 8 * k)] for k in range(10)}
+    frames.update({k: [box(300, 300, 122, 122)] for k in range(39, 42)})
+    ids = track(ByteTracker(), frames)
+    assert [ids[k] for k in (9, 39, 40, 41)] == [[1], [1], [1], [1]]
+
+
+def test_a_lost_track_under_a_longer_tracked_one_is_dropped():
+    """Object 1 (static) is lost on frame 10; object 2, tracked since frame 0, passes over the lost
+    track on frame 15 (box IoU 0.89 > 0.85): the same object twice, so the lost track, matched
+    over a shorter time, goes. Object 1 back on frame 30 is then a new object."""
+    frames = {k: ([box(300, 200, 100, 100)] if k < 10 or k >= 30 else []) + [box(150 + 10 * k, 206, 100, 100)]
+              for k in range(33)}
+    ids = track(ByteTracker(), frames)
+    assert [ids[k] for k in (9, 15, 29, 30, 31, 32)] == [[1, 2], [2], [2], [-1, 2], [3, 2], [3, 2]]
+
+
 def triangle(region: tuple[int, int, int, int], upper_left: bool) -> MaskCrop:
     """The upper-left (x + y < size) or lower-right half of a square region."""
     x0, y0, x1, _ = region
