@@ -35,7 +35,7 @@ class MaskCrop:
         object.__setattr__(self, "area", int(np.count_nonzero(mask)))
 
     @classmethod
-    def trusted(cls, region: tuple[int, int, int, int], mask: np.ndarray, area: int) -> "MaskCrop":
+    def _trusted(cls, region: tuple[int, int, int, int], mask: np.ndarray, area: int) -> "MaskCrop":
         """A crop from values already known to be consistent (int region, bool mask of its shape,
         its foreground count), made without checking or counting."""
         crop = object.__new__(cls)
@@ -141,9 +141,9 @@ def _resampled(crop: MaskCrop, region: tuple[int, int, int, int]) -> MaskCrop:
     x0, y0, x1, y1 = region
     height, width = crop.mask.shape
     if (y1 - y0, x1 - x0) == (height, width):
-        return MaskCrop.trusted(region, crop.mask, crop.area)
+        return MaskCrop._trusted(region, crop.mask, crop.area)
     mask = crop.mask[_nearest(height, y1 - y0)][:, _nearest(width, x1 - x0)]
-    return MaskCrop.trusted(region, mask, int(np.count_nonzero(mask)))
+    return MaskCrop._trusted(region, mask, int(np.count_nonzero(mask)))
 
 
 def _nearest(size: int, new_size: int) -> np.ndarray:

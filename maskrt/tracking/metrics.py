@@ -97,6 +97,8 @@ class Identity:
 
 @dataclass(frozen=True)
 class TrackingMetrics:
+    """The three families of one sequence (`evaluate`)."""
+
     hota: Hota
     clear: Clear
     identity: Identity
@@ -125,7 +127,7 @@ def evaluate(gt: Sequence[Frame], pred: Sequence[Frame], by: str = "box", thresh
     match needs (TrackEval's default 0.5). The two sequences must have as many frames.
     """
     seq = _sequence(gt, pred, by)
-    return TrackingMetrics(hota(seq), clear(seq, threshold), identity(seq, threshold))
+    return TrackingMetrics(_hota(seq), _clear(seq, threshold), _identity(seq, threshold))
 
 
 def _sequence(gt: Sequence[Frame], pred: Sequence[Frame], by: str) -> _Sequence:
@@ -147,7 +149,7 @@ def _similarity(gt: Frame, pred: Frame, by: str) -> np.ndarray:
 
 def _renumber(ids: list[np.ndarray]) -> tuple[list[np.ndarray], np.ndarray]:
     """Ids per frame -> indices into the sorted distinct ids, and how many frames hold each id."""
-    distinct, flat = np.unique(np.concatenate(ids), return_inverse=True)
+    distinct, flat = np.unique(np.concatenate(ids) if ids else np.zeros(0, np.int64), return_inverse=True)
     ends = np.cumsum([len(f) for f in ids])
     per_frame = np.split(flat, ends[:-1])
     for frame in per_frame:
@@ -156,7 +158,7 @@ def _renumber(ids: list[np.ndarray]) -> tuple[list[np.ndarray], np.ndarray]:
     return per_frame, np.bincount(flat, minlength=len(distinct))
 
 
-def hota(seq: _Sequence) -> Hota:
+def _hota(seq: _Sequence) -> Hota:
     """HOTA at every alpha (TrackEval's HOTA.eval_sequence)."""
     n_alpha = len(ALPHAS)
     tp, fn, fp, loc = (np.zeros(n_alpha) for _ in range(4))
@@ -214,7 +216,7 @@ def _hota_scores(tp: np.ndarray, fn: np.ndarray, fp: np.ndarray, loca: np.ndarra
                 assre=association(gt_count), asspr=association(pred_count))
 
 
-def clear(seq: _Sequence, threshold: float = 0.5) -> Clear:
+def _clear(seq: _Sequence, threshold: float = 0.5) -> Clear:
     """CLEAR MOT (TrackEval's CLEAR.eval_sequence): a match needs similarity >= threshold, and a
     ground-truth object keeps its previous frame's prediction when it can."""
     tp = fn = fp = idsw = 0
@@ -262,7 +264,7 @@ def _clear_matches(gt: np.ndarray, pred: np.ndarray, sim: np.ndarray, previous: 
     return rows[keep], cols[keep]
 
 
-def identity(seq: _Sequence, threshold: float = 0.5) -> Identity:
+def _identity(seq: _Sequence, threshold: float = 0.5) -> Identity:
     """IDF1, IDP, IDR: the one-to-one gt-id to predicted-id matching with the most frames in which
     the pair overlaps with similarity >= threshold (TrackEval's Identity.eval_sequence)."""
     overlap = np.zeros((len(seq.gt_count), len(seq.pred_count)))

@@ -72,6 +72,11 @@ def test_by_mask_uses_mask_iou():
     assert evaluate(gt, pred, by="mask").clear.tp == 0
 
 
+def test_an_empty_sequence_scores_zero():
+    m = evaluate([], []).summary()
+    assert m["HOTA"] == m["MOTA"] == m["IDF1"] == 0.0 and m["CLR_TP"] == 0
+
+
 def test_inputs_are_checked():
     with pytest.raises(ValueError, match="2 ground-truth frames but 1 predicted"):
         evaluate(frames([1], [1]), frames([1]))
