@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -150,3 +154,13 @@ def test_mask_iou_equals_the_full_image_iou_where_it_can_reach_min_iou(a, b, min
     reaching = expected >= min_iou
     np.testing.assert_allclose(pruned[reaching], expected[reaching])
     assert (pruned[~reaching] < min_iou).all()
+
+
+def test_tracking_needs_neither_torch_nor_more_than_numpy_scipy_yaml():
+    code = ("import sys, maskrt.tracking, maskrt.tracking.metrics; "
+            "heavy = {'torch', 'torchvision', 'openvino', 'cv2', 'numba'} & set(sys.modules); "
+            "sys.exit(sorted(heavy) or 0)")
+    root = Path(__file__).resolve().parents[2]
+    done = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True,
+                          env={"PYTHONPATH": str(root), "PATH": ""})
+    assert done.returncode == 0, done.stderr
