@@ -248,6 +248,10 @@ class ByteTracker:
         return TrackedObjects(t.ids[rows].copy(), boxes.astype(np.float32), t.scores[rows].copy(),
                               t.labels[rows].copy(), masks)
 
+    def live_ids(self) -> np.ndarray:
+        """int64 [T]: the ids of every live track (tracked, lost or unconfirmed), in creation order."""
+        return self._tracks.ids.copy()
+
     # -- one update, step by step ------------------------------------------------------------
 
     def _steps_to(self, time: float) -> float:

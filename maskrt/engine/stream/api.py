@@ -6,10 +6,12 @@ from collections.abc import Iterator, Sequence
 
 import numpy as np
 
+from ...errors import MaskrtError
 from ..detections import Detections
 from .pipeline import Pipeline
 from .sinks import Sink
 from .steps import FrameStep
+from .tracking import AUTO, TrackingStep, parse_interval, tracker_config
 from ..sources import open_source
 
 
@@ -21,7 +23,8 @@ class Stream:
     that cannot be written OutputError: see maskrt.safeio); the
     pipeline threads start with the iteration and stop when it ends, breaks or fails (the error
     of a stage is raised). `stats`, `problems`, `dropped` and stop() are available during and after.
-    Iterable once (for loop or next()); a context manager (closes on exit). A stream that is
+    Iterable once (for loop or next()); a context manager (closes on exit). With track=True the
+    detections carry track ids (and `tracking` is the TrackingStep, first of the steps). A stream that is
     dropped without close() is closed when garbage-collected, and any still running at
     interpreter exit is closed then; several streams may share one Segmenter.
     """
@@ -29,12 +32,24 @@ class Stream:
     def __init__(self, segmenter, source, realtime: bool | None = None, *, batch_size: int | None = None,
                  min_score: float | None = None, max_frames: int | None = None,
                  sinks: Sequence[Sink] = (), show_fps: bool = False, steps: Sequence[FrameStep] = (),
+                 track: bool = False, tracker=None, match: str | None = None, interval: int | str | None = None,
                  **source_options):
         self._results = None
+        self.tracking = None
+        if not track and (tracker is not None or match is not None or interval is not None):
+            raise MaskrtError("tracker=, match= and interval= apply with track=True")
         self.source = open_source(source, **source_options)
-        self.pipeline = Pipeline(segmenter, self.source, realtime=realtime,
-                                 batch_size=batch_size or segmenter.batch_size, min_score=min_score,
-                                 sinks=sinks, show_fps=show_fps, max_frames=max_frames, steps=steps)
+        try:
+            if track:
+                self.tracking = tracking_step(self.source, tracker, match, interval,
+                                              self.source.live if realtime is None else realtime)
+                steps = [self.tracking, *steps]
+            self.pipeline = Pipeline(segmenter, self.source, realtime=realtime,
+                                     batch_size=batch_size or segmenter.batch_size, min_score=min_score,
+                                     sinks=sinks, show_fps=show_fps, max_frames=max_frames, steps=steps)
+        except BaseException:
+            self.source.close()
+            raise
         try:
             self.pipeline.prepare()  # outputs checked and claimed now, like the source
         except BaseException:
@@ -100,6 +115,17 @@ class Stream:
         pipeline = getattr(self, "pipeline", None)
         if pipeline is not None:
             pipeline.close()
+
+
+def tracking_step(source, tracker=None, match: str | None = None, interval: int | str | None = None,
+                  realtime: bool = False) -> TrackingStep:
+    """The TrackingStep for `source` (its frame rate, 30 when unknown); every bad setting, and
+    interval "auto" without real time, is one MaskrtError line."""
+    interval = parse_interval(1 if interval is None else interval, "interval")
+    if interval == AUTO and not realtime:
+        raise MaskrtError("interval 'auto' needs real time (realtime=True, --realtime; on by default for cameras "
+                          "and URLs): offline every frame is segmented anyway")
+    return TrackingStep(tracker_config(tracker, match), frame_rate=source.fps or 30.0, interval=interval)
 
 
 def _pairs(pipeline: Pipeline) -> Iterator[tuple[np.ndarray, Detections]]:
