@@ -167,7 +167,12 @@ class TrackingStep(FrameStep):
             self.propagated_instances += len(carried)
             return carried
         self.engine_frames += 1
-        masks = _mask_crops(dets) if self.match == "mask" else None
+        masks = None
+        if self.match == "mask":
+            if dets.mask_probs.ndim != 3 or 0 in dets.mask_probs.shape[1:]:
+                raise MaskrtError("--match mask needs instance masks, and this model's detections have none: "
+                                  "use --match box")
+            masks = _mask_crops(dets)
         ids = self.tracker.update(dets.boxes, dets.scores, dets.labels, t, masks)
         for k in np.flatnonzero(ids >= 0).tolist():
             self._probs[int(ids[k])] = dets.mask_probs[k]
