@@ -35,6 +35,10 @@ def run_video_eval(args: argparse.Namespace) -> int:
         raise MaskrtError("--video evaluates one model at a time")
     tracking = tracking_settings(args)
     ground_truth = _read_ground_truth(Path(args.annotations))
+    if tracking is not None:
+        from ..evaluation.tracking import require_track_ids
+
+        require_track_ids(ground_truth)  # before the model runs over the whole clip
     from ..engine.stream import open_source
 
     source = open_source(str(args.video))

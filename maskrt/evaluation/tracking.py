@@ -42,16 +42,23 @@ def _frame(instances: list[dict], id_key: str) -> Frame:
     return Frame(ids, boxes, [_crop(inst["segmentation"]) for inst in instances])
 
 
-def ground_truth_frames(document: dict) -> tuple[list[int], list[Frame]]:
-    """(frame indices in order, a Frame per frame) of a ground-truth document with track ids."""
+def require_track_ids(document: dict) -> list[int]:
+    """The frame indices (image ids, sorted) of a ground truth that can score tracking: one line
+    (MaskrtError) for one without frames or with an annotation lacking its track_id."""
     frames = sorted(image["id"] for image in document.get("images", []))
     if not frames:
         raise MaskrtError("the annotations hold no frames (no images)")
+    if any("track_id" not in ann for ann in document.get("annotations", [])):
+        raise MaskrtError("the annotations have no track_id: tracking needs a video's ground truth with "
+                          "track ids (as maskrt.data.generate_video writes it)")
+    return frames
+
+
+def ground_truth_frames(document: dict) -> tuple[list[int], list[Frame]]:
+    """(frame indices in order, a Frame per frame) of a ground-truth document with track ids."""
+    frames = require_track_ids(document)
     by_frame: dict[int, list[dict]] = {index: [] for index in frames}
     for ann in document.get("annotations", []):
-        if "track_id" not in ann:
-            raise MaskrtError("the annotations have no track_id: tracking needs a video's ground truth with "
-                              "track ids (as maskrt.data.generate_video writes it)")
         by_frame.setdefault(ann["image_id"], []).append(ann)
     return frames, [_frame(by_frame[index], "track_id") for index in frames]
 
