@@ -8,6 +8,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+from .commands.tracking import add_arguments as add_tracking_arguments
 from .errors import MaskrtError
 from .options import BACKENDS, ENGINE_BACKENDS, PRECISIONS, TARGETS
 
@@ -34,24 +35,6 @@ def _add_precision(p, default: str | None, what: str) -> None:
                         "scenes; the default for the bundled model only)")
     p.add_argument("--calibration-size", type=int, metavar="N",
                    help="int8: number of calibration images (default 128, evenly spaced over the folder)")
-
-
-def _add_tracking(p) -> None:
-    """--track, --tracker, --match, --interval (checked by commands.tracking.settings, not by
-    argparse, so that a bad value is one `maskrt: error:` line)."""
-    p.add_argument("--track", action="store_true",
-                   help="give every object an identity across frames (ByteTrack): track_id in the JSON lines, "
-                        "colours and ids in the annotated video")
-    p.add_argument("--tracker", metavar="FILE",
-                   help="with --track: ByteTrack settings as YAML, Ultralytics' bytetrack.yaml keys "
-                        "(track_high_thresh, track_low_thresh, new_track_thresh, track_buffer, match_thresh, "
-                        "fuse_score) and match")
-    p.add_argument("--match", metavar="{box,mask}",
-                   help="with --track: associate detections with tracks by box IoU (default) or by mask IoU")
-    p.add_argument("--interval", metavar="N|auto",
-                   help="with --track: run the engine on every N-th frame and carry the tracks (boxes predicted, "
-                        "masks moved with them) over the others (default 1); auto, with --realtime: as often as "
-                        "the machine allows, every frame still gets an output")
 
 
 def _add_run(sub) -> None:
@@ -84,7 +67,7 @@ def _add_run(sub) -> None:
     p.add_argument("--device", default="cpu", help="torch device (default cpu)")
     _add_precision(p, None, "for a checkpoint: build (once, cached) and run the CPU engine of this precision "
                             "(default fp32)")
-    _add_tracking(p)
+    add_tracking_arguments(p)
     p.add_argument("--quiet", action="store_true", help="no progress bar and no summary")
     p.set_defaults(func=_cmd_run)
 
@@ -218,7 +201,7 @@ def _add_eval(sub) -> None:
     p.add_argument("--max-size", type=int, help="cap on the longer side (default: the model's, 1333)")
     p.add_argument("--max-images", type=int, help="evaluate only the first N images (by image id)")
     p.add_argument("--device", default="cpu", help="torch device (default cpu)")
-    _add_tracking(p)
+    add_tracking_arguments(p)
     p.add_argument("--quiet", action="store_true", help="no progress bar or notes on stderr")
     p.set_defaults(func=_cmd_eval)
 

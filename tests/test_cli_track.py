@@ -14,7 +14,7 @@ import pytest
 
 import maskrt
 from maskrt.commands import run as run_command
-from maskrt.commands.tracking import Tracking
+from maskrt.engine.stream.tracking import TrackingOptions
 from maskrt.data import generate_video
 from maskrt.tracking import TrackerConfig
 from tests.cli_runner import run_in_process
@@ -68,8 +68,8 @@ def test_run_track_reports_after_association_and_lowers_the_models_threshold(cli
 
 
 def test_score_thresholds():
-    assert Tracking(TrackerConfig(), 1).score_thresholds(0.5) == (0.1, 0.5)
-    assert Tracking(TrackerConfig(track_low_thresh=0.3, track_high_thresh=0.6), 1).score_thresholds(0.2) == (0.2, 0.2)
+    assert TrackingOptions(TrackerConfig(), 1).score_thresholds(0.5) == (0.1, 0.5)
+    assert TrackingOptions(TrackerConfig(track_low_thresh=0.3, track_high_thresh=0.6), 1).score_thresholds(0.2) == (0.2, 0.2)
 
 
 BAD = {
@@ -77,7 +77,7 @@ BAD = {
     "interval negative": (["--track", "--interval", "-1"], "--interval must be a positive integer or 'auto'"),
     "interval not an integer": (["--track", "--interval", "1.5"], "got '1.5'"),
     "interval a word": (["--track", "--interval", "often"], "got 'often'"),
-    "interval auto offline": (["--track", "--interval", "auto"], "--interval auto needs --realtime"),
+    "interval auto offline": (["--track", "--interval", "auto"], "--interval auto needs real time (--realtime"),
     "interval without track": (["--interval", "2"], "--interval apply to tracking: add --track"),
     "tracker missing": (["--track", "--tracker", "{tmp}/none.yaml"], "none.yaml: no such file"),
     "tracker malformed": (["--track", "--tracker", "{tmp}/bad.yaml"], "not valid YAML (line 2"),

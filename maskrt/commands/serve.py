@@ -18,6 +18,8 @@ from pathlib import Path
 
 from ..errors import MaskrtError
 from ..options import BACKENDS
+from .tracking import add_arguments as add_tracking_arguments
+from .tracking import settings as tracking_settings
 
 
 def add_parser(sub) -> None:
@@ -45,6 +47,7 @@ def add_parser(sub) -> None:
     p.add_argument("--out-dir", type=Path, default=Path("runs/serve"),
                    help="where streams write NAME.jsonl (and MP4 segments) (default runs/serve)")
     p.add_argument("--segment-seconds", type=float, help="also write each stream as MP4 segments of this length")
+    add_tracking_arguments(p)  # --track etc.: ids in every stream's JSON lines and video
     p.add_argument("--reconnect-max-s", type=float, default=30.0,
                    help="longest wait between reconnects of a stream (exponential backoff from 1 s; default 30)")
     p.add_argument("--max-upload-mb", type=float, default=20.0, help="largest accepted upload (default 20 MB)")
@@ -78,8 +81,11 @@ def options_from_args(args: argparse.Namespace):
     if args.reconnect_max_s <= 0 or args.max_upload_mb <= 0 or args.max_pixels < 1:
         raise MaskrtError("--reconnect-max-s, --max-upload-mb and --max-pixels must be positive")
     backoff = min(1.0, args.reconnect_max_s)
+    tracking = tracking_settings(args)
+    if tracking is not None and not args.stream:
+        raise MaskrtError("--track applies to the streams: add --stream NAME=SOURCE")
     streams = [parse_stream(s, str(args.out_dir), segment_seconds=args.segment_seconds, restart_backoff_s=backoff,
-                            max_restart_backoff_s=args.reconnect_max_s,
+                            max_restart_backoff_s=args.reconnect_max_s, tracking=tracking,
                             url_options={"backoff_s": backoff, "max_backoff_s": args.reconnect_max_s})
                for s in args.stream]
     if len({s.name for s in streams}) < len(streams):

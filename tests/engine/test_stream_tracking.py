@@ -205,7 +205,7 @@ def test_stream_api_options():
     assert len(ids) == 4 and stream.tracking.engine_frames == 2
     with pytest.raises(MaskrtError, match="apply with track=True"):
         seg.stream(frames(2), interval=2)
-    with pytest.raises(MaskrtError, match="needs real time"):
+    with pytest.raises(MaskrtError, match="--interval auto needs real time"):
         seg.stream(frames(2), track=True, interval="auto")
     with pytest.raises(MaskrtError, match="unknown key 'bogus'"):
         seg.stream(frames(2), track=True, tracker={"bogus": 1})

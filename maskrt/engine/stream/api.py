@@ -11,7 +11,7 @@ from ..detections import Detections
 from .pipeline import Pipeline
 from .sinks import Sink
 from .steps import FrameStep
-from .tracking import AUTO, TrackingStep, parse_interval, tracker_config
+from .tracking import TrackingOptions
 from ..sources import open_source
 
 
@@ -41,8 +41,8 @@ class Stream:
         self.source = open_source(source, **source_options)
         try:
             if track:
-                self.tracking = tracking_step(self.source, tracker, match, interval,
-                                              self.source.live if realtime is None else realtime)
+                self.tracking = TrackingOptions.options(tracker, match, interval).step(
+                    self.source, self.source.live if realtime is None else realtime)
                 steps = [self.tracking, *steps]
             self.pipeline = Pipeline(segmenter, self.source, realtime=realtime,
                                      batch_size=batch_size or segmenter.batch_size, min_score=min_score,
@@ -115,17 +115,6 @@ class Stream:
         pipeline = getattr(self, "pipeline", None)
         if pipeline is not None:
             pipeline.close()
-
-
-def tracking_step(source, tracker=None, match: str | None = None, interval: int | str | None = None,
-                  realtime: bool = False) -> TrackingStep:
-    """The TrackingStep for `source` (its frame rate, 30 when unknown); every bad setting, and
-    interval "auto" without real time, is one MaskrtError line."""
-    interval = parse_interval(1 if interval is None else interval, "interval")
-    if interval == AUTO and not realtime:
-        raise MaskrtError("interval 'auto' needs real time (realtime=True, --realtime; on by default for cameras "
-                          "and URLs): offline every frame is segmented anyway")
-    return TrackingStep(tracker_config(tracker, match), frame_rate=source.fps or 30.0, interval=interval)
 
 
 def _pairs(pipeline: Pipeline) -> Iterator[tuple[np.ndarray, Detections]]:

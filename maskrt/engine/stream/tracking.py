@@ -80,6 +80,33 @@ def tracker_config(tracker=None, match: str | None = None) -> TrackerConfig:
     return dataclasses.replace(config, match=match)
 
 
+@dataclasses.dataclass(frozen=True)
+class TrackingOptions:
+    """Checked tracking settings of a stream: the tracker's config (match applied) and the
+    interval (int >= 1 or "auto"); `options(tracker, match, interval)` checks raw values."""
+
+    config: TrackerConfig
+    interval: int | str = 1
+
+    @classmethod
+    def options(cls, tracker=None, match: str | None = None, interval=None) -> "TrackingOptions":
+        """From raw settings (see tracker_config, parse_interval; interval None: 1)."""
+        return cls(tracker_config(tracker, match), parse_interval(1 if interval is None else interval))
+
+    def step(self, source, realtime: bool) -> "TrackingStep":
+        """The TrackingStep for an opened source (its frame rate; 30 when unknown)."""
+        if self.interval == AUTO and not realtime:
+            raise MaskrtError("--interval auto needs real time (--realtime, realtime=True; on by default for "
+                              "cameras and URLs): offline, every frame is segmented anyway")
+        return TrackingStep(self.config, frame_rate=source.fps or 30.0, interval=self.interval)
+
+    def score_thresholds(self, report: float) -> tuple[float, float]:
+        """(the model's own score threshold, the report filter min_score) for a report threshold:
+        the model keeps what ByteTrack's second association needs (scores above track_low_thresh)
+        and `report` filters what is written, after association."""
+        return min(report, self.config.track_low_thresh), report
+
+
 class FixedInterval:
     """The engine on the first frame, then whenever `interval` frame indices have passed."""
 
