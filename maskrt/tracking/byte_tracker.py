@@ -25,6 +25,12 @@ One `update` per frame on which the detector ran:
 7. Duplicates: a tracked and a lost track whose boxes overlap with IoU > 0.85 are one object;
    the one matched over the shorter time span is dropped (on a tie, the tracked one).
 
+Gaps (maskrt's own, `gap_buffer`): when g > 1 nominal frame intervals separate two updates (a
+detector interval, dropped frames), box IoU compares the boxes grown by gap_buffer * (g - 1) of
+their width and height on each side, the buffered IoU of C-BIoU (Yang et al., WACV 2023), so that
+a new track, which has no velocity yet, and a track whose prediction is off can still be matched
+after the larger motion of a gap. With an update on every frame (g = 1) it is plain ByteTrack.
+
 Assignments use lapjv's cost-limit semantics (assignment.py). IoU is box IoU, or with
 match="mask" mask IoU between each track's last mask crop carried to its predicted box
 (masks.carry_mask) and each detection's crop; step 7 uses box IoU in both modes.
@@ -179,6 +185,14 @@ class _Predicted:
         self.masks = carry_masks(tracks.masks, tracks.mask_boxes, self.boxes) if with_masks else []
 
 
+def _buffered(boxes: np.ndarray, buffer: float) -> np.ndarray:
+    """Boxes float [N, 4] xyxy grown by `buffer` times their width and height on each side."""
+    if not buffer:
+        return boxes
+    size = np.concatenate([boxes[:, 2:] - boxes[:, :2]] * 2, axis=1)
+    return boxes + size * buffer * np.array([-1.0, -1.0, 1.0, 1.0])
+
+
 class ByteTracker:
     """ByteTrack over timestamped frames (see the module docstring for the algorithm).
 
@@ -203,6 +217,7 @@ class ByteTracker:
 
     def reset(self) -> None:
         """Forget every track; ids start again at 1 and the next update is a first frame."""
+        self._buffer = 0.0
         self._tracks = _Tracks.empty()
         self._next_id = 1
         self._time: float | None = None
@@ -224,6 +239,7 @@ class ByteTracker:
         self._time = float(time)
         self._predict_confirmed(steps)
         expiring = self._expiring()
+        self._buffer = self.config.gap_buffer * max(0.0, steps - 1.0) if self._updates else 0.0
         pairs, unconfirmed_left, new_dets = self._associate(dets)
         self._apply_matches(pairs, dets)
         expired = expiring[self._tracks.lost[expiring]]
@@ -296,7 +312,7 @@ class ByteTracker:
             needed = np.divide(1.0 - limit, weights, out=np.full(len(columns), np.inf), where=weights > 0)
             similarity = mask_iou([view.masks[r] for r in rows], [dets.masks[c] for c in columns], needed)
         else:
-            similarity = box_iou(view.boxes[rows], dets.boxes[columns])
+            similarity = box_iou(_buffered(view.boxes[rows], self._buffer), _buffered(dets.boxes[columns], self._buffer))
         similarity *= weights[None, :]
         pairs, free_rows, free_columns = assign(1.0 - similarity, limit)
         return (np.stack([rows[pairs[:, 0]], columns[pairs[:, 1]]], axis=1), rows[free_rows],

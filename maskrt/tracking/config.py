@@ -10,6 +10,8 @@ A YAML file holds any subset of the keys below; missing keys keep their defaults
     match_thresh: 0.8        # largest cost (1 - IoU, or 1 - IoU * score) of a first-stage match
     fuse_score: true         # multiply IoU by the detection score in the first and third stages
     match: box               # maskrt's own key: associate by box IoU (box) or by mask IoU (mask)
+    gap_buffer: 0.3          # maskrt's own key: box IoU after a gap of g frame intervals compares boxes
+                             # grown by gap_buffer * (g - 1) of their size on each side (0: plain IoU)
 
 Every problem (a missing or unreadable file, YAML that does not parse, an unknown key, a value
 of the wrong type or out of range) raises `maskrt.errors.MaskrtError` with a one-line message.
@@ -42,12 +44,13 @@ class TrackerConfig:
     match_thresh: float = 0.8
     fuse_score: bool = True
     match: str = "box"
+    gap_buffer: float = 0.3
 
     def __post_init__(self) -> None:
         problem = _problem(self)
         if problem:
             raise MaskrtError(f"tracker config: {problem}")
-        for name in _UNIT_FLOATS:  # YAML's `1` is an int: store every threshold as a float
+        for name in (*_UNIT_FLOATS, "gap_buffer"):  # YAML's `1` is an int: store every threshold as a float
             object.__setattr__(self, name, float(getattr(self, name)))
 
     @classmethod
@@ -117,6 +120,8 @@ def _problem(config: TrackerConfig) -> str | None:
         return f"track_buffer must be an integer >= 0, got {config.track_buffer!r}"
     if not isinstance(config.fuse_score, bool):
         return f"fuse_score must be true or false, got {config.fuse_score!r}"
+    if not _is_number(config.gap_buffer) or not 0.0 <= config.gap_buffer <= 10.0:
+        return f"gap_buffer must be a number in [0, 10], got {config.gap_buffer!r}"
     if config.match not in MATCH_MODES:
         return f"match must be one of {', '.join(MATCH_MODES)}, got {config.match!r}"
     return None

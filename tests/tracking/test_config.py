@@ -49,6 +49,12 @@ def test_yaml_overrides_some_keys_and_keeps_the_rest(tmp_path):
     assert config.track_high_thresh == 0.25
 
 
+def test_gap_buffer_is_maskrts_own_key(tmp_path):
+    assert TrackerConfig().gap_buffer == 0.3
+    config = TrackerConfig.from_yaml(write(tmp_path, "gap_buffer: 1\n"))
+    assert config.gap_buffer == 1.0 and isinstance(config.gap_buffer, float)
+
+
 def test_empty_file_means_defaults(tmp_path):
     assert TrackerConfig.from_yaml(write(tmp_path, "")) == TrackerConfig()
 
@@ -81,6 +87,8 @@ def test_unknown_key_is_named_with_the_known_ones(tmp_path):
     ("match_thresh: -0.1", "match_thresh must be a number in [0, 1], got -0.1"),
     ("new_track_thresh: .nan", "new_track_thresh must be a number in [0, 1], got nan"),
     ("track_buffer: -1", "track_buffer must be an integer >= 0, got -1"),
+    ("gap_buffer: -0.5", "gap_buffer must be a number in [0, 10], got -0.5"),
+    ("gap_buffer: yes", "gap_buffer must be a number in [0, 10], got True"),
     ("track_low_thresh: 0.5", "track_low_thresh (0.5) must not exceed track_high_thresh (0.25)"),
     ("tracker_type: botsort", "tracker_type must be 'bytetrack', got 'botsort'"),
     ("match: polygon", "match must be one of box, mask, got 'polygon'"),

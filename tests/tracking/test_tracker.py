@@ -287,3 +287,23 @@ def test_labels_follow_the_latest_detection():
                              np.array([label]), time=k / FPS)
         assert ids.tolist() == [1]
     assert tracker.predict(2 / FPS).labels.tolist() == [5]
+
+
+def test_gap_buffer_lets_a_small_fast_object_be_confirmed_across_skipped_frames():
+    """A 12 px object moving 4 px a frame, detected every third frame (a detector interval of 3):
+    consecutive boxes 12 px apart do not overlap, so plain IoU can never confirm its track. Grown
+    by 0.3 x (3 - 1) = 0.6 of their size a side, they overlap with IoU 14.4 / (2 x 26.4 - 14.4) =
+    0.375 (x 0.9 score = 0.34 >= 1 - 0.7, the unconfirmed-match limit): confirmed at its second
+    detection. An anchor object, detected from the start, makes the small one a later, unconfirmed track."""
+    def run(gap_buffer: float) -> list[list[int]]:
+        tracker = ByteTracker(TrackerConfig(gap_buffer=gap_buffer))
+        out = []
+        for k in range(0, 30, 3):
+            boxes = [box(500, 400, 60, 60)] + ([box(100 + 4 * k, 100, 12, 12)] if k >= 3 else [])
+            out.append(update(tracker, k, boxes))
+        return out
+
+    assert run(0.0)[1:] == [[1, -1]] * 9  # never confirmed
+    assert run(0.3)[1:] == [[1, -1]] + [[1, 2]] * 8
+    every_frame = ByteTracker(TrackerConfig(gap_buffer=5.0))  # no gap, no buffer: plain ByteTrack
+    assert [update(every_frame, k, [box(100 + 13 * k, 100, 12, 12)]) for k in range(3)] == [[1], [-1], [-1]]
