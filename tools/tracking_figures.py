@@ -109,17 +109,17 @@ def report(results: dict) -> str:
                          f"{greedy['mask']['IDF1']:.3f}", f"{one['mask']['IDSW']} / {three['mask']['IDSW']} / "
                          f"{greedy['mask']['IDSW']}", f"{one['mask']['HOTA']:.3f} / {three['mask']['HOTA']:.3f}",
                          f"{one['fps']:.1f} / {three['fps']:.1f}", f"{one['seconds'] / three['seconds']:.2f}x"])
-    lines = [f"# Tracking figures (tools/tracking_figures.py)", "", f"Machine: {results['machine']}", "",
+    lines = ["# Tracking figures (tools/tracking_figures.py)", "", f"Machine: {results['machine']}", "",
              f"Load average at the start / end: {results['load'][0]} / {results['load'][1]} (a shared machine).", "",
              "Mask IDF1 / ID switches / HOTA by mask IoU; fps: output frames per second; speed: interval 1's wall "
              "time over interval 3's, same run.", "",
-             markdown_table(["set", "clip", "IDF1 int 1", "IDF1 int 3", "IDF1 greedy", "ID sw. 1 / 3 / greedy",
-                             "HOTA 1 / 3", "fps 1 / 3", "speed 3 vs 1"], rows), ""]
+             *markdown_table(["set", "clip", "IDF1 int 1", "IDF1 int 3", "IDF1 greedy", "ID sw. 1 / 3 / greedy",
+                              "HOTA 1 / 3", "fps 1 / 3", "speed 3 vs 1"], rows), ""]
     for set_name, summary in results["summary"].items():
         lines.append(f"- {set_name}: mask IDF1 interval 1 {summary['idf1_1']:.3f}, interval 3 {summary['idf1_3']:.3f} "
                      f"({summary['ratio_3_vs_1']:.2f} of interval 1), greedy {summary['idf1_greedy']:.3f}; speed "
                      f"interval 3 vs 1: {summary['speedup']:.2f}x")
-    lines += ["", markdown_table(["real time, 30 fps live", "frames", "output (auto)", "dropped (auto)", "engine calls",
+    lines += ["", *markdown_table(["real time, 30 fps live", "frames", "output (auto)", "dropped (auto)", "engine calls",
                                   "output without tracking", "dropped without tracking"],
                                  [[r["clip"], str(results["frames"]), str(r["auto"]["frames"]), str(r["auto"]["dropped"]),
                                    str(r["auto"]["engine_calls"]), str(r["untracked"]["frames"]),

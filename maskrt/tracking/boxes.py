@@ -36,3 +36,20 @@ def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 def _area(boxes: np.ndarray) -> np.ndarray:
     return (boxes[:, 2] - boxes[:, 0]).clip(0) * (boxes[:, 3] - boxes[:, 1]).clip(0)
+
+
+def duplicates(boxes: np.ndarray, scores: np.ndarray, threshold: float) -> np.ndarray:
+    """bool [N]: True for each box that overlaps a higher-scoring box kept before it with IoU >
+    threshold (greedy non-maximum suppression over all classes; equal scores: the earlier box
+    first). boxes float [N, 4] xyxy; scores float [N]."""
+    n = len(scores)
+    dropped = np.zeros(n, dtype=np.bool_)
+    if n < 2 or threshold >= 1.0:
+        return dropped
+    order = np.argsort(-np.asarray(scores, dtype=np.float64), kind="stable")
+    iou = box_iou(boxes, boxes)
+    for k in order:
+        if not dropped[k]:
+            later = order[np.flatnonzero(order == k)[0] + 1:]
+            dropped[later[iou[k, later] > threshold]] = True
+    return dropped

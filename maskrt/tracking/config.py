@@ -12,6 +12,9 @@ A YAML file holds any subset of the keys below; missing keys keep their defaults
     match: box               # maskrt's own key: associate by box IoU (box) or by mask IoU (mask)
     gap_buffer: 0.3          # maskrt's own key: box IoU after a gap of g frame intervals compares boxes
                              # grown by gap_buffer * (g - 1) of their size on each side (0: plain IoU)
+    duplicate_iou: 0.7       # maskrt's own key: with tracking in a stream, a detection overlapping a
+                             # higher-scoring one with box IoU above this, of any class, is the same
+                             # object and is dropped before association (1: keep every detection)
 
 Every problem (a missing or unreadable file, YAML that does not parse, an unknown key, a value
 of the wrong type or out of range) raises `maskrt.errors.MaskrtError` with a one-line message.
@@ -29,7 +32,7 @@ import yaml
 from ..errors import MaskrtError
 
 MATCH_MODES = ("box", "mask")
-_UNIT_FLOATS = ("track_high_thresh", "track_low_thresh", "new_track_thresh", "match_thresh")
+_UNIT_FLOATS = ("track_high_thresh", "track_low_thresh", "new_track_thresh", "match_thresh", "duplicate_iou")
 
 
 @dataclass(frozen=True)
@@ -45,6 +48,7 @@ class TrackerConfig:
     fuse_score: bool = True
     match: str = "box"
     gap_buffer: float = 0.3
+    duplicate_iou: float = 0.7
 
     def __post_init__(self) -> None:
         problem = _problem(self)

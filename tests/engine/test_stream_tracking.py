@@ -142,6 +142,27 @@ def test_unconfirmed_detections_have_id_minus_one():
     assert [sorted(d.track_ids.tolist()) for d in outputs] == [[1], [1], [1], [-1, 1], [1, 2], [1, 2]]
 
 
+class Twice(Movers):
+    """Movers that also report object 0 a second time, under another class, slightly shifted and
+    lower scored: Mask R-CNN's per-class NMS leaves such pairs."""
+
+    def infer(self, images):
+        out = []
+        for raw in super().infer(images):
+            extra = raw.boxes[:1] + torch.tensor([1.0, 1.0, 1.0, 1.0])  # IoU with the original: about 0.88
+            out.append(RawDetections(torch.cat([raw.boxes, extra]), torch.cat([raw.scores, raw.scores[:1] - 0.3]),
+                                     torch.cat([raw.labels, torch.tensor([2])]),
+                                     torch.cat([raw.mask_probs, raw.mask_probs[:1]]), raw.image_size))
+        return out
+
+
+def test_an_object_found_under_two_classes_is_one_track():
+    outputs = run(Twice(**TWO), 5, TrackingStep())
+    assert [sorted(d.track_ids.tolist()) for d in outputs] == [[1, 2]] * 5  # the duplicate is dropped
+    kept = run(Twice(**TWO), 5, TrackingStep({"duplicate_iou": 1.0}))
+    assert [len(d) for d in kept] == [3] * 5 and sorted(kept[0].track_ids.tolist()) == [1, 2, 3]
+
+
 def test_fixed_interval_counts_from_the_last_engine_frame():
     schedule = FixedInterval(2)
     assert [i for i in (0, 1, 3, 4, 7, 8, 9) if schedule.wants(i, None)] == [0, 3, 7, 9]  # gaps: dropped frames

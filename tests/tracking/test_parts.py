@@ -164,3 +164,24 @@ def test_tracking_needs_neither_torch_nor_more_than_numpy_scipy_yaml():
     done = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True,
                           env={"PYTHONPATH": str(root), "PATH": ""})
     assert done.returncode == 0, done.stderr
+
+
+@pytest.mark.parametrize("threshold", [0.3, 0.5, 0.7])
+def test_duplicates_are_what_class_agnostic_nms_suppresses(threshold):
+    import torch
+    from torchvision.ops import nms
+
+    from maskrt.tracking.boxes import duplicates
+
+    rng = np.random.default_rng(int(threshold * 10))
+    xy = rng.uniform(0, 60, size=(30, 2))
+    boxes = np.concatenate([xy, xy + rng.uniform(5, 30, size=(30, 2))], axis=1)
+    boxes = np.concatenate([boxes, boxes[:10] + rng.uniform(-3, 3, size=(10, 4))])  # near-copies too
+    scores = rng.permutation(np.linspace(0.1, 0.99, 40)).astype(np.float32)  # distinct: no tie to order
+    kept = nms(torch.from_numpy(boxes), torch.from_numpy(scores).double(), threshold).numpy()
+    expected = np.ones(40, bool)
+    expected[kept] = False
+    dropped = duplicates(boxes, scores, threshold)
+    np.testing.assert_array_equal(dropped, expected)
+    assert 0 < dropped.sum() < 40
+    assert not duplicates(boxes, scores, 1.0).any()

@@ -17,6 +17,11 @@ Intervals (`parse_interval`):
   AutoInterval. The step then asks the pipeline for a backlog of about a second of frames
   (steps.py), which it works off with predictions.
 
+Duplicates: Mask R-CNN suppresses overlapping boxes per class, so one object is often found twice
+under two classes. Before association, a detection whose box overlaps a higher-scoring one's with
+IoU above the tracker's `duplicate_iou` (0.7), whatever its class, is dropped (from the output
+too): one object, one identity.
+
 The tracker runs on time, not frame counts (the frame's timestamp, or index / frame_rate when
 frames have none): frames dropped in real time are predicted over.
 
@@ -38,6 +43,7 @@ import numpy as np
 
 from ...errors import MaskrtError
 from ...tracking import ByteTracker, MaskCrop, TrackerConfig
+from ...tracking.boxes import duplicates
 from ...tracking.config import MATCH_MODES
 from ..detections import Detections
 from .steps import FrameStep
@@ -194,6 +200,9 @@ class TrackingStep(FrameStep):
             self.propagated_instances += len(carried)
             return carried
         self.engine_frames += 1
+        dropped = duplicates(dets.boxes, dets.scores, self.tracker.config.duplicate_iou)
+        if dropped.any():  # one object detected as two classes (NMS is per class): one track
+            dets = dets.filter(~dropped)
         masks = None
         if self.match == "mask":
             if dets.mask_probs.ndim != 3 or 0 in dets.mask_probs.shape[1:]:
