@@ -5,8 +5,9 @@ Shared by the interval benchmark (test_intervals.py) and tools/tracking_figures.
 - `run_clip`: one clip through `seg.stream(track=True, interval=...)` with the JSON record of
   every frame made (what `maskrt run --json` pays: the paste and RLE of every instance), timed;
   offline, or `realtime=True` to play the file as a live source at its frame rate;
-- `greedy_records`: the baseline tracker of the issue: frame-to-frame greedy matching by mask IoU
-  of the same reported detections, with no memory and no motion model;
+- `default_records`, `greedy_records`: the baseline tracker of the issue: frame-to-frame greedy
+  matching by mask IoU of the default detections (`maskrt run` without --track, scores >= 0.5),
+  with no memory and no motion model;
 - `score`: HOTA, IDF1, ... by box and mask IoU (maskrt.evaluation.tracking).
 """
 
@@ -20,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from maskrt.data import generate_video
-from maskrt.engine.stream import Sink
+from maskrt.engine.stream import RecordsSink
 from maskrt.evaluation.tracking import video_tracking
 from maskrt.tracking import MaskCrop, mask_iou
 
@@ -37,17 +38,6 @@ def make_clip(folder: Path, seed: int, frames: int = FRAMES, **events) -> Path:
     if not path.exists() or not path.with_suffix(".json").exists():
         generate_video(path, num_frames=frames, fps=FPS, size=SIZE, seed=seed, **(events or EVENTS))
     return path
-
-
-class _Records(Sink):
-    needs_record = True
-
-    def __init__(self):
-        super().__init__()
-        self.records: list[dict] = []
-
-    def write(self, work) -> None:
-        self.records.append(work.record)
 
 
 @dataclass
@@ -76,7 +66,7 @@ def run_clip(seg, clip: Path, interval: int | str = 1, realtime: bool = False, m
              min_score: float = 0.5) -> ClipRun:
     """`clip` through seg.stream with tracking; `seg` should keep scores down to 0.1 (the tracker's
     low threshold) and `min_score` filters the report, as `maskrt run --track` does."""
-    sink = _Records()
+    sink = RecordsSink()
     t0 = time.perf_counter()
     with seg.stream(str(clip), realtime=realtime, track=True, interval=interval, match=match,
                     min_score=min_score, sinks=[sink]) as stream:
@@ -98,6 +88,16 @@ def run_clip(seg, clip: Path, interval: int | str = 1, realtime: bool = False, m
         summary = stream.stats.summary()
     return ClipRun(sink.records, seconds, summary["frames"], step.engine_frames, summary["dropped"], spent[0],
                    summary)
+
+
+def default_records(seg, clip: Path, min_score: float = 0.5) -> list[dict]:
+    """The records of `clip` without tracking, reported at min_score: what `maskrt run --json`
+    writes by default, the detections the greedy baseline is given."""
+    sink = RecordsSink()
+    with seg.stream(str(clip), min_score=min_score, sinks=[sink]) as stream:
+        for _ in stream:
+            pass
+    return sink.records
 
 
 def _crop(segmentation: dict) -> MaskCrop:

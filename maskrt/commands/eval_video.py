@@ -82,25 +82,15 @@ def _read_ground_truth(path: Path) -> dict:
 def _stream(args, source, steps, tracking):
     """Every frame's record (the JSON line `maskrt run --json` writes) and the Segmenter."""
     from ..api import load_with
-    from ..engine.stream import Pipeline, Sink
+    from ..engine.stream import Pipeline, RecordsSink
     from ..progress import progress_bar
     from .options import load_options
-
-    class Records(Sink):
-        needs_record = True
-
-        def __init__(self):
-            super().__init__()
-            self.records: list[dict] = []
-
-        def write(self, work) -> None:
-            self.records.append(work.record)
 
     model_threshold, min_score = (args.score_threshold, None) if tracking is None else \
         tracking.score_thresholds(args.score_threshold)
     precision = args.precision[0] if args.precision else None
     seg = load_with(args.model[0], load_options(args, precision=precision, score_threshold=model_threshold))
-    sink = Records()
+    sink = RecordsSink()
     pipeline = Pipeline(seg, source, realtime=False, sinks=[sink], steps=steps, min_score=min_score)
     with progress_bar(total=source.expected_frames, unit="frame", disable=args.quiet, desc="eval") as bar:
         for _ in pipeline.run():
