@@ -43,7 +43,7 @@ from maskrt.engine.stream import Sink  # noqa: E402
 BUNDLED = ROOT / "maskrt" / "assets" / "shapes_r18fpn64.safetensors"
 HELD_OUT_EVENTS = {"crossings": 3, "occluders": 1, "returns": 1, "speed_changes": 1, "pan": -20.0}
 SETS = {"plain": ((7001, 7002, 7003), {}), "events": ((8001, 8002, 8003), HELD_OUT_EVENTS)}
-STRIP_STEP = 15  # frames between the strip's pictures
+STRIP_STEP = 16  # frames between the strip's pictures: not a multiple of 3, so carried frames show at interval 3
 
 
 def clip_figures(seg, clip: Path) -> dict:

@@ -3,7 +3,8 @@
     python -m benchmarks.tracking.chart RESULTS.json -o tracking-intervals.png
 
 Reads the group "tracking intervals ..." of test_intervals.py (its extra_info): left, output
-frames per second and engine calls per second per interval; right, HOTA and IDF1 by mask IoU.
+frames per second and engine calls per second per interval (wall clock); middle, the process's
+CPU milliseconds per output frame; right, HOTA and IDF1 by mask IoU.
 Written atomically (benchmarks.tools.output.write_atomic).
 """
 
@@ -37,7 +38,7 @@ def render(group: str, results: list[Result]) -> bytes:
 
     labels = [str(r.extra_info.get("interval", r.name)) for r in results]
     xs = range(len(results))
-    fig, (speed, quality) = plt.subplots(1, 2, figsize=(10, 3.8))
+    fig, (speed, cpu, quality) = plt.subplots(1, 3, figsize=(13, 3.8))
     try:
         width = 0.38
         speed.bar([x - width / 2 for x in xs], [r.extra_info["out_fps"] for r in results], width,
@@ -48,6 +49,10 @@ def render(group: str, results: list[Result]) -> bytes:
         speed.set_xlabel("interval")
         speed.set_title("speed")
         speed.legend(fontsize=8)
+        cpu.bar(list(xs), [r.extra_info.get("cpu_ms_per_frame", 0.0) for r in results], 0.6, color="#8172B3")
+        cpu.set_xticks(list(xs), labels)
+        cpu.set_xlabel("interval")
+        cpu.set_title("CPU ms per output frame (all threads)")
         for key, name, color in (("mask_hota", "HOTA (mask)", "#55A868"), ("mask_idf1", "IDF1 (mask)", "#C44E52")):
             quality.plot(list(xs), [r.extra_info[key] for r in results], marker="o", label=name, color=color)
         quality.set_xticks(list(xs), labels)

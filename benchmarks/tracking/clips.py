@@ -42,8 +42,10 @@ def make_clip(folder: Path, seed: int, frames: int = FRAMES, **events) -> Path:
 
 @dataclass
 class ClipRun:
-    """One run: records (the JSON lines), wall seconds from the first iteration to the last frame,
-    frames output, engine calls, frames dropped, seconds spent in the tracking step."""
+    """One run: records (the JSON lines), wall seconds from opening the clip to its last frame,
+    frames output, engine calls, frames dropped, seconds spent in the tracking step, and the CPU
+    seconds the process used meanwhile (all threads: on a machine shared with other jobs, the
+    wall time grows with their load, the CPU time much less)."""
 
     records: list[dict]
     seconds: float
@@ -51,6 +53,7 @@ class ClipRun:
     engine_calls: int
     dropped: int
     tracking_seconds: float
+    cpu_seconds: float = 0.0
     stats: dict = field(default_factory=dict)
 
     @property
@@ -61,13 +64,17 @@ class ClipRun:
     def engine_per_s(self) -> float:
         return self.engine_calls / self.seconds
 
+    @property
+    def cpu_ms_per_frame(self) -> float:
+        return 1000 * self.cpu_seconds / self.frames
+
 
 def run_clip(seg, clip: Path, interval: int | str = 1, realtime: bool = False, match: str = "box",
              min_score: float = 0.5) -> ClipRun:
     """`clip` through seg.stream with tracking; `seg` should keep scores down to 0.1 (the tracker's
     low threshold) and `min_score` filters the report, as `maskrt run --track` does."""
     sink = RecordsSink()
-    t0 = time.perf_counter()
+    t0, cpu0 = time.perf_counter(), time.process_time()
     with seg.stream(str(clip), realtime=realtime, track=True, interval=interval, match=match,
                     min_score=min_score, sinks=[sink]) as stream:
         step = stream.tracking
@@ -84,10 +91,10 @@ def run_clip(seg, clip: Path, interval: int | str = 1, realtime: bool = False, m
         step.process = timed
         for _ in stream:
             pass
-        seconds = time.perf_counter() - t0
+        seconds, cpu = time.perf_counter() - t0, time.process_time() - cpu0
         summary = stream.stats.summary()
     return ClipRun(sink.records, seconds, summary["frames"], step.engine_frames, summary["dropped"], spent[0],
-                   summary)
+                   cpu, summary)
 
 
 def default_records(seg, clip: Path, min_score: float = 0.5) -> list[dict]:

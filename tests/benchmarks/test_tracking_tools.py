@@ -42,7 +42,7 @@ def test_interval_chart_is_drawn_from_the_benchmark_json(write_doc, tmp_path):
     group = "tracking intervals 240x320"
     entries = [bench_entry(f"test_interval[{i}]", group, around(1.0 / (k + 1)),
                            {"interval": str(i), "out_fps": 10.0 * (k + 1), "engine_per_s": 10.0 / (k + 1),
-                            "mask_hota": 0.8 - 0.05 * k, "mask_idf1": 0.9 - 0.05 * k})
+                            "mask_hota": 0.8 - 0.05 * k, "mask_idf1": 0.9 - 0.05 * k, "cpu_ms_per_frame": 40.0 / (k + 1)})
                for k, i in enumerate([1, 2, 3, 5, "auto"])]
     path = write_doc(entries + [bench_entry("test_other", "other", around(1.0))])
     name, results = interval_results(path)
@@ -52,7 +52,7 @@ def test_interval_chart_is_drawn_from_the_benchmark_json(write_doc, tmp_path):
     data = out.read_bytes()
     assert data[:8] == b"\x89PNG\r\n\x1a\n"
     width, height = struct.unpack(">II", data[16:24])
-    assert width == 1000 and height == 380
+    assert width == 1300 and height == 380
     assert chart_main([str(write_doc([bench_entry("x", "other", around(1.0))], "none.json")), "-o",
                        str(tmp_path / "no.png")]) == 2
     assert not (tmp_path / "no.png").exists()
