@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import hashlib
 import os
+from dataclasses import replace
 from pathlib import Path
 
 from .artifact import is_engine_dir, read_manifest
 from .engine import Segmenter
 from .errors import EngineError, MaskrtError
 from .hashing import sha256_file
-from .model import DetectionParams
 from .model.loader import is_torchvision_name
 from .options import LoadOptions
 
@@ -19,11 +19,14 @@ def load(path_or_name: str | Path, device: str = "cpu", backend: str = "auto", *
          score_threshold: float = 0.05, nms_threshold: float = 0.5, max_detections: int = 100,
          min_size: int | None = None, max_size: int | None = None, batch_size: int = 1,
          num_threads: int | None = None, progress: bool = True, precision: str | None = None,
-         calibration: str | None = None, calibration_size: int | None = None) -> Segmenter:
+         calibration: str | None = None, calibration_size: int | None = None,
+         config: str | None = None) -> Segmenter:
     """Load a model for inference.
 
     path_or_name: an engine directory (NAME.maskrt/, backend from its manifest), a checkpoint
-    (.pth/.pt/.safetensors) or "torchvision:maskrcnn_resnet50_fpn[_v2]". With backend="auto" a
+    (.pth/.pt/.safetensors, or a detectron2 model-zoo .pkl / DetectionCheckpointer .pth) or
+    "torchvision:maskrcnn_resnet50_fpn[_v2]". config: a detectron2 checkpoint's YAML config
+    (default: the model zoo's Mask R-CNN FPN settings, as DefaultPredictor has them). With backend="auto" a
     checkpoint is compiled once into a CPU (OpenVINO) engine, cached under $MASKRT_CACHE_DIR
     (default ~/.cache/maskrt/engines); backend="torch" runs it in eager PyTorch instead.
     score_threshold: detections scoring at or below it are dropped (torchvision's box_score_thresh).
@@ -41,7 +44,8 @@ def load(path_or_name: str | Path, device: str = "cpu", backend: str = "auto", *
     options = LoadOptions(device=device, backend=backend, precision=precision, score_threshold=score_threshold,
                           nms_threshold=nms_threshold, max_detections=max_detections, min_size=min_size,
                           max_size=max_size, batch_size=batch_size, num_threads=num_threads,
-                          calibration=calibration, calibration_size=calibration_size, progress=progress)
+                          calibration=calibration, calibration_size=calibration_size, progress=progress,
+                          config=config)
     return load_with(path_or_name, options)
 
 
@@ -53,30 +57,34 @@ def load_with(path_or_name: str | Path, options: LoadOptions) -> Segmenter:
                           f"{type(path_or_name).__name__}")
     o = options.checked()
     sizes = (o.min_size, o.max_size)
+    if o.config is not None and is_engine_dir(path_or_name):
+        raise MaskrtError(f"--config applies to detectron2 checkpoints; {path_or_name} is an engine, built with its "
+                          "config already")
     if is_engine_dir(path_or_name):
         backend_obj, classes = _engine_backend(Path(path_or_name), o.backend, o.num_threads, sizes, o.precision)
     elif o.backend == "torch" or o.device != "cpu":
         if o.precision not in (None, "fp32"):
             raise MaskrtError(f"--precision {o.precision} builds a CPU engine; the torch backend runs the checkpoint "
                               "in fp32 (use --backend auto or openvino)")
-        backend_obj, classes = _torch_backend(path_or_name, o.device, o.min_size, o.max_size)
+        backend_obj, classes = _torch_backend(path_or_name, o.device, o.min_size, o.max_size, o.config)
     elif o.backend in ("auto", "openvino"):
         engine_dir = cached_cpu_engine(path_or_name, o.precision or "fp32", o.calibration, o.calibration_size,
-                                       progress=o.progress)
+                                       progress=o.progress, config=o.config)
         backend_obj, classes = _engine_backend(engine_dir, "openvino", o.num_threads, sizes)
     else:
         raise MaskrtError("the tensorrt backend needs an engine built with `maskrt build --target tensorrt`")
     if backend_obj.detector is not None:  # TensorRT plans carry the thresholds they were built with
-        backend_obj.detector.detection_params = DetectionParams(
-            score_thresh=o.score_threshold, nms_thresh=o.nms_threshold, detections_per_img=o.max_detections)
+        backend_obj.detector.detection_params = replace(
+            backend_obj.detector.detection_params, score_thresh=o.score_threshold, nms_thresh=o.nms_threshold,
+            detections_per_img=o.max_detections)
     return Segmenter(backend_obj, classes, str(path_or_name), o.batch_size)
 
 
-def _torch_backend(source, device: str, min_size, max_size):
+def _torch_backend(source, device: str, min_size, max_size, config=None):
     from .engine.backends.torch_backend import TorchBackend
     from .model import load_model
 
-    loaded = load_model(source, min_size=min_size, max_size=max_size)
+    loaded = load_model(source, min_size=min_size, max_size=max_size, config=config)
     return TorchBackend(loaded.model, device), loaded.classes
 
 
@@ -121,12 +129,13 @@ def engine_cache_dir() -> Path:
 
 
 def cached_cpu_engine(source: str | Path, precision: str = "fp32", calibration: str | None = None,
-                      calibration_size: int | None = None, progress: bool = True) -> Path:
+                      calibration_size: int | None = None, progress: bool = True, config: str | None = None) -> Path:
     """The CPU engine of `precision` for a checkpoint, built on first use and reused while the
     checkpoint is unchanged (input sizes are applied when it is loaded). The cache key holds the
-    checkpoint's sha256, the maskrt version, the precision and, for int8, the calibration spec and
-    size as given (a folder's images are not rehashed on every load: rebuild with `maskrt build`
-    after changing them). Processes needing the same engine at once wait for the one building it."""
+    checkpoint's sha256, the maskrt version, the precision, a detectron2 config's files (sha256
+    of each in its _BASE_ chain) and, for int8, the calibration spec and size as given (a
+    folder's images are not rehashed on every load: rebuild with `maskrt build` after changing
+    them). Processes needing the same engine at once wait for the one building it."""
     from .builders import build_engine
 
     if is_torchvision_name(source):
@@ -141,6 +150,10 @@ def cached_cpu_engine(source: str | Path, precision: str = "fp32", calibration: 
     from ._version import __version__
 
     parts = [key, __version__, precision]
+    if config is not None:
+        from .model.detectron2 import read_config
+
+        parts += [sha256_file(Path(p)) for p in read_config(config).chain]
     if precision == "int8":
         parts += [calibration or "default", calibration_size or "default"]
     tag = hashlib.sha256("|".join(map(str, parts)).encode()).hexdigest()[:20]
@@ -152,4 +165,4 @@ def cached_cpu_engine(source: str | Path, precision: str = "fp32", calibration: 
         except EngineError:
             pass  # stale or corrupt cache entry: rebuild it
     return build_engine(source, engine_dir, "cpu", precision, progress=progress, if_missing=True,
-                        calibration=calibration, calibration_size=calibration_size)
+                        calibration=calibration, calibration_size=calibration_size, config=config)

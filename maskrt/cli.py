@@ -37,6 +37,13 @@ def _add_precision(p, default: str | None, what: str) -> None:
                    help="int8: number of calibration images (default 128, evenly spaced over the folder)")
 
 
+def _add_config(p) -> None:
+    """--config: a detectron2 checkpoint's YAML config (maskrt.model.detectron2.config)."""
+    p.add_argument("--config", metavar="MODEL.yaml",
+                   help="detectron2 checkpoints: the model's detectron2 config (its _BASE_ chain is followed); "
+                        "default: the model zoo's Mask R-CNN FPN settings (see maskrt info)")
+
+
 def _add_run(sub) -> None:
     p = sub.add_parser(
         "run", help="segment a video, camera, URL or images",
@@ -45,8 +52,8 @@ def _add_run(sub) -> None:
     p.add_argument("source", help="a video file, an image, a folder of images, a quoted glob such as 'imgs/*.jpg', "
                                   "a webcam index (0) or an rtsp/http URL")
     p.add_argument("--model", required=True,
-                   help="engine directory (NAME.maskrt), checkpoint (.pth/.pt/.safetensors; the CPU engine is built "
-                        "and cached) or torchvision:NAME")
+                   help="engine directory (NAME.maskrt), checkpoint (.pth/.pt/.safetensors, detectron2 .pkl/.pth; the "
+                        "CPU engine is built and cached) or torchvision:NAME")
     p.add_argument("--backend", choices=BACKENDS, default="auto",
                    help="inference backend (default auto: the engine's, or OpenVINO for checkpoints on the CPU)")
     p.add_argument("--threads", type=int, help="inference threads (default: all cores)")
@@ -67,6 +74,7 @@ def _add_run(sub) -> None:
     p.add_argument("--device", default="cpu", help="torch device (default cpu)")
     _add_precision(p, None, "for a checkpoint: build (once, cached) and run the CPU engine of this precision "
                             "(default fp32)")
+    _add_config(p)
     add_tracking_arguments(p)
     p.add_argument("--quiet", action="store_true", help="no progress bar and no summary")
     p.set_defaults(func=_cmd_run)
@@ -105,6 +113,7 @@ def _add_batch(sub) -> None:
     p.add_argument("--backend", choices=ENGINE_BACKENDS, default="auto",
                    help="inference backend (default: the engine's)")
     p.add_argument("--summary", type=Path, help="also write the summary as JSON to this file")
+    _add_config(p)
     p.add_argument("--quiet", action="store_true", help="no progress bar and no summary on stderr")
     p.set_defaults(func=_cmd_batch)
 
@@ -119,13 +128,15 @@ def _add_info(sub) -> None:
     p = sub.add_parser("info", help="describe an engine or a checkpoint",
                        description="Print an engine's manifest, or what maskrt infers from a checkpoint.")
     p.add_argument("model", help="engine directory (NAME.maskrt), checkpoint, or torchvision:NAME")
+    _add_config(p)
     p.set_defaults(func=_cmd_info)
 
 
 def _add_build(sub) -> None:
     p = sub.add_parser("build", help="compile a checkpoint into an engine",
                        description="Export WEIGHTS to ONNX and build an engine directory OUT.maskrt.")
-    p.add_argument("weights", help="checkpoint (.pth/.pt/.safetensors) or torchvision:NAME")
+    p.add_argument("weights", help="checkpoint (.pth/.pt/.safetensors, a detectron2 model-zoo .pkl or "
+                                   "DetectionCheckpointer .pth) or torchvision:NAME")
     p.add_argument("-o", "--output", required=True, type=Path, help="engine directory to write (NAME.maskrt)")
     p.add_argument("--target", choices=TARGETS, default="cpu", help="cpu (OpenVINO) or tensorrt")
     _add_precision(p, "fp32", "fp32; fp16 (TensorRT: an fp16 ONNX; CPU: fp16 weights, bf16 compute where "
@@ -133,6 +144,7 @@ def _add_build(sub) -> None:
     p.add_argument("--min-size", type=int, help="resize shorter side to this (default: the checkpoint's, 800)")
     p.add_argument("--max-size", type=int, help="cap on the longer side (default: the checkpoint's, 1333)")
     p.add_argument("--onnx-only", action="store_true", help="stop after writing and checking the ONNX")
+    _add_config(p)
     p.add_argument("--quiet", action="store_true", help="no progress output")
     p.set_defaults(func=_cmd_build)
 
@@ -166,7 +178,8 @@ def _cmd_build(args: argparse.Namespace) -> int:
 
     build_engine(args.weights, args.output, target=args.target, precision=args.precision,
                  min_size=args.min_size, max_size=args.max_size, onnx_only=args.onnx_only,
-                 progress=not args.quiet, calibration=args.calibration, calibration_size=args.calibration_size)
+                 progress=not args.quiet, calibration=args.calibration, calibration_size=args.calibration_size,
+                 config=args.config)
     return 0
 
 
@@ -201,6 +214,7 @@ def _add_eval(sub) -> None:
     p.add_argument("--max-size", type=int, help="cap on the longer side (default: the model's, 1333)")
     p.add_argument("--max-images", type=int, help="evaluate only the first N images (by image id)")
     p.add_argument("--device", default="cpu", help="torch device (default cpu)")
+    _add_config(p)
     add_tracking_arguments(p)
     p.add_argument("--quiet", action="store_true", help="no progress bar or notes on stderr")
     p.set_defaults(func=_cmd_eval)
@@ -235,18 +249,13 @@ def _cmd_info(args: argparse.Namespace) -> int:
     from .artifact import is_engine_dir
     from .model import load_model
 
-    if is_engine_dir(args.model):
-        from .commands.info import print_engine_info
+    from .commands.info import print_checkpoint_info, print_engine_info
 
+    if is_engine_dir(args.model):
+        if args.config is not None:
+            raise MaskrtError(f"--config applies to detectron2 checkpoints; {args.model} is an engine")
         return print_engine_info(args.model)
-    loaded = load_model(args.model)
-    cfg = loaded.config
-    print(f"model:        {loaded.source}")
-    print(f"architecture: {cfg.name} ({cfg.variant})")
-    print(f"backbone:     ResNet-{cfg.depth}, FPN {cfg.fpn_channels} channels")
-    print(f"input size:   min {loaded.model.policy.min_size}, max {loaded.model.policy.max_size}")
-    print(f"classes ({cfg.num_classes - 1} + background): {', '.join(loaded.classes[1:])}")
-    return 0
+    return print_checkpoint_info(load_model(args.model, config=args.config))
 
 
 def _add_serve(sub) -> None:

@@ -70,6 +70,7 @@ class LoadOptions:
     box_nms_thresh, box_detections_per_img); min_size / max_size: input-size policy override;
     batch_size: images per backend call; num_threads: inference threads (None: all cores);
     calibration / calibration_size: int8 calibration set; progress: show first-use build steps.
+    config: a detectron2 YAML config for a detectron2 checkpoint (None: the model zoo's settings).
     """
 
     device: str = "cpu"
@@ -85,6 +86,7 @@ class LoadOptions:
     calibration: str | None = None
     calibration_size: int | None = None
     progress: bool = True
+    config: str | None = None
 
     def checked(self) -> "LoadOptions":
         """self, every field validated (one MaskrtError line naming the first bad one)."""
@@ -103,6 +105,8 @@ class LoadOptions:
             raise MaskrtError(f"--calibration-size must be at least 1, got {size!r}")
         if self.precision != "int8" and (self.calibration is not None or self.calibration_size is not None):
             raise MaskrtError("--calibration and --calibration-size apply to --precision int8 only")
+        if self.config is not None and (not isinstance(self.config, str) or not self.config):
+            raise MaskrtError(f"config must be the path of a detectron2 YAML config, got {self.config!r}")
         return self
 
     def replace(self, **changes) -> "LoadOptions":

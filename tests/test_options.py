@@ -28,6 +28,7 @@ from maskrt.options import LoadOptions
     ("calibration_size", 8, "--calibration and --calibration-size apply to --precision int8 only"),
     ("calibration_size", 0, "--calibration-size must be at least 1, got 0"),
     ("device", "", "device must be a torch device name"),
+    ("config", "", "config must be the path of a detectron2 YAML config, got ''"),
 ])
 def test_each_bad_option_is_one_line(field, value, message):
     with pytest.raises(MaskrtError, match="^" + message.replace("[", r"\[").replace("]", r"\]").replace("(", r"\(")):
@@ -69,3 +70,14 @@ def test_run_batch_and_serve_arguments_map_to_the_same_load_options():
     assert load_options(run) == expected and load_options(batch) == expected
     serve = parser.parse_args(["serve", "--model", "m", "--score-threshold", "0.4", "--min-size", "320"])
     assert load_options(serve, num_threads=2) == LoadOptions(num_threads=2, score_threshold=0.4, min_size=320)
+
+
+def test_config_is_a_load_option_of_every_command():
+    """--config (a detectron2 checkpoint's YAML) reaches LoadOptions from run, batch, serve and eval,
+    and build's argument."""
+    parser = build_parser()
+    for argv in (["run", "v.mp4", "--model", "m.pkl", "--json", "o.jsonl"], ["batch", "v.mp4", "--model", "m.pkl",
+                 "--out-dir", "o"], ["serve", "--model", "m.pkl"], ["eval", "--model", "m.pkl", "--coco", "c.json",
+                                                                     "--images", "i"]):
+        assert load_options(parser.parse_args([*argv, "--config", "m.yaml"])).config == "m.yaml", argv
+    assert parser.parse_args(["build", "m.pkl", "-o", "e", "--config", "m.yaml"]).config == "m.yaml"

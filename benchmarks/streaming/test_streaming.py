@@ -37,7 +37,7 @@ pytestmark = pytest.mark.skipif(not BUNDLED.exists(), reason=f"bundled model {BU
 
 @pytest.fixture(scope="module")
 def segmenter():
-    return maskrt.load(BUNDLED, min_score=0.5)
+    return maskrt.load(BUNDLED, score_threshold=0.5)
 
 
 @pytest.fixture(scope="module")

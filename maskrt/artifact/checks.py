@@ -11,14 +11,16 @@ import typing
 from pathlib import Path, PurePosixPath
 
 from ..errors import EngineError
-from ..model.arch import ArchConfig
+from ..model.arch import NUMERICS, ArchConfig
 from ..model.heads import DetectionParams
 from ..model.rpn import RPNParams
+from ..model.transform import CHANNEL_ORDERS, RESIZE_MODES
 
 MANIFEST_NAME = "manifest.json"
 CPU_STAGES = ("dense", "box", "mask")
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
-_CHOICES = {"backbone_norm": ("frozen", "batch"), "box_head": ("mlp", "conv")}
+_CHOICES = {"backbone_norm": ("frozen", "batch"), "box_head": ("mlp", "conv"), "numerics": NUMERICS}
+SOURCE_FORMATS = ("torchvision", "detectron2")  # source.format: whose checkpoint the engine was built from
 _DEPTHS = (18, 34, 50, 101, 152)
 
 
@@ -103,7 +105,7 @@ def _config(v) -> ArchConfig:
 
 def _input_policy(v) -> dict:
     pol = _dict(v, "input_policy")
-    allowed = {"min_size", "max_size", "mean", "std", "size_divisible"}
+    allowed = {"min_size", "max_size", "mean", "std", "size_divisible", "channels", "resize"}
     for key in pol:
         if key not in allowed:
             raise _Bad("input_policy", f"has an unknown key {key!r}")
@@ -120,6 +122,9 @@ def _input_policy(v) -> dict:
             raise _Bad(f"input_policy.{key}", f"must be a list of 3 numbers, got {val!r}")
     if not all(x > 0 for x in pol["std"]):
         raise _Bad("input_policy.std", f"must be positive, got {pol['std']!r}")
+    for key, choices in (("channels", CHANNEL_ORDERS), ("resize", RESIZE_MODES)):
+        if key in pol and pol[key] not in choices:
+            raise _Bad(f"input_policy.{key}", f"must be one of {', '.join(choices)}, got {pol[key]!r}")
     return pol
 
 
@@ -213,11 +218,35 @@ def check_fields(data: dict, manifest_fields, targets, precisions) -> dict:
     out["thresholds"] = _thresholds(out["thresholds"])
     out["files"] = _files(out["files"])
     out["stages"] = _stages(out.get("stages", {}), out["target"], out["files"])
-    source = _dict(out.get("source", {}), "source")
-    if not all(isinstance(source.get(k, ""), str) for k in ("path", "sha256")):
-        raise _Bad("source", "path and sha256 must be strings")
+    _source(out.get("source", {}))
     out["versions"] = _strings(out.get("versions", {}), "versions")
     return out
+
+
+def _source(v) -> dict:
+    """{"path", "sha256"} of the checkpoint; a detectron2 one also {"format": "detectron2", "config":
+    its YAML or "", "assumed": {config key: the model zoo's value maskrt assumed}}."""
+    source = _dict(v, "source")
+    for key in source:
+        if key not in ("path", "sha256", "format", "config", "assumed"):
+            raise _Bad("source", f"has an unknown key {key!r}")
+    for key in ("path", "sha256", "config"):
+        if not isinstance(source.get(key, ""), str):
+            raise _Bad(f"source.{key}", f"must be a string, got {source[key]!r}")
+    if source.get("format", "torchvision") not in SOURCE_FORMATS:
+        raise _Bad("source.format", f"must be one of {', '.join(SOURCE_FORMATS)}, got {source['format']!r}")
+    assumed = _dict(source.get("assumed", {}), "source.assumed")
+    for key, value in assumed.items():
+        if not _plain_value(value):
+            raise _Bad(f"source.assumed.{key}",
+                       f"must be a config value (string, number, boolean or list), got {value!r}")
+    return source
+
+
+def _plain_value(v) -> bool:
+    if isinstance(v, list):
+        return all(_plain_value(x) for x in v)
+    return isinstance(v, (str, bool)) or _is_number(v)
 
 
 def manifest_kwargs(data: dict, where: Path, manifest_fields, targets, precisions) -> dict:

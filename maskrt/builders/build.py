@@ -27,7 +27,7 @@ from .onnx_export import STAGES, check_onnx, export_stages
 def build_engine(weights: str | Path, out: str | Path, target: str = "cpu", precision: str = "fp32",
                  min_size: int | None = None, max_size: int | None = None, onnx_only: bool = False,
                  progress: bool = True, calibration: str | None = None, calibration_size: int | None = None, *,
-                 if_missing: bool = False) -> Path:
+                 if_missing: bool = False, config: str | None = None) -> Path:
     """Build an engine directory from a checkpoint (file or torchvision:NAME). Returns its path.
 
     precision "int8" (target cpu): NNCF post-training quantization on `calibration` (a folder or
@@ -35,11 +35,12 @@ def build_engine(weights: str | Path, out: str | Path, target: str = "cpu", prec
     checkpoints), `calibration_size` images of it (maskrt.builders.calibration).
 
     if_missing: wait for another process building OUT, then build only if OUT is not a valid
-    engine by then (the engine cache); otherwise a second build of the same OUT is refused."""
+    engine by then (the engine cache); otherwise a second build of the same OUT is refused.
+    config: a detectron2 checkpoint's YAML config (default: the model zoo's settings)."""
     choice("target", target, TARGETS)
     choice("precision", precision, PRECISIONS)
     LoadOptions(precision=precision, min_size=min_size, max_size=max_size, calibration=calibration,
-                calibration_size=calibration_size).checked()
+                calibration_size=calibration_size, config=config).checked()
     calibration_set = _int8_calibration(target, weights, calibration, calibration_size) if precision == "int8" else None
     with cleanup_on_sigterm():
         dest = DirectoryOutput(out, "engine folder", replaceable_reason, wait=if_missing)
@@ -47,7 +48,7 @@ def build_engine(weights: str | Path, out: str | Path, target: str = "cpu", prec
             if if_missing and _valid_engine(dest.path):
                 return Path(out)
             say = _Progress(progress, total=3 if onnx_only else (7 if calibration_set else 4))
-            loaded = load_model(weights, min_size=min_size, max_size=max_size)  # a bad checkpoint: before any output
+            loaded = load_model(weights, min_size=min_size, max_size=max_size, config=config)  # before any output
             say(f"loaded {loaded.config.name} from {weights}")
             tmp = dest.new_dir()
             manifest = _base_manifest(loaded, weights, target, precision)
@@ -79,7 +80,7 @@ def _base_manifest(loaded: LoadedModel, weights, target: str, precision: str) ->
 
     policy = loaded.model.policy
     detector = loaded.model.detector
-    source = {"path": str(weights)}
+    source = {"path": str(weights), **loaded.provenance}
     if Path(str(weights)).is_file():
         source["sha256"] = sha256_file(Path(weights))
     return Manifest(
@@ -130,7 +131,7 @@ def _build_tensorrt(tmp: Path, loaded: LoadedModel, manifest: Manifest, say, fp1
 
     say("exporting ONNX (detector with RoIAlign/NMS plugin nodes, paste graph)...")
     model_onnx = export_trt_onnx(loaded.model, tmp / "model.onnx", half=fp16)
-    for path in (model_onnx, export_paste_onnx(tmp / "paste.onnx")):
+    for path in (model_onnx, export_paste_onnx(tmp / "paste.onnx", mode=loaded.config.numerics)):
         check_trt_onnx(path)
         manifest.files[path.name] = ""
     if not onnx_only:

@@ -1,4 +1,4 @@
-"""`maskrt info ENGINE`: the manifest, readably."""
+"""`maskrt info ENGINE | CHECKPOINT`: the manifest, or what maskrt infers from a checkpoint, readably."""
 
 from __future__ import annotations
 
@@ -15,13 +15,14 @@ def print_engine_info(engine_dir: str | Path) -> int:
     print(f"engine:       {engine_dir}")
     print(f"format:       version {m.format_version}, built by maskrt {m.versions.get('maskrt', '?')}")
     print(f"target:       {m.target} ({m.precision})")
-    print(f"architecture: {cfg.name} ({cfg.variant}), ResNet-{cfg.depth}, FPN {cfg.fpn_channels} channels")
+    print(f"architecture: {cfg.name} ({cfg.variant}), {_backbone(cfg)}, FPN {cfg.fpn_channels} channels")
     print(f"input size:   min {pol['min_size']}, max {pol['max_size']}, any size (dynamic), padded to "
-          f"{pol.get('size_divisible', 32)}")
+          f"{pol.get('size_divisible', 32)}; {pol.get('channels', 'RGB')}, {pol.get('resize', 'torchvision')} resize")
     print(f"thresholds:   score > {det.get('score_thresh')}, NMS IoU {det.get('nms_thresh')}, "
           f"max {det.get('detections_per_img')} detections")
     print(f"classes ({cfg.num_classes - 1} + background): {', '.join(m.classes[1:])}")
     print(f"source:       {m.source.get('path')} (sha256 {m.source.get('sha256', 'n/a')[:16]})")
+    _print_provenance(m.source)
     if m.quantization:
         _print_quantization(m.quantization)
     print("payload:")
@@ -30,6 +31,41 @@ def print_engine_info(engine_dir: str | Path) -> int:
         print(f"  {name:<16} {size / 1e6:8.2f} MB  sha256 {digest[:16]}")
     print("versions:     " + ", ".join(f"{k} {v}" for k, v in sorted(m.versions.items())))
     return 0
+
+
+def print_checkpoint_info(loaded) -> int:
+    """What maskrt infers from a checkpoint (a maskrt.model.LoadedModel)."""
+    cfg, policy = loaded.config, loaded.model.policy
+    print(f"model:        {loaded.source}")
+    print(f"architecture: {cfg.name} ({cfg.variant})")
+    print(f"backbone:     {_backbone(cfg)}, FPN {cfg.fpn_channels} channels")
+    print(f"input size:   min {policy.min_size}, max {policy.max_size}")
+    print(f"classes ({cfg.num_classes - 1} + background): {', '.join(loaded.classes[1:])}")
+    _print_provenance(loaded.provenance)
+    return 0
+
+
+def _backbone(cfg) -> str:
+    """ResNet-50, or ResNeXt-50 8x8d; stride placement and class-agnostic heads for detectron2 models."""
+    name = f"ResNet-{cfg.depth}" if cfg.groups == 1 else f"ResNeXt-{cfg.depth} {cfg.groups}x{cfg.width_per_group}d"
+    extras = [x for x, on in (("stride in 1x1", cfg.stride_in_1x1), ("class-agnostic boxes", cfg.box_agnostic),
+                              ("class-agnostic masks", cfg.mask_agnostic)) if on]
+    return name + (f" ({', '.join(extras)})" if extras else "")
+
+
+def _print_provenance(source: dict) -> None:
+    """A detectron2 checkpoint: its numerics, and the config given or the values maskrt assumed."""
+    if source.get("format") != "detectron2":
+        return
+    print("checkpoint:   detectron2 (built and run with detectron2's inference numerics)")
+    if source.get("config"):
+        print(f"config:       {source['config']}")
+        return
+    assumed = source.get("assumed", {})
+    print(f"assumed:      no --config: the model zoo's Mask R-CNN FPN values for {len(assumed)} settings the weights "
+          "cannot tell:")
+    for key, value in assumed.items():
+        print(f"  {key} = {value}")
 
 
 def _print_quantization(q: dict) -> None:

@@ -1,7 +1,7 @@
 """The command line's load options: one mapping from parsed arguments to `LoadOptions`.
 
 run, batch, eval and serve name the same options the same way (--backend, --device, --precision,
---score-threshold, --min-size, --max-size, --threads, --batch, --calibration[-size], --quiet);
+--score-threshold, --min-size, --max-size, --threads, --batch, --calibration[-size], --config, --quiet);
 a command without one of them gets LoadOptions' default."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from ..options import LoadOptions
 # LoadOptions field -> the argparse dest that sets it
 _ARGS = {"device": "device", "backend": "backend", "precision": "precision", "score_threshold": "score_threshold",
          "min_size": "min_size", "max_size": "max_size", "num_threads": "threads", "batch_size": "batch",
-         "calibration": "calibration", "calibration_size": "calibration_size"}
+         "calibration": "calibration", "calibration_size": "calibration_size", "config": "config"}
 
 
 def load_options(args: argparse.Namespace, **overrides) -> LoadOptions:

@@ -59,6 +59,7 @@ def add_parser(sub) -> None:
     p.add_argument("--max-size", type=int, help="cap on the longer side (default: the model's)")
     p.add_argument("--backend", choices=BACKENDS, default="auto")
     p.add_argument("--device", default="cpu", help="torch device (default cpu)")
+    p.add_argument("--config", metavar="MODEL.yaml", help="detectron2 checkpoints: the model's detectron2 config")
     p.set_defaults(func=run)
 
 

@@ -22,6 +22,8 @@ class Detections:
     score on top) and each instance's mask cropped to its box, computed once on first access;
     rendering and RLE encoding use it and never hold N full-size masks. `masks` is bool
     [N, H, W] at the input image's size, built from those crops on first access.
+    paste_mode: "torchvision" (probability > mask_threshold) or "detectron2" (its own paste,
+    probability >= mask_threshold): the model's numerics (maskrt.kernels.paste).
 
     With tracking (maskrt.engine.stream.tracking), track_ids: int64 [N], each instance's track
     id (ids start at 1; -1 for a detection not matched to a confirmed track), and propagated:
@@ -35,6 +37,7 @@ class Detections:
     mask_probs: np.ndarray
     image_size: tuple[int, int]
     mask_threshold: float = 0.5  # probability > threshold is foreground; must be >= 0
+    paste_mode: str = "torchvision"
     track_ids: np.ndarray | None = None
     propagated: np.ndarray | None = None
     _masks: np.ndarray | None = field(default=None, repr=False)
@@ -42,7 +45,7 @@ class Detections:
 
     @classmethod
     def from_tensors(cls, boxes, scores, labels, mask_probs, image_size, mask_threshold=0.5,
-                     instances: kernels.PastedInstances | None = None) -> "Detections":
+                     instances: kernels.PastedInstances | None = None, paste_mode: str = "torchvision") -> "Detections":
         """instances: the fused paste of these masks at image_size and mask_threshold, if a backend
         already made it (on the host)."""
         return cls(
@@ -52,6 +55,7 @@ class Detections:
             mask_probs=_np(mask_probs, np.float32),
             image_size=(int(image_size[0]), int(image_size[1])),
             mask_threshold=mask_threshold,
+            paste_mode=paste_mode,
             _instances=instances,
         )
 
@@ -59,7 +63,8 @@ class Detections:
     def from_raw(cls, raw) -> "Detections":
         """From a backend's RawDetections (its paste too, when it made one: threshold 0.5)."""
         return cls.from_tensors(raw.boxes, raw.scores, raw.labels, raw.mask_probs, raw.image_size,
-                                instances=getattr(raw, "instances", None))
+                                instances=getattr(raw, "instances", None),
+                                paste_mode=getattr(raw, "paste_mode", "torchvision"))
 
     def __len__(self) -> int:
         return int(self.scores.shape[0])
@@ -72,7 +77,8 @@ class Detections:
         if self._instances is None:
             h, w = self.image_size
             self._instances = kernels.paste_id_map(torch.from_numpy(self.mask_probs), torch.from_numpy(self.boxes),
-                                                   h, w, self.mask_threshold, torch.from_numpy(self.scores))
+                                                   h, w, self.mask_threshold, torch.from_numpy(self.scores),
+                                                   mode=self.paste_mode)
         return self._instances
 
     @property
@@ -91,7 +97,7 @@ class Detections:
     def filter(self, keep: np.ndarray) -> "Detections":
         """A new Detections with only the instances selected by a bool mask or index array."""
         sub = Detections(self.boxes[keep], self.scores[keep], self.labels[keep], self.mask_probs[keep],
-                         self.image_size, self.mask_threshold,
+                         self.image_size, self.mask_threshold, self.paste_mode,
                          None if self.track_ids is None else self.track_ids[keep],
                          None if self.propagated is None else self.propagated[keep])
         if self._masks is not None:

@@ -17,7 +17,7 @@ NAMES = {
     "roi_align float32": ("roi_align S=7 float32", "roi_align S=14 float32"),
     "roi_align float16": ("roi_align S=7 float16", "roi_align S=14 float16"),
     "nms": ("nms iou_mask", "nms greedy_scan", "nms segments"),
-    "paste": ("paste plain", "paste fused"),
+    "paste": ("paste plain", "paste fused", "paste detectron2 plain", "paste detectron2 fused"),
 }
 
 

@@ -1,4 +1,5 @@
-"""The network: torchvision-compatible Mask R-CNN, export-friendly forward, checkpoint loading."""
+"""The network: torchvision-compatible Mask R-CNN, export-friendly forward, checkpoint loading
+(torchvision checkpoints, and detectron2's: maskrt.model.detectron2)."""
 
 from .arch import ArchConfig, infer_config
 from .checkpoint import Checkpoint, load_checkpoint

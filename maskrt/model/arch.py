@@ -4,6 +4,9 @@ Everything is read from key names and tensor shapes; no config file is needed. S
 ResNet-18/34/50/101/152 bodies with a 4-level FPN (+ max-pool level, 5 feature maps), the
 maskrcnn_resnet50_fpn (v1: MLP box head, plain convs) and _v2 (conv box head, BatchNorm in
 FPN and heads, 2-conv RPN head) layouts, any FPN width and any number of classes.
+detectron2 checkpoints (maskrt.model.detectron2) map onto the same modules, with the ArchConfig
+fields torchvision models leave at their defaults: ResNeXt groups, the stride in the 1x1
+convolution, class-agnostic box and mask predictors, and numerics "detectron2".
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ _RESNETS = {
 }
 ANCHOR_SIZES = ((32,), (64,), (128,), (256,), (512,))
 ASPECT_RATIOS = (0.5, 1.0, 2.0)
+NUMERICS = ("torchvision", "detectron2")  # ArchConfig.numerics: whose inference conventions the model follows
 
 
 @dataclass(frozen=True)
@@ -53,14 +57,26 @@ class ArchConfig:
     mask_dim_reduced: int
     box_pool_size: int = 7
     mask_pool_size: int = 14
+    # What only detectron2 models use (defaults: torchvision's networks).
+    groups: int = 1  # ResNeXt: groups of the 3x3 bottleneck convolutions
+    width_per_group: int = 64  # bottleneck width of the first stage = groups * width_per_group
+    stride_in_1x1: bool = False  # a stage's stride in its first 1x1 convolution (MSRA), not the 3x3
+    box_agnostic: bool = False  # one box regression for all classes: deltas Tensor[R, 4]
+    mask_agnostic: bool = False  # one mask for all classes: mask logits Tensor[N, 1, M, M]
+    numerics: str = "torchvision"  # "detectron2": its inference conventions (maskrt.model.detectron2)
 
     @property
     def variant(self) -> str:
+        if self.numerics == "detectron2":
+            return "detectron2"
         v2 = self.box_head == "conv" and self.fpn_norm and self.mask_head_norm and self.rpn_conv_depth == 2
         return "v2" if v2 else "v1"
 
     @property
     def name(self) -> str:
+        if self.numerics == "detectron2":
+            body = f"R_{self.depth}" if self.groups == 1 else f"X_{self.depth}_{self.groups}x{self.width_per_group}d"
+            return f"mask_rcnn_{body}_FPN"
         return f"maskrcnn_resnet{self.depth}_fpn{'_v2' if self.variant == 'v2' else ''}"
 
 
@@ -120,15 +136,19 @@ def build_torchvision_model(cfg: ArchConfig) -> TorchvisionMaskRCNN:
         box_head = FastRCNNConvFCHead(shape, list(cfg.box_conv_layers), [cfg.representation_size], norm_layer=norm)
     mask_norm = nn.BatchNorm2d if cfg.mask_head_norm else None
     mask_head = MaskRCNNHeads(cfg.fpn_channels, list(cfg.mask_layers), 1, norm_layer=mask_norm)
+    box_predictor = FastRCNNPredictor(cfg.representation_size, cfg.num_classes)
+    if cfg.box_agnostic:
+        box_predictor.bbox_pred = nn.Linear(cfg.representation_size, 4)
+    mask_classes = 1 if cfg.mask_agnostic else cfg.num_classes
     model = TorchvisionMaskRCNN(
         backbone,
         num_classes=None,
         rpn_anchor_generator=anchors,
         rpn_head=rpn_head,
         box_head=box_head,
-        box_predictor=FastRCNNPredictor(cfg.representation_size, cfg.num_classes),
+        box_predictor=box_predictor,
         mask_head=mask_head,
-        mask_predictor=MaskRCNNPredictor(cfg.mask_layers[-1], cfg.mask_dim_reduced, cfg.num_classes),
+        mask_predictor=MaskRCNNPredictor(cfg.mask_layers[-1], cfg.mask_dim_reduced, mask_classes),
     )
     return model.eval()
 
@@ -137,23 +157,31 @@ def load_weights(model: nn.Module, sd: dict[str, torch.Tensor], source: str) -> 
     """Strict load; a mismatch is reported in one line naming the first offending keys."""
     own = model.state_dict()
     sd = {k: v for k, v in sd.items() if not (k.endswith("num_batches_tracked") and k not in own)}
-    missing = [k for k in own if k not in sd]
-    unexpected = [k for k in sd if k not in own]
+    check_keys({k: tuple(v.shape) for k, v in sd.items()}, {k: tuple(v.shape) for k, v in own.items()}, source,
+               "the inferred architecture needs")
+    model.load_state_dict(sd, strict=True)
+
+
+def check_keys(shapes: dict[str, tuple], want: dict[str, tuple], source: str, needs: str) -> None:
+    """Every key of `want` in `shapes`, no other, with the same shape; else one CheckpointError line
+    naming the first offending keys ("K has shape [..], <needs> [..]")."""
+    missing = [k for k in want if k not in shapes]
+    unexpected = [k for k in shapes if k not in want]
     if missing:
         raise CheckpointError(f"{source}: missing keys {_few(missing)}")
     if unexpected:
         raise CheckpointError(f"{source}: unexpected keys {_few(unexpected)}")
-    for k, v in sd.items():
-        if tuple(v.shape) != tuple(own[k].shape):
-            raise CheckpointError(
-                f"{source}: {k} has shape {list(v.shape)}, the inferred architecture needs {list(own[k].shape)}"
-            )
-    model.load_state_dict(sd, strict=True)
+    for k, shape in shapes.items():
+        if tuple(shape) != tuple(want[k]):
+            raise CheckpointError(f"{source}: {k} has shape {list(shape)}, {needs} {list(want[k])}")
 
 
 def _backbone(cfg: ArchConfig) -> BackboneWithFPN:
     norm = FrozenBatchNorm2d if cfg.backbone_norm == "frozen" else nn.BatchNorm2d
-    body = getattr(resnet, f"resnet{cfg.depth}")(weights=None, norm_layer=norm)
+    grouping = {} if cfg.depth < 50 else {"groups": cfg.groups, "width_per_group": cfg.width_per_group}
+    body = getattr(resnet, f"resnet{cfg.depth}")(weights=None, norm_layer=norm, **grouping)
+    if cfg.stride_in_1x1 and cfg.depth >= 50:
+        _move_stride_to_1x1(body)
     stage2 = body.inplanes // 8
     return BackboneWithFPN(
         body,
@@ -162,6 +190,14 @@ def _backbone(cfg: ArchConfig) -> BackboneWithFPN:
         out_channels=cfg.fpn_channels,
         norm_layer=nn.BatchNorm2d if cfg.fpn_norm else None,
     )
+
+
+def _move_stride_to_1x1(body: nn.Module) -> None:
+    """MSRA ResNet (detectron2's STRIDE_IN_1X1): each stage's first bottleneck strides in conv1 (1x1)
+    instead of conv2 (3x3). Output sizes are the same (ceil(H / 2) either way)."""
+    for layer in (body.layer2, body.layer3, body.layer4):
+        block = layer[0]
+        block.conv1.stride, block.conv2.stride = block.conv2.stride, (1, 1)
 
 
 def _resnet_depth(sd: dict[str, torch.Tensor]) -> int:

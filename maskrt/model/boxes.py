@@ -43,11 +43,25 @@ def clip_boxes(boxes: Tensor, image_hw: tuple[int, int] | Tensor) -> Tensor:
     return torch.stack((x[..., 0], y[..., 0], x[..., 1], y[..., 1]), dim=-1)
 
 
-def keep_min_size(boxes: Tensor, min_size: float) -> Tensor:
-    """Indices of Tensor[N, 4] boxes whose width and height are both >= min_size."""
+def keep_min_size(boxes: Tensor, min_size: float, strict: bool = False) -> Tensor:
+    """Indices of Tensor[N, 4] boxes whose width and height are both >= min_size (strict: > min_size,
+    detectron2's Boxes.nonempty)."""
     ws = boxes[:, 2] - boxes[:, 0]
     hs = boxes[:, 3] - boxes[:, 1]
+    if strict:
+        return torch.where((ws > min_size) & (hs > min_size))[0]
     return torch.where((ws >= min_size) & (hs >= min_size))[0]
+
+
+def detectron2_rescale(boxes: Tensor, from_size: tuple[int, int], to_size: tuple[int, int]) -> Tensor:
+    """detectron2's detector_postprocess of Tensor[N, 4] boxes from the resized image (h, w)
+    `from_size` to the original `to_size`: x * float32(W / w), y * float32(H / h) (the ratio of
+    Python floats, as Boxes.scale multiplies by it), clipped to the image. detectron2 then drops
+    the boxes that are empty (`keep_min_size(boxes, 0, strict=True)` keeps the others)."""
+    ratio_w = torch.tensor(to_size[1] / from_size[1], dtype=torch.float32, device=boxes.device)
+    ratio_h = torch.tensor(to_size[0] / from_size[0], dtype=torch.float32, device=boxes.device)
+    x1, y1, x2, y2 = boxes.unbind(1)
+    return clip_boxes(torch.stack((x1 * ratio_w, y1 * ratio_h, x2 * ratio_w, y2 * ratio_h), dim=1), to_size)
 
 
 def scale_boxes(boxes: Tensor, from_size: tuple[int, int], to_size: tuple[int, int]) -> Tensor:

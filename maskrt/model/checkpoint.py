@@ -1,8 +1,11 @@
-"""Reading checkpoints safely: `.safetensors`, or `.pth`/`.pt` loaded with `weights_only=True`.
+"""Reading checkpoints safely: `.safetensors`, `.pth`/`.pt` loaded with `weights_only=True`, or a
+detectron2 model-zoo `.pkl` read by an unpickler that admits numpy arrays and plain data only.
 
 A checkpoint is a torchvision-format Mask R-CNN state dict, either bare or wrapped under
-"model" / "state_dict". Optional metadata (class names, input size policy) travels in the
-safetensors header metadata or, for `.pth`, in the wrapper dict next to the weights.
+"model" / "state_dict", or a detectron2 one (`format` "detectron2": a `.pkl`, or a `.pth` whose
+names are detectron2's, e.g. DetectionCheckpointer's {"model": ..., "trainer": ..., "iteration"}).
+Optional metadata (class names, input size policy) travels in the safetensors header metadata
+or, for `.pth`, in the wrapper dict next to the weights.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import torch
 from ..errors import CheckpointError
 
 SAFETENSORS_SUFFIXES = {".safetensors"}
+DETECTRON2_PICKLE_SUFFIX = ".pkl"  # detectron2's model zoo (read by maskrt.model.detectron2.pickles)
 _WRAPPER_KEYS = ("model", "state_dict", "model_state_dict")
 _METADATA_KEYS = ("classes", "min_size", "max_size")
 
@@ -30,6 +34,7 @@ class Checkpoint:
     classes: list[str] | None = None
     metadata: dict[str, object] = field(default_factory=dict)
     source: str = ""
+    format: str = "torchvision"  # or "detectron2": detectron2's names (maskrt.model.detectron2)
 
 
 def load_checkpoint(path: str | Path) -> Checkpoint:
@@ -41,13 +46,20 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
         raise CheckpointError(f"{path} is a directory, not a checkpoint file")
     if path.stat().st_size == 0:
         raise CheckpointError(f"{path} is empty")
-    if path.suffix.lower() in SAFETENSORS_SUFFIXES:
+    if path.suffix.lower() == DETECTRON2_PICKLE_SUFFIX:
+        from .detectron2 import model_state_dict, read_model_pickle
+
+        state_dict, meta = model_state_dict(read_model_pickle(path), path), {}
+    elif path.suffix.lower() in SAFETENSORS_SUFFIXES:
         state_dict, meta = _read_safetensors(path)
     else:
         state_dict, meta = _read_torch(path)
     state_dict = _clean_state_dict(state_dict, path)
     classes = meta.pop("classes", None)
-    return Checkpoint(state_dict, classes=classes, metadata=meta, source=str(path))
+    from .detectron2 import is_detectron2_state_dict
+
+    fmt = "detectron2" if is_detectron2_state_dict(state_dict) else "torchvision"
+    return Checkpoint(state_dict, classes=classes, metadata=meta, source=str(path), format=fmt)
 
 
 def _read_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], dict]:

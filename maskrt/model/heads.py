@@ -1,4 +1,5 @@
-"""Box and mask heads, inference only, with torchvision's RoIHeads numerics."""
+"""Box and mask heads, inference only, with torchvision's RoIHeads numerics or detectron2's
+(StandardROIHeads + FastRCNNOutputLayers.inference + mask_rcnn_inference)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from .. import kernels
 from .boxes import clip_boxes, decode_boxes, keep_min_size
 
 BOX_CODER_WEIGHTS = (10.0, 10.0, 5.0, 5.0)
+FPN_SCALES = (0.25, 0.125, 0.0625, 0.03125)  # 1 / stride of P2..P5
 
 
 @dataclass(frozen=True)
@@ -44,17 +46,27 @@ MaskFn = Callable[[Tensor], Tensor]
 class RoIHeads:
     """Box head (classify + refine proposals), then the mask head on the kept detections.
 
-    box_fn: pooled Tensor[R, C, S, S] -> (class logits Tensor[R, K], box deltas Tensor[R, 4K]).
-    mask_fn: pooled Tensor[N, C, 2S', 2S'] ... -> mask logits Tensor[N, K, M, M].
+    box_fn: pooled Tensor[R, C, S, S] -> (class logits Tensor[R, K], box deltas Tensor[R, 4K], or
+    Tensor[R, 4] for a class-agnostic regression: the same box for every class).
+    mask_fn: pooled Tensor[N, C, 2S', 2S'] ... -> mask logits Tensor[N, K, M, M] (or [N, 1, M, M]:
+    one class-agnostic mask). Class 0 is the background (detectron2's last class is moved there
+    when its weights are loaded).
+    numerics "torchvision": RoIAlign aligned=False with sampling_ratio (2), LevelMapper levels,
+    scales inferred from the features as torchvision does; boxes w, h >= min_box_size kept.
+    numerics "detectron2": ROIAlignV2 (aligned=True, sampling_ratio 0: adaptive) with its level
+    formula and the FPN strides' scales; rows with a non-finite box or score dropped; no box size
+    filter. Both: decode, clip, softmax, score > score_thresh, NMS per class, top detections_per_img.
     The eager model, every backend and the TensorRT graph run this code (sizes may be a traced
     graph's tensors; RoIAlign and NMS go through maskrt.kernels, plugin nodes when traced).
     Head outputs are taken in float32 (an fp16 stage's outputs are cast up: boxes stay fp32).
     """
 
-    def __init__(self, box_fn: BoxFn, mask_fn: MaskFn, params: DetectionParams, box_pool: int, mask_pool: int):
+    def __init__(self, box_fn: BoxFn, mask_fn: MaskFn, params: DetectionParams, box_pool: int, mask_pool: int,
+                 numerics: str = "torchvision"):
         self.box_fn, self.mask_fn = box_fn, mask_fn
         self.params = params
         self.box_pool, self.mask_pool = box_pool, mask_pool
+        self.detectron2 = numerics == "detectron2"
 
     def __call__(self, features: list[Tensor], proposals: list[Tensor], image_sizes: list,
                  spatial_scales: list[float] | None = None):
@@ -62,7 +74,7 @@ class RoIHeads:
 
         image_sizes: resized (h, w) per image, tuples or Tensor[2]; spatial_scales: 1 / stride
         per level (default: inferred from the features as torchvision does)."""
-        scales = spatial_scales or infer_spatial_scales(features, image_sizes)
+        scales = spatial_scales or (FPN_SCALES if self.detectron2 else infer_spatial_scales(features, image_sizes))
         class_logits, box_regression = self.box_fn(self._pool(features, proposals, scales, self.box_pool))
         per_image = zip(_split(class_logits.float(), proposals), _split(box_regression.float(), proposals),
                         proposals, image_sizes)
@@ -72,20 +84,30 @@ class RoIHeads:
 
     def _pool(self, features: list[Tensor], boxes: list[Tensor], scales: list[float], size: int) -> Tensor:
         rois = rois_with_batch_index(boxes)
+        if self.detectron2:
+            return kernels.roi_align(features, rois, list(scales), size, self.params.sampling_ratio, True, 224, 4,
+                                     "detectron2")
         return kernels.roi_align(features, rois, list(scales), size, self.params.sampling_ratio, False)
 
     def _postprocess(self, logits: Tensor, deltas: Tensor, proposals: Tensor, image_size):
         """Class-wise decode, clip, drop background, threshold, NMS per class, top-k."""
         p = self.params
         num_classes = logits.shape[-1]
-        boxes = clip_boxes(decode_boxes(deltas, proposals, BOX_CODER_WEIGHTS), image_size)
+        boxes = decode_boxes(deltas, proposals, BOX_CODER_WEIGHTS)  # Tensor[R, K or 1, 4]
         scores = F.softmax(logits, -1)
+        if self.detectron2:  # fast_rcnn_inference_single_image: rows with non-finite values go first
+            keep = torch.where(torch.isfinite(boxes).flatten(1).all(1) & torch.isfinite(scores).all(1))[0]
+            boxes, scores = boxes[keep], scores[keep]
+        boxes = clip_boxes(boxes, image_size)
+        if boxes.shape[1] == 1 and num_classes > 1:  # class-agnostic regression: one box for every class
+            boxes = boxes.expand(-1, num_classes, -1)
         labels = torch.arange(num_classes, device=logits.device).view(1, -1).expand_as(scores)
         boxes, scores, labels = boxes[:, 1:].reshape(-1, 4), scores[:, 1:].reshape(-1), labels[:, 1:].reshape(-1)
         keep = torch.where(scores > p.score_thresh)[0]
         boxes, scores, labels = boxes[keep], scores[keep], labels[keep]
-        keep = keep_min_size(boxes, p.min_box_size)
-        boxes, scores, labels = boxes[keep], scores[keep], labels[keep]
+        if not self.detectron2:
+            keep = keep_min_size(boxes, p.min_box_size)
+            boxes, scores, labels = boxes[keep], scores[keep], labels[keep]
         keep = kernels.nms(boxes, scores, labels, p.nms_thresh, p.detections_per_img)
         return boxes[keep], scores[keep], labels[keep]
 
@@ -96,6 +118,8 @@ class RoIHeads:
             return [features[0].new_zeros((0, size, size), dtype=torch.float32) for _ in boxes]
         logits = self.mask_fn(self._pool(features, boxes, scales, self.mask_pool))
         label = labels[0] if len(labels) == 1 else torch.cat(labels)
+        if logits.shape[1] == 1:  # class-agnostic mask head: the one mask, whatever the class
+            label = torch.zeros_like(label)
         probs = logits[torch.arange(label.shape[0], device=logits.device), label].float().sigmoid()
         return _split(probs, boxes)
 

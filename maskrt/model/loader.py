@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -28,19 +28,33 @@ class LoadedModel:
     classes: list[str]
     config: ArchConfig
     source: str
+    # where what the weights do not say came from: {"format": "detectron2", "config": path or "",
+    # "assumed": {detectron2 config key: the model zoo's value maskrt assumed}}; {} for torchvision
+    provenance: dict = field(default_factory=dict)
 
 
 def is_torchvision_name(name: str | Path) -> bool:
     return str(name).startswith(TORCHVISION_PREFIX)
 
 
-def load_model(source: str | Path, min_size: int | None = None, max_size: int | None = None) -> LoadedModel:
-    """Build the network from a checkpoint path or `torchvision:maskrcnn_resnet50_fpn[_v2]`."""
+def load_model(source: str | Path, min_size: int | None = None, max_size: int | None = None,
+               config: str | Path | None = None) -> LoadedModel:
+    """Build the network from a checkpoint path or `torchvision:maskrcnn_resnet50_fpn[_v2]`.
+    config: a detectron2 YAML config for a detectron2 checkpoint (default: the model zoo's values)."""
     ckpt = torchvision_checkpoint(str(source)) if is_torchvision_name(source) else load_checkpoint(source)
-    return model_from_checkpoint(ckpt, min_size=min_size, max_size=max_size)
+    return model_from_checkpoint(ckpt, min_size=min_size, max_size=max_size, config=config)
 
 
-def model_from_checkpoint(ckpt: Checkpoint, min_size: int | None = None, max_size: int | None = None) -> LoadedModel:
+def model_from_checkpoint(ckpt: Checkpoint, min_size: int | None = None, max_size: int | None = None,
+                          config: str | Path | None = None) -> LoadedModel:
+    if ckpt.format == "detectron2":
+        from .detectron2 import build
+
+        parts = build(ckpt.state_dict, ckpt.source, config, min_size, max_size)
+        model = MaskRCNN(parts.tv_model, parts.config, parts.policy, parts.rpn, parts.detection)
+        return LoadedModel(model, parts.classes, parts.config, ckpt.source, parts.provenance)
+    if config is not None:
+        raise CheckpointError(f"--config is a detectron2 config; {ckpt.source} is a torchvision checkpoint")
     state_dict = upgrade_legacy_keys(ckpt.state_dict)
     config = infer_config(state_dict)
     tv_model = build_torchvision_model(config)

@@ -18,9 +18,9 @@ import torch
 from torch import Tensor, nn
 
 from .arch import ArchConfig
-from .boxes import scale_boxes
+from .boxes import detectron2_rescale, keep_min_size, scale_boxes
 from .heads import DetectionParams, RoIHeads
-from .rpn import ProposalFilter, RPNParams
+from .rpn import ProposalFilter, RPNParams, cell_anchors
 from .transform import InputPolicy, preprocess
 
 
@@ -32,7 +32,8 @@ class RawDetections:
     descending); labels: Tensor[N] int64 checkpoint class ids; mask_probs: Tensor[N, M, M]
     (M = 28) sigmoid probabilities of each detection's class over its box. instances: the fused
     paste at image_size with threshold 0.5 when the backend already made it (the TensorRT
-    backend pastes on the GPU), else None (Detections pastes on first use).
+    backend pastes on the GPU), else None (Detections pastes on first use). paste_mode: how the
+    masks are pasted (maskrt.kernels.paste's mode: the model's numerics).
     """
 
     boxes: Tensor
@@ -41,6 +42,18 @@ class RawDetections:
     mask_probs: Tensor
     image_size: tuple[int, int]
     instances: object = None  # maskrt.kernels.PastedInstances
+    paste_mode: str = "torchvision"
+
+
+def drop_empty(raw: RawDetections) -> RawDetections:
+    """detectron2's last step: detections whose box is empty in the original image (w or h <= 0
+    after scaling and clipping) are dropped. A paste made already is dropped too when that happens
+    (Detections pastes again on first use)."""
+    keep = keep_min_size(raw.boxes, 0.0, strict=True)
+    if keep.shape[0] == raw.boxes.shape[0]:
+        return raw
+    return RawDetections(raw.boxes[keep], raw.scores[keep], raw.labels[keep], raw.mask_probs[keep], raw.image_size,
+                         None, raw.paste_mode)
 
 
 class DenseStage(nn.Module):
@@ -86,7 +99,12 @@ DenseFn = Callable[[Tensor], tuple[Tensor, ...]]
 
 
 class Detector:
-    """Preprocess -> dense stage -> proposals -> box stage -> NMS -> mask stage -> rescale."""
+    """Preprocess -> dense stage -> proposals -> box stage -> NMS -> mask stage -> rescale.
+
+    config.numerics picks whose inference conventions the glue follows (ProposalFilter, RoIHeads,
+    the rescale in `detect`, the paste mode of the results): "torchvision" or "detectron2"
+    (detector_postprocess: boxes scaled, clipped to the image, empty ones dropped). The input
+    transform is the policy's (InputPolicy.resize)."""
 
     def __init__(self, dense: DenseFn, box, mask, cell_anchors: list[Tensor], config: ArchConfig,
                  policy: InputPolicy, rpn: RPNParams | None = None, detection: DetectionParams | None = None):
@@ -94,8 +112,9 @@ class Detector:
         self.config = config
         self.policy = policy
         self.num_rpn_levels = len(cell_anchors)
-        self.proposals = ProposalFilter(cell_anchors, rpn or RPNParams())
-        self.heads = RoIHeads(box, mask, detection or DetectionParams(), config.box_pool_size, config.mask_pool_size)
+        self.proposals = ProposalFilter(cell_anchors, rpn or RPNParams(), config.numerics)
+        self.heads = RoIHeads(box, mask, detection or DetectionParams(), config.box_pool_size, config.mask_pool_size,
+                              config.numerics)
 
     @property
     def detection_params(self) -> DetectionParams:
@@ -129,8 +148,17 @@ class Detector:
         results = []
         for img, size, (boxes, scores, labels, masks) in zip(images, sizes, self.run(batch, sizes)):
             original = (int(img.shape[-2]), int(img.shape[-1]))
-            results.append(RawDetections(scale_boxes(boxes, size, original), scores, labels, masks, original))
+            results.append(self.to_original(boxes, scores, labels, masks, size, original))
         return results
+
+    def to_original(self, boxes: Tensor, scores: Tensor, labels: Tensor, masks: Tensor, size: tuple[int, int],
+                    original: tuple[int, int], instances=None) -> RawDetections:
+        """One image's detections in resized-image pixels (`size`) -> RawDetections in the original
+        image's pixels, as the model's numerics rescale them."""
+        if self.config.numerics == "detectron2":
+            return drop_empty(RawDetections(detectron2_rescale(boxes, size, original), scores, labels, masks, original,
+                                            instances, paste_mode="detectron2"))
+        return RawDetections(scale_boxes(boxes, size, original), scores, labels, masks, original, instances)
 
 
 class MaskRCNN(nn.Module):
@@ -144,7 +172,7 @@ class MaskRCNN(nn.Module):
         rh = tv_model.roi_heads
         self.box = BoxStage(rh.box_head, rh.box_predictor)
         self.mask = MaskStage(rh.mask_head, rh.mask_predictor)
-        self.cell_anchors = [a.float() for a in tv_model.rpn.anchor_generator.cell_anchors]
+        self.cell_anchors = cell_anchors(config.numerics)
         self.detector = Detector(self.dense, self.box, self.mask, self.cell_anchors, config,
                                  policy or InputPolicy(), rpn, detection)
         self.eval()

@@ -1,7 +1,9 @@
-"""Region proposal network, inference only, with torchvision's RegionProposalNetwork numerics."""
+"""Region proposal network, inference only, with torchvision's RegionProposalNetwork numerics or
+detectron2's (RPN + find_top_rpn_proposals)."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -16,8 +18,31 @@ class RPNParams:
     pre_nms_top_n: int = 1000  # per level
     post_nms_top_n: int = 1000
     nms_thresh: float = 0.7
-    score_thresh: float = 0.0
-    min_size: float = 1e-3
+    score_thresh: float = 0.0  # torchvision numerics only (on sigmoid probabilities)
+    min_size: float = 1e-3  # torchvision: keep w, h >= min_size; detectron2: keep w, h > min_size
+
+
+def cell_anchors(numerics: str = "torchvision", sizes=((32,), (64,), (128,), (256,), (512,)),
+                 ratios=(0.5, 1.0, 2.0)) -> list[Tensor]:
+    """Per level Tensor[A, 4] anchors centred at 0, A = len(ratios), ordered by (size, ratio).
+
+    torchvision (AnchorGenerator): w = size / sqrt(ratio), h = size * sqrt(ratio), rounded to
+    integers. detectron2 (DefaultAnchorGenerator): w = sqrt(size ** 2 / ratio), h = ratio * w, in
+    float64, not rounded, then float32."""
+    if numerics != "detectron2":
+        from torchvision.models.detection.anchor_utils import AnchorGenerator
+
+        return [a.float() for a in AnchorGenerator(sizes, (ratios,) * len(sizes)).cell_anchors]
+    levels = []
+    for level_sizes in sizes:
+        rows = []
+        for size in level_sizes:
+            for ratio in ratios:
+                w = math.sqrt(size * size / ratio)
+                h = ratio * w
+                rows.append([-w / 2.0, -h / 2.0, w / 2.0, h / 2.0])
+        levels.append(torch.tensor(rows, dtype=torch.float32))
+    return levels
 
 
 def grid_anchors(cell_anchors: Tensor, feature_hw: tuple[int, int], stride: tuple[int, int]) -> Tensor:
@@ -44,15 +69,21 @@ def flatten_level(t: Tensor, channels: int) -> Tensor:
 class ProposalFilter:
     """Proposals from RPN head outputs: per-level top-k, decode, clip, filter, NMS per level.
 
-    Numerics are torchvision's RegionProposalNetwork.filter_proposals (inference settings). The
-    eager model, every backend and the TensorRT graph (maskrt.tensorrt.graph traces this code)
+    numerics "torchvision": RegionProposalNetwork.filter_proposals (inference settings): anchor
+    strides padded size // feature size; after the per-level top-k of logits, sigmoid
+    probabilities; clip; keep w, h >= min_size and probability >= score_thresh; NMS per level on
+    the probabilities. numerics "detectron2": find_top_rpn_proposals: strides 4, 8, ... (2 ** (l + 2));
+    drop rows with a non-finite box or logit; clip; keep w, h > min_size; NMS per level on the
+    logits (no sigmoid, no score threshold). Both keep the best post_nms_top_n.
+    The eager model, every backend and the TensorRT graph (maskrt.tensorrt.graph traces this code)
     run it: sizes may be ints or a traced graph's tensors, and NMS goes through maskrt.kernels
     (torch.ops.maskrt.nms, a plugin node, when traced).
     """
 
-    def __init__(self, cell_anchors: list[Tensor], params: RPNParams):
+    def __init__(self, cell_anchors: list[Tensor], params: RPNParams, numerics: str = "torchvision"):
         self.cell_anchors = [a.float() for a in cell_anchors]  # Tensor[A, 4] per level
         self.params = params
+        self.detectron2 = numerics == "detectron2"
 
     def __call__(self, logits: list[Tensor], deltas: list[Tensor], padded_hw, image_sizes: list) -> list[Tensor]:
         """logits: L x Tensor[B, A, H_l, W_l]; deltas: L x Tensor[B, 4A, H_l, W_l]; padded_hw: the
@@ -65,32 +96,43 @@ class ProposalFilter:
         return [self.one_image([lg[i:i + 1] for lg in logits], [dl[i:i + 1] for dl in deltas], padded_hw, size)
                 for i, size in enumerate(image_sizes)]
 
-    def one_image(self, logits: list[Tensor], deltas: list[Tensor], padded_hw, image_hw) -> Tensor:
-        """Proposals of one image (logits: L x Tensor[1, A, H_l, W_l]) -> Tensor[P, 4], best first."""
+    def one_image(self, logits: list[Tensor], deltas: list[Tensor], padded_hw, image_hw, with_scores: bool = False):
+        """Proposals of one image (logits: L x Tensor[1, A, H_l, W_l]) -> Tensor[P, 4], best first
+        (with_scores: and their scores Tensor[P], probabilities or detectron2's logits)."""
         p = self.params
         boxes, scores, levels = [], [], []
         for i, (lg, dl, cells) in enumerate(zip(logits, deltas, self.cell_anchors)):
-            b, s = self._top_level(lg.float(), dl.float(), cells, padded_hw)
+            if self.detectron2:  # the level's stride, 4 at P2
+                stride = (2 ** (i + 2),) * 2
+            else:  # torchvision: padded size // feature size (61, not 64, at P6 of an 800-row batch)
+                stride = (padded_hw[0] // lg.shape[-2], padded_hw[1] // lg.shape[-1])
+            b, s = self._top_level(lg.float(), dl.float(), cells, stride)
             boxes.append(b)
             scores.append(s)
             levels.append(torch.full_like(s, i, dtype=torch.int64))
-        boxes, scores, levels = torch.cat(boxes), torch.sigmoid(torch.cat(scores)), torch.cat(levels)
-        boxes = clip_boxes(boxes, image_hw)
-        keep = keep_min_size(boxes, p.min_size)
-        boxes, scores, levels = boxes[keep], scores[keep], levels[keep]
-        keep = torch.where(scores >= p.score_thresh)[0]
+        boxes, scores, levels = torch.cat(boxes), torch.cat(scores), torch.cat(levels)
+        if self.detectron2:
+            keep = torch.where(torch.isfinite(boxes).all(1) & torch.isfinite(scores))[0]
+            boxes, scores, levels = boxes[keep], scores[keep], levels[keep]
+            boxes = clip_boxes(boxes, image_hw)
+            keep = keep_min_size(boxes, p.min_size, strict=True)
+        else:
+            scores = torch.sigmoid(scores)
+            boxes = clip_boxes(boxes, image_hw)
+            keep = keep_min_size(boxes, p.min_size)
+            boxes, scores, levels = boxes[keep], scores[keep], levels[keep]
+            keep = torch.where(scores >= p.score_thresh)[0]
         boxes, scores, levels = boxes[keep], scores[keep], levels[keep]
         keep = kernels.nms(boxes, scores, levels, p.nms_thresh, p.post_nms_top_n)
-        return boxes[keep]
+        return (boxes[keep], scores[keep]) if with_scores else boxes[keep]
 
-    def _top_level(self, logits: Tensor, deltas: Tensor, cells: Tensor, padded_hw):
+    def _top_level(self, logits: Tensor, deltas: Tensor, cells: Tensor, stride):
         """Top-k anchors of one level by objectness logit, decoded (decode is elementwise, so this
         equals torchvision's decode-all-then-select) -> (Tensor[k, 4], logits Tensor[k]).
 
-        logits: Tensor[1, A, h, w]; deltas: Tensor[1, 4A, h, w]; stride = padded size // (h, w).
+        logits: Tensor[1, A, h, w]; deltas: Tensor[1, 4A, h, w]; stride: the anchors' (y, x) step.
         """
         h, w = logits.shape[-2], logits.shape[-1]
-        stride = (padded_hw[0] // h, padded_hw[1] // w)
         anchors = grid_anchors(cells.to(logits.device, logits.dtype), (h, w), stride)
         objectness = flatten_level(logits, 1).flatten(1)
         top_logits, top_idx = objectness.topk(_top_count(objectness, self.params.pre_nms_top_n), dim=1)

@@ -1,10 +1,20 @@
-"""Input transform with torchvision's GeneralizedRCNNTransform numerics (inference only).
+"""Input transform: torchvision's GeneralizedRCNNTransform numerics (inference only), or
+detectron2's (DefaultPredictor: ResizeShortestEdge on the uint8 image, then normalisation).
 
-Order: normalise ((x - mean) / std on [0, 1] floats), resize bilinearly (align_corners=False)
-by scale = min(min_size / min(h, w), max_size / max(h, w)) with output size floor(h * scale),
-at least 1 (torchvision fails on images so thin that a side would round to 0 pixels, e.g.
-2 x 5000; every other size is computed exactly as torchvision does), then zero-pad (in
-normalised space) at the bottom/right to a multiple of 32.
+torchvision (resize="torchvision"): normalise ((x - mean) / std on [0, 1] floats), resize
+bilinearly (align_corners=False) by scale = min(min_size / min(h, w), max_size / max(h, w)) with
+output size floor(h * scale), at least 1 (torchvision fails on images so thin that a side would
+round to 0 pixels, e.g. 2 x 5000; every other size is computed exactly as torchvision does).
+
+detectron2 (resize="detectron2"): the size is ResizeShortestEdge's (float64: the short side to
+min_size, the long side scaled alike, both scaled down if the long side exceeds max_size, then
+int(x + 0.5): round half up, at least 1); the uint8 image is resized with Pillow's bilinear
+filter (antialiased when shrinking, 8-bit result) and normalised as (x - mean) / std on 0..255
+values (mean and std in that scale).
+
+Either way the channels are put in the order the network takes (`channels`: "RGB", or "BGR" for
+detectron2's default INPUT.FORMAT) and the images are zero-padded (in normalised space) at the
+bottom/right to a multiple of 32.
 """
 
 from __future__ import annotations
@@ -12,6 +22,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -19,30 +30,82 @@ from torch import Tensor
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 SIZE_DIVISIBLE = 32
+CHANNEL_ORDERS = ("RGB", "BGR")
+RESIZE_MODES = ("torchvision", "detectron2")
 
 
 @dataclass(frozen=True)
 class InputPolicy:
-    """How images are sized and normalised before the network."""
+    """How images are sized and normalised before the network. mean / std are in the network's
+    channel order, on [0, 1] pixels (resize "torchvision") or 0..255 pixels ("detectron2")."""
 
     min_size: int = 800
     max_size: int = 1333
     mean: tuple[float, float, float] = IMAGENET_MEAN
     std: tuple[float, float, float] = IMAGENET_STD
+    channels: str = "RGB"
+    resize: str = "torchvision"
 
     def resized_size(self, height: int, width: int) -> tuple[int, int]:
-        """(h, w) after resizing, as torch.nn.functional.interpolate computes it, each at least 1."""
+        """(h, w) after resizing (torchvision: as F.interpolate computes it; detectron2: as
+        ResizeShortestEdge.get_output_shape does), each at least 1."""
+        if self.resize == "detectron2":
+            size = float(self.min_size)
+            scale = size / min(height, width)
+            newh, neww = (size, scale * width) if height < width else (scale * height, size)
+            if max(newh, neww) > self.max_size:
+                shrink = self.max_size / max(newh, neww)
+                newh, neww = newh * shrink, neww * shrink
+            return max(1, int(newh + 0.5)), max(1, int(neww + 0.5))
         scale = min(self.min_size / min(height, width), self.max_size / max(height, width))
         return max(1, math.floor(height * scale)), max(1, math.floor(width * scale))
 
+    @classmethod
+    def from_manifest(cls, policy: dict, min_size: int | None = None, max_size: int | None = None) -> "InputPolicy":
+        """The policy of an engine's manifest `input_policy` (older manifests: torchvision's RGB
+        transform), with min_size / max_size overridden when given."""
+        return cls(min_size or policy["min_size"], max_size or policy["max_size"], tuple(policy["mean"]),
+                   tuple(policy["std"]), policy.get("channels", "RGB"), policy.get("resize", "torchvision"))
+
 
 def normalize_and_resize(image: Tensor, policy: InputPolicy) -> Tensor:
-    """Tensor[3, H, W] float in [0, 1] -> Tensor[3, h, w] normalised and resized."""
+    """Tensor[3, H, W] float in [0, 1], RGB -> Tensor[3, h, w] in the network's channel order,
+    normalised and resized."""
+    if policy.resize == "detectron2":
+        return _detectron2_input(image, policy)
+    if policy.channels == "BGR":
+        image = image.flip(0)
     mean = torch.as_tensor(policy.mean, dtype=image.dtype, device=image.device)
     std = torch.as_tensor(policy.std, dtype=image.dtype, device=image.device)
     image = (image - mean[:, None, None]) / std[:, None, None]
     size = policy.resized_size(image.shape[-2], image.shape[-1])
     return F.interpolate(image[None], size=size, mode="bilinear", align_corners=False)[0]
+
+
+def detectron2_resized(rgb: np.ndarray, policy: InputPolicy) -> np.ndarray:
+    """np.ndarray[H, W, 3] uint8 RGB -> np.ndarray[h, w, 3] uint8 in the network's channel order,
+    resized to `resized_size` by Pillow's bilinear filter (detectron2's ResizeTransform on uint8)."""
+    from PIL import Image
+
+    h, w = policy.resized_size(rgb.shape[0], rgb.shape[1])
+    array = np.asarray(Image.fromarray(rgb).resize((w, h), Image.BILINEAR))
+    return np.ascontiguousarray(array[:, :, ::-1] if policy.channels == "BGR" else array)
+
+
+def detectron2_normalized(rgb: np.ndarray, policy: InputPolicy) -> np.ndarray:
+    """np.ndarray[H, W, 3] uint8 RGB -> np.ndarray[3, h, w] float32: `detectron2_resized`, then
+    (x - mean) / std on 0..255 values (float32 subtraction and division, as torch computes them)."""
+    array = detectron2_resized(rgb, policy).transpose(2, 0, 1).astype(np.float32)
+    mean = np.asarray(policy.mean, dtype=np.float32)[:, None, None]
+    std = np.asarray(policy.std, dtype=np.float32)[:, None, None]
+    return np.ascontiguousarray((array - mean) / std)
+
+
+def _detectron2_input(image: Tensor, policy: InputPolicy) -> Tensor:
+    """detectron2's DefaultPredictor input of a [0, 1] float image (uint8 / 255: the uint8 image
+    is recovered exactly by round(x * 255)), `detectron2_normalized` on the host."""
+    pixels = (image.detach().float().cpu() * 255).round_().clamp_(0, 255).to(torch.uint8)
+    return torch.from_numpy(detectron2_normalized(pixels.permute(1, 2, 0).numpy(), policy)).to(image.device)
 
 
 def batch_images(images: list[Tensor]) -> Tensor:

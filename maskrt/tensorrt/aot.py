@@ -28,13 +28,17 @@ from . import schemas
 TARGET = None  # triton GPUTarget to compile for; None: the current GPU (set by the CPU tests)
 
 
-def paste_source(masks_type: str):
+def paste_source(masks_type: str, mode: str = "torchvision"):
     """(triton ASTSource, compile options) of the PasteMasks AOT kernel for masks of `masks_type`
-    ("fp32" or "fp16"): paste_kernel with FUSED=False, the fused-only pointers removed."""
+    ("fp32" or "fp16"): paste_kernel (mode "detectron2": _d2_kernels.d2_paste_kernel, the same
+    arguments) with FUSED=False, the fused-only pointers removed."""
     from triton.compiler import ASTSource
 
     from ..kernels.paste import triton as paste_triton
-    from ..kernels.paste._kernels import paste_kernel
+    if mode == "detectron2":
+        from ..kernels.paste._d2_kernels import d2_paste_kernel as paste_kernel
+    else:
+        from ..kernels.paste._kernels import paste_kernel
 
     signature = {"masks_ptr": f"*{masks_type}", "boxes_ptr": "*fp32", "canvas_ptr": "*u8", "m": "i32",
                  "height": "i32", "width": "i32", "threshold_bits": "i32", "out_ptr": "*u8"}
@@ -59,11 +63,11 @@ def paste_aot(trt, trtp):
     (kernel name, PTX, KernelLaunchParams, SymIntExprs)."""
     from ..kernels.paste import triton as paste_triton
 
-    def aot(masks, boxes, canvas, threshold, outputs, tactic):
+    def aot(masks, boxes, canvas, threshold, mode, outputs, tactic):
         types = {trt.float32: "fp32", trt.float16: "fp16"}
         if masks.dtype not in types:
             raise ValueError(f"PasteMasks: masks of type {masks.dtype} (FP32 or FP16 supported)")
-        compiled = compile_source(*paste_source(types[masks.dtype]))
+        compiled = compile_source(*paste_source(types[masks.dtype], str(mode)))
         if getattr(compiled.metadata, "global_scratch_size", 0) or getattr(compiled.metadata, "profile_scratch_size",
                                                                            0):
             raise RuntimeError("PasteMasks: the compiled kernel needs scratch memory, which AOT plugins cannot get")
@@ -85,5 +89,6 @@ AOT_BODIES = {schemas.PASTE.op_type: paste_aot}
 
 def sources() -> list:
     """[(name, ASTSource, options)] of every AOT kernel variant (for the compile tests)."""
-    return [(f"PasteMasks AOT {t}", *paste_source(t)) for t in ("fp32", "fp16")]
+    return [(f"PasteMasks AOT {'detectron2 ' if m == 'detectron2' else ''}{t}", *paste_source(t, m))
+            for m in ("torchvision", "detectron2") for t in ("fp32", "fp16")]
 

@@ -26,8 +26,9 @@ from ..artifact import Manifest
 from ..engine.backends.torch_backend import to_float_chw
 from ..errors import EngineError
 from ..model import InputPolicy, RawDetections
-from ..model.boxes import scale_boxes
-from ..model.transform import preprocess
+from ..model.boxes import detectron2_rescale, scale_boxes
+from ..model.network import drop_empty
+from ..model.transform import batch_images, detectron2_normalized, preprocess
 from .build import require_tensorrt
 
 _TORCH_DTYPES = {"FLOAT": torch.float32, "HALF": torch.float16, "INT64": torch.int64, "INT32": torch.int32,
@@ -101,8 +102,8 @@ class TensorRTBackend:
             self._check(self.context.set_output_allocator(name, self.allocator), f"set the allocator of {name}")
         self.dtypes = {n: _TORCH_DTYPES[self.engine.get_tensor_dtype(n).name] for n in OUTPUTS}
         self.input_dtype = _TORCH_DTYPES[self.engine.get_tensor_dtype("images").name]
-        pol = manifest.input_policy
-        self.policy = InputPolicy(pol["min_size"], pol["max_size"], tuple(pol["mean"]), tuple(pol["std"]))
+        self.policy = InputPolicy.from_manifest(manifest.input_policy)
+        self.numerics = manifest.config.numerics  # "detectron2": its rescale, paste and dropped empty boxes
         self.detector = None  # thresholds are baked into the plan at build time
         self._lock = threading.Lock()  # one execution context: calls from several threads run one at a time
         if warmup:
@@ -127,13 +128,19 @@ class TensorRTBackend:
             out, size = self.run_plan(image)
             boxes, instances = self.paste(out, size, original)
             # .cpu() copies on self.stream and waits for it: everything above is finished
-            return RawDetections(boxes.cpu(), out["scores"].float().cpu(), out["labels"].cpu(),
-                                 out["mask_probs"].float().cpu(), original, instances=instances.cpu())
+            raw = RawDetections(boxes.cpu(), out["scores"].float().cpu(), out["labels"].cpu(),
+                                out["mask_probs"].float().cpu(), original, instances=instances.cpu(),
+                                paste_mode=self.numerics)
+            return drop_empty(raw) if self.numerics == "detectron2" else raw
 
     def run_plan(self, image: np.ndarray) -> tuple[dict[str, torch.Tensor], tuple[int, int]]:
         """Preprocess and enqueue one image on the current stream (self.stream) -> (device views of
         the outputs, resized (h, w)). No host read."""
-        batch, sizes = preprocess([to_float_chw(image, self.device)], self.policy)
+        if self.policy.resize == "detectron2":  # Pillow's resize, on the host; the normalised image is uploaded
+            resized = torch.from_numpy(detectron2_normalized(image, self.policy)).to(self.device)
+            batch, sizes = batch_images([resized]), [tuple(resized.shape[-2:])]
+        else:
+            batch, sizes = preprocess([to_float_chw(image, self.device)], self.policy)
         batch = batch.to(self.input_dtype).contiguous()
         hw = torch.tensor(sizes[0], dtype=torch.int64, device=self.device)
         self._check(self.context.set_input_shape("images", tuple(batch.shape)),
@@ -153,8 +160,12 @@ class TensorRTBackend:
         """Boxes in original-image pixels and the fused paste (id map + crops), on the device."""
         from ..kernels.paste.triton import paste_id_map
 
-        boxes = scale_boxes(out["boxes"].float(), size, original)
-        return boxes, paste_id_map(out["mask_probs"], boxes, original[0], original[1], MASK_THRESHOLD, out["scores"])
+        if self.numerics == "detectron2":
+            boxes = detectron2_rescale(out["boxes"].float(), size, original)
+        else:
+            boxes = scale_boxes(out["boxes"].float(), size, original)
+        return boxes, paste_id_map(out["mask_probs"], boxes, original[0], original[1], MASK_THRESHOLD, out["scores"],
+                                   mode=self.numerics)
 
     def _view(self, name: str) -> torch.Tensor:
         """The output `name` as a typed tensor of the reported shape (a view of the byte buffer)."""

@@ -36,6 +36,7 @@ import torch
 from torch import Tensor, nn
 
 from ..model import MaskRCNN
+from ..model.boxes import clip_boxes
 from ..model.heads import infer_spatial_scales
 from ..model.network import Detector
 from . import onnx_symbolics, schemas
@@ -92,18 +93,26 @@ class PasteGraph(nn.Module):
     detector graph's outputs), image_hw Tensor[2] int64 resized (h, w), image Tensor[H, W, 3]
     uint8 original image (only its shape is used)) -> (boxes_px Tensor[N, 4] float32 in original
     pixels (model.boxes.scale_boxes numerics), masks Tensor[N, H, W] bool (paste > threshold)).
+    mode "detectron2": detectron2's rescale (float32 of the float64 ratio, model.boxes.
+    detectron2_rescale), clipped to the image, and its paste (>= threshold); detections whose box
+    is empty after clipping get empty masks here (detectron2 drops them: the runtime does).
     """
 
-    def __init__(self, threshold: float = 0.5):
+    def __init__(self, threshold: float = 0.5, mode: str = "torchvision"):
         super().__init__()
-        self.threshold = threshold
+        self.threshold, self.mode = threshold, mode
 
     def forward(self, mask_probs: Tensor, boxes: Tensor, image_hw: Tensor, image: Tensor):
-        original = torch._shape_as_tensor(image)[:2].to(torch.float32)
-        ratio = original / image_hw.to(torch.float32)
+        shape = torch._shape_as_tensor(image)[:2]
+        if self.mode == "detectron2":
+            ratio = (shape.to(torch.float64) / image_hw.to(torch.float64)).to(torch.float32)
+        else:
+            ratio = shape.to(torch.float32) / image_hw.to(torch.float32)
         x1, y1, x2, y2 = boxes.unbind(1)
         boxes_px = torch.stack((x1 * ratio[1], y1 * ratio[0], x2 * ratio[1], y2 * ratio[0]), dim=1)
-        return boxes_px, onnx_symbolics.paste_onto(mask_probs, boxes_px, image, self.threshold)
+        if self.mode == "detectron2":
+            boxes_px = clip_boxes(boxes_px, shape)
+        return boxes_px, onnx_symbolics.paste_onto(mask_probs, boxes_px, image, self.threshold, self.mode)
 
 
 def example_inputs(model: MaskRCNN, half: bool = False, hw: tuple[int, int] = (256, 320)):
@@ -125,15 +134,15 @@ def export_trt_onnx(model: MaskRCNN, path: str | Path, half: bool = False, hw: t
     return Path(path)
 
 
-def export_paste_onnx(path: str | Path, threshold: float = 0.5, mask_size: int = 28) -> Path:
-    """Write PasteGraph to `path` (dynamic N, H, W)."""
+def export_paste_onnx(path: str | Path, threshold: float = 0.5, mask_size: int = 28, mode: str = "torchvision") -> Path:
+    """Write PasteGraph to `path` (dynamic N, H, W); mode: the model's numerics."""
     onnx_symbolics.register()
     g = torch.Generator().manual_seed(0)
     example = (torch.rand((2, mask_size, mask_size), generator=g), torch.tensor([[4.0, 6, 40, 50], [10, 12, 30, 20]]),
                torch.tensor([64, 96]), torch.zeros((80, 120, 3), dtype=torch.uint8))
     axes = {"mask_probs": {0: "detections"}, "boxes": {0: "detections"}, "image": {0: "height", 1: "width"},
             "boxes_px": {0: "detections"}, "masks": {0: "detections", 1: "height", 2: "width"}}
-    _export(PasteGraph(threshold), example, Path(path), PASTE_INPUTS, PASTE_OUTPUTS, axes)
+    _export(PasteGraph(threshold, mode), example, Path(path), PASTE_INPUTS, PASTE_OUTPUTS, axes)
     return Path(path)
 
 
@@ -167,13 +176,18 @@ def check_trt_onnx(path: str | Path) -> list:
 # --- CPU execution of the plugin ONNX: onnx.reference with the plugin ops as new_ops ----------
 
 def _ref_roi_align(p2, p3, p4, p5, rois, spatial_scales, output_size, sampling_ratio, aligned, canonical_size,
-                   canonical_level):
+                   canonical_level, level_mapper):
     from ..kernels.roi_align.reference import roi_align
 
     features = [torch.from_numpy(f) for f in (p2, p3, p4, p5)]
     out = roi_align(features, torch.from_numpy(rois), list(spatial_scales), output_size, sampling_ratio,
-                    bool(aligned), canonical_size, canonical_level)
+                    bool(aligned), canonical_size, canonical_level, _text(level_mapper))
     return (out.numpy(),)
+
+
+def _text(value) -> str:
+    """A string attribute as onnx.reference passes it (bytes or str) -> str."""
+    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def _ref_nms(boxes, scores, classes, iou_threshold, max_output):
@@ -185,10 +199,11 @@ def _ref_nms(boxes, scores, classes, iou_threshold, max_output):
     return keep.numpy().astype(np.int64), np.array(keep.shape[0], dtype=np.int32)
 
 
-def _ref_paste(masks, boxes, canvas, threshold):
+def _ref_paste(masks, boxes, canvas, threshold, mode):
     from ..kernels.paste.reference import paste
 
-    pasted = paste(torch.from_numpy(masks), torch.from_numpy(boxes), canvas.shape[0], canvas.shape[1], threshold)
+    pasted = paste(torch.from_numpy(masks), torch.from_numpy(boxes), canvas.shape[0], canvas.shape[1], threshold,
+                   _text(mode))
     return (pasted.numpy(),)
 
 

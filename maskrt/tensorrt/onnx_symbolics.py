@@ -52,7 +52,7 @@ def _op(g, schema: schemas.PluginSchema, inputs: list, values: dict):
 
 
 def roi_align_symbolic(g, features, rois, spatial_scales, output_size, sampling_ratio, aligned,
-                       canonical_size, canonical_level):
+                       canonical_size, canonical_level, level_mapper):
     """maskrt::roi_align -> MultiLevelRoIAlign(p2, p3, p4, p5, rois): Tensor[R, C, S, S]."""
     from torch.onnx import symbolic_helper as sh
 
@@ -65,7 +65,7 @@ def roi_align_symbolic(g, features, rois, spatial_scales, output_size, sampling_
     size = sh._parse_arg(output_size, "i")
     values = dict(spatial_scales=scales, output_size=size, sampling_ratio=sh._parse_arg(sampling_ratio, "i"),
                   aligned=int(sh._parse_arg(aligned, "b")), canonical_size=sh._parse_arg(canonical_size, "i"),
-                  canonical_level=sh._parse_arg(canonical_level, "i"))
+                  canonical_level=sh._parse_arg(canonical_level, "i"), level_mapper=sh._parse_arg(level_mapper, "s"))
     out = _op(g, schemas.ROI_ALIGN, [*levels, rois], values)
     channels = levels[0].type().varyingSizes()[1] if levels[0].type().varyingSizes() else None
     out.setType(levels[0].type().with_sizes([None, channels, size, size]))
@@ -90,7 +90,7 @@ def nms_symbolic(g, boxes, scores, classes, iou_threshold, max_output):
     return keep
 
 
-def paste_symbolic(g, masks, boxes, height, width, threshold):
+def paste_symbolic(g, masks, boxes, height, width, threshold, mode):
     """maskrt::paste -> PasteMasks(masks, boxes, canvas [H, W, 0] uint8): Tensor[N, H, W] bool."""
     import torch
     from torch.onnx import symbolic_helper as sh
@@ -99,7 +99,8 @@ def paste_symbolic(g, masks, boxes, height, width, threshold):
     dims.append(g.op("Constant", value_t=torch.tensor([0], dtype=torch.int64)))
     fill = torch.zeros(1, dtype=torch.uint8)
     canvas = g.op("ConstantOfShape", g.op("Concat", *dims, axis_i=0), value_t=fill)
-    out = _op(g, schemas.PASTE, [masks, boxes, canvas], dict(threshold=sh._parse_arg(threshold, "f")))
+    out = _op(g, schemas.PASTE, [masks, boxes, canvas], dict(threshold=sh._parse_arg(threshold, "f"),
+                                                             mode=sh._parse_arg(mode, "s")))
     out.setType(masks.type().with_dtype(torch.bool).with_sizes([None, None, None]))
     return out
 
@@ -116,12 +117,13 @@ class _PasteOnto:
         if cls.fn is None:
             class PasteOnto(torch.autograd.Function):
                 @staticmethod
-                def forward(ctx, masks, boxes, image, threshold: float):
-                    return torch.ops.maskrt.paste(masks, boxes, int(image.shape[0]), int(image.shape[1]), threshold)
+                def forward(ctx, masks, boxes, image, threshold: float, mode: str):
+                    return torch.ops.maskrt.paste(masks, boxes, int(image.shape[0]), int(image.shape[1]), threshold,
+                                                  mode)
 
                 @staticmethod
-                def symbolic(g, masks, boxes, image, threshold):
-                    out = _op(g, schemas.PASTE, [masks, boxes, image], dict(threshold=threshold))
+                def symbolic(g, masks, boxes, image, threshold, mode):
+                    out = _op(g, schemas.PASTE, [masks, boxes, image], dict(threshold=threshold, mode=mode))
                     out.setType(masks.type().with_dtype(torch.bool).with_sizes([None, None, None]))
                     return out
 
@@ -129,10 +131,11 @@ class _PasteOnto:
         return cls.fn
 
 
-def paste_onto(masks, boxes, image, threshold: float = 0.5):
+def paste_onto(masks, boxes, image, threshold: float = 0.5, mode: str = "torchvision"):
     """Paste masks Tensor[N, M, M] at boxes Tensor[N, 4] into an image-sized Tensor[N, H, W] bool,
-    H, W = image.shape[:2] (image: Tensor[H, W, ...], e.g. the uint8 frame; values unused)."""
-    return _PasteOnto.get().apply(masks, boxes, image, float(threshold))
+    H, W = image.shape[:2] (image: Tensor[H, W, ...], e.g. the uint8 frame; values unused); mode:
+    the paste's ("torchvision" or "detectron2", maskrt.kernels.paste)."""
+    return _PasteOnto.get().apply(masks, boxes, image, float(threshold), str(mode))
 
 
 def _as_int64_1d(g, value):

@@ -79,7 +79,7 @@ def run_kernel(schema: schemas.PluginSchema, inputs: list, attrs: dict) -> list:
         *features, rois = inputs
         out = roi_align(features, rois, [float(s) for s in attrs["spatial_scales"]], int(attrs["output_size"]),
                         int(attrs["sampling_ratio"]), bool(attrs["aligned"]), int(attrs["canonical_size"]),
-                        int(attrs["canonical_level"]))
+                        int(attrs["canonical_level"]), str(attrs["level_mapper"]))
         return [out]
     if schema is schemas.NMS:
         from ..kernels.nms.triton import nms
@@ -90,7 +90,8 @@ def run_kernel(schema: schemas.PluginSchema, inputs: list, attrs: dict) -> list:
         from ..kernels.paste.triton import paste
 
         masks, boxes, canvas = inputs
-        return [paste(masks, boxes, int(canvas.shape[0]), int(canvas.shape[1]), float(attrs["threshold"]))]
+        return [paste(masks, boxes, int(canvas.shape[0]), int(canvas.shape[1]), float(attrs["threshold"]),
+                      str(attrs["mode"]))]
     raise ValueError(f"no kernel for {schema.op_type}")
 
 

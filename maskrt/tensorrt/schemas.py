@@ -125,6 +125,7 @@ ROI_ALIGN = PluginSchema(
         AttrSpec("aligned", "int", 0, "1: half-pixel offset (Detectron2); 0: torchvision Mask R-CNN"),
         AttrSpec("canonical_size", "int", 224, "FPN eq. 1"),
         AttrSpec("canonical_level", "int", 4, "FPN eq. 1"),
+        AttrSpec("level_mapper", "string", "torchvision", "FPN level formula: torchvision or detectron2"),
     ),
     doc="Multi-level RoIAlign: each RoI pooled from the FPN level of FPN eq. 1 "
         "(maskrt.kernels.roi_align.reference.roi_align).",
@@ -161,8 +162,9 @@ PASTE = PluginSchema(
                    "gives the output size: e.g. the target image [H, W, 3]; only its shape is read"),
     ),
     outputs=(TensorSpec("pasted", ("bool",), ("N", "H", "W"), "pasted probability > threshold"),),
-    attributes=(AttrSpec("threshold", "float", 0.5),),
-    doc="Mask paste with torchvision's paste_masks_in_image numerics, thresholded "
+    attributes=(AttrSpec("threshold", "float", 0.5),
+                AttrSpec("mode", "string", "torchvision", "torchvision's paste (> threshold) or detectron2's (>=)")),
+    doc="Mask paste with torchvision's paste_masks_in_image numerics (or detectron2's), thresholded "
         "(maskrt.kernels.paste.reference.paste).",
     aot=True,
 )
@@ -237,7 +239,8 @@ def validate_node(node) -> PluginSchema:
 
 
 def node_attributes(node) -> dict:
-    """The node's schema attributes as Python values (floats lists as tuples), parser attributes dropped."""
+    """The node's schema attributes as Python values (floats lists as tuples, strings as str), parser
+    attributes dropped."""
     import onnx
 
     values = {}
@@ -245,7 +248,7 @@ def node_attributes(node) -> dict:
         if a.name in (PLUGIN_NAMESPACE_ATTR, AOT_ATTR):
             continue
         v = onnx.helper.get_attribute_value(a)
-        values[a.name] = tuple(v) if isinstance(v, list) else v
+        values[a.name] = tuple(v) if isinstance(v, list) else v.decode() if isinstance(v, bytes) else v
     return values
 
 

@@ -18,7 +18,7 @@ from maskrt.gpu_verify import ptx
 pytestmark = pytest.mark.ptx
 
 STACK_LIMIT = 256  # bytes per thread: a few spilled scalars at most (the old RoIAlign tile spilled 6.5-25.7 KB)
-EXACT = ("iou_mask_kernel", "segment_nms_kernel", "paste_kernel", "roi_align_kernel")  # bit-exact claims
+EXACT = ("iou_mask_kernel", "segment_nms_kernel", "paste_kernel", "d2_paste_kernel", "roi_align_kernel")  # bit-exact
 NO_FMA = ("iou_mask_kernel", "segment_nms_kernel", "roi_align_kernel")  # no fused multiply-add at all
 
 
@@ -30,7 +30,8 @@ def rows() -> list[dict]:
 def test_every_configuration_compiles_for_hopper_and_ampere(rows):
     from maskrt.gpu_verify.launches import NAMES
 
-    configs = {name for names in NAMES.values() for name in names} | {"PasteMasks AOT fp32", "PasteMasks AOT fp16"}
+    aot = {f"PasteMasks AOT {mode}{t}" for mode in ("", "detectron2 ") for t in ("fp32", "fp16")}
+    configs = {name for names in NAMES.values() for name in names} | aot
     assert {(r["config"], r["arch"]) for r in rows} == {(c, a) for c in configs for a in ("sm_90a", "sm_80")}
 
 

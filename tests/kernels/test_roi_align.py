@@ -180,3 +180,51 @@ def test_triton_is_bit_identical_to_reference_in_float32(size, sampling_ratio, a
     feats, rois = pyramid(), random_rois(20, seed=size)
     out = K.roi_align(feats, rois, SCALES, size, sampling_ratio, aligned, impl="triton")
     assert torch.equal(out, reference(feats, rois, SCALES, size, sampling_ratio, aligned))
+
+
+def level_boundary_rois():
+    """Square RoIs 3e-7 (relative) below 112, 224 and 448 px, and an ordinary 55 x 85 one. At 224 *
+    2 ** k the level changes; torchvision's LevelMapper adds 1e-6 after the log and lifts the three
+    squares a level, detectron2's formula (1e-8 inside the log, lost in float32 next to 1) does not."""
+    rows = [[0, 10.0, 12.0, 10.0 + s, 12.0 + s] for s in (224 * 2.0**k * (1 - 3e-7) for k in (-1, 0, 1))]
+    return torch.tensor(rows + [[1, 5.0, 5.0, 60.0, 90.0]])
+
+
+def test_detectron2_level_mapper():
+    """Levels from detectron2's formula floor(4 + log2(sqrt(area) / 224 + 1e-8)), evaluated in float64
+    here (the RoIs sit ~4e-7 below a boundary: float32 rounding cannot move them across)."""
+    import math
+
+    from maskrt.kernels.roi_align.common import assign_levels
+
+    rois = level_boundary_rois()
+    w, h = (rois[:, 3] - rois[:, 1]).double(), (rois[:, 4] - rois[:, 2]).double()
+    want = [min(max(math.floor(4 + math.log2(math.sqrt(a) / 224 + 1e-8)), 2), 5) - 2 for a in (w * h).tolist()]
+    assert want == [0, 1, 2, 0]
+    assert assign_levels(rois, SCALES, 224, 4, "detectron2").tolist() == want
+    assert assign_levels(rois, SCALES, 224, 4).tolist() == [1, 2, 3, 0]
+    with pytest.raises(ValueError, match="level mapper"):
+        assign_levels(rois, SCALES, 224, 4, "detectron")
+
+
+@pytest.mark.parametrize("impl", ["reference", *IMPLS])
+def test_detectron2_level_mapper_pools_from_its_level(impl):
+    """Each RoI pooled (aligned, adaptive: ROIAlignV2) from the level detectron2 assigns, by
+    torchvision's roi_align on that level alone; not what the torchvision mapper pools."""
+    from torchvision.ops import roi_align as tv_roi_align
+
+    feats, rois = pyramid(height=128, width=160), level_boundary_rois()
+    out = K.roi_align(feats, rois, SCALES, 7, 0, True, level_mapper="detectron2", impl=impl)
+    for i, level in enumerate([0, 1, 2, 0]):
+        want = tv_roi_align(feats[level], rois[i:i + 1], 7, SCALES[level], 0, True)
+        torch.testing.assert_close(out[i:i + 1], want, atol=1e-5, rtol=1e-5)
+    tv = K.roi_align(feats, rois, SCALES, 7, 0, True, impl=impl)
+    assert not torch.allclose(out[:3], tv[:3]) and torch.equal(out[3], tv[3])
+
+
+def test_custom_op_takes_the_level_mapper():
+    feats, rois = pyramid(batch=2, channels=2, height=64, width=64), level_boundary_rois()
+    args = (feats, rois, SCALES, 3, 0, True, 224, 4, "detectron2")
+    torch.library.opcheck(torch.ops.maskrt.roi_align.default, args)
+    torch.testing.assert_close(torch.ops.maskrt.roi_align(*args),
+                               reference(feats, rois, SCALES, 3, 0, True, level_mapper="detectron2"))

@@ -382,13 +382,15 @@ def test_register_plugins_signatures_and_output_descriptors(monkeypatch):
 
     f = [_Desc((1, 64, 32 // s, 40 // s), "FP16") for s in (1, 2, 4, 8)]
     pooled = registry["maskrt::MultiLevelRoIAlign"]["register"](*f, _Desc((300, 5), "FP32"),
-                                                                np.float32(schemas.FPN_SCALES), 7, 2, 0, 224, 4)
+                                                                np.float32(schemas.FPN_SCALES), 7, 2, 0, 224, 4,
+                                                                "torchvision")
     assert (pooled.shape_expr, pooled.dtype) == ((300, 64, 7, 7), "FP16")
     keep, count = registry["maskrt::BatchedNMS"]["register"](_Desc((500, 4)), _Desc((500,)), _Desc((500,)), 0.5, 100)
     assert count.upper_bound == 100 and keep.shape_expr == (("size_tensor", 100),) and keep.dtype == "INT64"
     _, count = registry["maskrt::BatchedNMS"]["register"](_Desc((500, 4)), _Desc((500,)), _Desc((500,)), 0.5, -1)
     assert count.upper_bound == 500
-    pasted = registry["maskrt::PasteMasks"]["register"](_Desc((9, 28, 28)), _Desc((9, 4)), _Desc((480, 640, 3)), 0.5)
+    pasted = registry["maskrt::PasteMasks"]["register"](_Desc((9, 28, 28)), _Desc((9, 4)), _Desc((480, 640, 3)), 0.5,
+                                                        "torchvision")
     assert (pasted.shape_expr, pasted.dtype) == ((9, 480, 640), "BOOL")
 
 
@@ -405,7 +407,7 @@ def test_plugin_kernels_match_reference_on_cpu():
     xy = torch.rand(6, 2, generator=g) * 200
     rois = torch.cat([torch.zeros(6, 1), xy, xy + 8 + torch.rand(6, 2, generator=g) * 150], 1)
     attrs = dict(spatial_scales=np.float32(schemas.FPN_SCALES), output_size=7, sampling_ratio=2, aligned=0,
-                 canonical_size=224, canonical_level=4)
+                 canonical_size=224, canonical_level=4, level_mapper="torchvision")
     [pooled] = trt_plugins.run_kernel(schemas.ROI_ALIGN, [*feats, rois], attrs)
     torch.testing.assert_close(pooled, roi_ref(feats, rois, list(schemas.FPN_SCALES), 7, 2, False))
 
@@ -417,7 +419,7 @@ def test_plugin_kernels_match_reference_on_cpu():
     masks = torch.rand(3, 28, 28, generator=g)
     mboxes = torch.tensor([[5.0, 4, 90, 70], [30, 20, 110, 95], [-10, 50, 60, 130]])
     [pasted] = trt_plugins.run_kernel(schemas.PASTE, [masks, mboxes, torch.zeros(100, 120, 3, dtype=torch.uint8)],
-                                      dict(threshold=0.5))
+                                      dict(threshold=0.5, mode="torchvision"))
     assert torch.equal(pasted, paste_ref(masks, mboxes, 100, 120, 0.5))
 
 
@@ -456,7 +458,7 @@ def test_aot_plugin_registration_and_body(monkeypatch):
     sources = []
     monkeypatch.setattr(trt_aot, "compile_source", lambda src, options: sources.append((src, options)) or compiled)
     masks, boxes, canvas = _Desc((9, 28, 28), "FP16"), _Desc((9, 4), "FP32"), _Desc((480, 640, 3), "UINT8")
-    name, ptx_text, launch, extra = aot(masks, boxes, canvas, 0.5, (_Desc((9, 480, 640), "BOOL"),), 0)
+    name, ptx_text, launch, extra = aot(masks, boxes, canvas, 0.5, "torchvision", (_Desc((9, 480, 640), "BOOL"),), 0)
     assert (name, ptx_text) == ("paste_kernel", "// ptx")
     assert (launch.grid_x, launch.grid_y, launch.block_x, launch.shared_mem) == (9, 480 // paste_triton.BLOCK_H, 128, 0)
     assert list(extra) == [("int32", 28), ("int32", 480), ("int32", 640), ("int32", paste_triton.threshold_bits(0.5))]

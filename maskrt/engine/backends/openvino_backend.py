@@ -12,8 +12,8 @@ import torch
 
 from ...artifact import Manifest
 from ...model import DetectionParams, InputPolicy, RawDetections, RPNParams
-from ...model.arch import ANCHOR_SIZES, ASPECT_RATIOS
 from ...model.network import Detector
+from ...model.rpn import cell_anchors
 from .torch_backend import to_float_chw
 
 
@@ -37,13 +37,6 @@ def shared_core():
 
             _CORE = ov.Core()
         return _CORE
-
-
-def cell_anchors() -> list[torch.Tensor]:
-    """torchvision's default anchors per level: Tensor[3, 4] centred at 0, rounded."""
-    from torchvision.models.detection.anchor_utils import AnchorGenerator
-
-    return [a.float() for a in AnchorGenerator(ANCHOR_SIZES, (ASPECT_RATIOS,) * len(ANCHOR_SIZES)).cell_anchors]
 
 
 def row_bucket(n: int, full: int | None = None) -> int:
@@ -132,18 +125,17 @@ class OpenVINOBackend:
         sources = models or {s: str(self.engine_dir / f) for s, f in manifest.stages.items()}
         compiled = {s: core.compile_model(m, "CPU", config) for s, m in sources.items()}
         self.compiled = compiled
-        k = manifest.config.num_classes
+        cfg = manifest.config
+        k, regressions = cfg.num_classes, 1 if cfg.box_agnostic else cfg.num_classes
         # The dense stage's outputs (FPN features, ~90 MB at 800x1344) are used in place: they are
         # read only within the same detect() call, before this request runs again.
         dense = _Stage(compiled["dense"], copy_outputs=False)
-        box = _Stage(compiled["box"], lambda: (torch.zeros(0, k), torch.zeros(0, 4 * k)),
+        box = _Stage(compiled["box"], lambda: (torch.zeros(0, k), torch.zeros(0, 4 * regressions)),
                      full_rows=lambda: self.detector.proposals.params.post_nms_top_n)
         mask = _Stage(compiled["mask"], full_rows=lambda: self.detector.heads.params.detections_per_img)
-        pol = manifest.input_policy
-        policy = InputPolicy(min_size or pol["min_size"], max_size or pol["max_size"], tuple(pol["mean"]),
-                             tuple(pol["std"]))
+        policy = InputPolicy.from_manifest(manifest.input_policy, min_size, max_size)
         self._lock = threading.Lock()
-        self.detector = Detector(dense, box, mask, cell_anchors(), manifest.config, policy,
+        self.detector = Detector(dense, box, mask, cell_anchors(cfg.numerics), cfg, policy,
                                  RPNParams(**manifest.thresholds["rpn"]),
                                  DetectionParams(**manifest.thresholds["detection"]))
 

@@ -183,6 +183,7 @@ class TrackingStep(FrameStep):
         elif interval > 1:
             self.backlog = 2 * interval
         self._probs: dict[int, np.ndarray] = {}  # track id -> its last detection's mask probs [M, M]
+        self._paste_mode = "torchvision"
         self.engine_frames = self.propagated_frames = self.propagated_instances = 0
 
     @property
@@ -210,6 +211,7 @@ class TrackingStep(FrameStep):
                                   "use --match box")
             masks = _mask_crops(dets)
         ids = self.tracker.update(dets.boxes, dets.scores, dets.labels, t, masks)
+        self._paste_mode = dets.paste_mode  # carried masks are pasted as the model pastes its own
         for k in np.flatnonzero(ids >= 0).tolist():
             self._probs[int(ids[k])] = dets.mask_probs[k]
         live = set(self.tracker.live_ids().tolist())
@@ -230,7 +232,7 @@ class TrackingStep(FrameStep):
         scores = objects.scores[rows][inside]
         order = np.argsort(-scores, kind="stable")
         dets = Detections.from_tensors(clipped[inside][order], scores[order], objects.labels[rows][inside][order],
-                                       probs[order], size)
+                                       probs[order], size, paste_mode=self._paste_mode)
         ids = objects.ids[rows][inside][order]
         return dets.with_tracks(ids, np.ones(len(ids), np.bool_))
 

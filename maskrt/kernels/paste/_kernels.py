@@ -86,12 +86,7 @@ def paste_kernel(masks_ptr, boxes_ptr, canvas_ptr, offsets_ptr, priority_ptr, m,
     iy0, iy1, wy0, wy1 = _taps(rows - by0, oh, mp, EMULATE)
     base = masks_ptr + i.to(tl.int64) * m * m
     vis_w = tl.maximum(x1 - x0, 0)
-    if FUSED:
-        col0 = x0
-        ncols = tl.where(tl.program_id(1) * BLOCK_H < y1, vis_w, 0)  # blocks below the region: no work
-    else:
-        col0 = x0 * 0
-        ncols = width
+    col0, ncols = columns(x0, y1, vis_w, width, FUSED, BLOCK_H)
     for cb in range(tl.cdiv(ncols, BLOCK_W)):
         cols = col0 + cb * BLOCK_W + tl.arange(0, BLOCK_W)
         ok = r_in[:, None] & ((cols >= x0) & (cols < x1))[None, :]
@@ -104,17 +99,38 @@ def paste_kernel(masks_ptr, boxes_ptr, canvas_ptr, offsets_ptr, priority_ptr, m,
         t1 = _fma(wx0[None, :], v10, wx1[None, :] * v11, EMULATE)
         val = _fma(wy0[:, None], t0, wy1[:, None] * t1, EMULATE)
         bit = val > threshold
-        if FUSED:
-            off = tl.load(offsets_ptr + i) + ((rows - y0) * vis_w)[:, None] + (cols - x0)[None, :]
-            tl.store(packed_ptr + off, bit.to(tl.uint8), mask=ok)
-            pix = rows.to(tl.int64)[:, None] * width + cols[None, :]
-            prio = tl.load(priority_ptr + i)
-            tl.atomic_max(keymap_ptr + pix, tl.full([BLOCK_H, BLOCK_W], 0, tl.int32) + prio, mask=ok & bit)
-        else:
-            bit = tl.where(ok, bit, 0.0 > threshold)
-            pix = (i.to(tl.int64) * height + rows)[:, None] * width + cols[None, :]
-            in_image = (rows < height)[:, None] & (cols < width)[None, :]
-            tl.store(out_ptr + pix, bit.to(tl.uint8), mask=in_image)
+        write_bits(bit, ok, i, rows, cols, x0, y0, vis_w, height, width, threshold, offsets_ptr, priority_ptr,
+                   out_ptr, packed_ptr, keymap_ptr, FUSED, BLOCK_H, BLOCK_W)
+
+
+@triton.jit
+def columns(x0, y1, vis_w, width, FUSED: tl.constexpr, BLOCK_H: tl.constexpr):
+    """(first column, number of columns) a program of rows [BLOCK_H * program_id(1), +BLOCK_H) visits:
+    FUSED, the region's (none for blocks below it); else every column of the image."""
+    if FUSED:
+        return x0, tl.where(tl.program_id(1) * BLOCK_H < y1, vis_w, 0)
+    else:
+        return x0 * 0, width
+
+
+@triton.jit
+def write_bits(bit, ok, i, rows, cols, x0, y0, vis_w, height, width, threshold, offsets_ptr, priority_ptr,
+               out_ptr, packed_ptr, keymap_ptr, FUSED: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_W: tl.constexpr):
+    """Store a [BLOCK_H, BLOCK_W] tile of instance i's thresholded pixels (ok: inside its region).
+    FUSED: the crop into packed[offsets[i]:] (row-major over the region, width vis_w) and the
+    atomic max of priority[i] into keymap where the pixel is set; else every pixel of the tile
+    that lies in the image into out[i] (outside the region: 0 > threshold)."""
+    if FUSED:
+        off = tl.load(offsets_ptr + i) + ((rows - y0) * vis_w)[:, None] + (cols - x0)[None, :]
+        tl.store(packed_ptr + off, bit.to(tl.uint8), mask=ok)
+        pix = rows.to(tl.int64)[:, None] * width + cols[None, :]
+        prio = tl.load(priority_ptr + i)
+        tl.atomic_max(keymap_ptr + pix, tl.full([BLOCK_H, BLOCK_W], 0, tl.int32) + prio, mask=ok & bit)
+    else:
+        bit = tl.where(ok, bit, 0.0 > threshold)
+        pix = (i.to(tl.int64) * height + rows)[:, None] * width + cols[None, :]
+        in_image = (rows < height)[:, None] & (cols < width)[None, :]
+        tl.store(out_ptr + pix, bit.to(tl.uint8), mask=in_image)
 
 
 @triton.jit

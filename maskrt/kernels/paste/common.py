@@ -69,6 +69,48 @@ def box_geometry(boxes: Tensor, m: int, height: int, width: int) -> tuple[Tensor
     return box, torch.where(finite[:, None], region, 0)
 
 
+PASTE_MODES = ("torchvision", "detectron2")
+
+
+def check_mode(mode: str, threshold: float) -> None:
+    """ValueError for an unknown mode, or a detectron2 paste with threshold <= 0 (detectron2 writes
+    only inside each box's region: a background that passes the threshold has no meaning there)."""
+    if mode not in PASTE_MODES:
+        raise ValueError(f"unknown paste mode {mode!r}; choose from {', '.join(PASTE_MODES)}")
+    if mode == "detectron2" and not threshold > 0:
+        raise ValueError(f"the detectron2 paste needs threshold > 0, got {threshold}")
+
+
+def detectron2_regions(boxes: Tensor, height: int, width: int) -> Tensor:
+    """Tensor[N, 4] int64 (x0, y0, x1, y1), exclusive ends: the pixels detectron2's paste computes
+    for each box (layers/mask_ops.py, skip_empty): floor(x1) - 1 .. ceil(x2) + 1 (same for y),
+    clipped to the image. Boxes with a non-finite coordinate, x2 <= x1 or y2 <= y1 (detectron2
+    drops those before pasting) get an empty region. Every pixel outside a region pastes to a
+    probability < 0.5 (its centre lies over half a mask cell outside the box), so it is background."""
+    b = boxes.float()
+    ok = torch.isfinite(b).all(1) & (b[:, 2] > b[:, 0]) & (b[:, 3] > b[:, 1])
+    b = torch.where(ok[:, None], b, 0.0).clamp(-COORD_LIMIT, COORD_LIMIT)
+    lo = (torch.floor(b[:, :2]) - 1).clamp(min=0)
+    x1 = (torch.ceil(b[:, 2]) + 1).clamp(max=width)
+    y1 = (torch.ceil(b[:, 3]) + 1).clamp(max=height)
+    region = torch.stack([lo[:, 0], lo[:, 1], x1, y1], 1).to(torch.int64)
+    return torch.where(ok[:, None], region, 0)
+
+
+def detectron2_probs(mask: Tensor, box: Tensor, rows: Tensor, cols: Tensor) -> Tensor:
+    """Pasted probabilities Tensor[len(rows), len(cols)] float32 of one mask Tensor[M, M] over image
+    rows x cols (int64), detectron2's arithmetic (layers/mask_ops.py _do_paste_mask): the pixel
+    centre p + 0.5 is mapped to g = (p + 0.5 - x1) / (x2 - x1) * 2 - 1 in float32 and the mask is
+    sampled there by F.grid_sample (bilinear, zero padding, align_corners=False: mask coordinate
+    (g + 1) * M / 2 - 0.5, taps outside the M x M mask read 0)."""
+    b = box.float()
+    x = (cols.to(torch.float32) + 0.5 - b[0]) / (b[2] - b[0]) * 2 - 1
+    y = (rows.to(torch.float32) + 0.5 - b[1]) / (b[3] - b[1]) * 2 - 1
+    grid = torch.stack([x[None, :].expand(len(y), len(x)), y[:, None].expand(len(y), len(x))], dim=2)
+    return F.grid_sample(mask.float()[None, None], grid[None], mode="bilinear", padding_mode="zeros",
+                         align_corners=False)[0, 0]
+
+
 def background_value(threshold: float) -> bool:
     """What the oracle yields outside every box: 0.0 > threshold compared in float32."""
     return bool(torch.tensor(0.0) > threshold)

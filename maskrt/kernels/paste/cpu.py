@@ -25,47 +25,54 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .common import PastedInstances, background_value, check_inputs, crop_offsets, geometry, paint_priority
+from .common import (PastedInstances, background_value, check_inputs, check_mode, crop_offsets, detectron2_probs,
+                     detectron2_regions, geometry, paint_priority)
 
 SMALL_PATH_LIMIT = 128  # h + w at or below which torch's small-output interpolation path is used
 
 
-def paste(masks: Tensor, boxes: Tensor, height: int, width: int, threshold: float = 0.5) -> Tensor:
+def paste(masks: Tensor, boxes: Tensor, height: int, width: int, threshold: float = 0.5,
+          mode: str = "torchvision") -> Tensor:
     """Paste per-box mask probabilities into the image; same contract as the reference.
 
     masks: Tensor[N, M, M]; boxes: Tensor[N, 4] xyxy image pixels. Returns Tensor[N, H, W] bool,
-    pasted probability > threshold. Boxes with NaN/inf coordinates give empty masks.
+    pasted probability > threshold ("torchvision") or >= threshold ("detectron2"). Boxes with
+    NaN/inf coordinates give empty masks.
     """
     check_inputs(masks, boxes, height, width)
+    check_mode(mode, threshold)
     n = masks.shape[0]
     # np.zeros comes from calloc: the OS hands out zero pages lazily, so only the pages inside
     # the boxes are ever written; a full-size fill would cost more than the paste itself.
     make = np.ones if background_value(threshold) else np.zeros
     view = make((n, height, width), dtype=np.bool_)
-    for i, (x0, y0, x1, y1), crop in _visible_crops(masks, boxes, height, width, threshold):
+    for i, (x0, y0, x1, y1), crop in _crops(mode, masks, boxes, height, width, threshold):
         view[i, y0:y1, x0:x1] = crop
     return torch.from_numpy(view)
 
 
 def paste_id_map(masks: Tensor, boxes: Tensor, height: int, width: int, threshold: float = 0.5,
-                 scores: Tensor | None = None) -> PastedInstances:
+                 scores: Tensor | None = None, mode: str = "torchvision") -> PastedInstances:
     """Fused paste: instance-id map Tensor[H, W] int32 (-1 = background, highest score on top)
     plus each instance's mask cropped to its clipped box; never materialises N full-size masks.
 
     masks: Tensor[N, M, M]; boxes: Tensor[N, 4]; scores: Tensor[N] or None (then lower index wins).
     threshold must be >= 0 (a negative one would make every background pixel foreground).
+    mode: "torchvision" or "detectron2" (see paste).
     """
     check_inputs(masks, boxes, height, width)
+    check_mode(mode, threshold)
     if background_value(threshold):
         raise ValueError(f"paste_id_map needs threshold >= 0, got {threshold}")
     n = masks.shape[0]
-    geo = geometry(masks, boxes, height, width)
-    offsets = crop_offsets(geo.region)
+    geo = geometry(masks, boxes, height, width) if mode == "torchvision" else None
+    region = geo.region if geo is not None else detectron2_regions(boxes, height, width)
+    offsets = crop_offsets(region)
     packed = np.zeros(int(offsets[-1]), dtype=np.bool_)
     id_map = np.full((height, width), -1, dtype=np.int32)
     crops = {}
     starts = offsets.tolist()
-    for i, (x0, y0, x1, y1), crop in _visible_crops(masks, boxes, height, width, threshold, geo):
+    for i, (x0, y0, x1, y1), crop in _crops(mode, masks, boxes, height, width, threshold, geo, region):
         packed[starts[i] : starts[i + 1]] = crop.reshape(-1)
         crops[i] = ((x0, y0, x1, y1), crop)
     rank = paint_priority(scores, n)
@@ -73,7 +80,27 @@ def paste_id_map(masks: Tensor, boxes: Tensor, height: int, width: int, threshol
         if i in crops:
             (x0, y0, x1, y1), crop = crops[i]
             id_map[y0:y1, x0:x1][crop] = i
-    return PastedInstances(torch.from_numpy(id_map), geo.region, torch.from_numpy(packed), offsets)
+    return PastedInstances(torch.from_numpy(id_map), region, torch.from_numpy(packed), offsets)
+
+
+def _crops(mode, masks, boxes, height, width, threshold, geo=None, region=None):
+    """The instances' visible crops (see _visible_crops) under paste `mode`."""
+    if mode == "detectron2":
+        return _detectron2_crops(masks, boxes, height, width, threshold, region)
+    return _visible_crops(masks, boxes, height, width, threshold, geo)
+
+
+def _detectron2_crops(masks, boxes, height, width, threshold, region=None):
+    """Yield (i, (x0, y0, x1, y1), np.ndarray bool) for each box with a non-empty detectron2 region:
+    grid_sample of the region only, as detectron2's CPU path (one box per chunk); the same per
+    pixel as the reference's whole-image sampling (each output pixel depends on its centre only)."""
+    region = detectron2_regions(boxes, height, width) if region is None else region
+    boxes = boxes.float()
+    thr = torch.tensor(threshold, dtype=torch.float32)
+    for i, (x0, y0, x1, y1) in enumerate(region.tolist()):
+        if x1 > x0 and y1 > y0:
+            probs = detectron2_probs(masks[i], boxes[i], torch.arange(y0, y1), torch.arange(x0, x1))
+            yield i, (x0, y0, x1, y1), (probs >= thr).numpy()
 
 
 def _visible_crops(masks, boxes, height, width, threshold, geo=None):

@@ -56,17 +56,19 @@ def raise_rois_problem(code: int, batch_size: int) -> None:
         raise ValueError(f"roi_align batch index out of range [0, {batch_size})")
 
 
-def assign_levels(rois: Tensor, spatial_scales: Sequence[float], canonical_size: int, canonical_level: int) -> Tensor:
+def assign_levels(rois: Tensor, spatial_scales: Sequence[float], canonical_size: int, canonical_level: int,
+                  level_mapper: str = "torchvision") -> Tensor:
     """Tensor[R] int64 level index (0 = first feature) of each RoI, exactly as the reference assigns it.
 
     One level: 0 for every RoI (torchvision's MultiScaleRoIAlign maps no levels then). Several:
     `fpn_levels`, -1 for a RoI of negative area; an index >= L is possible when the scales are not
     consecutive powers of two. Such RoIs (outside [0, L)) pool to zero, as in torchvision.
+    level_mapper: the level formula, "torchvision" or "detectron2" (`fpn_levels`).
     """
     if len(spatial_scales) == 1:
         return torch.zeros(rois.shape[0], dtype=torch.int64, device=rois.device)
     k_min, k_max = level_range(spatial_scales)
-    return fpn_levels(rois[:, 1:], k_min, k_max, canonical_size, canonical_level)
+    return fpn_levels(rois[:, 1:], k_min, k_max, canonical_size, canonical_level, mapper=level_mapper)
 
 
 __all__ = ["FEATURE_DTYPES", "assign_levels", "check_inputs", "check_shapes", "fpn_levels", "level_range",

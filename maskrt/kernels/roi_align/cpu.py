@@ -43,6 +43,7 @@ def roi_align(
     aligned: bool = False,
     canonical_size: int = 224,
     canonical_level: int = 4,
+    level_mapper: str = "torchvision",
 ) -> Tensor:
     """Multi-level RoIAlign, same contract as `maskrt.kernels.roi_align.reference.roi_align`.
 
@@ -54,18 +55,18 @@ def roi_align(
     check_inputs(features, rois, spatial_scales, output_size)
     with torch.autocast("cpu", enabled=False):  # compute in the features' precision, never bf16
         return _roi_align(features, rois, spatial_scales, output_size, sampling_ratio, aligned, canonical_size,
-                          canonical_level)
+                          canonical_level, level_mapper)
 
 
 def _roi_align(features, rois, spatial_scales, output_size, sampling_ratio, aligned, canonical_size,
-               canonical_level) -> Tensor:
+               canonical_level, level_mapper) -> Tensor:
     """`roi_align` on checked inputs (see there)."""
     first = features[0]
     n, c, size = rois.shape[0], first.shape[1], output_size
     if n == 0:
         return first.new_zeros((0, size, size, c)).permute(0, 3, 1, 2)
     bases = level_bases(features)
-    levels = assign_levels(rois, spatial_scales, canonical_size, canonical_level)
+    levels = assign_levels(rois, spatial_scales, canonical_size, canonical_level, level_mapper)
     geo = _geometry(rois, levels, features, spatial_scales, bases, size, sampling_ratio, aligned)
     pos, weight, offsets = _bags(geo, size)  # computed once, reused for every channel block
     dtype = compute_dtype(first.dtype)

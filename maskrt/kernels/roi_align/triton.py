@@ -46,6 +46,7 @@ def roi_align(
     aligned: bool = False,
     canonical_size: int = 224,
     canonical_level: int = 4,
+    level_mapper: str = "torchvision",
 ) -> Tensor:
     """Multi-level RoIAlign on the tensors' device; same contract as the reference."""
     check_shapes(features, rois, spatial_scales, output_size)
@@ -63,7 +64,7 @@ def roi_align(
     from .cpu import compute_dtype
 
     triton, tl = triton_modules()
-    levels = assign_levels(rois, spatial_scales, canonical_size, canonical_level).contiguous()
+    levels = assign_levels(rois, spatial_scales, canonical_size, canonical_level, level_mapper).contiguous()
     maps = [f.contiguous() for f in features]
     maps += [maps[0]] * (MAX_LEVELS - len(maps))
     dims = [d for f in maps for d in (f.shape[2], f.shape[3])]
