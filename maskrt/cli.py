@@ -10,6 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from .commands.options import BATCH, COUNT, SCORE, SIZE, THREADS
+from .commands.tracking import add_arguments as add_tracking_arguments
 from .errors import MaskrtError
 from .options import BACKENDS, ENGINE_BACKENDS, PRECISIONS, TARGETS, Number
 
@@ -78,6 +79,7 @@ def _add_run(sub) -> None:
     _add_precision(p, None, "for a checkpoint: build (once, cached) and run the CPU engine of this precision "
                             "(default fp32)")
     _add_config(p)
+    add_tracking_arguments(p)
     p.add_argument("--quiet", action="store_true", help="no progress bar and no summary")
     p.set_defaults(func=_cmd_run)
 
@@ -185,11 +187,13 @@ def _cmd_build(args: argparse.Namespace) -> int:
 
 
 def _add_eval(sub) -> None:
-    p = sub.add_parser("eval", help="box and mask AP on a COCO dataset (pycocotools)",
+    p = sub.add_parser("eval", help="box and mask AP on a COCO dataset or a video; tracking metrics",
                        description="Run MODEL on every image of a COCO annotations file and print box and mask AP "
-                                   "(the standard 12-number pycocotools tables). Writes the COCO results to --out "
-                                   "and the metrics to the same name with .metrics.json (results.json -> "
-                                   "results.metrics.json), both only when the evaluation succeeded.")
+                                   "(the standard 12-number pycocotools tables); or, with --video and --annotations, "
+                                   "on every frame of a clip (AP over the frames; with --track also HOTA, DetA, "
+                                   "AssA, MOTA, IDF1 and ID switches by box and by mask IoU). Writes the COCO "
+                                   "results to --out and the metrics to the same name with .metrics.json "
+                                   "(results.json -> results.metrics.json), both only when the evaluation succeeded.")
     p.add_argument("--model", required=True, action="append",
                    help="engine directory, checkpoint (.pth/.pt/.safetensors) or torchvision:NAME; give it twice "
                         "(or --precision twice) to put two engines side by side on the same images")
@@ -198,8 +202,13 @@ def _add_eval(sub) -> None:
                         "several for one model (--precision fp32 --precision int8)")
     p.add_argument("--calibration", metavar="DIR_OR_GLOB", help="int8: calibration images (see maskrt build)")
     p.add_argument("--calibration-size", type=COUNT, metavar="N", help="int8: number of calibration images")
-    p.add_argument("--coco", required=True, type=Path, help="COCO instances annotations JSON")
-    p.add_argument("--images", required=True, type=Path, help="folder holding the annotations' file_name paths")
+    p.add_argument("--coco", type=Path, help="COCO instances annotations JSON")
+    p.add_argument("--images", type=Path, help="folder holding the annotations' file_name paths")
+    p.add_argument("--video", type=Path, help="instead of --coco/--images: a video file, scored frame by frame "
+                                              "against --annotations (AP; with --track also HOTA, MOTA, IDF1)")
+    p.add_argument("--annotations", type=Path,
+                   help="with --video: its ground truth, a COCO document with one image per frame (image id = "
+                        "frame index) and track_id on each annotation (as maskrt.data.generate_video writes)")
     p.add_argument("--out", type=Path, default=Path("results.json"),
                    help="COCO results JSON to write (default results.json; metrics go to NAME.metrics.json)")
     p.add_argument("--score-threshold", type=SCORE, default=0.05,
@@ -209,6 +218,7 @@ def _add_eval(sub) -> None:
     p.add_argument("--max-images", type=COUNT, help="evaluate only the first N images (by image id)")
     p.add_argument("--device", default="cpu", help="torch device (default cpu)")
     _add_config(p)
+    add_tracking_arguments(p)
     p.add_argument("--quiet", action="store_true", help="no progress bar or notes on stderr")
     p.set_defaults(func=_cmd_eval)
 
@@ -222,6 +232,15 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_eval(args: argparse.Namespace) -> int:
+    if args.video is not None:
+        from .commands.eval_video import run_video_eval
+
+        return run_video_eval(args)
+    if args.coco is None or args.images is None:
+        raise MaskrtError("give --coco and --images (a COCO dataset), or --video and --annotations (a clip)")
+    video_only = [f"--{n}" for n in ("annotations", "track", "tracker", "match", "interval") if getattr(args, n)]
+    if video_only:
+        raise MaskrtError(f"{', '.join(video_only)} apply to --video")
     from .commands.eval import run_eval
 
     return run_eval(args)

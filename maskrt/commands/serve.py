@@ -19,6 +19,8 @@ from pathlib import Path
 from ..errors import MaskrtError
 from ..options import BACKENDS, Number
 from .options import SCORE, SIZE
+from .tracking import add_arguments as add_tracking_arguments
+from .tracking import settings as tracking_settings
 
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
@@ -57,6 +59,7 @@ def add_parser(sub) -> None:
     p.add_argument("--out-dir", type=Path, default=Path("runs/serve"),
                    help="where streams write NAME.jsonl (and MP4 segments) (default runs/serve)")
     p.add_argument("--segment-seconds", type=_SECONDS, help="also write each stream as MP4 segments of this length")
+    add_tracking_arguments(p)  # --track etc.: ids in every stream's JSON lines and video
     p.add_argument("--reconnect-max-s", type=_SECONDS, default=30.0,
                    help="longest wait between reconnects of a stream (exponential backoff from 1 s; default 30)")
     p.add_argument("--max-upload-mb", type=Number(float, 0, 4096, above=True), default=20.0,
@@ -88,8 +91,11 @@ def options_from_args(args: argparse.Namespace):
     if args.max_replicas is not None and args.max_replicas < args.replicas:
         raise MaskrtError(f"--max-replicas ({args.max_replicas}) is below --replicas ({args.replicas})")
     backoff = min(1.0, args.reconnect_max_s)
+    tracking = tracking_settings(args)
+    if tracking is not None and not args.stream:
+        raise MaskrtError("--track applies to the streams: add --stream NAME=SOURCE")
     streams = [parse_stream(s, str(args.out_dir), segment_seconds=args.segment_seconds, restart_backoff_s=backoff,
-                            max_restart_backoff_s=args.reconnect_max_s,
+                            max_restart_backoff_s=args.reconnect_max_s, tracking=tracking,
                             url_options={"backoff_s": backoff, "max_backoff_s": args.reconnect_max_s})
                for s in args.stream]
     if len({s.name for s in streams}) < len(streams):

@@ -140,6 +140,21 @@ class JsonLinesSink(_TextFile):
         self.written += 1
 
 
+class RecordsSink(Sink):
+    """Keeps every frame's record (the JSON-lines object) in memory, in `records`: for evaluating
+    a run in the same process (maskrt eval --video, benchmarks). Memory grows with the video."""
+
+    needs_record = True
+
+    def __init__(self):
+        super().__init__()
+        self.records: list[dict] = []
+
+    def write(self, work) -> None:
+        self.records.append(work.record)
+        self.written += 1
+
+
 class CocoResultsSink(_TextFile):
     """A COCO results JSON array, streamed: one {"image_id": frame index, "category_id", "bbox",
     "score", "segmentation"} per instance, so memory does not grow with the video."""
