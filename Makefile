@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 export OMP_NUM_THREADS ?= 2
 export MKL_NUM_THREADS ?= 2
 
-.PHONY: setup browser test test-ptx test-triton36 gpu-check bench bench-quick bench-compare bench-smoke demo clean
+.PHONY: setup browser test test-signals test-ptx test-triton36 gpu-check bench bench-quick bench-compare bench-smoke demo clean
 
 setup: $(STAMP)
 
@@ -25,9 +25,14 @@ browser:
 		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium; }
 
 test: $(STAMP) browser
-	$(PY) -m pytest -q tests
+	$(PY) -m pytest -q tests -m "not signals"
 	$(MAKE) --no-print-directory test-triton36
 	$(MAKE) --no-print-directory bench-smoke
+
+# Every signal at every phase of `maskrt serve` and `maskrt batch --ray` with their own Ray
+# (tests/serve/test_signals.py, tests/distributed/test_signals.py; ~6 min on 2 cores).
+test-signals: $(STAMP)
+	$(PY) -m pytest -q tests -m signals
 
 # The Triton kernels compiled for sm_90a and sm_80 on this CPU (also part of make test).
 test-ptx: $(STAMP)

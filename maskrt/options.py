@@ -51,6 +51,42 @@ def probability(name: str, value, allow_none: bool = True):
     return float(value)
 
 
+class Number:
+    """The argparse `type` of a numeric command-line option: text -> an int (kind int) or a
+    finite float (kind float) in its range, else argparse.ArgumentTypeError naming the range,
+    which the CLI prints as its one error line. low: the smallest value (above: low itself is
+    excluded); high: the largest (None: no upper bound). Every int and float option of every
+    command is one of these (tests/test_cli_numbers.py reads the ranges from the parser)."""
+
+    def __init__(self, kind: type = int, low: float | None = None, high: float | None = None, above: bool = False):
+        self.kind, self.low, self.high, self.above = kind, low, high, above
+        self.__name__ = kind.__name__  # argparse names the type in some messages
+
+    def describe(self) -> str:
+        noun = "an integer" if self.kind is int else "a number"
+        if self.kind is int and self.low == 1 and self.high is None:
+            return "a positive integer"
+        if self.high is None:
+            return f"{noun} {'above' if self.above else 'of at least'} {self.low:g}"
+        if self.above:
+            return f"{noun} above {self.low:g} and at most {self.high:g}"
+        return f"{noun} from {self.low:g} to {self.high:g}" if self.kind is int else \
+            f"a number in [{self.low:g}, {self.high:g}]"
+
+    def __call__(self, text: str):
+        import argparse
+
+        try:
+            value = self.kind(text)
+        except (TypeError, ValueError, OverflowError):
+            value = None
+        if value is None or not math.isfinite(value) or (self.low is not None and (
+                value < self.low or (self.above and value == self.low))) or \
+                (self.high is not None and value > self.high):
+            raise argparse.ArgumentTypeError(f"must be {self.describe()}, got {text!r}")
+        return value
+
+
 def choice(name: str, value, choices: tuple[str, ...], allow_none: bool = False):
     """`value` if it is one of `choices`; else one MaskrtError line listing them."""
     if value is None and allow_none:

@@ -1,4 +1,4 @@
-"""SIGTERM handled like Ctrl-C, so that every cleanup path (temporary files, engine folders
+"""SIGTERM (and SIGHUP) handled like Ctrl-C, so that every cleanup path (temporary files, engine folders
 under construction, locks) runs before the process ends.
 
 The CLI installs `raise_terminated` for the whole command (main(), cli_handlers); library code that makes
@@ -23,18 +23,23 @@ def raise_terminated(signum, frame) -> None:
     raise Terminated(signal.Signals(signum).name)
 
 
+TERMINATING = (signal.SIGTERM, signal.SIGHUP)  # handled like Ctrl-C by every command
+
+
 @contextlib.contextmanager
 def cli_handlers():
-    """For a CLI command: inside, SIGTERM raises Terminated (a KeyboardInterrupt); the previous
-    handler is restored after (main() may be called in-process, by tests or other tools)."""
+    """For a CLI command: inside, SIGTERM and SIGHUP (the terminal closed) raise Terminated (a
+    KeyboardInterrupt); the previous handlers are restored after (main() may be called
+    in-process, by tests or other tools)."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    previous = signal.signal(signal.SIGTERM, raise_terminated)
+    previous = {sig: signal.signal(sig, raise_terminated) for sig in TERMINATING}
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def _resend(signum: int) -> None:

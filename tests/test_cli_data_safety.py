@@ -330,8 +330,8 @@ def _bad_metadata_checkpoint(small_checkpoint, path):
 
 
 @pytest.mark.parametrize("case,extra,message", [
-    ("threads", ["--threads", "-2"], "--threads must be a positive integer"),
-    ("min_size", ["--min-size", "-5"], "--min-size must be a positive integer"),
+    ("threads", ["--threads", "-2"], "--threads must be an integer from 1 to 1024"),
+    ("min_size", ["--min-size", "-5"], "--min-size must be an integer from 1 to 16384"),
     ("max_frames_0", ["--max-frames", "0"], "--max-frames must be a positive integer"),
     ("max_frames_neg", ["--max-frames", "-1"], "--max-frames must be a positive integer"),
     ("missing_folder", ["--out", "od"], "input not found"),

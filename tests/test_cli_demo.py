@@ -24,7 +24,7 @@ def test_demo_writes_video_and_jsonl(small_checkpoint, tmp_path, capsys):
 
 def test_demo_rejects_bad_frame_count(tmp_path, capsys):
     assert main(["demo", "--out-dir", str(tmp_path), "--frames", "0"]) == 2
-    assert "at least 1" in capsys.readouterr().err
+    assert "--frames must be an integer from 1 to 100000" in capsys.readouterr().err
     assert list(tmp_path.iterdir()) == []
 
 

@@ -81,3 +81,18 @@ def test_config_is_a_load_option_of_every_command():
                                                                      "--images", "i"]):
         assert load_options(parser.parse_args([*argv, "--config", "m.yaml"])).config == "m.yaml", argv
     assert parser.parse_args(["build", "m.pkl", "-o", "e", "--config", "m.yaml"]).config == "m.yaml"
+
+
+@pytest.mark.parametrize("value", [math.nan, 2.0, -3, "0.5"])
+def test_stream_min_score_is_validated(tmp_path, value):
+    """Item 10 of issue 22: the report filter of Segmenter.stream / Pipeline (what run, batch and
+    the serve streams report) refused a NaN nowhere and reported nothing."""
+    import numpy as np
+    from PIL import Image
+
+    from maskrt.engine.stream.api import Stream
+
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(tmp_path / "a.png")
+    segmenter = type("Stub", (), {"batch_size": 1})()
+    with pytest.raises(MaskrtError, match=r"^min_score must be a number in \[0, 1\]"):
+        Stream(segmenter, str(tmp_path / "a.png"), min_score=value)

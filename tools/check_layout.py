@@ -27,6 +27,7 @@ ROOT = Path(__file__).resolve().parent.parent
 # Lowest first. A module may import its own top-level package, any lower layer, and the leaf layer.
 LAYERS: list[tuple[str, ...]] = [
     ("maskrt._version", "maskrt.errors", "maskrt.hashing", "maskrt.progress", "maskrt.signals", "maskrt.machine",
+     "maskrt.local_ray",
      "maskrt.options"),                                            # leaf utilities
     ("maskrt.kernels",),                                           # the three ops
     ("maskrt.safeio",),                                            # every file written

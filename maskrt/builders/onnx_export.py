@@ -11,6 +11,7 @@ from pathlib import Path
 
 import torch
 
+from ..artifact.stages import stage_ports
 from ..model import MaskRCNN
 
 OPSET = 17
@@ -18,20 +19,21 @@ STAGES = ("dense", "box", "mask")
 
 
 def stage_io(model: MaskRCNN) -> dict[str, dict]:
-    """Per stage: example input, input/output names and dynamic axes."""
+    """Per stage: example input, input/output names (those the manifest's stages declare:
+    artifact.stages, which loading checks) and dynamic axes."""
     cfg = model.config
-    levels = len(model.cell_anchors)
     c = cfg.fpn_channels
-    dense_outputs = [f"p{i + 2}" for i in range(4)] + [f"objectness{i}" for i in range(levels)] + \
-        [f"deltas{i}" for i in range(levels)]
-    return {
-        "dense": dict(example=torch.zeros(1, 3, 256, 320), inputs=["images"], outputs=dense_outputs,
-                      axes={"images": {0: "batch", 2: "height", 3: "width"}}),
-        "box": dict(example=torch.zeros(2, c, cfg.box_pool_size, cfg.box_pool_size), inputs=["box_features"],
-                    outputs=["class_logits", "box_deltas"], axes={"box_features": {0: "rois"}}),
-        "mask": dict(example=torch.zeros(2, c, cfg.mask_pool_size, cfg.mask_pool_size), inputs=["mask_features"],
-                     outputs=["mask_logits"], axes={"mask_features": {0: "detections"}}),
-    }
+    examples = {"dense": torch.zeros(1, 3, 256, 320),
+                "box": torch.zeros(2, c, cfg.box_pool_size, cfg.box_pool_size),
+                "mask": torch.zeros(2, c, cfg.mask_pool_size, cfg.mask_pool_size)}
+    axes = {"dense": {"images": {0: "batch", 2: "height", 3: "width"}}, "box": {"box_features": {0: "rois"}},
+            "mask": {"mask_features": {0: "detections"}}}
+    io = {}
+    for stage in STAGES:
+        inputs, outputs = stage_ports(stage, cfg)
+        io[stage] = dict(example=examples[stage], inputs=[p.name for p in inputs],
+                         outputs=[p.name for p in outputs], axes=axes[stage])
+    return io
 
 
 def export_stages(model: MaskRCNN, out_dir: Path, half: bool = False) -> dict[str, Path]:

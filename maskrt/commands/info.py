@@ -9,6 +9,10 @@ from ..artifact import read_manifest
 
 def print_engine_info(engine_dir: str | Path) -> int:
     m = read_manifest(engine_dir)  # verifies format version and payload hashes
+    if m.target == "cpu" and m.stages:  # each stage file read and checked against the manifest
+        from ..engine.backends.openvino_backend import read_stages
+
+        read_stages(Path(engine_dir), m)
     cfg = m.config
     pol = m.input_policy
     det = m.thresholds.get("detection", {})
@@ -25,6 +29,8 @@ def print_engine_info(engine_dir: str | Path) -> int:
     _print_provenance(m.source)
     if m.quantization:
         _print_quantization(m.quantization)
+    if m.target == "cpu" and m.stages:
+        print(f"stages:       {', '.join(m.stages)}: inputs and outputs as the manifest declares")
     print("payload:")
     for name, digest in m.files.items():
         size = (Path(engine_dir) / name).stat().st_size

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import argparse
 
-from ..options import LoadOptions
+from ..options import LoadOptions, Number
 
 # LoadOptions field -> the argparse dest that sets it
 _ARGS = {"device": "device", "backend": "backend", "precision": "precision", "score_threshold": "score_threshold",
@@ -23,3 +23,11 @@ def load_options(args: argparse.Namespace, **overrides) -> LoadOptions:
     if hasattr(args, "quiet"):
         given["progress"] = not args.quiet
     return LoadOptions(**{**given, **overrides}).checked()
+
+
+# argparse types of the load options every command shares (ranges: maskrt.options.Number)
+SIZE = Number(int, 1, 16384)  # --min-size, --max-size: pixels
+THREADS = Number(int, 1, 1024)  # --threads
+BATCH = Number(int, 1, 1024)  # --batch: images per inference call
+COUNT = Number(int, 1)  # a positive count (--max-frames, --calibration-size, ...)
+SCORE = Number(float, 0.0, 1.0)  # --score-threshold

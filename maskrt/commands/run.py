@@ -5,6 +5,9 @@ Outputs: --out (an .mp4 for videos, cameras and URLs; a folder of PNGs for still
 timings JSON). Exit codes: 0 done; 1 outputs written but some input could not be read
 (truncated video, unreadable image, lost stream); 2 user error (nothing written);
 130 interrupted (Ctrl-C or SIGTERM: the outputs cover the frames done).
+
+--track (commands/tracking.py): track ids on every instance; the model then keeps the low-score
+detections ByteTrack needs and --score-threshold filters what is written, after association.
 """
 
 from __future__ import annotations
@@ -23,10 +26,12 @@ from tqdm import tqdm
 from ..api import load_with
 from ..engine.stream import (CocoResultsSink, JsonLinesSink, Pipeline, PngFolderSink, VideoSink, describe_kind,
                              open_source)
+from ..engine.stream.tracking import TrackingStep
 from ..errors import MaskrtError
 from ..progress import progress_bar
 from ..safeio import Output, refuse_overwriting
 from .options import load_options
+from .tracking import settings as tracking_settings
 
 EXIT_OK, EXIT_INCOMPLETE, EXIT_INTERRUPTED = 0, 1, 130
 
@@ -38,18 +43,23 @@ def run(args: argparse.Namespace) -> int:
     and claimed (a folder where a file is wanted, a device an MP4 cannot go to, an input or the
     model, a place that cannot be written, another maskrt process writing it), then the model is
     loaded (built on first use), all before the first frame."""
+    tracking = tracking_settings(args)  # a bad --tracker / --interval / --match: before anything is opened
     kind = describe_kind(args.source)
     source = open_source(args.source, log=_log)  # log: URL reconnect reports, above the progress bar
-    sinks, stats_out = [], None
+    sinks, stats_out, steps = [], None, []
     try:
         _check_kinds(args, kind)
+        if tracking is not None:
+            steps = [tracking.step(source, source.live if args.realtime is None else args.realtime)]
         outputs = [p for p in (args.out, args.json, args.coco, args.stats) if p is not None]
         if len({os.path.realpath(p) for p in outputs}) < len(outputs):
             raise MaskrtError("two outputs have the same path")
         sinks = _claim_sinks(args, kind, source)
         stats_out = Output(args.stats, "--stats") if args.stats is not None else None
         _refuse_duplicates(sinks, stats_out)
-        seg = load_with(args.model, load_options(args))
+        model_threshold, min_score = (args.score_threshold, None) if tracking is None else \
+            tracking.score_thresholds(args.score_threshold)
+        seg = load_with(args.model, load_options(args, score_threshold=model_threshold))
     except BaseException:  # released in reverse: folders they made are removed once empty
         if stats_out is not None:
             stats_out.close(False)
@@ -58,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
         source.close()
         raise
     pipeline = Pipeline(seg, source, realtime=args.realtime, batch_size=args.batch, sinks=sinks,
-                        show_fps=args.show_fps, max_frames=args.max_frames)
+                        show_fps=args.show_fps, max_frames=args.max_frames, steps=steps, min_score=min_score)
     unit = "img" if kind == "images" else "frame"
     try:
         with _stop_on_signals(pipeline):
@@ -177,6 +187,10 @@ def _report(pipeline: Pipeline, args: argparse.Namespace, unit: str, stats_out) 
         if pipeline.realtime:
             line += f", {stats.dropped} dropped"
         print(line, file=sys.stderr)
+        for step in pipeline.steps:
+            if isinstance(step, TrackingStep):
+                print(f"maskrt: tracking: the engine ran on {step.engine_frames} frames, "
+                      f"{step.propagated_frames} carried by the tracker", file=sys.stderr)
         if stats.done and (unit != "img" or stats.done > 1):
             print(stats.format_table(), file=sys.stderr)
         written = [str(s.path if hasattr(s, "path") else s.folder) for s in pipeline.sinks if s.written]

@@ -4,6 +4,8 @@ Objects (circles, squares, triangles, stars) move at constant velocity over a st
 textured background, spin, breathe in size, occlude each other in a fixed depth order
 (object ``k`` is drawn over objects ``< k``) and enter or leave the frame.  Every
 object is placed so that it is inside the frame at some random time of the clip.
+Options add events that test tracking (:mod:`maskrt.data.motion`): crossings,
+occluders, objects that leave and return, speed changes, a panning camera.
 Frames use the exact rasterisation of :mod:`maskrt.data.shapes`: in every frame,
 objects with fewer than ``min_area`` visible pixels are not drawn at all, and the
 others are painted on exactly their visible-mask pixels.  Object texture lives in
@@ -13,7 +15,8 @@ the object's own frame, so it moves and rotates with it.
 ``path.with_suffix(".json")``: a COCO instances document with one image per frame
 (``id`` = ``frame_index`` = frame number from 0, ``file_name`` ``"frame_000000"``),
 annotations with RLE masks and a ``track_id`` (stable object id), and
-``"videos": [{"id", "file_name", "fps", "num_frames", "height", "width", "seed"}]``.
+``"videos": [{"id", "file_name", "fps", "num_frames", "height", "width", "seed", "events"}]``
+(``events``: the options of :class:`maskrt.data.motion.VideoEvents`).
 H.264 is lossy: the ground truth describes the rendered RGB frames (as yielded by
 :func:`iter_video_frames`), not the decoded ones.  ``H`` and ``W`` must be even.
 """
@@ -21,10 +24,8 @@ H.264 is lossy: the ground truth describes the rendered RGB frames (as yielded b
 from __future__ import annotations
 
 import json
-import math
 import os
 from collections.abc import Iterator
-from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
@@ -33,7 +34,16 @@ import av
 import numpy as np
 
 from maskrt.data.coco import coco_document, image_record, scene_annotations
-from maskrt.data.geometry import Shape, resolve_visibility, sample_shapes, shape_mask
+from maskrt.data.geometry import resolve_visibility, shape_mask
+from maskrt.data.motion import (  # noqa: F401  (MovingShape re-exported)
+    MovingShape,
+    VideoEvents,
+    apply_events,
+    camera_offset,
+    occluder_bands,
+    sample_moving_shapes,
+    shift,
+)
 from maskrt.data.painting import (
     Appearance,
     flat_appearance,
@@ -42,64 +52,6 @@ from maskrt.data.painting import (
     sample_appearance,
 )
 from maskrt.data.shapes import PAINT_MODES, Scene, build_scene, split_rng
-
-
-@dataclass(frozen=True)
-class MovingShape:
-    """Motion of one object; positions in pixels, rates per second.
-
-    ``x0, y0`` is the centre at ``t = 0``, ``vx, vy`` the velocity, ``spin`` the angular
-    velocity (rad/s).  The radius oscillates: ``radius * (1 + scale_amp * sin(2 pi
-    scale_freq t + scale_phase))``.
-    """
-
-    object_id: int
-    label: int
-    x0: float
-    y0: float
-    vx: float
-    vy: float
-    radius: float
-    angle0: float
-    spin: float
-    scale_amp: float
-    scale_freq: float
-    scale_phase: float
-
-    def at(self, t: float) -> Shape:
-        """Geometry at time ``t`` seconds."""
-        phase = 2 * math.pi * self.scale_freq * t + self.scale_phase
-        scale = 1.0 + self.scale_amp * math.sin(phase)
-        return Shape(self.label, self.x0 + self.vx * t, self.y0 + self.vy * t,
-                     self.radius * scale, self.angle0 + self.spin * t)
-
-
-def sample_moving_shapes(
-    rng: np.random.Generator,
-    height: int,
-    width: int,
-    duration: float,
-    num_objects: tuple[int, int] = (2, 8),
-    min_size: float = 8.0,
-    max_size_frac: float = 0.5,
-) -> list[MovingShape]:
-    """Random motions (back to front).  Each object is inside the frame at a random
-    crossing time in ``[0, duration]`` and moves at 5%..50% of ``min(H, W)`` per second,
-    so objects enter and leave the frame during longer clips."""
-    shapes = sample_shapes(rng, height, width, num_objects, min_size, max_size_frac)
-    side = min(height, width)
-    moving = []
-    for k, s in enumerate(shapes):
-        speed, heading = rng.uniform(0.05, 0.5) * side, rng.uniform(0, 2 * math.pi)
-        vx, vy = speed * math.cos(heading), speed * math.sin(heading)
-        t_cross = rng.uniform(0, duration)
-        cx, cy = rng.uniform(0.1, 0.9) * width, rng.uniform(0.1, 0.9) * height
-        spin = rng.uniform(-math.pi / 2, math.pi / 2)
-        scale_amp, scale_freq = rng.uniform(0, 0.3), rng.uniform(0.1, 0.5)
-        phase = rng.uniform(0, 2 * math.pi)
-        moving.append(MovingShape(k, s.label, cx - vx * t_cross, cy - vy * t_cross, vx, vy,
-                                  s.radius, s.angle, spin, scale_amp, scale_freq, phase))
-    return moving
 
 
 def _video_appearances(
@@ -137,32 +89,55 @@ def iter_video_frames(
     min_contrast: float = 70.0,
     max_texture: float = 24.0,
     paint: str = "textured",
+    crossings: int = 0,
+    occluders: int = 0,
+    returns: int = 0,
+    speed_changes: int = 0,
+    pan: float = 0.0,
 ) -> Iterator[tuple[int, Scene]]:
     """Yield ``(frame_index, Scene)`` for a synthetic clip, without encoding anything.
 
     Frame ``i`` shows time ``i / fps``.  ``Scene.object_ids`` are stable track ids.
     Same arguments -> identical frames.  ``paint`` is as in
-    :func:`maskrt.data.shapes.render_scene` (motion does not depend on it).
+    :func:`maskrt.data.shapes.render_scene` (motion does not depend on it).  ``crossings``,
+    ``occluders``, ``returns``, ``speed_changes`` and ``pan`` (pixels per second) add the
+    events of :mod:`maskrt.data.motion`; without them the clip is unchanged.
     """
     if paint not in PAINT_MODES:
         raise ValueError(f"paint must be one of {PAINT_MODES}, got {paint!r}")
+    events = VideoEvents(crossings, occluders, returns, speed_changes, float(pan))
     height, width = int(size[0]), int(size[1])
     layout_rng, bg_rng, obj_rng = split_rng(np.random.default_rng(seed), 3)
     objects = sample_moving_shapes(layout_rng, height, width, num_frames / fps,
                                    num_objects, min_size, max_size_frac)
+    objects = apply_events(objects, events, seed, height, width, num_frames / fps)
+    offsets = [camera_offset(index / fps, events.pan) for index in range(num_frames)]
+    low = min(offsets)
+    scene_width = width + max(offsets) - low  # the background a panning camera sweeps
     if paint == "flat":
-        background = np.zeros((height, width, 3), dtype=np.uint8)
+        background = np.zeros((height, scene_width, 3), dtype=np.uint8)
     else:
-        background = render_background(bg_rng, height, width)
+        background = render_background(bg_rng, height, scene_width)
         apps = _video_appearances(obj_rng, background, len(objects), min_contrast, max_texture)
+    bands = occluder_bands(events, seed, width, scene_width)
     for index in range(num_frames):
+        left = offsets[index] - low  # the frame's first column in the scene
         shapes = [o.at(index / fps) for o in objects]
-        keep, visible = resolve_visibility([shape_mask(s, height, width) for s in shapes], min_area)
+        if offsets[index]:
+            shapes = [shift(s, -offsets[index]) for s in shapes]
+        full = [shape_mask(s, height, width) for s in shapes]
+        if bands:
+            hidden = np.zeros(width, dtype=bool)
+            for x0, x1 in bands:
+                hidden[max(0, x0 - left):max(0, x1 - left)] = True
+            full = [m & ~hidden[None, :] for m in full]
+        keep, visible = resolve_visibility(full, min_area)
         kept = [shapes[i] for i in keep]
         kept_apps = ([flat_appearance(k) for k in range(len(keep))] if paint == "flat"
                      else [apps[i] for i in keep])
-        image = background.copy() if paint == "background" else paint_objects(
-            background, kept, visible, kept_apps)
+        frame_background = background[:, left:left + width]
+        image = frame_background.copy() if paint == "background" else paint_objects(
+            frame_background, kept, visible, kept_apps)
         yield index, build_scene(image, visible, kept, [objects[i].object_id for i in keep],
                                  kept_apps)
 
@@ -233,7 +208,8 @@ def generate_video(
         frames = iter_video_frames(num_frames, (height, width), seed, fps=float(rate),
                                    **frame_kwargs)
         images, annotations = _encode_frames(video_out.temp_path(), frames, rate, height, width, crf)
+        events = VideoEvents(**{k: v for k, v in frame_kwargs.items() if k in VideoEvents.__dataclass_fields__})
         video = {"id": 1, "file_name": path.name, "fps": float(rate), "num_frames": num_frames,
-                 "height": height, "width": width, "seed": seed}
+                 "height": height, "width": width, "seed": seed, "events": events.as_dict()}
         gt.open("w").write(json.dumps(coco_document(images, annotations, videos=[video])))
     return path

@@ -12,6 +12,7 @@ units in this process, one after another (LocalExecutor); with --ray they go to 
 from __future__ import annotations
 
 import os
+import sys
 import time
 import uuid
 from collections import deque
@@ -24,7 +25,7 @@ from ..progress import progress_bar
 from .inputs import Input, expand_sources
 from .records import finished_record, sha256_of
 from .settings import DEFAULT_IMAGES_PER_TASK, JobSettings, Unit, image_chunks
-from .state import cleanup, driver_lock
+from .state import cleanup, driver_lock, state_dir
 from .summary import InputResult, Summary
 from .work import Worker
 
@@ -125,8 +126,19 @@ def run_batch(opts: BatchOptions) -> Summary:
         settings = JobSettings(out_dir=str(out), job=uuid.uuid4().hex[:12], engine=str(engine), engine_sha256=sha,
                                load=opts.load.replace(num_threads=threads), video=opts.video, coco=opts.coco,
                                images_per_task=opts.images_per_task, max_attempts=opts.max_attempts)
-        summary = _Job(settings, opts, expansion.inputs).run(expansion.missing)
-        cleanup(out)
+        job = _Job(settings, opts, expansion.inputs)
+        finished = False
+        try:
+            summary = job.run(expansion.missing)
+            finished = True
+        finally:  # the workers are stopped (job.run closed its executor): nothing writes any more
+            if not cleanup(out, finished) and not opts.quiet:
+                print(f"maskrt: warning: a worker still held a unit after the job; {state_dir(out)} was left as "
+                      "it was (the next run cleans it)", file=sys.stderr)
+            if job.wedged and sys.exc_info()[0] is not None:  # our own Ray's client may hang at exit (local_ray)
+                from ..local_ray import leave_as_main_would
+
+                leave_as_main_would()
     if not opts.quiet:
         summary.print()
     if opts.summary_path is not None:
@@ -135,10 +147,12 @@ def run_batch(opts: BatchOptions) -> Summary:
 
 
 class _Job:
-    """The driver loop: skip finished inputs, hand out units, follow results to a Summary."""
+    """The driver loop: skip finished inputs, hand out units, follow results to a Summary.
+    wedged: the executor's own Ray could not be shut down cleanly (leave at once)."""
 
     def __init__(self, settings: JobSettings, opts: BatchOptions, inputs: list[Input]):
         self.settings, self.opts, self.inputs = settings, opts, inputs
+        self.wedged = False
         self.results: dict[str, InputResult] = {}
         self.chunks: dict[str, list[dict]] = {}  # image set name -> its chunk results so far
         self.expected: dict[str, int] = {}  # image set name -> its number of chunks
@@ -159,7 +173,7 @@ class _Job:
                         executor.submit(unit)
                 self._drive(executor, bar)
         finally:
-            executor.close()
+            self.wedged = executor.close() is False
         self.summary.seconds = time.perf_counter() - t0 if units else 0.0
         self.summary.workers, self.summary.mode = executor.workers if units else 0, executor.mode
         self.summary.results = [self.results[i.name] for i in self.inputs]

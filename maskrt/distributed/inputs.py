@@ -16,6 +16,7 @@ import glob
 import hashlib
 import os
 import re
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -114,6 +115,8 @@ def _expand(spec: str, result: Expansion, seen: set, out_dir: Path, explicit: bo
             _add(result, seen, item, out_dir, explicit)
     elif not path.exists():
         result.missing.append((spec, f"input not found: {spec}"))
+    elif not path.is_file():  # read to its end, hashed and recorded: only a regular file can be
+        result.missing.append((spec, f"{spec} is {_file_kind(path)}, not a file: it cannot be an input"))
     elif path.suffix.lower() in LIST_SUFFIXES:
         _expand_list(path, result, seen, out_dir, lists)
     elif path.suffix.lower() in IMAGE_SUFFIXES:
@@ -150,9 +153,24 @@ def _expand_list(path: Path, result: Expansion, seen: set, out_dir: Path, lists:
     except (OSError, UnicodeDecodeError) as exc:
         result.missing.append((str(path), f"cannot read list {path}: {exc}"))
         return
+    named = False
     for line in lines:
         line = line.strip()
         if not line or line.startswith("#"):
             continue
         entry = line if os.path.isabs(line) else os.path.join(path.parent, line)
+        named = named or os.path.realpath(entry) not in lists
         _expand(entry, result, seen, out_dir, explicit=True, lists=lists)
+    if not named:
+        result.missing.append((str(path), f"list {path} names no input (only itself, lists already read, "
+                                          "blank lines or comments)"))
+
+
+def _file_kind(path: Path) -> str:
+    """What a path that exists but is neither a folder nor a regular file is, as a phrase."""
+    mode = path.stat().st_mode
+    for test, what in ((stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+                       (stat.S_ISFIFO, "a FIFO (named pipe)"), (stat.S_ISSOCK, "a socket")):
+        if test(mode):
+            return what
+    return "not a regular file"

@@ -26,6 +26,7 @@ from .work import Worker
 
 NAMESPACE = "maskrt"
 READY_TIMEOUT_S = 300.0
+KILL_S = 15.0  # the longest stopping the actors (and leaving a cluster) may take
 
 
 def _ray():
@@ -36,18 +37,26 @@ def _ray():
     return ray
 
 
-def connect(address: str | None) -> bool:
-    """Join the cluster at `address` ("auto", "HOST:PORT", "ray://HOST:10001"), or start a local
-    Ray when it is empty or None; True when this call connected (then disconnect at the end)."""
+def connect(address: str | None):
+    """Join the cluster at `address` ("auto", "HOST:PORT", "ray://HOST:10001", or $RAY_ADDRESS
+    when empty), or start a Ray of our own on this machine (maskrt.local_ray: loopback only,
+    stopped completely at the end) when it is empty and RAY_ADDRESS is not set. Returns None
+    when Ray was already connected (nothing to undo), True when this call joined a cluster
+    (disconnect at the end), or the LocalRay it started."""
     ray = _ray()
     if ray.is_initialized():
-        return False
+        return None
+    from ..local_ray import LocalRay, our_signal_handlers
+
     options = {"logging_level": logging.WARNING, "log_to_driver": False, "namespace": NAMESPACE}
+    address = address or os.environ.get("RAY_ADDRESS")
     try:
-        if address:
+        if not address:
+            local = LocalRay(include_dashboard=False, **options)
+            local.start()
+            return local
+        with our_signal_handlers():
             ray.init(address=address, **options)
-        else:
-            ray.init(include_dashboard=False, **options)
     except (ConnectionError, RuntimeError, ValueError) as exc:
         where = f"the Ray cluster at {address}" if address else "a local Ray"
         raise MaskrtError(f"cannot start or join {where}: {str(exc).splitlines()[0]}") from None
@@ -214,18 +223,29 @@ class RayExecutor:
         except Exception:  # noqa: BLE001 - the progress actor is cosmetic
             return None
 
-    def close(self) -> None:
-        """Stop the actors (also on Ctrl-C: nothing keeps writing after the driver stops)."""
+    def close(self) -> bool:
+        """Stop the actors (also on Ctrl-C or SIGTERM: nothing keeps writing after the driver
+        stops). With our own Ray, stop it and every process it started (a signal to the whole
+        group may have reached Ray's processes too: maskrt.local_ray); False when the Ray client
+        here could not be shut down cleanly (the command should then leave at once)."""
+        from ..local_ray import LocalRay, within
+
         if "ray" not in sys.modules:
-            return
+            return True
         import ray
 
-        if not ray.is_initialized():
-            return
+        local = self._connected if isinstance(self._connected, LocalRay) else None
+        if ray.is_initialized() and (local is None or local.usable()):
+            within(KILL_S, self._kill_actors, ray)
+        if local is not None:  # after an error or a signal the command ends: Ray is simply ended
+            return local.stop(graceful=sys.exc_info()[0] is None)
+        if self._connected:
+            return within(KILL_S, ray.shutdown)
+        return True
+
+    def _kill_actors(self, ray) -> None:
         for actor in [*self._actors, *([self._progress] if self._progress else [])]:
             try:
                 ray.kill(actor, no_restart=True)
             except Exception:  # noqa: BLE001 - already gone
                 pass
-        if self._connected:
-            ray.shutdown()

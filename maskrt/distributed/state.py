@@ -9,7 +9,8 @@
 Every name is unique per attempt, so two attempts never write the same temporary file; the unit
 lock makes a late attempt (a retry that started while a killed process was still exiting, or a
 rerun of the command while the old job's workers were being stopped) wait for the earlier one.
-The driver removes everything but `lock` when the job ends.
+The driver removes everything but `lock` when the job ends, also when it is interrupted (Ctrl-C,
+SIGTERM), then keeping only the finished parts of image sets not yet joined (cleanup).
 """
 
 from __future__ import annotations
@@ -108,11 +109,40 @@ def parts_dir(out_dir: Path) -> Path:
     return path
 
 
-def cleanup(out_dir: Path) -> None:
-    """End of a job: remove the working state but the driver lock (nothing runs any more)."""
+def cleanup(out_dir: Path, finished: bool = True, wait_s: float = 30.0) -> bool:
+    """The job is over (done, failed or interrupted): remove its working state but the driver
+    lock: temporary folders, attempt counters and unit locks, and, when `finished`, the parts
+    of image sets (an interrupted job keeps the finished chunks, which the next run reuses).
+    Each unit lock is taken first, so nothing is removed while a worker still writes (a killed
+    worker lets go of its lock when its process ends; one on another node that is still being
+    stopped holds it a moment longer). False, with everything left, when some lock was still
+    held after wait_s."""
     root = state_dir(out_dir)
-    for name in ("tmp", "parts", "attempts", "locks"):
-        shutil.rmtree(root / name, ignore_errors=True)
+    held = []
+    try:
+        for path in sorted((root / "locks").glob("*.lock")):
+            fd = os.open(path, os.O_RDWR)
+            held.append(fd)
+            if not _flock_within(fd, wait_s):
+                return False
+        for name in ("tmp", "attempts", "locks") + (("parts",) if finished else ()):
+            shutil.rmtree(root / name, ignore_errors=True)
+        return True
+    finally:
+        for fd in held:
+            os.close(fd)
+
+
+def _flock_within(fd: int, seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return True
+        except OSError as exc:
+            if exc.errno not in (errno.EAGAIN, errno.EACCES) or time.monotonic() > deadline:
+                return False
+        time.sleep(0.1)
 
 
 def fault_point(point: str, key: str) -> None:

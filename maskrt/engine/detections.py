@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -23,6 +24,11 @@ class Detections:
     [N, H, W] at the input image's size, built from those crops on first access.
     paste_mode: "torchvision" (probability > mask_threshold) or "detectron2" (its own paste,
     probability >= mask_threshold): the model's numerics (maskrt.kernels.paste).
+
+    With tracking (maskrt.engine.stream.tracking), track_ids: int64 [N], each instance's track
+    id (ids start at 1; -1 for a detection not matched to a confirmed track), and propagated:
+    bool [N], True for an instance the tracker carried onto a frame the engine skipped (its box
+    predicted, its last mask moved and scaled with it). Both None without tracking.
     """
 
     boxes: np.ndarray
@@ -32,6 +38,8 @@ class Detections:
     image_size: tuple[int, int]
     mask_threshold: float = 0.5  # probability > threshold is foreground; must be >= 0
     paste_mode: str = "torchvision"
+    track_ids: np.ndarray | None = None
+    propagated: np.ndarray | None = None
     _masks: np.ndarray | None = field(default=None, repr=False)
     _instances: kernels.PastedInstances | None = field(default=None, repr=False)
 
@@ -89,7 +97,9 @@ class Detections:
     def filter(self, keep: np.ndarray) -> "Detections":
         """A new Detections with only the instances selected by a bool mask or index array."""
         sub = Detections(self.boxes[keep], self.scores[keep], self.labels[keep], self.mask_probs[keep],
-                         self.image_size, self.mask_threshold, self.paste_mode)
+                         self.image_size, self.mask_threshold, self.paste_mode,
+                         None if self.track_ids is None else self.track_ids[keep],
+                         None if self.propagated is None else self.propagated[keep])
         if self._masks is not None:
             sub._masks = self._masks[keep]
         if self._instances is not None:
@@ -99,6 +109,16 @@ class Detections:
             if selected[:k].all():  # a prefix (above(): scores are sorted): the paste carries over
                 sub._instances = self._instances.prefix(k)
         return sub
+
+    def with_tracks(self, track_ids: np.ndarray, propagated: np.ndarray | None = None) -> "Detections":
+        """The same instances (sharing their arrays and paste) with track ids int64 [N] and the
+        propagated flags bool [N] (None: all False)."""
+        n = len(self)
+        ids = np.asarray(track_ids, dtype=np.int64).reshape(-1)
+        flags = np.zeros(n, np.bool_) if propagated is None else np.asarray(propagated, dtype=np.bool_).reshape(-1)
+        if ids.shape != (n,) or flags.shape != (n,):
+            raise ValueError(f"{n} detections but {ids.shape[0]} track ids and {flags.shape[0]} propagated flags")
+        return dataclasses.replace(self, track_ids=ids, propagated=flags)
 
     def above(self, min_score: float) -> "Detections":
         """Only the instances scoring at least `min_score`."""

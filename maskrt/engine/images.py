@@ -50,7 +50,7 @@ def read_image(path: str | Path) -> np.ndarray:
     try:
         with Image.open(path) as img:
             return decoded_rgb(img, path)
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
         raise InputError(f"cannot read image {path}: {str(exc).splitlines()[0] if str(exc) else 'not an image'}") from None
 
 

@@ -60,17 +60,24 @@ def instance_rles(dets: Detections) -> list[dict]:
 
 
 def instances_json(dets: Detections) -> list[dict]:
-    """COCO-results-style instances: bbox [x, y, w, h], score, category_id, segmentation (RLE)."""
+    """COCO-results-style instances: bbox [x, y, w, h], score, category_id, segmentation (RLE);
+    with tracking also "track_id" (-1: not a confirmed track) and, on an instance carried onto a
+    frame the engine skipped, "propagated": true."""
     rles = instance_rles(dets)
     out = []
     for i, rle in enumerate(rles):
         x1, y1, x2, y2 = (float(v) for v in dets.boxes[i])
-        out.append({
+        inst = {
             "bbox": [round(x1, 3), round(y1, 3), round(x2 - x1, 3), round(y2 - y1, 3)],
             "score": round(float(dets.scores[i]), 5),
             "category_id": int(dets.labels[i]),
             "segmentation": rle,
-        })
+        }
+        if dets.track_ids is not None:
+            inst["track_id"] = int(dets.track_ids[i])
+            if dets.propagated is not None and dets.propagated[i]:
+                inst["propagated"] = True
+        out.append(inst)
     return out
 
 

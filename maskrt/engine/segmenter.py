@@ -50,8 +50,17 @@ class Segmenter:
         RGB; detections: Detections at the frame's size. batch_size defaults to self.batch_size.
         min_score: report only detections scoring at least this (after the per-frame steps; the
         model's own threshold is load()'s score_threshold). `options`: steps=[FrameStep, ...]
-        (per-frame steps such as tracking: maskrt.engine.stream.steps), sinks=[...], show_fps, and
-        URL options (see maskrt.engine.stream).
+        (per-frame steps: maskrt.engine.stream.steps), sinks=[...], show_fps, and URL options
+        (see maskrt.engine.stream).
+
+        Tracking: track=True gives every detection a track id (`Detections.track_ids`, ByteTrack:
+        maskrt.engine.stream.tracking); tracker= a YAML path, a mapping or a TrackerConfig
+        (Ultralytics' bytetrack.yaml keys); match="box" or "mask" (associate by box or by mask
+        IoU); interval=N runs the engine on every N-th frame and carries the tracks over the
+        others (`Detections.propagated`), interval="auto" (real time) as often as the machine
+        allows. The tracker sees every detection the model keeps: load the model with
+        score_threshold <= the tracker's track_low_thresh (0.1; load()'s default 0.05 is) and
+        report with min_score.
         """
         from .stream import Stream
 

@@ -10,12 +10,16 @@ Serve options, and why:
   replica is replaced within seconds; num_cpus per replica = inference threads;
   max_constructor_retry_count 3, so a model that cannot load fails the deployment quickly.
 - Gateway: one replica (it only checks, decodes and forwards; the figures of /metrics live in
-  it); max_ongoing_requests large, since MJPEG feeds stay open, with a bounded queue in front.
+  it); max_ongoing_requests large, since MJPEG feeds stay open, with a bounded queue in front;
+  one client address holds at most max_client_requests of them (guard.py: 429 past that) and an
+  upload's body must arrive within upload_timeout_s (408), so slow or stalled uploads from one
+  address cannot fill the slots everyone shares.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import PurePath
 
 from .gateway import Gateway, GatewayOptions
 from .model import ModelReplica, ModelSpec
@@ -44,6 +48,8 @@ class ServeOptions:
     request_timeout_s: float = 30.0
     max_bytes: int | None = None
     max_pixels: int | None = None
+    upload_timeout_s: float = 60.0
+    max_client_requests: int = 16
     health_check_period_s: float = 2.0
     health_check_timeout_s: float = 10.0
     route_prefix: str = "/"
@@ -77,10 +83,12 @@ def gateway_options(o: ServeOptions) -> GatewayOptions:
     label = (f"{o.replicas}-{o.max_replicas} replicas (autoscaling)" if o.max_replicas and o.max_replicas > o.replicas
              else f"{o.replicas} replica{'s' if o.replicas != 1 else ''}")
     extra = {k: v for k, v in (("max_bytes", o.max_bytes), ("max_pixels", o.max_pixels)) if v is not None}
-    return GatewayOptions(app=APP_NAME, model_deployment=MODEL_DEPLOYMENT, model_label=o.model.path,
+    # the page shows the model's name, never where it lies on the server
+    return GatewayOptions(app=APP_NAME, model_deployment=MODEL_DEPLOYMENT, model_label=PurePath(o.model.path).name,
                           replicas_label=f"{label}, batches up to {o.max_batch}", max_batch=o.max_batch,
                           score_threshold=o.model.score_threshold, streams=tuple(s.name for s in o.streams),
-                          request_timeout_s=o.request_timeout_s, **extra)
+                          request_timeout_s=o.request_timeout_s, upload_timeout_s=o.upload_timeout_s,
+                          max_client_requests=o.max_client_requests, **extra)
 
 
 def build_app(o: ServeOptions):
@@ -96,17 +104,21 @@ def build_app(o: ServeOptions):
     return gateway.bind(model, gateway_options(o))
 
 
-def deploy(o: ServeOptions, *, start_http: bool = True) -> dict:
+def deploy(o: ServeOptions, *, start_http: bool = True, handles: dict | None = None) -> dict:
     """On the connected Ray cluster: start Serve's HTTP proxies on o.host:o.port (start_http),
     the stream actors and the application; wait until it is running (MaskrtError with the
-    replicas' error in one line if it cannot start). Returns the stream handles."""
+    replicas' error in one line if it cannot start). Returns the stream handles, also put in
+    `handles` as each stream starts, so that a caller interrupted meanwhile (a signal) can
+    stop those already started (undeploy)."""
     from ray import serve
 
     from .streams import start_streams, stop_streams
 
+    handles = {} if handles is None else handles
     if start_http:
         serve.start(http_options={"host": o.host, "port": o.port})
-    handles = start_streams(o.streams, o.model, num_cpus=o.stream_cpus) if o.streams else {}
+    if o.streams:
+        start_streams(o.streams, o.model, num_cpus=o.stream_cpus, into=handles)
     try:
         serve.run(build_app(o), name=APP_NAME, route_prefix=o.route_prefix, blocking=False)  # waits: RUNNING
     except RuntimeError as exc:  # DEPLOY_FAILED: the replicas' own error, in one line
@@ -114,6 +126,7 @@ def deploy(o: ServeOptions, *, start_http: bool = True) -> dict:
 
         if handles:
             stop_streams(handles)
+            handles.clear()
         raise MaskrtError(f"the service failed to start: {deploy_failure() or exc}") from None
     return handles
 

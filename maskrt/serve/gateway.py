@@ -21,6 +21,7 @@ except the page, frames and metrics.
 # (Request) at run time, and Serve's ingress wrapper does not resolve string annotations.
 import asyncio
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Optional
 
@@ -33,11 +34,14 @@ from ray.serve.exceptions import BackPressureError, RayServeException
 
 from ..errors import MaskrtError
 from . import uploads
+from .guard import ClientLimits
 from .metrics import CONTENT_TYPE, ServiceMetrics
 from .page import render_page
 from .streams import NAMESPACE
 
+HEALTH_WAIT_S = 0.5
 api = FastAPI(title="maskrt serve", docs_url=None, redoc_url=None, openapi_url=None)
+api.add_middleware(ClientLimits)  # per-client bound on requests in progress (guard.py)
 
 
 @dataclass(frozen=True)
@@ -55,6 +59,9 @@ class GatewayOptions:
     max_bytes: int = uploads.MAX_BYTES
     max_pixels: int = uploads.MAX_PIXELS
     request_timeout_s: float = 30.0
+    upload_timeout_s: float = 60.0
+    max_client_requests: int = 16
+    max_parts: int = uploads.MAX_PARTS
     mjpeg_interval_s: float = 0.1
     mjpeg_max_s: float = 600.0
 
@@ -81,6 +88,11 @@ class Gateway:
         self.metrics = ServiceMetrics(options.max_batch)
         self._actors: dict = {}
         self._health: Optional[tuple] = None
+        self._health_task: Optional[asyncio.Task] = None
+        # uploads are parsed and their headers probed here, never on the event loop: a body of
+        # many tiny parts (or a PNG of many chunks) costs this pool's time, not every route's
+        self._uploads = ThreadPoolExecutor(2, thread_name_prefix="uploads")
+        ClientLimits.configure(options.max_client_requests, self.metrics.request)
 
     # -- images ------------------------------------------------------------------------------
 
@@ -92,8 +104,9 @@ class Gateway:
             uploads.check_length(request.headers.get("content-length"), o.max_bytes)
             threshold = uploads.score_threshold(request.query_params.get("score_threshold"), o.score_threshold)
             body = await self._body(request)
-            data, name = uploads.image_bytes(request.headers.get("content-type"), body, o.max_bytes)
-            uploads.probe(data, o.max_pixels)  # the header only: pixels are decoded by the replica
+            data, name = await asyncio.get_running_loop().run_in_executor(
+                self._uploads, uploads.checked_upload, request.headers.get("content-type"), body, o.max_bytes,
+                o.max_pixels, o.max_parts)
             result = await self._infer(data, threshold, name)
         except uploads.UploadError as exc:
             return self._refuse("/v1/segment", exc.status, str(exc), t0)
@@ -106,13 +119,20 @@ class Gateway:
         return JSONResponse(result["record"])
 
     async def _body(self, request: Request) -> bytes:
-        """The body, read no further than max_bytes + 1 (chunked uploads have no Content-Length)."""
+        """The body, read no further than max_bytes + 1 (chunked uploads have no Content-Length),
+        within upload_timeout_s of the request's arrival (408 after: a slow or stalled upload
+        holds its slot no longer)."""
         chunks, size = [], 0
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > self.options.max_bytes:
-                raise uploads.UploadError(413, f"the body is over {self.options.max_bytes} bytes")
-            chunks.append(chunk)
+        try:
+            async with asyncio.timeout(self.options.upload_timeout_s):
+                async for chunk in request.stream():
+                    size += len(chunk)
+                    if size > self.options.max_bytes:
+                        raise uploads.UploadError(413, f"the body is over {self.options.max_bytes} bytes")
+                    chunks.append(chunk)
+        except TimeoutError:
+            raise uploads.UploadError(408, f"the upload did not arrive within {self.options.upload_timeout_s:g} s "
+                                           f"({size} bytes came)") from None
         return b"".join(chunks)
 
     async def _infer(self, data: bytes, threshold, name) -> dict:
@@ -217,24 +237,36 @@ class Gateway:
 
     @api.get("/healthz")
     async def healthz(self):
-        replicas = await asyncio.to_thread(self._replica_states)
+        replicas = await self._replica_states()
         running = replicas.get("RUNNING", 0)
         status = 200 if running else 503
         self.metrics.request("/healthz", status)
         return JSONResponse({"status": "ok" if running else "no model replica is running", "replicas": replicas},
                             status_code=status, headers={"Cache-Control": "no-store"})
 
-    def _replica_states(self) -> dict:
-        """{state: count} of the model deployment's replicas (serve.status(), cached for 1 s)."""
-        now = time.monotonic()
-        if self._health is None or now - self._health[0] > 1.0:
+    async def _replica_states(self) -> dict:
+        """{state: count} of the model deployment's replicas from serve.status(), read at most once
+        a second by one thread however many requests ask. A request never waits for a reading
+        but the first one (at most HEALTH_WAIT_S): it gets the last one while the next is read
+        (the controller may be slow to answer on a loaded machine)."""
+        stale = self._health is None or time.monotonic() - self._health[0] > 1.0
+        if stale and (self._health_task is None or self._health_task.done()):
+            self._health_task = asyncio.ensure_future(asyncio.to_thread(self._read_states))
+        if self._health is None:
             try:
-                app = serve.status().applications[self.options.app]
-                states = app.deployments[self.options.model_deployment].replica_states
-                self._health = (now, {str(getattr(k, "value", k)): int(v) for k, v in states.items()})
-            except Exception as exc:  # noqa: BLE001 - the controller is unreachable
-                self._health = (now, {"unknown": 0, "error": _line(exc)})
-        return self._health[1]
+                await asyncio.wait_for(asyncio.shield(self._health_task), HEALTH_WAIT_S)
+            except asyncio.TimeoutError:
+                pass
+        return self._health[1] if self._health is not None else {"unknown": 0, "error": "not read yet"}
+
+    def _read_states(self) -> None:
+        now = time.monotonic()
+        try:
+            app = serve.status().applications[self.options.app]
+            states = app.deployments[self.options.model_deployment].replica_states
+            self._health = (now, {str(getattr(k, "value", k)): int(v) for k, v in states.items()})
+        except Exception as exc:  # noqa: BLE001 - the controller is unreachable
+            self._health = (now, {"unknown": 0, "error": _line(exc)})
 
     @api.get("/metrics")
     async def metrics_text(self):

@@ -34,9 +34,11 @@ class Answer:
 
 def run_load(url: str, body: bytes, content_type: str = "image/png", *, clients: int = 8,
              requests_per_client: int | None = None, duration_s: float | None = None,
-             timeout_s: float = 60.0, params: dict | None = None) -> tuple[list[Answer], float]:
+             timeout_s: float = 60.0, params: dict | None = None,
+             source: str | None = None) -> tuple[list[Answer], float]:
     """(answers in completion order, wall seconds). Stops each client after requests_per_client
-    requests or duration_s seconds, whichever is given (both: the first reached)."""
+    requests or duration_s seconds, whichever is given (both: the first reached). source: the
+    local address the clients connect from (e.g. 127.0.0.2: another client than 127.0.0.1)."""
     import requests
 
     if requests_per_client is None and duration_s is None:
@@ -47,7 +49,7 @@ def run_load(url: str, body: bytes, content_type: str = "image/png", *, clients:
     t0 = time.perf_counter()
 
     def client() -> None:
-        session = requests.Session()
+        session = client_session(source)
         n = 0
         while (requests_per_client is None or n < requests_per_client) and \
                 (duration_s is None or time.perf_counter() - t0 < duration_s):
@@ -69,6 +71,21 @@ def run_load(url: str, body: bytes, content_type: str = "image/png", *, clients:
     for t in threads:
         t.join()
     return answers, time.perf_counter() - t0
+
+
+def client_session(source: str | None = None):
+    """A requests.Session, its connections made from `source` when given."""
+    import requests
+    from requests.adapters import HTTPAdapter
+
+    session = requests.Session()
+    if source:
+        class FromSource(HTTPAdapter):
+            def init_poolmanager(self, *args, **kwargs):
+                super().init_poolmanager(*args, source_address=(source, 0), **kwargs)
+
+        session.mount("http://", FromSource())
+    return session
 
 
 def _reason(response) -> str:

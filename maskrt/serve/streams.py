@@ -15,6 +15,7 @@ the MJPEG feed and /metrics.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import threading
@@ -23,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..engine.sources import describe_kind
+from ..engine.stream.tracking import TrackingOptions
 from ..errors import MaskrtError
 from .model import ModelSpec
 from .stream_io import AppendJsonLinesSink, LatestFrameSink, LoopingVideoSource, SegmentedVideoSink
@@ -35,7 +37,8 @@ SHOWN_STAGES = ("decode", "infer", "postprocess", "render", "encode", "latency")
 @dataclass(frozen=True)
 class StreamSpec:
     """name: [A-Za-z0-9_-]{1,40}; source: a webcam index, an rtsp/http/... URL, or a video file
-    (looped); url_options go to UrlSource (backoff_s, max_backoff_s, timeout_s, ...)."""
+    (looped); url_options go to UrlSource (backoff_s, max_backoff_s, timeout_s, ...); tracking:
+    the checked --track settings or None."""
 
     name: str
     source: str
@@ -45,6 +48,7 @@ class StreamSpec:
     restart_backoff_s: float = 1.0
     max_restart_backoff_s: float = 30.0
     url_options: dict = field(default_factory=dict)
+    tracking: TrackingOptions | None = None  # --track: ids on every instance of NAME.jsonl
 
     @property
     def actor_name(self) -> str:
@@ -101,7 +105,7 @@ class StreamWorker:
 
     def _supervise(self) -> None:
         try:
-            seg = self.model.load_segmenter()
+            seg = self._model().load_segmenter()
         except Exception as exc:  # noqa: BLE001 - reported on the page; Ray restarts are no cure
             self.state = "failed"
             self._problem(f"cannot load the model: {exc}")
@@ -120,6 +124,23 @@ class StreamWorker:
             delay = min(self.spec.max_restart_backoff_s, delay * 2)
         self.state = "stopped"
 
+    def _model(self) -> ModelSpec:
+        """The model as this stream loads it: with tracking, keeping the low-score detections the
+        tracker needs (its report filter is then the model's usual threshold: `_min_score`)."""
+        tracking = self.spec.tracking
+        if tracking is None:
+            return self.model
+        low, _ = tracking.score_thresholds(self.model.score_threshold)
+        return dataclasses.replace(self.model, load=self.model.load.replace(score_threshold=low))
+
+    def _stream_options(self) -> dict:
+        """seg.stream's min_score and tracking options for this stream."""
+        tracking = self.spec.tracking
+        if tracking is None:
+            return {"min_score": self.spec.min_score}
+        report = self.model.score_threshold if self.spec.min_score is None else self.spec.min_score
+        return {"min_score": report, "track": True, "tracker": tracking.config, "interval": tracking.interval}
+
     def _session(self, seg) -> str:
         """Run the pipeline once; returns why it ended."""
         self.sessions_without_frames = True
@@ -132,8 +153,7 @@ class StreamWorker:
         if self.spec.segment_seconds:
             sinks.append(SegmentedVideoSink(Path(self.spec.out_dir) / self.spec.name, self.spec.segment_seconds))
         try:
-            with seg.stream(source, realtime=True, sinks=sinks, show_fps=True,
-                            min_score=self.spec.min_score) as stream:
+            with seg.stream(source, realtime=True, sinks=sinks, show_fps=True, **self._stream_options()) as stream:
                 self._stream = stream
                 self.state = "running"
                 for _ in stream:
@@ -202,14 +222,15 @@ def _count_start(path: Path) -> int:
     return starts
 
 
-def start_streams(specs: list[StreamSpec], model: ModelSpec, num_cpus: float = 1.0) -> dict:
+def start_streams(specs: list[StreamSpec], model: ModelSpec, num_cpus: float = 1.0, into: dict | None = None) -> dict:
     """Create one named actor per spec (namespace "maskrt", restarted without limit when it dies);
-    returns {name: handle}. The actors belong to the calling driver and end with it."""
+    returns {name: handle} (`into`, filled as each starts, when given). The actors belong to the
+    calling driver and end with it."""
     import ray
 
     # max_concurrency: stats() and latest() answer while stop() waits for the pipeline to finish
     remote = ray.remote(max_restarts=-1, max_task_retries=0, max_concurrency=4)(StreamWorker)
-    handles = {}
+    handles = {} if into is None else into
     for spec in specs:
         handles[spec.name] = remote.options(name=spec.actor_name, namespace=NAMESPACE, num_cpus=num_cpus,
                                             get_if_exists=True).remote(spec, model)

@@ -3,8 +3,11 @@ application/octet-stream) or as the first file of a multipart/form-data body. Ev
 refused with an UploadError carrying the HTTP status and a one-line reason:
 
     415  a content type other than those, or bytes that are not a JPEG or PNG
-    413  a body over max_bytes, or an image over max_pixels (checked from the header, before decoding)
-    400  an empty body, a multipart body without a file, an image that does not decode
+    413  a body over max_bytes, an image over max_pixels (checked from the header, before decoding;
+         also an image over PIL's own decompression-bomb bound), a multipart body of over
+         MAX_PARTS parts
+    408  a body that did not arrive within the gateway's upload deadline (gateway.py)
+    400  an empty body, a multipart body without a file or malformed, an image that does not decode
     422  a score_threshold that is not a number in [0, 1]
 
 The gateway checks everything but the pixels (probe: signature, format and size from the header);
@@ -18,8 +21,7 @@ from __future__ import annotations
 
 import io
 import math
-from email.parser import BytesParser
-from email.policy import HTTP
+import re
 
 import numpy as np
 
@@ -30,6 +32,7 @@ RAW_TYPES = ("image/jpeg", "image/jpg", "image/pjpeg", "image/png", "application
 SIGNATURES = {b"\xff\xd8\xff": "JPEG", b"\x89PNG\r\n\x1a\n": "PNG"}
 MAX_BYTES = 20 * 1024 * 1024
 MAX_PIXELS = 40_000_000
+MAX_PARTS = 16  # parts of a multipart body (a form with an image and a few fields)
 
 
 class UploadError(InputError):
@@ -59,13 +62,14 @@ def check_length(content_length: str | None, max_bytes: int = MAX_BYTES) -> None
         raise UploadError(413, f"the body is {length} bytes; the limit is {max_bytes}")
 
 
-def image_bytes(content_type: str | None, body: bytes, max_bytes: int = MAX_BYTES) -> tuple[bytes, str | None]:
+def image_bytes(content_type: str | None, body: bytes, max_bytes: int = MAX_BYTES,
+                max_parts: int = MAX_PARTS) -> tuple[bytes, str | None]:
     """(the image's bytes, its multipart file name or None) from a request body."""
     kind = media_type(content_type)
     if len(body) > max_bytes:
         raise UploadError(413, f"the body is over {max_bytes} bytes")
     if kind == "multipart/form-data":
-        return _multipart_file(content_type, body)
+        return _multipart_file(content_type, body, max_parts)
     if kind not in RAW_TYPES:
         raise UploadError(415, f"Content-Type {kind} is not accepted: send image/jpeg, image/png, "
                                "application/octet-stream or multipart/form-data")
@@ -74,21 +78,73 @@ def image_bytes(content_type: str | None, body: bytes, max_bytes: int = MAX_BYTE
     return body, None
 
 
-def _multipart_file(content_type: str, body: bytes) -> tuple[bytes, str | None]:
+class _Part:
+    """One part of a multipart body as python-multipart's callbacks deliver it."""
+
+    def __init__(self):
+        self.headers: list[tuple[bytes, bytes]] = []
+        self.field, self.value, self.data = bytearray(), bytearray(), []
+
+    def filename(self) -> str | None:
+        from python_multipart.multipart import parse_options_header
+
+        for name, value in self.headers:
+            if name.strip().lower() == b"content-disposition":
+                found = parse_options_header(value)[1].get(b"filename")
+                return found.decode("utf-8", "replace") if found is not None else None
+        return None
+
+
+def _multipart_file(content_type: str, body: bytes, max_parts: int = MAX_PARTS) -> tuple[bytes, str | None]:
     """The first part with a file name (else the first part) of a multipart/form-data body,
-    parsed with the standard library's MIME parser."""
-    if "boundary=" not in content_type:
+    parsed by python-multipart (the parser Starlette uses): at most max_parts parts (413 past
+    that, found while parsing: the parser stops there), each with at most 8 headers of 4 KB."""
+    from python_multipart.exceptions import FormParserError
+    from python_multipart.multipart import MultipartParser, parse_options_header
+
+    boundary = parse_options_header(content_type)[1].get(b"boundary")
+    if not boundary:
         raise UploadError(400, "multipart/form-data without a boundary")
-    message = BytesParser(policy=HTTP).parsebytes(
-        b"Content-Type: " + content_type.encode("latin-1") + b"\r\n\r\n" + body)
-    parts = [p for p in message.iter_parts()] if message.is_multipart() else []
+    parts: list[_Part] = []
+
+    def begin():
+        if len(parts) >= max_parts:
+            raise UploadError(413, f"the multipart body has over {max_parts} parts")
+        parts.append(_Part())
+
+    def header_end():
+        parts[-1].headers.append((bytes(parts[-1].field), bytes(parts[-1].value)))
+        parts[-1].field, parts[-1].value = bytearray(), bytearray()
+
+    callbacks = {"on_part_begin": begin, "on_header_end": header_end,
+                 "on_header_field": lambda d, i, j: parts[-1].field.extend(d[i:j]),
+                 "on_header_value": lambda d, i, j: parts[-1].value.extend(d[i:j]),
+                 "on_part_data": lambda d, i, j: parts[-1].data.append(d[i:j])}
+    try:
+        parser = MultipartParser(boundary, callbacks)
+        parser.write(body)
+        parser.finalize()
+    except (FormParserError, ValueError) as exc:
+        raise UploadError(400, f"the multipart body is malformed ({_first_line(exc)})") from None
     if not parts:
         raise UploadError(400, "the multipart body has no parts")
-    files = [p for p in parts if p.get_filename()] or parts
-    payload = files[0].get_payload(decode=True) or b""
+    chosen = next((p for p in parts if p.filename()), parts[0])
+    payload = b"".join(chosen.data)
     if not payload:
         raise UploadError(400, "the multipart file is empty")
-    return payload, files[0].get_filename()
+    return payload, chosen.filename()
+
+
+def _first_line(exc: BaseException) -> str:
+    return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+
+
+def checked_upload(content_type: str | None, body: bytes, max_bytes: int = MAX_BYTES, max_pixels: int = MAX_PIXELS,
+                   max_parts: int = MAX_PARTS) -> tuple[bytes, str | None]:
+    """What the gateway does with a body (on a worker thread): image_bytes, then probe."""
+    data, name = image_bytes(content_type, body, max_bytes, max_parts)
+    probe(data, max_pixels)
+    return data, name
 
 
 def probe(data: bytes, max_pixels: int = MAX_PIXELS) -> tuple[int, int]:
@@ -115,9 +171,14 @@ def _open(data: bytes, max_pixels: int, then):
             if width * height > max_pixels:
                 raise UploadError(413, f"the image is {width}x{height} pixels; the limit is {max_pixels} pixels")
             return then(img)
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
-        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise UploadError(400, f"the image does not decode ({first})") from None
+    except Image.DecompressionBombError as exc:  # over PIL's own bound (2 x MAX_IMAGE_PIXELS): too large too
+        found = re.search(r"\((\d+) pixels\)", str(exc))
+        size = f"{found.group(1)} pixels" if found else "too many pixels"
+        raise UploadError(413, f"the image has {size}; the limit is {max_pixels} pixels") from None
+    except UnidentifiedImageError:  # PIL's text names the BytesIO object, not the upload
+        raise UploadError(400, "the image does not decode (not a readable JPEG or PNG)") from None
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise UploadError(400, f"the image does not decode ({_first_line(exc)})") from None
 
 
 def score_threshold(text: str | None, floor: float) -> float | None:

@@ -140,7 +140,7 @@ def test_no_calibration_for_a_user_checkpoint_is_one_line_and_writes_nothing(sma
     (["--target", "tensorrt"], "TensorRT INT8 needs explicit Q/DQ quantization (signed, symmetric) and is not built"),
     (["--precision", "fp32", "--calibration", "synthetic"], "apply to --precision int8 only"),
     (["--calibration", "no/such/folder"], "--calibration: input not found"),
-    (["--calibration", "synthetic", "--calibration-size", "0"], "--calibration-size must be at least 1"),
+    (["--calibration", "synthetic", "--calibration-size", "0"], "--calibration-size must be a positive integer"),
 ])
 def test_int8_refusals(small_checkpoint, tmp_path, capsys, args, message):
     out = tmp_path / "x.maskrt"

@@ -28,7 +28,9 @@ def test_video_decodes_with_stated_format_and_gt(tmp_path):
 
     gt = COCO(str(path.with_suffix(".json")))
     assert gt.dataset["videos"][0] == {"id": 1, "file_name": "clip.mp4", "fps": 10.0,
-                                       "num_frames": 12, "height": 48, "width": 64, "seed": 2}
+                                       "num_frames": 12, "height": 48, "width": 64, "seed": 2,
+                                       "events": {"crossings": 0, "occluders": 0, "returns": 0,
+                                                  "speed_changes": 0, "pan": 0.0}}
     assert sorted(gt.getImgIds()) == list(range(12))
     for index, scene in iter_video_frames(12, SIZE, 2, fps=10):
         img = gt.loadImgs(index)[0]

@@ -101,3 +101,44 @@ def test_user_errors_are_one_line(small_engine, archive, tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert err == f"maskrt: error: another `maskrt batch` is writing to {out} ({state_dir(out) / 'lock'} is locked)"
     assert os.listdir(out) == [".maskrt-batch"]
+
+
+def test_devices_fifos_and_sockets_are_refused_and_the_rest_done(small_engine, archive, reference, tmp_path):
+    """Issue 22, item 6: `maskrt batch /dev/zero img` hashed /dev/zero forever. A character device,
+    a FIFO (no writer: opening it would block) and a socket are refused in one line each, also
+    when a glob or a list names them, and the good input is done."""
+    import socket
+
+    fifo = tmp_path / "pipe.mp4"
+    os.mkfifo(fifo)
+    sock = socket.socket(socket.AF_UNIX)
+    sock.bind(str(tmp_path / "sock.mp4"))
+    listing = tmp_path / "todo.txt"
+    listing.write_text("/dev/zero\n")
+    out, summary = tmp_path / "out", tmp_path / "summary.json"
+    try:
+        code = batch("/dev/zero", str(fifo), str(tmp_path / "sock.mp4"), str(tmp_path / "*.mp4"), str(listing),
+                     str(archive["v0"]), "--model", str(small_engine), "--out-dir", str(out), "--summary",
+                     str(summary))
+    finally:
+        sock.close()
+    assert code == 1
+    s = read_summary(summary)
+    reasons = {r["spec"]: r["reason"] for r in s["results"] if r["status"] == "failed"}
+    assert reasons == {
+        "/dev/zero": "/dev/zero is a character device, not a file: it cannot be an input",
+        str(fifo): f"{fifo} is a FIFO (named pipe), not a file: it cannot be an input",
+        str(tmp_path / "sock.mp4"): f"{tmp_path / 'sock.mp4'} is a socket, not a file: it cannot be an input",
+    }  # the glob's and the list's matches are the same paths: reported once
+    assert s["done"] == 1 and s["by_spec"][str(archive["v0"])]["status"] == "done"
+    assert_exactly_once(out, [archive["v0"]], coco=False)
+    assert_matches_reference(out, archive, reference, ["v0"], coco=False)
+
+
+def test_a_list_naming_only_itself_says_so(small_engine, tmp_path, capsys):
+    listing = tmp_path / "self.txt"
+    listing.write_text("# a list of lists\nself.txt\n\n")
+    assert batch(str(listing), "--model", str(small_engine), "--out-dir", str(tmp_path / "out")) == 2
+    assert capsys.readouterr().err.strip().splitlines() == [
+        f"maskrt: error: no input to segment (list {listing} names no input (only itself, lists already read, "
+        "blank lines or comments))"]

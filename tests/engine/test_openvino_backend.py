@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 
 import maskrt
 from maskrt.builders import build_engine
 from maskrt.engine.backends.openvino_backend import row_bucket
+
+BUNDLED = Path(maskrt.__file__).parent / "assets" / "shapes_r18fpn64.safetensors"
 
 
 def test_row_bucket_bounds_padding_and_shape_count():
@@ -61,3 +65,32 @@ def test_heads_see_bucket_shapes_and_return_each_row_as_unpadded(engines, stage,
             torch.testing.assert_close(g, w, atol=2e-4, rtol=1e-4)
     # 70 rows is below both full counts (1000 proposals, 100 detections): plain buckets
     assert {shape[0] for shape in spy.shapes} == {row_bucket(n) for n in range(1, 71)}
+
+
+# Thread counts change the order OpenVINO sums convolution and matrix-product terms in on some
+# CPUs (AVX-512 kernels block their reductions by thread; on the AVX2 development machine 1, 2
+# and 3 threads give identical bits). f32 sums of the bundled model's <= 2304-term reductions
+# in another order differ by a few ulps of the partial sums: scores (softmax) by ~1e-5 and box
+# coordinates by ~1e-3 px (issue 22, items 11 and 13). The tolerance stated in the README:
+SCORE_ATOL, BOX_ATOL, PROB_ATOL = 1e-4, 1e-2, 1e-3
+
+
+def test_thread_counts_agree_within_the_stated_tolerance():
+    """`maskrt run` (all cores), `maskrt batch --ray` workers and serve replicas (one thread
+    each by default) load the same engine with different thread counts: their detections agree
+    within the tolerance above (a detection scoring within SCORE_ATOL of the threshold may be
+    kept by one and not the other: none here)."""
+    import os
+
+    from maskrt.data import make_scene
+
+    images = [make_scene(seed, i, (240, 320)).image for seed in (5, 6) for i in range(3)]
+    counts = sorted({1, max(2, os.cpu_count() or 1), 3})
+    results = {t: maskrt.load(BUNDLED, num_threads=t, score_threshold=0.05).backend.infer(images) for t in counts}
+    for t in counts[1:]:
+        for a, b in zip(results[counts[0]], results[t], strict=True):
+            assert len(a.scores) == len(b.scores) and len(a.scores) > 0, (t, len(a.scores), len(b.scores))
+            assert torch.equal(a.labels, b.labels)
+            assert (a.scores - b.scores).abs().max() <= SCORE_ATOL
+            assert (a.boxes - b.boxes).abs().max() <= BOX_ATOL
+            assert (a.mask_probs - b.mask_probs).abs().max() <= PROB_ATOL

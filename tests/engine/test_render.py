@@ -41,3 +41,40 @@ def test_floats_that_agree_in_the_json_draw_the_same_pixels():
     image = np.full((60, 80, 3), 30, np.uint8)
     below, above = draw_detections(image, dets(-1e-7), ["bg", "a"]), draw_detections(image, dets(1e-7), ["bg", "a"])
     np.testing.assert_array_equal(below, above)
+
+
+def test_a_track_keeps_its_colour_and_shows_its_id():
+    """With track ids an instance is coloured by its track, whatever its index in the frame; its
+    label gains the id; an unconfirmed detection (-1) is grey; a carried one has no score."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    from maskrt.engine.detections import Detections
+    from maskrt.engine.render import UNTRACKED_COLOR
+
+    probs = np.ones((2, 28, 28), np.float32)
+    boxes = np.array([[5.0, 5.0, 25.0, 25.0], [40.0, 30.0, 70.0, 55.0]])
+    image = np.full((60, 80, 3), 40, np.uint8)
+    first = Detections(boxes, np.array([0.9, 0.8]), np.array([1, 1]), probs, (60, 80)).with_tracks([5, -1])
+    second = Detections(boxes[::-1].copy(), np.array([0.95, 0.7]), np.array([1, 1]), probs, (60, 80)).with_tracks(
+        [2, 5], [False, True])
+    a, b = blend_masks(image, first), blend_masks(image, second)
+    np.testing.assert_array_equal(a[15, 15], np.round(40 * 0.5 + np.asarray(instance_color(5)) * 0.5))  # track 5
+    np.testing.assert_array_equal(b[15, 15], a[15, 15])  # track 5 again, now the second instance
+    np.testing.assert_array_equal(b[45, 55], np.round(40 * 0.5 + np.asarray(instance_color(2)) * 0.5))
+    np.testing.assert_array_equal(a[45, 55], np.round(40 * 0.5 + np.asarray(UNTRACKED_COLOR) * 0.5))
+
+    def label_image(text, color, xy):  # the oracle: PIL draws the label as draw_detections should
+        canvas = Image.new("RGB", (80, 60))
+        draw, font = ImageDraw.Draw(canvas), ImageFont.load_default()
+        left, top, right, bottom = draw.textbbox(xy, text, font=font)
+        draw.rectangle((left - 1, top - 1, right + 1, bottom + 1), fill=(0, 0, 0))
+        draw.text(xy, text, fill=color, font=font)
+        return np.asarray(canvas), tuple(int(v) for v in (left - 1, top - 1, right + 1, bottom + 1))
+
+    drawn = draw_detections(image, second, ["bg", "a"])
+    want, (x0, y0, x1, y1) = label_image("a #5", instance_color(5), (5.0, 5.0))  # carried: no score
+    np.testing.assert_array_equal(drawn[y0:y1 + 1, x0:x1 + 1], want[y0:y1 + 1, x0:x1 + 1])
+    assert (drawn[y0 + 2:y1 - 1, x1 + 1] == 40).all()  # and the label ends there (the frame shows beyond it)
+    drawn = draw_detections(image, first, ["bg", "a"])
+    want, (x0, y0, x1, y1) = label_image("a #5 0.90", instance_color(5), (5.0, 5.0))
+    np.testing.assert_array_equal(drawn[y0:y1 + 1, x0:x1 + 1], want[y0:y1 + 1, x0:x1 + 1])

@@ -97,3 +97,41 @@ def test_coco_results_sink_loads_in_pycocotools(tmp_path):
     gt.createIndex()
     loaded = gt.loadRes(str(tmp_path / "res.json"))
     assert np.array_equal(loaded.annToMask(loaded.loadAnns([1])[0]), mask)
+
+
+
+def encoded_on(path, cpus: set[int]):
+    """40 frames of moving texture (240x320) through VideoSink, this thread allowed `cpus` only
+    (x264 counts the CPUs of the thread that opens the encoder)."""
+    import os
+
+    yy, xx = np.mgrid[0:240, 0:320]
+    rng = np.random.default_rng(0)
+    before = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, cpus)
+    try:
+        sink = VideoSink(path)
+        sink.prepare()
+        sink.open(10.0)
+        for i in range(40):
+            image = np.sin((xx + 5 * i) / 17.0) * 80 + np.cos((yy - 3 * i) / 11.0) * 80 + 128
+            image = (image + rng.integers(0, 20, (240, 320))).clip(0, 255).astype(np.uint8)
+            sink.write(work(i, i / 10.0, np.repeat(image[:, :, None], 3, axis=2)))
+        sink.close(True)
+    finally:
+        os.sched_setaffinity(0, before)
+    return path.read_bytes()
+
+
+def test_video_bytes_are_a_function_of_the_frames(tmp_path):
+    """Issue 22, item 12 (MP4s of `maskrt batch` and `maskrt run` differing in a few frames):
+    x264's default thread count follows the CPUs a process may use, its output follows its
+    thread count, and on AVX-512 CPUs its output changed from one encoder to the next within a
+    process. The same frames encoded four times in this process, on one CPU and on all of them:
+    the same bytes each time."""
+    import os
+
+    cpus = os.sched_getaffinity(0)
+    first = encoded_on(tmp_path / "0.mp4", cpus)
+    for i, allowed in enumerate(({min(cpus)}, cpus, {min(cpus)}), start=1):
+        assert encoded_on(tmp_path / f"{i}.mp4", allowed) == first, f"encoding {i} differs"

@@ -25,6 +25,17 @@ def test_latest_slot_keeps_newest_and_counts_drops():
     assert slot.get(abort) is ABORT
 
 
+def test_latest_slot_with_capacity_keeps_the_newest_items_in_order():
+    slot, abort = LatestSlot(3), threading.Event()
+    for i in range(5):
+        assert slot.put(i, abort)
+    assert slot.dropped == 2  # 0 and 1, the oldest, made room
+    assert [slot.get(abort) for _ in range(3)] == [2, 3, 4]
+    slot.put(5, abort)
+    slot.close(abort)
+    assert slot.get(abort) == 5 and slot.get(abort) is END
+
+
 def test_bounded_queue_applies_back_pressure_and_aborts():
     q, abort = BoundedQueue(2), threading.Event()
     assert q.put(1, abort) and q.put(2, abort)

@@ -35,8 +35,10 @@ BUNDLED = Path(maskrt.__file__).parent / "assets" / "shapes_r18fpn64.safetensors
 SIZE = (96, 128)
 FPS = 10
 WAIT_S = 240.0
+MAX_CLIENT_REQUESTS = 40  # above the 32 clients of the overload test, which all come from 127.0.0.1
 SERVE_ARGS = ["--min-size", "128", "--max-size", "128", "--replicas", "2", "--max-batch", "2", "--max-queued", "8",
-              "--replica-cpus", "1", "--reconnect-max-s", "2", "--max-upload-mb", "1", "--max-pixels", "1000000"]
+              "--replica-cpus", "1", "--reconnect-max-s", "2", "--max-upload-mb", "1", "--max-pixels", "1000000",
+              "--upload-timeout-s", "5", "--max-client-requests", str(MAX_CLIENT_REQUESTS)]
 
 
 def free_port() -> int:

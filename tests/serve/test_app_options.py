@@ -35,3 +35,17 @@ def test_application_binds_gateway_to_model():
     gateway_options = app._bound_deployment.init_args[1]
     assert gateway_options.model_deployment == "Segmenter" and gateway_options.max_batch == 2
     assert gateway_options.score_threshold == 0.5 and gateway_options.streams == ()
+
+
+def test_page_names_the_model_not_its_path_on_the_server():
+    """Issue 22: the page showed every visitor the model's absolute path on the server."""
+    from maskrt.serve.app import gateway_options
+    from maskrt.serve.page import render_page
+
+    o = gateway_options(ServeOptions(model=ModelSpec("/srv/secret/models/r50.maskrt"), upload_timeout_s=7,
+                                     max_client_requests=3))
+    assert o.model_label == "r50.maskrt" and (o.upload_timeout_s, o.max_client_requests) == (7, 3)
+    page = render_page([], o.model_label, o.replicas_label)
+    assert "r50.maskrt" in page and "/srv/secret" not in page
+    assert gateway_options(ServeOptions(model=ModelSpec("torchvision:maskrcnn_resnet50_fpn"))).model_label == \
+        "torchvision:maskrcnn_resnet50_fpn"

@@ -29,9 +29,9 @@ def files(tmp_path):
     (["--stream", "cam={dir}/missing.mp4"], "video file not found"),
     (["--stream", "cam={dir}/still.png"], "is an image source"),
     (["--stream", "a=0", "--stream", "a=1"], "same name"),
-    (["--replicas", "0"], "--replicas must be at least 1"),
+    (["--replicas", "0"], "--replicas must be an integer from 1 to 1024"),
     (["--max-replicas", "1", "--replicas", "2"], "below --replicas"),
-    (["--score-threshold", "1.5"], "--score-threshold must be in [0, 1]"),
+    (["--score-threshold", "1.5"], "--score-threshold must be a number in [0, 1]"),
     (["--model", "{dir}/nope.safetensors"], "nope.safetensors"),
 ])
 def test_refused_in_one_line(small_checkpoint, files, capsys, extra, words):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 from collections.abc import Callable
@@ -10,7 +11,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ...artifact import Manifest
+from ...artifact import CPU_STAGES, Manifest
+from ...artifact.stages import Port, check_stage
+from ...errors import EngineError
 from ...model import DetectionParams, InputPolicy, RawDetections, RPNParams
 from ...model.network import Detector
 from ...model.rpn import cell_anchors
@@ -68,6 +71,44 @@ def compute_precision(precision: str, capabilities) -> str:
     return "bf16" if precision == "fp16" and "BF16" in capabilities else "f32"
 
 
+def read_stages(engine_dir: Path, manifest: Manifest, models: dict | None = None) -> dict:
+    """{stage: openvino.Model}: each stage file read (or `models`' own) and its inputs and outputs
+    checked against what the manifest declares (artifact.stages); any problem, OpenVINO's own
+    errors included, is one EngineError line naming the stage."""
+    core, out = shared_core(), {}
+    names = models or manifest.stages
+    for stage in sorted(names, key=lambda s: CPU_STAGES.index(s) if s in CPU_STAGES else len(CPU_STAGES)):
+        file = manifest.stages.get(stage, "in memory")
+        with _stage_errors(engine_dir, stage, manifest):
+            model = models[stage] if models else core.read_model(str(engine_dir / file))
+        check_stage(f"{engine_dir} ({file})", stage, manifest.config, _ports(model.inputs), _ports(model.outputs))
+        out[stage] = model
+    return out
+
+
+def _ports(ports) -> list[Port]:
+    """OpenVINO ports as artifact Ports (a dimension that is not static: None)."""
+    def dims(port):
+        shape = port.get_partial_shape()
+        if shape.rank.is_dynamic:
+            return (None,) * 99  # no rank at all: never a match
+        return tuple(d.get_length() if d.is_static else None for d in shape)
+
+    return [Port(port.get_any_name() if port.get_names() else "", dims(port), port.get_element_type().to_string())
+            for port in ports]
+
+
+@contextlib.contextmanager
+def _stage_errors(engine_dir: Path, stage: str, manifest: Manifest):
+    """OpenVINO's exceptions (a truncated or garbled file, a graph it cannot compile) as one line."""
+    try:
+        yield
+    except RuntimeError as exc:
+        first = next((line.strip() for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
+        file = manifest.stages.get(stage, "in memory")
+        raise EngineError(f"{engine_dir}: stage {stage} ({file}) cannot be loaded by OpenVINO: {first}") from None
+
+
 class _Stage:
     """One compiled model; called with torch tensors, returns torch tensors: copies, or with
     copy_outputs=False views of OpenVINO's output buffers, valid until the stage's next call.
@@ -122,8 +163,10 @@ class OpenVINOBackend:
         self.compute_precision = compute_precision(manifest.precision, capabilities)
         config = {"INFERENCE_NUM_THREADS": threads, "PERFORMANCE_HINT": "LATENCY",
                   "INFERENCE_PRECISION_HINT": self.compute_precision}
-        sources = models or {s: str(self.engine_dir / f) for s, f in manifest.stages.items()}
-        compiled = {s: core.compile_model(m, "CPU", config) for s, m in sources.items()}
+        compiled = {}
+        for stage, model in read_stages(self.engine_dir, manifest, models).items():
+            with _stage_errors(self.engine_dir, stage, manifest):
+                compiled[stage] = core.compile_model(model, "CPU", config)
         self.compiled = compiled
         cfg = manifest.config
         k, regressions = cfg.num_classes, 1 if cfg.box_agnostic else cfg.num_classes

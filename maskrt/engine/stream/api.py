@@ -6,10 +6,12 @@ from collections.abc import Iterator, Sequence
 
 import numpy as np
 
+from ...errors import MaskrtError
 from ..detections import Detections
 from .pipeline import Pipeline
 from .sinks import Sink
 from .steps import FrameStep
+from .tracking import TrackingOptions
 from ..sources import open_source
 
 
@@ -21,7 +23,8 @@ class Stream:
     that cannot be written OutputError: see maskrt.safeio); the
     pipeline threads start with the iteration and stop when it ends, breaks or fails (the error
     of a stage is raised). `stats`, `problems`, `dropped` and stop() are available during and after.
-    Iterable once (for loop or next()); a context manager (closes on exit). A stream that is
+    Iterable once (for loop or next()); a context manager (closes on exit). With track=True the
+    detections carry track ids (and `tracking` is the TrackingStep, first of the steps). A stream that is
     dropped without close() is closed when garbage-collected, and any still running at
     interpreter exit is closed then; several streams may share one Segmenter.
     """
@@ -29,13 +32,25 @@ class Stream:
     def __init__(self, segmenter, source, realtime: bool | None = None, *, batch_size: int | None = None,
                  min_score: float | None = None, max_frames: int | None = None,
                  sinks: Sequence[Sink] = (), show_fps: bool = False, steps: Sequence[FrameStep] = (),
+                 track: bool = False, tracker=None, match: str | None = None, interval: int | str | None = None,
                  **source_options):
         self._results = None
+        self.tracking = None
+        if not track and (tracker is not None or match is not None or interval is not None):
+            raise MaskrtError("tracker=, match= and interval= apply with track=True")
         self.source = open_source(source, **source_options)
-        self.pipeline = Pipeline(segmenter, self.source, realtime=realtime,
-                                 batch_size=batch_size or segmenter.batch_size, min_score=min_score,
-                                 sinks=sinks, show_fps=show_fps, max_frames=max_frames, steps=steps)
         try:
+            if track:
+                self.tracking = TrackingOptions.options(tracker, match, interval).step(
+                    self.source, self.source.live if realtime is None else realtime)
+                steps = [self.tracking, *steps]
+        except BaseException:
+            self.source.close()
+            raise
+        try:
+            self.pipeline = Pipeline(segmenter, self.source, realtime=realtime,
+                                     batch_size=batch_size or segmenter.batch_size, min_score=min_score,
+                                     sinks=sinks, show_fps=show_fps, max_frames=max_frames, steps=steps)
             self.pipeline.prepare()  # outputs checked and claimed now, like the source
         except BaseException:
             self.source.close()

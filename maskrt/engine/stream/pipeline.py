@@ -11,8 +11,8 @@ sink. Decoding, rendering and encoding thus overlap inference.
 
 Offline (the default for files) every frame is processed in order and a full queue makes the
 decoder wait. Real time (the default for cameras and URLs) puts decoded frames in a latest-only
-slot: when inference is slower than the source, older frames are dropped (counted in
-stats.dropped) so latency stays bounded; file sources are then paced at their frame rate, like a
+slot (or, for steps with a `backlog`, the newest few: steps.py): when inference is slower than
+the source, older frames are dropped (counted in stats.dropped) so latency stays bounded; file sources are then paced at their frame rate, like a
 live source. At most queue_size frames wait between two stages, so memory does not grow with
 the length of the video.
 
@@ -32,6 +32,7 @@ import time
 import weakref
 from collections.abc import Callable, Iterator, Sequence
 
+from ...options import probability
 from ..detections import Detections
 from ..images import as_rgb_uint8
 from ..outputs import frame_record
@@ -62,7 +63,8 @@ class Pipeline:
         self.segmenter, self.source = segmenter, source
         self.realtime = source.live if realtime is None else bool(realtime)
         self.batch_size = 1 if self.realtime else max(1, int(batch_size))
-        self.min_score, self.sinks, self.render = min_score, list(sinks), render
+        self.min_score = probability("min_score", min_score)  # a NaN would silently report nothing
+        self.sinks, self.render = list(sinks), render
         self.steps = list(steps)
         self.show_fps, self.max_frames = show_fps, max_frames
         self.stats = StreamStats()
@@ -70,7 +72,8 @@ class Pipeline:
         self.errors: list[BaseException] = []
         self._halt = threading.Event()   # read no more frames
         self._abort = threading.Event()  # every stage stops now
-        self._frames = LatestSlot() if self.realtime else BoundedQueue(queue_size)
+        backlog = max([1] + [int(step.backlog) for step in self.steps])  # steps.py: `backlog`
+        self._frames = LatestSlot(backlog) if self.realtime else BoundedQueue(queue_size)
         after = min(queue_size, 2) if self.realtime else queue_size  # real time: little waiting after infer
         self._inferred, self._posted, self._done = (BoundedQueue(after) for _ in range(3))
         self._need_record = any(s.needs_record for s in self.sinks)

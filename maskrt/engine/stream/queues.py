@@ -1,4 +1,4 @@
-"""Hand-over between pipeline threads: a bounded FIFO (offline) and a latest-only slot (real time).
+"""Hand-over between pipeline threads: a bounded FIFO (offline) and a newest-items slot (real time).
 
 Both have the same interface: put(item, abort) -> bool, close(abort), get(abort) -> item | END |
 ABORT. `abort` is a threading.Event; while it is set, blocked calls return promptly (put returns
@@ -8,12 +8,12 @@ once, after every item put before close().
 
 from __future__ import annotations
 
+import collections
 import queue
 import threading
 
 END = object()    # end of stream: no more items
 ABORT = object()  # the run is being torn down: stop now
-_EMPTY = object()
 _POLL_S = 0.05
 
 
@@ -47,20 +47,23 @@ class BoundedQueue:
 
 
 class LatestSlot:
-    """Holds the newest item only: put() replaces an item nobody has taken yet and counts it in
-    `dropped`, so a slow consumer always gets the most recent frame and latency stays bounded."""
+    """Holds the newest `capacity` items (default 1: the newest only): put() on a full slot drops
+    the oldest item nobody has taken yet and counts it in `dropped`, so a slow consumer gets the
+    most recent frames and latency stays bounded; get() returns the oldest item held."""
 
-    def __init__(self):
+    def __init__(self, capacity: int = 1):
         self._cond = threading.Condition()
-        self._item = _EMPTY
+        self._items: collections.deque = collections.deque()
+        self._capacity = max(1, int(capacity))
         self._closed = False
         self.dropped = 0
 
     def put(self, item, abort: threading.Event) -> bool:
         with self._cond:
-            if self._item is not _EMPTY:
+            if len(self._items) >= self._capacity:
+                self._items.popleft()
                 self.dropped += 1
-            self._item = item
+            self._items.append(item)
             self._cond.notify_all()
         return not abort.is_set()
 
@@ -72,9 +75,8 @@ class LatestSlot:
     def get(self, abort: threading.Event):
         with self._cond:
             while not abort.is_set():
-                if self._item is not _EMPTY:
-                    item, self._item = self._item, _EMPTY
-                    return item
+                if self._items:
+                    return self._items.popleft()
                 if self._closed:
                     return END
                 self._cond.wait(_POLL_S)

@@ -12,6 +12,8 @@ File sinks write under a unique temporary name in the target's folder
 
 from __future__ import annotations
 
+import functools
+
 import json
 import os
 from fractions import Fraction
@@ -138,6 +140,21 @@ class JsonLinesSink(_TextFile):
         self.written += 1
 
 
+class RecordsSink(Sink):
+    """Keeps every frame's record (the JSON-lines object) in memory, in `records`: for evaluating
+    a run in the same process (maskrt eval --video, benchmarks). Memory grows with the video."""
+
+    needs_record = True
+
+    def __init__(self):
+        super().__init__()
+        self.records: list[dict] = []
+
+    def write(self, work) -> None:
+        self.records.append(work.record)
+        self.written += 1
+
+
 class CocoResultsSink(_TextFile):
     """A COCO results JSON array, streamed: one {"image_id": frame index, "category_id", "bbox",
     "score", "segmentation"} per instance, so memory does not grow with the video."""
@@ -229,6 +246,31 @@ def pad_to_even(image: np.ndarray) -> np.ndarray:
     return np.pad(image, ((0, h % 2), (0, w % 2), (0, 0)))
 
 
+# What makes an MP4 a function of its frames (and x264's version) alone, so that `maskrt run`,
+# `maskrt batch` (any worker, any machine) and a rerun write the same bytes (issue 22):
+# - a fixed thread count: x264's output depends on it, and its default ("auto", 1.5 x the CPUs
+#   the process may use) differs between machines, Ray workers and run. Encoding runs beside
+#   inference, which is far slower, so 4 threads keep up on any machine;
+# - on CPUs with AVX-512, x264's SIMD up to AVX2 only: its AVX-512 code for macroblock-tree rate
+#   control gives different bytes for the same frames from one encoder to the next in a process
+#   (measured with PyAV 18's x264; with asm=0, up to AVX2, or without mbtree the bytes are stable,
+#   and the same for every SIMD level: x264's kernels are bit-exact). Every AVX-512 CPU has the
+#   AVX2-level set named here, so x264 is never told of an instruction the CPU lacks.
+ENCODER_THREADS = 4
+X264_UP_TO_AVX2 = "MMX2,SSE,SSE2,SSE3,SSSE3,SSE4.1,SSE4.2,AVX,FMA3,BMI1,BMI2,AVX2,LZCNT"
+
+
+@functools.cache
+def encoder_options() -> dict[str, str]:
+    """libx264 options besides crf and preset (see above)."""
+    from ...machine import describe
+
+    options = {"threads": str(ENCODER_THREADS)}
+    if "avx512f" in describe(with_openvino=False).flags:
+        options["x264-params"] = f"asm={X264_UP_TO_AVX2}"
+    return options
+
+
 class VideoSink(_FileSink):
     """Annotated frames as H.264 (libx264, yuv420p) in MP4 with the index at the front (faststart),
     which browsers play. Frame rate: the source's (default_fps when unknown). Timestamps follow the
@@ -257,7 +299,7 @@ class VideoSink(_FileSink):
         self._container = av.open(str(tmp), mode="w", format="mp4", options={"movflags": "+faststart"})
         stream = self._container.add_stream("libx264", rate=self.rate)
         stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
-        stream.options = {"crf": str(self.crf), "preset": self.preset}
+        stream.options = {"crf": str(self.crf), "preset": self.preset, **encoder_options()}
         self._stream = stream
 
     def write(self, work) -> None:

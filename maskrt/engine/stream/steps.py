@@ -15,6 +15,13 @@ A step (tracking, a zone counter, a smoother, ...) plugs into the pipeline witho
   the inference thread ahead of post-processing (up to a few frames), so the answer cannot rely
   on `process` having seen the frames just before.
 
+- `backlog` (frames, default 0): in real time the pipeline keeps only the newest frame waiting
+  for the inference thread, dropping older ones, so that latency stays bounded. A step that
+  supplies the detections of the frames it skips (at a fraction of the engine's cost) can catch
+  up on a backlog instead: the pipeline then keeps up to the largest `backlog` of its steps
+  waiting (at least 1), dropping the oldest beyond that (counted in stats.dropped). Offline runs
+  drop nothing and ignore it.
+
 Steps run one after another in the order given; each sees what the one before returned.
 """
 
@@ -26,6 +33,8 @@ from .work import Work
 
 class FrameStep:
     """Base class of a per-frame step: runs the engine on every frame and changes nothing."""
+
+    backlog = 0  # frames a real-time run may keep waiting for this step instead of dropping them
 
     def wants_inference(self, index: int, time: float | None) -> bool:
         """False to skip the engine on frame `index` (this step then supplies its detections)."""

@@ -18,6 +18,7 @@ The final order is the reference's (score descending).
 
 from __future__ import annotations
 
+import atexit
 import functools
 
 import numpy as np
@@ -88,6 +89,12 @@ def _greedy_scan(boxes, areas, segments, threshold, removed):  # pragma: no cove
                 h = max(zero, min(iy2, boxes[j, 3]) - max(iy1, boxes[j, 1]))
                 inter = w * h
                 removed[j] |= inter / (iarea + areas[j] - inter) > threshold
+
+
+# The compiled kernel is dropped at exit while numba is whole: released later, with the modules
+# being torn down, its code's finalizer finds numba's globals gone and prints a traceback (seen
+# after Ctrl-C or SIGTERM, once in a few runs).
+atexit.register(lambda: _greedy_kernel.cache_clear())
 
 
 @functools.cache
