@@ -161,12 +161,11 @@ def _add_export(sub) -> None:
                                    "Server model repository: configs, plans, a client example.")
     p.add_argument("engine", type=Path, help="engine directory (NAME.maskrt) holding TensorRT plans")
     p.add_argument("--triton-repo", type=Path, required=True, metavar="DIR", help="model repository to write")
-    p.add_argument("--instances", type=int, default=1, help="model instances on the GPU (default 1)")
+    p.add_argument("--instances", type=COUNT, default=1, help="model instances on the GPU (default 1)")
     p.set_defaults(func=_cmd_export)
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
-    _check_positive(args, "instances")
     from .commands.export import run
 
     return run(args)

@@ -171,7 +171,7 @@ def test_cli_export_and_its_one_line_errors(trt_plan_engine, trt_onnx_engine, tm
                           (["export", str(trt_plan_engine), "--triton-repo", str(tmp_path / "other")],
                            "is not a model repository maskrt wrote"),
                           (["export", str(trt_plan_engine), "--triton-repo", str(tmp_path / "x"), "--instances", "0"],
-                           "--instances must be a positive integer")):
+                           "--instances must be a positive integer")):  # (every range: tests/test_cli_numbers.py)
         capsys.readouterr()
         assert cli_main(args) == 2
         err = capsys.readouterr().err
