@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 export OMP_NUM_THREADS ?= 2
 export MKL_NUM_THREADS ?= 2
 
-.PHONY: setup browser test test-signals test-ptx gpu-check bench bench-quick bench-compare bench-smoke demo clean
+.PHONY: setup browser test test-signals test-ptx test-triton36 gpu-check bench bench-quick bench-compare bench-smoke demo clean
 
 setup: $(STAMP)
 
@@ -26,6 +26,7 @@ browser:
 
 test: $(STAMP) browser
 	$(PY) -m pytest -q tests -m "not signals"
+	$(MAKE) --no-print-directory test-triton36
 	$(MAKE) --no-print-directory bench-smoke
 
 # Every signal at every phase of `maskrt serve` and `maskrt batch --ray` with their own Ray
@@ -37,10 +38,31 @@ test-signals: $(STAMP)
 test-ptx: $(STAMP)
 	$(PY) -m pytest -q tests -m ptx
 
+# The same compile checks under the oldest triton maskrt supports (pyproject: maskrt[gpu]), which the
+# lent GPU machines carry: a side environment (ignored folder) with triton 3.6's wheel only, whose
+# torch, torchvision and pytest come from .venv through a .pth appended after its own site-packages.
+# No GPU needed; its own triton cache. Part of make test.
+TRITON_OLDEST ?= 3.6.0
+TRITON36 := .venv-triton36
+$(TRITON36)/.installed: $(STAMP)
+	rm -rf $(TRITON36)
+	$(PY) -m venv $(TRITON36)
+	$(TRITON36)/bin/pip install --quiet --no-deps "triton==$(TRITON_OLDEST)"
+	$(PY) -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])' > \
+		"$$($(TRITON36)/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/zz_maskrt_venv.pth"
+	$(TRITON36)/bin/python -c 'import torch, triton; assert triton.__version__ == "$(TRITON_OLDEST)", triton.__version__'
+	touch $@
+
+test-triton36: $(TRITON36)/.installed
+	PYTHONPATH=$(CURDIR) TRITON_CACHE_DIR=$(CURDIR)/$(TRITON36)/cache $(TRITON36)/bin/python -m pytest -q \
+		-p no:cacheprovider tests/gpu_verify/test_ptx.py -m ptx
+
 # One-shot GPU check (benchmarks/gpu/check.py, maskrt/tensorrt/TENSORRT.md): on a CUDA machine, with
-# that machine's own python3, torch and triton (no .venv, nothing installed), from the source tree.
-# Writes $(GPU_CHECK_OUT)/gpu-check.json and gpu-check.md; without a GPU it says so and exits 2.
-GPU_CHECK_OUT ?= gpu-check
+# that machine's own python3, torch, torchvision and triton (no .venv, nothing installed, no pytest),
+# from the source tree: make gpu-check GPU_CHECK_OUT=$OUT. Writes $(GPU_CHECK_OUT)/gpu-check.jsonl,
+# .json and .md as checks finish ($OUT when set, else ./gpu-check); without torch or a GPU it says
+# so in one line and exits 2.
+GPU_CHECK_OUT ?= $(if $(OUT),$(OUT),gpu-check)
 gpu-check:
 	PYTHONPATH=$(CURDIR) PYTHONUNBUFFERED=1 $(PYTHON) -m benchmarks.gpu.check --out $(GPU_CHECK_OUT)
 
@@ -82,4 +104,4 @@ demo: $(STAMP)
 	$(VENV)/bin/maskrt demo
 
 clean:
-	rm -rf $(VENV) .pytest_cache .benchmarks
+	rm -rf $(VENV) $(TRITON36) .pytest_cache .benchmarks

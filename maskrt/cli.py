@@ -1,4 +1,5 @@
-"""`maskrt` command line: build | run | batch | eval | info | demo | serve. User mistakes print one line and exit with code 2."""
+"""`maskrt` command line: build | run | batch | eval | info | demo | serve | export. User mistakes print one
+line and exit with code 2."""
 
 from __future__ import annotations
 
@@ -154,6 +155,22 @@ def _add_build(sub) -> None:
     p.set_defaults(func=_cmd_build)
 
 
+def _add_export(sub) -> None:
+    p = sub.add_parser("export", help="write a built engine in another runtime's format",
+                       description="Write a TensorRT engine (maskrt build --target tensorrt) as a Triton Inference "
+                                   "Server model repository: configs, plans, a client example.")
+    p.add_argument("engine", type=Path, help="engine directory (NAME.maskrt) holding TensorRT plans")
+    p.add_argument("--triton-repo", type=Path, required=True, metavar="DIR", help="model repository to write")
+    p.add_argument("--instances", type=COUNT, default=1, help="model instances on the GPU (default 1)")
+    p.set_defaults(func=_cmd_export)
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    from .commands.export import run
+
+    return run(args)
+
+
 def _add_demo(sub) -> None:
     p = sub.add_parser("demo", help="segment a generated shapes video with the bundled model",
                        description="Generate a synthetic video, build the CPU engine from the bundled model, "
@@ -269,7 +286,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="maskrt", description="Mask R-CNN inference engine.")
     parser.add_argument("--version", action="version", version=f"maskrt {_version()}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for add in (_add_build, _add_run, _add_batch, _add_eval, _add_info, _add_demo, _add_serve):
+    for add in (_add_build, _add_run, _add_batch, _add_eval, _add_info, _add_demo, _add_serve, _add_export):
         add(sub)
     return parser
 

@@ -25,6 +25,7 @@ REQUIRED = {
     "info": ["m.pth"],
     "demo": [],
     "serve": ["--model", "m.pth"],
+    "export": ["e.maskrt", "--triton-repo", "repo"],
 }
 
 

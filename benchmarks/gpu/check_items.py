@@ -14,6 +14,10 @@ Tolerances, argued from float rounding:
   for boxes whose resized mask has h + w > 128 (paste/triton.py's claim).
 - the whole model: tests/model/test_parity.py's criteria for the fast kernels (box 1e-2 px,
   score 1e-4, mask probability 1e-3, masks equal where rounding cannot decide them).
+- the AOT launches (maskrt.tensorrt.aot.run): the same kernels as the torch path with TensorRT's
+  grids and arguments, so the same claims: RoIAlign fp32 bit-exact against torchvision's CPU
+  kernel, NMS torchvision's kept set (its CUDA switch: the coordinate trick up to 100000
+  coordinates; order score, then row), paste bit-identical to the plain Triton paste.
 """
 
 from __future__ import annotations
@@ -27,9 +31,23 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from benchmarks.conftest import bench_image
+from benchmarks.tools.images import bench_image
 
 SCALES = [1 / 4, 1 / 8, 1 / 16, 1 / 32]
+
+
+MODULES = (  # what the checks import, with triton's kernels: a missing one fails the first check, not the tenth
+    "triton", "triton.language", "torchvision.ops", "maskrt.api", "maskrt.testing", "maskrt.kernels.registry",
+    *(f"maskrt.kernels.{op}.{part}" for op in ("roi_align", "nms", "paste")
+      for part in ("reference", "cpu", "triton", "_kernels")),
+    "maskrt.tensorrt.aot", "tests.detections_compare",
+)
+
+
+def imports(dev, tiny):
+    for module in MODULES:
+        importlib.import_module(module)
+    return {"modules": len(MODULES)}
 
 
 def _op(name: str, impl: str = "triton"):
@@ -110,6 +128,41 @@ def paste(dev, tiny):
     for i, (x0, y0, x1, y1) in enumerate(fused.regions.tolist()):
         assert torch.equal(fused.crop(i), ours[i, y0:y1, x0:x1]), f"fused crop {i} differs from paste"
     return {"instances": n, "flipped_vs_tv": flipped, "large_boxes_exact": int(large.sum())}
+
+
+def aot_launches(dev, tiny):
+    """The plugins' AOT launches as a plan makes them, on `dev` (maskrt.tensorrt.aot.run)."""
+    from maskrt.tensorrt import aot, schemas
+
+    g = torch.Generator().manual_seed(13)
+    feats, h, w = _pyramid(tiny, torch.float32, g)
+    n = 6 if tiny else 1000
+    rois = torch.cat([torch.randint(0, 1, (n, 1), generator=g).float(), _boxes(n, h, w, g)], 1)
+    attrs = dict(spatial_scales=np.float32(SCALES), output_size=7, sampling_ratio=2, aligned=0, canonical_size=224,
+                 canonical_level=4)
+    [pooled] = aot.run(schemas.ROI_ALIGN, [f.to(dev) for f in feats] + [rois.to(dev)], attrs)
+    assert torch.equal(pooled.cpu(), _op("roi_align", "reference").roi_align(feats, rois, SCALES, 7, 2, False)), \
+        "AOT RoIAlign differs from torchvision's CPU kernel"
+    nb = 300 if tiny else 4000
+    boxes, scores = _boxes(nb, 800, 1088, g), torch.rand(nb, generator=g)
+    classes = torch.randint(0, 5, (nb,), generator=g)
+    keep, count, _ = aot.run(schemas.NMS, [t.to(dev) for t in (boxes, scores, classes)],
+                             dict(iou_threshold=0.5, max_output=-1), **_interpreted_nms(dev))
+    want = _op("nms", "reference").nms(boxes.to(dev), scores.to(dev), classes.to(dev), 0.5).cpu().tolist()
+    assert keep.cpu().tolist() == sorted(want, key=lambda i: (-float(scores[i]), i)), "AOT NMS kept set differs"
+    nm = 6 if tiny else 100
+    masks, mboxes = torch.rand(nm, 28, 28, generator=g), _boxes(nm, h, w, g)
+    canvas = torch.zeros(h, w, 3, dtype=torch.uint8, device=dev)
+    [pasted] = aot.run(schemas.PASTE, [masks.to(dev), mboxes.to(dev), canvas], dict(threshold=0.5))
+    assert torch.equal(pasted.cpu(), _op("paste").paste(masks.to(dev), mboxes.to(dev), h, w, 0.5).cpu()), \
+        "AOT paste differs from the Triton paste"
+    return {"rois": n, "boxes": nb, "kept": int(count), "instances": nm}
+
+
+def _interpreted_nms(dev) -> dict:
+    """On CPU tensors (the tiny run under the interpreter): torchvision's CPU switch (4000
+    coordinates) and small sort chunks (the interpreter pays per operation); on CUDA: the plan's."""
+    return {} if dev.type == "cuda" else {"TRICK_LIMIT": 4000, "CHUNK": 128}
 
 
 def _checkpoint(tiny: bool, folder: Path) -> tuple[Path, torch.nn.Module]:
@@ -193,6 +246,31 @@ def kernel_timings(dev, tiny):
     return figures
 
 
+def nms_timings(dev, tiny):
+    """The NMS paths at the model's sizes: the RPN's (5 levels x 1000 proposals, one class, 1000 kept)
+    and the box head's (1000 RoIs x 80 classes above the score threshold, 100 kept): torchvision's
+    batched_nms, the torch path's two kernels (bitmask, then the greedy scan: one block, a barrier
+    per box) or per-class segments, and the one-program AOT kernel of the plan."""
+    from maskrt.tensorrt import aot, schemas
+
+    g = torch.Generator().manual_seed(17)
+    figures = {}
+    for case, (n, n_classes, max_output) in {"rpn": (5000, 1, 1000), "box head": (20_000, 80, 100)}.items():
+        n = min(n, 150) if tiny else n
+        boxes, scores = _boxes(n, 800, 1088, g).to(dev), torch.rand(n, generator=g).to(dev)
+        classes = torch.randint(0, n_classes, (n,), generator=g).to(dev)
+        args = (boxes, scores, classes)
+        figures[f"{case} n"] = n
+        figures[f"{case} torchvision ms"] = _median_ms(lambda: _op("nms", "reference").nms(*args, 0.5, max_output),
+                                                       dev, 1 if tiny else 10)
+        figures[f"{case} triton ms"] = _median_ms(lambda: _op("nms").nms(*args, 0.5, max_output), dev,
+                                                  1 if tiny else 10)
+        attrs = dict(iou_threshold=0.5, max_output=max_output)
+        figures[f"{case} aot one-program ms"] = _median_ms(
+            lambda: aot.run(schemas.NMS, list(args), attrs, **_interpreted_nms(dev)), dev, 1 if tiny else 10)
+    return figures
+
+
 def backend_latency(dev, tiny):
     import maskrt
     from maskrt import kernels
@@ -212,6 +290,7 @@ def backend_latency(dev, tiny):
 
 
 ITEMS = [
+    ("setup", "imports", imports),
     ("kernels", "roi_align S=7 fp32", roi_align(7, torch.float32)),
     ("kernels", "roi_align S=14 fp32", roi_align(14, torch.float32)),
     ("kernels", "roi_align S=7 fp16", roi_align(7, torch.float16)),
@@ -219,7 +298,9 @@ ITEMS = [
     ("kernels", "nms dense", nms(per_class=False)),
     ("kernels", "nms per-class", nms(per_class=True)),
     ("kernels", "paste and fused paste", paste),
+    ("tensorrt", "AOT plugin launches (RoIAlign, NMS, paste)", aot_launches),
     ("model", "R50-FPN, triton ops vs torchvision", model_parity),
     ("benchmarks", "kernels vs torchvision ops", kernel_timings),
+    ("benchmarks", "NMS paths (greedy scan, one-program AOT)", nms_timings),
     ("benchmarks", "torch backend latency 800x1333", backend_latency),
 ]

@@ -176,8 +176,8 @@ def _stages(v, target: str, files: dict) -> dict:
         missing = [s for s in CPU_STAGES if s not in stages]
         what = f"lacks stage {missing[0]!r}" if missing else f"has unknown stages {sorted(set(stages) - set(CPU_STAGES))}"
         raise _Bad("stages", what)
-    if target == "tensorrt" and set(stages) - {"model"}:
-        raise _Bad("stages", f"has unknown stages {sorted(set(stages) - {'model'})}")
+    if target == "tensorrt" and set(stages) - {"model", "paste"}:
+        raise _Bad("stages", f"has unknown stages {sorted(set(stages) - {'model', 'paste'})}")
     for stage, name in stages.items():
         check_name(name, f"stages.{stage}")
         loaded = [name]

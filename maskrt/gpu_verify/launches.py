@@ -16,6 +16,7 @@ from .fake_cuda import fake_cuda
 NAMES = {
     "roi_align float32": ("roi_align S=7 float32", "roi_align S=14 float32"),
     "roi_align float16": ("roi_align S=7 float16", "roi_align S=14 float16"),
+    "roi_align float64": ("roi_align S=7 float64", "roi_align S=14 float64"),
     "nms": ("nms iou_mask", "nms greedy_scan", "nms segments"),
     "paste": ("paste plain", "paste fused", "paste detectron2 plain", "paste detectron2 fused"),
 }

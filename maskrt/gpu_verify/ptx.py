@@ -9,7 +9,8 @@ sm_90a, Hopper; 80 is sm_80, Ampere), and the triton wheel ships `ptxas`. So, on
   "divisible by 16" for an integer - and the launch options);
 - `compile_launch(...)` compiles it and runs the bundled `ptxas -v` on the PTX: registers,
   spill stores/loads and stack frame per thread, plus counts of the PTX instructions that
-  break bit-exactness (`div.full.f32`, `div.approx.f32`, `fma.rn.f32`).
+  break bit-exactness (`div.full.f32`, `div.approx.f32`, `div.rn.ftz.f32`, `sqrt.approx.f32`,
+  `fma.rn.f32`). The same runs under every triton maskrt supports (make test-triton36: 3.6).
 
 Triton decides at decoration time whether a kernel is compiled or interpreted: with
 TRITON_INTERPRET=1 set, `@triton.jit` makes interpreter objects that cannot be compiled, so the
@@ -133,9 +134,13 @@ def ptx_params(ptx: str) -> str:
 
 
 def ptx_counts(ptx: str) -> dict:
-    """Counts of the float instructions that matter for bit-exactness in a PTX listing."""
-    return {"div_full": len(re.findall(r"\bdiv\.full\.f32\b", ptx)),
+    """Counts of the float instructions that matter for bit-exactness in a PTX listing: approximate
+    divisions (div.full, div.approx), flush-to-zero ones (div.rn.ftz: libdevice's div_rn), approximate
+    square roots, and fused multiply-adds."""
+    return {"div_full": len(re.findall(r"\bdiv\.full(\.ftz)?\.f32\b", ptx)),
             "div_approx": len(re.findall(r"\bdiv\.approx(\.ftz)?\.f32\b", ptx)),
+            "div_ftz": len(re.findall(r"\bdiv\.rn\.ftz\.f32\b", ptx)),
+            "sqrt_approx": len(re.findall(r"\bsqrt\.approx(\.ftz)?\.f32\b", ptx)),
             "fma": len(re.findall(r"\bfma\.rn(\.ftz)?\.f32\b", ptx))}
 
 
@@ -214,8 +219,8 @@ def compile_in_subprocess(archs=ARCHS, timeout: float = 1800, cache_dir: str | N
 
 def table(rows: list[dict]) -> str:
     """The compile table as Markdown."""
-    cols = ("config", "arch", "registers", "spill_stores", "spill_loads", "stack", "compile_s", "div_full", "fma",
-            "fp_fusion", "params")
+    cols = ("config", "arch", "registers", "spill_stores", "spill_loads", "stack", "compile_s", "div_full", "div_ftz",
+            "sqrt_approx", "fma", "fp_fusion", "params")
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     lines += ["| " + " | ".join(str(r.get(c, "")) for c in cols) + " |" for r in rows]
     return "\n".join(lines)

@@ -65,6 +65,7 @@ def launch_options() -> dict:
 
 
 _host_reader = None  # set by maskrt.gpu_verify.fake_cuda to record the reads
+_uploader = None  # set by maskrt.gpu_verify.fake_cuda to record the uploads
 
 
 def host_read(values, fake_answer, what: str = "") -> list[int]:
@@ -76,3 +77,22 @@ def host_read(values, fake_answer, what: str = "") -> list[int]:
     if _host_reader is not None:
         return _host_reader(values, fake_answer, what)
     return [int(v) for v in values.tolist()]
+
+
+def upload(value, device, what: str = ""):
+    """value (a CPU Tensor) on `device`: the one host-to-device copy a caller makes on purpose (the
+    frame itself). On a GPU a copy from pageable memory waits for the stream (torch synchronises a
+    blocking copy): a sync. Every deliberate upload of the GPU path goes through here, so tests
+    (maskrt.gpu_verify.fake_cuda) see and count them; any other one is a test failure."""
+    if _uploader is not None:
+        return _uploader(value, device, what)
+    return value.to(device)
+
+
+def device_values(values, dtype, device):
+    """Tensor[k] of the host numbers `values` made on `device` by fill kernels: no host-to-device
+    copy (torch.tensor(values, device=...) copies, and on a GPU waits). Each value rounds to dtype
+    as torch.tensor would round it."""
+    import torch
+
+    return torch.stack([torch.full((), v, dtype=dtype, device=device) for v in values])

@@ -7,6 +7,8 @@ import math
 import torch
 from torch import Tensor
 
+from ..kernels._triton import device_values
+
 BBOX_XFORM_CLIP = math.log(1000.0 / 16)
 
 
@@ -37,7 +39,10 @@ def decode_boxes(deltas: Tensor, reference: Tensor, weights: tuple[float, float,
 def clip_boxes(boxes: Tensor, image_hw: tuple[int, int] | Tensor) -> Tensor:
     """Clamp Tensor[..., 4] xyxy to [0, width] x [0, height]; image_hw: (height, width), ints or a
     Tensor[2] (a traced graph's dynamic size). min(max(v, 0), size), as torchvision's clamp."""
-    size = torch.as_tensor(image_hw, device=boxes.device).to(boxes.dtype)
+    if isinstance(image_hw, Tensor):
+        size = image_hw.to(device=boxes.device, dtype=boxes.dtype)
+    else:  # made on the device: torch.as_tensor(ints, device=cuda) is an upload, a sync on a GPU
+        size = device_values([int(v) for v in image_hw], boxes.dtype, boxes.device)
     x = torch.minimum(boxes[..., 0::2].clamp(min=0), size[1])
     y = torch.minimum(boxes[..., 1::2].clamp(min=0), size[0])
     return torch.stack((x[..., 0], y[..., 0], x[..., 1], y[..., 1]), dim=-1)
@@ -58,8 +63,8 @@ def detectron2_rescale(boxes: Tensor, from_size: tuple[int, int], to_size: tuple
     `from_size` to the original `to_size`: x * float32(W / w), y * float32(H / h) (the ratio of
     Python floats, as Boxes.scale multiplies by it), clipped to the image. detectron2 then drops
     the boxes that are empty (`keep_min_size(boxes, 0, strict=True)` keeps the others)."""
-    ratio_w = torch.tensor(to_size[1] / from_size[1], dtype=torch.float32, device=boxes.device)
-    ratio_h = torch.tensor(to_size[0] / from_size[0], dtype=torch.float32, device=boxes.device)
+    ratio_w, ratio_h = device_values([to_size[1] / from_size[1], to_size[0] / from_size[0]], torch.float32,
+                                     boxes.device)  # made on the device: an upload would be a sync on a GPU
     x1, y1, x2, y2 = boxes.unbind(1)
     return clip_boxes(torch.stack((x1 * ratio_w, y1 * ratio_h, x2 * ratio_w, y2 * ratio_h), dim=1), to_size)
 

@@ -27,6 +27,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from ..kernels._triton import device_values, upload
+
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 SIZE_DIVISIBLE = 32
@@ -75,8 +77,8 @@ def normalize_and_resize(image: Tensor, policy: InputPolicy) -> Tensor:
         return _detectron2_input(image, policy)
     if policy.channels == "BGR":
         image = image.flip(0)
-    mean = torch.as_tensor(policy.mean, dtype=image.dtype, device=image.device)
-    std = torch.as_tensor(policy.std, dtype=image.dtype, device=image.device)
+    mean = device_values(policy.mean, image.dtype, image.device)  # no host-to-device copy: no sync on a GPU
+    std = device_values(policy.std, image.dtype, image.device)
     image = (image - mean[:, None, None]) / std[:, None, None]
     size = policy.resized_size(image.shape[-2], image.shape[-1])
     return F.interpolate(image[None], size=size, mode="bilinear", align_corners=False)[0]
@@ -105,7 +107,8 @@ def _detectron2_input(image: Tensor, policy: InputPolicy) -> Tensor:
     """detectron2's DefaultPredictor input of a [0, 1] float image (uint8 / 255: the uint8 image
     is recovered exactly by round(x * 255)), `detectron2_normalized` on the host."""
     pixels = (image.detach().float().cpu() * 255).round_().clamp_(0, 255).to(torch.uint8)
-    return torch.from_numpy(detectron2_normalized(pixels.permute(1, 2, 0).numpy(), policy)).to(image.device)
+    normalized = torch.from_numpy(detectron2_normalized(pixels.permute(1, 2, 0).numpy(), policy))
+    return upload(normalized, image.device, "frame (detectron2: preprocessed on the host)")
 
 
 def batch_images(images: list[Tensor]) -> Tensor:

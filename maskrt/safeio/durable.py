@@ -95,6 +95,10 @@ class AppendLog:
         while view:  # one write() for a line under the pipe/disk block; loop in case of a short write
             view = view[os.write(self._fd, view):]
 
+    def sync(self) -> None:
+        """fsync what was appended (a record that must survive a crash of the machine)."""
+        os.fsync(self._fd)
+
     def close(self) -> None:
         if self._fd is not None:
             os.close(self._fd)

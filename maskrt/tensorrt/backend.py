@@ -1,9 +1,10 @@
 """The TensorRT backend. UNVERIFIED ON A GPU: needs TensorRT and a CUDA GPU, which no machine of
 this project has. What a CPU can check is checked (tests/tensorrt/test_backend.py): the
-per-frame code runs on fake CUDA tensors (no hidden host sync, no CPU tensor mixed in) and
-against a stand-in TensorRT runtime that records on which stream every tensor is written and
-read; the graph it runs is verified on CPU (tests/tensorrt/test_onnx_graph.py), the plugins
-launch the Triton kernels tested under TRITON_INTERPRET=1.
+per-frame code runs on fake CUDA tensors (no hidden host sync, no CPU tensor mixed in, one
+declared upload: the frame) and against a stand-in TensorRT runtime that records on which stream
+every tensor is written and read; the graph it runs is verified on CPU
+(tests/tensorrt/test_onnx_graph.py), the plugins' AOT kernels under TRITON_INTERPRET=1. The plan
+stands alone (every plugin ahead of time): nothing is registered before deserialising it.
 
 One image per execution (the plan's batch is 1). Everything of a frame runs in order on one
 CUDA stream, `self.stream`: preprocessing and the input copies, execute_async_v3, the output
@@ -25,6 +26,7 @@ import torch
 from ..artifact import Manifest
 from ..engine.backends.torch_backend import to_float_chw
 from ..errors import EngineError
+from ..kernels._triton import device_values, upload
 from ..model import InputPolicy, RawDetections
 from ..model.boxes import detectron2_rescale, scale_boxes
 from ..model.network import drop_empty
@@ -83,9 +85,6 @@ class TensorRTBackend:
         trt = require_tensorrt()
         if "model" not in manifest.stages:
             raise EngineError(f"{engine_dir} holds only ONNX (built with --onnx-only); build it on a GPU machine")
-        from .plugins import register_plugins
-
-        register_plugins()
         self.device = torch.device(device)
         plan = Path(engine_dir) / manifest.stages["model"]
         runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))
@@ -110,12 +109,13 @@ class TensorRTBackend:
             self.warm_up()
 
     def warm_up(self) -> None:
-        """Compile every Triton kernel the plugins and the paste launch (once per process; integer
-        sizes are not specialized, so no later frame compiles), then run one blank frame."""
-        from ..kernels.warmup import warm_up
+        """Compile the Triton paste kernels this backend launches after the plan (once per process;
+        integer sizes are not specialized, so no later frame compiles), then run one blank frame.
+        The plugins' kernels are in the plan already (ahead of time)."""
+        from ..kernels.registry import OPS
 
         with _streams.stream(self.stream):
-            warm_up(self.device, self.input_dtype)
+            OPS["paste"].warm_up(self.device, True, torch.float32)
         self.infer([np.zeros((self.policy.min_size, self.policy.min_size, 3), dtype=np.uint8)])
 
     def infer(self, images: list[np.ndarray]) -> list[RawDetections]:
@@ -135,14 +135,14 @@ class TensorRTBackend:
 
     def run_plan(self, image: np.ndarray) -> tuple[dict[str, torch.Tensor], tuple[int, int]]:
         """Preprocess and enqueue one image on the current stream (self.stream) -> (device views of
-        the outputs, resized (h, w)). No host read."""
+        the outputs, resized (h, w)). No host read; one upload, the frame."""
         if self.policy.resize == "detectron2":  # Pillow's resize, on the host; the normalised image is uploaded
-            resized = torch.from_numpy(detectron2_normalized(image, self.policy)).to(self.device)
+            resized = upload(torch.from_numpy(detectron2_normalized(image, self.policy)), self.device, "frame")
             batch, sizes = batch_images([resized]), [tuple(resized.shape[-2:])]
         else:
             batch, sizes = preprocess([to_float_chw(image, self.device)], self.policy)
         batch = batch.to(self.input_dtype).contiguous()
-        hw = torch.tensor(sizes[0], dtype=torch.int64, device=self.device)
+        hw = device_values(sizes[0], torch.int64, self.device)  # no upload (a sync on a GPU)
         self._check(self.context.set_input_shape("images", tuple(batch.shape)),
                     f"accept an input of shape {tuple(batch.shape)}")
         self._check(self.context.set_tensor_address("images", batch.data_ptr()), "take the image buffer")

@@ -195,8 +195,11 @@ def _ref_nms(boxes, scores, classes, iou_threshold, max_output):
 
     from ..kernels.nms.reference import nms
 
+    from .aot import INT_OPS, scratch_size
+
     keep = nms(torch.from_numpy(boxes), torch.from_numpy(scores), torch.from_numpy(classes), iou_threshold, max_output)
-    return keep.numpy().astype(np.int64), np.array(keep.shape[0], dtype=np.int32)
+    scratch = np.zeros(scratch_size(INT_OPS, boxes.shape[0]), dtype=np.int64)
+    return keep.numpy().astype(np.int64), np.array(keep.shape[0], dtype=np.int32), scratch
 
 
 def _ref_paste(masks, boxes, canvas, threshold, mode):
@@ -211,14 +214,32 @@ REFERENCE_IMPLS = {schemas.ROI_ALIGN.op_type: _ref_roi_align, schemas.NMS.op_typ
                    schemas.PASTE.op_type: _ref_paste}
 
 
-def reference_ops() -> list[type]:
+def _aot_impl(schema: schemas.PluginSchema):
+    """The plugin's AOT launch (maskrt.tensorrt.aot.run) on CPU tensors, under TRITON_INTERPRET=1:
+    what the plan runs (RoIAlign in the interpreter's large tiles: the same code per element, far
+    fewer programs), with torchvision's CPU switch for NMS's coordinate trick (as the CPU reference
+    it is compared with)."""
+    import numpy as np
+
+    from . import aot
+
+    def impl(*inputs, **attrs):
+        tensors = [torch.from_numpy(np.ascontiguousarray(x)) for x in inputs]
+        extra = {"TRICK_LIMIT": 4000} if schema is schemas.NMS else {}
+        return tuple(t.numpy() for t in aot.run(schema, tensors, attrs, tiles="interpreter", **extra))
+
+    return impl
+
+
+def reference_ops(plugins: str = "reference") -> list[type]:
     """onnx.reference OpRun classes for the plugin ops (one per schema, op_domain = "maskrt"),
-    computed by maskrt's reference kernels (torchvision) on torch tensors. For
-    onnx.reference.ReferenceEvaluator(model, new_ops=reference_ops())."""
+    computed by maskrt's reference kernels (torchvision) on torch tensors, or with plugins="aot"
+    by the plugins' ahead-of-time launches under the Triton interpreter (the plan's kernels, grids
+    and arguments). For onnx.reference.ReferenceEvaluator(model, new_ops=reference_ops())."""
     from onnx.reference.op_run import OpRun
 
     def make(schema: schemas.PluginSchema) -> type:
-        impl = REFERENCE_IMPLS[schema.op_type]
+        impl = REFERENCE_IMPLS[schema.op_type] if plugins == "reference" else _aot_impl(schema)
 
         def _run(self, *inputs, **attrs):
             for name in schema.parser_attributes:

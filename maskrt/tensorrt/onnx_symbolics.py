@@ -9,11 +9,11 @@ already uses. Export with `custom_opsets={"maskrt": 1}` (see `CUSTOM_OPSETS`).
 
 Every node comes from `maskrt.tensorrt.schemas` (op type, domain, attribute names, kinds and
 defaults, output count), so the nodes validate against the same records that generate the
-TensorRT plugin registrations in `trt_plugins.py`:
+TensorRT plugin registrations in `plugins.py`:
 - roi_align(features, rois, spatial_scales, output_size, ...) -> maskrt::MultiLevelRoIAlign
   with the 4 levels as separate inputs (p2, p3, p4, p5, rois);
 - nms(boxes, scores, classes, iou_threshold, max_output) -> maskrt::BatchedNMS; its second
-  output (num_kept, the TensorRT size tensor) is not used by the graph;
+  output (num_kept, the TensorRT size tensor) and third (scratch) are not used by the graph;
 - paste(masks, boxes, height, width, threshold) -> maskrt::PasteMasks. A plugin can only take
   output sizes from input shapes, so the node's third input is a tensor [H, W, ...] of which
   only the shape is read. The tracer bakes int arguments of custom ops into constants, so
@@ -73,7 +73,7 @@ def roi_align_symbolic(g, features, rois, spatial_scales, output_size, sampling_
 
 
 def nms_symbolic(g, boxes, scores, classes, iou_threshold, max_output):
-    """maskrt::nms -> BatchedNMS(boxes, scores, classes): keep Tensor[K] int64 (+ num_kept, unused)."""
+    """maskrt::nms -> BatchedNMS(boxes, scores, classes): keep Tensor[K] int64 (+ num_kept, scratch: unused)."""
     import torch
     from torch.onnx import symbolic_helper as sh
 
@@ -84,9 +84,10 @@ def nms_symbolic(g, boxes, scores, classes, iou_threshold, max_output):
     # float32 attribute t with (iou > t) == (iou > threshold as double) for every float32 iou
     values = dict(iou_threshold=float32_threshold(sh._parse_arg(iou_threshold, "f")),
                   max_output=sh._parse_arg(max_output, "i"))
-    keep, num_kept = _op(g, schemas.NMS, [boxes, scores, classes], values)
+    keep, num_kept, scratch = _op(g, schemas.NMS, [boxes, scores, classes], values)
     keep.setType(boxes.type().with_dtype(torch.int64).with_sizes([None]))
     num_kept.setType(boxes.type().with_dtype(torch.int32).with_sizes([]))
+    scratch.setType(boxes.type().with_dtype(torch.int64).with_sizes([None]))
     return keep
 
 

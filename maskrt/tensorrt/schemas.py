@@ -17,7 +17,9 @@ NAMESPACE too, and every node carries plugin_namespace="maskrt" besides the op's
 
 Data-dependent output sizes (NMS keeps K <= min(N, max_output) boxes) follow TensorRT's rule
 for plugins: the extent is produced as an extra scalar int32 output (a "size tensor"), so
-BatchedNMS has two outputs, `keep` and `num_kept`.
+BatchedNMS outputs `keep` and `num_kept`, and a third, `scratch`: its one-program kernel sorts in
+global memory, and an ahead-of-time plugin gets no workspace. Every op is one kernel launch with
+an ahead-of-time implementation (aot=True: its nodes carry aot=1).
 """
 
 from __future__ import annotations
@@ -129,6 +131,7 @@ ROI_ALIGN = PluginSchema(
     ),
     doc="Multi-level RoIAlign: each RoI pooled from the FPN level of FPN eq. 1 "
         "(maskrt.kernels.roi_align.reference.roi_align).",
+    aot=True,
 )
 
 NMS = PluginSchema(
@@ -142,6 +145,7 @@ NMS = PluginSchema(
     outputs=(
         TensorSpec("keep", ("int64",), ("?",), "K indices into boxes by decreasing score, K <= min(N, max_output)"),
         TensorSpec("num_kept", ("int32",), (), "K (TensorRT size tensor of `keep`)"),
+        TensorSpec("scratch", ("int64",), ("?",), "the kernel's working memory (N + N rounded up to 2048); unused"),
     ),
     attributes=(
         AttrSpec("iou_threshold", "float", 0.5, "suppress IoU > threshold (compared in float32)"),
@@ -150,6 +154,7 @@ NMS = PluginSchema(
     doc="Class-aware greedy NMS with torchvision.ops.batched_nms's kept set and order "
         "(maskrt.kernels.nms.reference.nms).",
     size_tensor_outputs=("num_kept",),
+    aot=True,
 )
 
 PASTE = PluginSchema(

@@ -7,6 +7,9 @@ model's sizes (maskrt.gpu_verify.launches) plus the AOT plugin kernels (maskrt.t
 compiled in one child process without TRITON_INTERPRET (interpreted kernels cannot be
 compiled); triton's cache and a stats cache beside it make repeated runs take seconds.
 Compile times are measured in benchmarks/gpu/test_compile.py, not asserted here.
+The same file runs under triton 3.6, the oldest triton maskrt supports (make test-triton36, part of
+make test): e.g. triton 3.6 ignores fdiv's ieee_rounding flag, which these checks then see as
+div.full.f32, and spills the RoIAlign tile at 4 warps.
 """
 
 from __future__ import annotations
@@ -18,8 +21,15 @@ from maskrt.gpu_verify import ptx
 pytestmark = pytest.mark.ptx
 
 STACK_LIMIT = 256  # bytes per thread: a few spilled scalars at most (the old RoIAlign tile spilled 6.5-25.7 KB)
-EXACT = ("iou_mask_kernel", "segment_nms_kernel", "paste_kernel", "d2_paste_kernel", "roi_align_kernel")  # bit-exact
-NO_FMA = ("iou_mask_kernel", "segment_nms_kernel", "roi_align_kernel")  # no fused multiply-add at all
+EXACT = ("iou_mask_kernel", "segment_nms_kernel", "paste_kernel", "d2_paste_kernel", "roi_align_kernel",
+         "batched_nms_kernel")  # bit-exact claims
+NO_FMA = ("iou_mask_kernel", "segment_nms_kernel", "roi_align_kernel", "batched_nms_kernel")  # no fma at all
+AOT_PARAMS = {  # TensorRT's order (inputs, int32 scalars, outputs), then triton's two scratch pointers (size 0)
+    "RoIAlign": "ppppp" + "i" * 12 + "p" + "pp",  # p2..p5, rois; R, C, (H, W) x 4, sampling, B; pooled
+    "NMS": "ppp" + "iii" + "ppp" + "pp",  # boxes, scores, classes; N, max out, threshold bits; keep, count, scratch
+    "PasteMasks": "ppp" + "iiiii" + "p" + "pp",  # masks, boxes, canvas; N, M, H, W, threshold bits; pasted
+}
+AOT = ("RoIAlign S=7", "RoIAlign S=14", "NMS", "PasteMasks", "PasteMasks detectron2")
 
 
 @pytest.fixture(scope="module")
@@ -30,7 +40,7 @@ def rows() -> list[dict]:
 def test_every_configuration_compiles_for_hopper_and_ampere(rows):
     from maskrt.gpu_verify.launches import NAMES
 
-    aot = {f"PasteMasks AOT {mode}{t}" for mode in ("", "detectron2 ") for t in ("fp32", "fp16")}
+    aot = {f"{k} AOT {t}" for k in AOT for t in ("fp32", "fp16")}
     configs = {name for names in NAMES.values() for name in names} | aot
     assert {(r["config"], r["arch"]) for r in rows} == {(c, a) for c in configs for a in ("sm_90a", "sm_80")}
 
@@ -43,20 +53,29 @@ def test_no_spills_and_a_bounded_stack(rows):
 
 
 def test_exact_kernels_divide_ieee_and_do_not_contract(rows):
-    """Defect 5: div.full.f32 is approximate (up to 2 ulp) and contracting a * b + c into one fma
-    rounds once instead of twice; kernels claiming bit-exactness must have neither. The paste's
-    fused multiply-adds are explicit (tl.fma, as torch's CPU interpolation computes them)."""
+    """Defect 5: div.full.f32 is approximate (up to 2 ulp), div.rn.ftz flushes subnormals, an
+    approximate square root is not IEEE, and contracting a * b + c into one fma rounds once instead
+    of twice; kernels claiming bit-exactness have none of them. The paste's fused multiply-adds
+    are explicit (tl.fma, as torch's CPU interpolation computes them)."""
     for r in rows:
-        assert r["div_full"] == 0 and r["div_approx"] == 0, r
+        assert r["div_full"] == r["div_approx"] == r["div_ftz"] == r["sqrt_approx"] == 0, r
         if r["kernel"] in EXACT:
             assert r["fp_fusion"] is False, r
         if r["kernel"] in NO_FMA:
             assert r["fma"] == 0, r
 
 
-def test_aot_kernel_takes_tensorrts_argument_order(rows):
-    """TensorRT calls an AOT kernel with (inputs, int32 scalars, outputs): masks, boxes, canvas;
-    m, height, width, threshold bits; pasted - then triton's two scratch pointers (sizes 0)."""
-    for r in rows:
-        if r["config"].startswith("PasteMasks AOT"):
-            assert r["params"] == "ppp" + "iiii" + "p" + "pp", r
+def test_aot_kernels_take_tensorrts_argument_order(rows):
+    """TensorRT calls an AOT kernel with (inputs, int32 scalars, outputs): see AOT_PARAMS."""
+    aot = [r for r in rows if " AOT " in r["config"]]
+    assert len(aot) == len(AOT) * 2 * 2
+    for r in aot:
+        assert r["params"] == AOT_PARAMS[r["config"].split(" ")[0]], r
+
+
+def test_aot_kernels_fit_one_plain_launch(rows):
+    """What TensorRT's launch of an AOT kernel can give (maskrt.tensorrt.aot.check_metadata): no more
+    than 48 KB of shared memory (no opt-in attribute is set)."""
+    from maskrt.tensorrt.aot import SHARED_LIMIT
+
+    assert [r for r in rows if " AOT " in r["config"] and r["shared"] > SHARED_LIMIT] == []

@@ -16,7 +16,8 @@ from torch._subclasses.fake_tensor import DataDependentOutputException, FakeTens
 from maskrt.gpu_verify import launches, ptx
 from maskrt.kernels.model_sizes import random_boxes
 from maskrt.kernels.roi_align.warmup import warm_up_calls as roi_align_warm_up
-from maskrt.gpu_verify.fake_cuda import HostCopy, fake_cuda
+from maskrt.gpu_verify.fake_cuda import HostCopy, HostToDeviceCopy, fake_cuda
+from maskrt.kernels import _triton
 
 paste_triton = importlib.import_module("maskrt.kernels.paste.triton")
 paste_common = importlib.import_module("maskrt.kernels.paste.common")
@@ -51,6 +52,30 @@ def test_planted_host_copy_is_caught():
         torch.ones(3, device="cuda").cpu()
 
 
+@pytest.mark.parametrize("copy", [
+    lambda boxes: torch.tensor(1).to(boxes),  # NMS's constant as torchvision writes it (a sync per call)
+    lambda boxes: torch.tensor([1.0, 2.0], device="cuda"),
+    lambda boxes: torch.as_tensor((0.485, 0.456), device=boxes.device),
+    lambda boxes: boxes[0].copy_(torch.zeros(4)),
+])
+def test_planted_host_to_device_copy_is_caught(copy):
+    with fake_cuda() as run:
+        with run.setup():  # the test's own inputs: not checked
+            boxes = torch.zeros(5, 4).to("cuda")
+        with pytest.raises(HostToDeviceCopy):
+            copy(boxes)
+
+
+def test_declared_uploads_are_counted_and_device_values_copy_nothing():
+    with fake_cuda() as run:
+        frame = _triton.upload(torch.zeros(6, 8, 3, dtype=torch.uint8), "cuda", "frame")
+        values = _triton.device_values([0.485, 0.456], torch.float32, "cuda")
+    assert frame.device.type == "cuda" and values.device.type == "cuda" and values.shape == (2,)
+    assert run.uploads == [("frame", (6, 8, 3))]
+    assert torch.equal(_triton.device_values([0.485, 0.456], torch.float32, "cpu"),
+                       torch.tensor([0.485, 0.456], dtype=torch.float32))
+
+
 # --- the wrappers ------------------------------------------------------------------------------------
 
 def test_paste_runs_on_device_without_host_reads():
@@ -58,7 +83,7 @@ def test_paste_runs_on_device_without_host_reads():
         masks, boxes, _ = cuda_instances()
         out = paste_triton.paste(masks, boxes, 90, 120, 0.5)
     assert out.device.type == "cuda" and out.shape == (6, 90, 120) and out.dtype == torch.bool
-    assert run.kernels() == ["paste_kernel"] and run.host_reads == []
+    assert run.kernels() == ["paste_kernel"] and run.host_reads == [] and run.uploads == []
 
 
 def test_paste_id_map_runs_on_device_with_one_size_read():
@@ -68,7 +93,7 @@ def test_paste_id_map_runs_on_device_with_one_size_read():
         masks, boxes, scores = cuda_instances()
         r = paste_triton.paste_id_map(masks, boxes, 90, 120, 0.5, scores)
     assert {t.device.type for t in (r.id_map, r.regions, r.packed, r.offsets)} == {"cuda"}
-    assert run.kernels() == ["paste_kernel"]
+    assert run.kernels() == ["paste_kernel"] and run.uploads == []
     assert [what for what, _ in run.host_reads] == ["packed crop length"]
 
 
@@ -80,7 +105,7 @@ def test_nms_runs_on_device_with_one_size_read(n):
         boxes = random_boxes(n, 800, 1088, "cuda")
         keep = nms_triton.nms(boxes, torch.rand(n, device="cuda"), torch.randint(0, 80, (n,), device="cuda"), 0.5)
     assert keep.device.type == "cuda" and keep.dtype == torch.int64
-    assert [what for what, _ in run.host_reads] == ["nms kept count"]
+    assert [what for what, _ in run.host_reads] == ["nms kept count"] and run.uploads == []
     expected = ["iou_mask_kernel", "greedy_scan_kernel"] if n == 300 else ["segment_nms_kernel"]
     assert run.kernels() == expected
 
@@ -95,16 +120,17 @@ def test_nms_per_class_memory_is_linear():
     assert max(a.numel() for a in launch.args if isinstance(a, torch.Tensor)) == n * 4
 
 
-def test_roi_align_runs_on_device_with_one_check_read():
+def test_roi_align_runs_on_device_without_host_reads_or_copies():
     """Defect 8: the input checks were three host reads, and the level pointer table and map sizes
-    three host-to-device copies per call. Now one read (the combined check); pointers, sizes and
-    scales are kernel arguments."""
+    three host-to-device copies per call; then one combined check read. Now none: invalid RoIs pool
+    to zero, the levels are assigned in the kernel; pointers, sizes, scales and level thresholds are
+    kernel arguments."""
     with fake_cuda() as run:
         roi_align_warm_up("cuda", small=True)
     assert run.kernels() == ["roi_align_kernel"] * 2
-    assert [what for what, _ in run.host_reads] == ["roi_align input check"] * 2
+    assert run.host_reads == [] and run.uploads == []
     tensors = [a for a in run.launches[0].args if isinstance(a, torch.Tensor)]
-    assert {t.device.type for t in tensors} == {"cuda"} and len(tensors) == 8  # 5 maps, rois, levels, out
+    assert {t.device.type for t in tensors} == {"cuda"} and len(tensors) == 6  # 4 maps, rois, out
 
 
 # --- recompiles (defect 7) ------------------------------------------------------------------------------

@@ -6,7 +6,9 @@ are logged too) and checks at execute_async_v3 that the inputs were written on t
 enqueue runs on. Errors: a plan TensorRT cannot load, a rejected input shape, a failed enqueue
 each raise one EngineError; a frame with no detections (0-byte outputs) works. The per-frame
 code also runs on fake CUDA tensors (maskrt.gpu_verify.fake_cuda): no CPU tensor mixed in, no
-host read but the final copies and the fused paste's one size read.
+host read but the final copies and the fused paste's one size read, one upload (the frame). The
+stand-in also reports output buffers allocated on another stream than the enqueue's, and
+refuses a tensor address when told to (the backend must not ignore it).
 """
 
 from __future__ import annotations
@@ -102,7 +104,7 @@ def fake_tensorrt(log: StreamLog, detections: list, fail: set):
 
     class Context:
         def __init__(self):
-            self.addresses, self.allocators, self.frame, self.enqueued = {}, {}, 0, []
+            self.addresses, self.allocators, self.frame, self.enqueued, self.problems = {}, {}, 0, [], []
 
         def set_output_allocator(self, name, allocator):
             self.allocators[name] = allocator
@@ -112,6 +114,8 @@ def fake_tensorrt(log: StreamLog, detections: list, fail: set):
             return "shape" not in fail
 
         def set_tensor_address(self, name, address):
+            if "address" in fail:
+                return False  # rejected: the enqueue would read the previous frame's buffer
             self.addresses[name] = address
             return True
 
@@ -126,6 +130,9 @@ def fake_tensorrt(log: StreamLog, detections: list, fail: set):
                 ptr = alloc.reallocate_output_async(name, 0, value.numel() * value.element_size(), 256, handle)
                 buf = alloc.buffers[name]
                 assert buf.data_ptr() == ptr
+                if log.writer.get(storage(buf)) not in (stream.name, None):  # None: a fake tensor (no storage)
+                    self.problems.append(f"{name} allocated on {log.writer.get(storage(buf))}, written on "
+                                         f"{stream.name}")
                 buf[: value.numel() * value.element_size()].copy_(value.reshape(-1).view(torch.uint8))
                 log.write(buf, stream)  # the GPU writes the outputs on the enqueue's stream
                 alloc.notify_shape(name, tuple(value.shape))
@@ -166,7 +173,6 @@ def detections(n: int, seed: int = 0) -> dict:
 
 @pytest.fixture
 def make_backend(tmp_path, monkeypatch):
-    monkeypatch.setattr("maskrt.tensorrt.plugins.register_plugins", lambda: None)
     (tmp_path / "model.plan").write_bytes(b"plan")
     config = ArchConfig(18, 64, 5, "frozen", False, 1, "mlp", (), 128, False, (64, 64), False, 64)
     manifest = Manifest("tensorrt", "fp32", ["a", "b", "c", "d"], config, POLICY, {}, stages={"model": "model.plan"})
@@ -196,6 +202,7 @@ def test_inputs_outputs_and_paste_on_the_engine_stream(make_backend):
     assert enqueue == {"images": trt_stream.name, "image_hw": trt_stream.name, "on": trt_stream.name}
     outputs = {storage(b) for b in backend.allocator.buffers.values()}
     assert {stream for stream, ptr in log.reads if ptr in outputs} == {trt_stream.name}
+    assert backend.context.problems == []
     want = {k: v for k, v in frames[0].items()}
     resized = (64, 85)  # InputPolicy(64, 96): 60 x 80 -> 64 x 85
     torch.testing.assert_close(raw.boxes, scale_boxes(want["boxes"], resized, (60, 80)), rtol=0, atol=0)
@@ -207,6 +214,22 @@ def test_inputs_outputs_and_paste_on_the_engine_stream(make_backend):
     assert dets.above(float(want["scores"][3]))._instances.regions.shape[0] == 4
 
 
+def test_stand_in_catches_outputs_allocated_on_another_stream(make_backend, monkeypatch):
+    """The check above is not vacuous: an allocator that allocates on another stream than the one
+    TensorRT writes on (torch's default one, as before defect 2 was fixed) is reported."""
+    backend, log = make_backend([detections(3)])
+
+    def on_default_stream(name, memory, size, alignment, stream):
+        with log.stream(log.default):
+            backend.allocator.buffers[name] = torch.empty(max(int(size), 1) + 256, dtype=torch.uint8)
+        return backend.allocator.buffers[name].data_ptr()
+
+    monkeypatch.setattr(backend.allocator, "reallocate_output_async", on_default_stream)
+    with log:
+        backend.infer([image()])
+    assert len(backend.context.problems) == 4 and "allocated on default" in backend.context.problems[0]
+
+
 def test_failed_enqueue_raises_instead_of_returning_the_last_frame(make_backend):
     """Defect 3: execute_async_v3's result was ignored: the allocator still held frame 1's outputs."""
     backend, log = make_backend([detections(5, 0), detections(3, 1)], fail={"enqueue"})
@@ -216,7 +239,8 @@ def test_failed_enqueue_raises_instead_of_returning_the_last_frame(make_backend)
             backend.infer([image(1)])
 
 
-@pytest.mark.parametrize("fail,message", [("load", "could not load"), ("shape", "accept an input of shape")])
+@pytest.mark.parametrize("fail,message", [("load", "could not load"), ("shape", "accept an input of shape"),
+                                          ("address", "take the image buffer")])
 def test_tensorrt_failures_are_one_line_errors(make_backend, fail, message):
     with pytest.raises(EngineError, match=message):
         backend, log = make_backend([detections(2)], fail={fail})
@@ -240,15 +264,19 @@ def test_per_frame_code_on_fake_cuda_tensors(make_backend):
     from maskrt.gpu_verify.fake_cuda import fake_cuda
 
     with fake_cuda() as run:
-        frames = [{k: v.to("cuda") for k, v in detections(4).items()}]
+        with run.setup():  # the stand-in engine's outputs
+            frames = [{k: v.to("cuda") for k, v in detections(4).items()}]
         backend, log = make_backend(frames, device="cuda")
         with log:
             out, size = backend.run_plan(image())
             boxes, instances = backend.paste(out, size, (60, 80))
     assert boxes.device.type == "cuda" and instances.id_map.device.type == "cuda"
     assert run.kernels() == ["paste_kernel"] and [w for w, _ in run.host_reads] == ["packed crop length"]
+    assert run.uploads == [("frame", (60, 80, 3))]  # the image size and the normalisation: no upload
     with fake_cuda(allow_host_copies=True) as run:
-        backend, log = make_backend([{k: v.to("cuda") for k, v in detections(4).items()}], device="cuda")
+        with run.setup():
+            frames = [{k: v.to("cuda") for k, v in detections(4).items()}]
+        backend, log = make_backend(frames, device="cuda")
         with log:
             raw = backend.infer([image()])[0]
     assert raw.boxes.device.type == "cpu" and raw.instances.id_map.device.type == "cpu"

@@ -74,9 +74,12 @@ def test_per_frame_device_code_on_fake_cuda_tensors(make_backend):
     from maskrt.gpu_verify.fake_cuda import fake_cuda
 
     with fake_cuda() as run:
-        backend, log = make_backend([{k: v.to("cuda") for k, v in detections(4).items()}], device="cuda")
+        with run.setup():  # the stand-in engine's outputs
+            frames = [{k: v.to("cuda") for k, v in detections(4).items()}]
+        backend, log = make_backend(frames, device="cuda")
         with log:
             out, size = backend.run_plan(image())
             boxes, instances = backend.paste(out, size, (60, 80))
     assert size == RESIZED and boxes.device.type == "cuda" and instances.id_map.device.type == "cuda"
     assert run.kernels() == ["d2_paste_kernel"] and [w for w, _ in run.host_reads] == ["packed crop length"]
+    assert [what for what, _ in run.uploads] == ["frame"]  # normalised on the host (Pillow), declared

@@ -81,16 +81,14 @@ def test_onnx_matches_the_torch_backend(exported, d2_seg):
 
 
 def test_plugins_run_detectron2s_modes(monkeypatch):
-    """The plugins' kernel part (run_kernel, Triton under the interpreter) with level_mapper and mode
-    "detectron2", against the reference kernels; the AOT PasteMasks body compiles detectron2's
-    paste kernel for mode "detectron2" (compile stubbed: the real one is tests/gpu_verify/test_ptx.py)."""
-    import sys
-
+    """The plugins' AOT launches (maskrt.tensorrt.aot.run, Triton under the interpreter) with
+    level_mapper and mode "detectron2", against the reference kernels; the PasteMasks aot_impl
+    body compiles detectron2's paste kernel for mode "detectron2" (compile stubbed: the real one
+    is tests/gpu_verify/test_ptx.py)."""
     from maskrt.kernels.paste.reference import paste as paste_ref
     from maskrt.kernels.roi_align.reference import roi_align as roi_ref
     from maskrt.tensorrt import aot as trt_aot
-    from maskrt.tensorrt import plugins as trt_plugins
-    from tests.tensorrt.test_onnx_graph import _Desc, _fake_tensorrt
+    from tests.tensorrt.standin import Desc, registered
 
     g = torch.Generator().manual_seed(0)
     feats = [torch.randn(1, 8, 64 // 2**i, 80 // 2**i, generator=g) for i in range(4)]
@@ -98,28 +96,21 @@ def test_plugins_run_detectron2s_modes(monkeypatch):
     rois = torch.cat([torch.zeros(6, 1), xy, xy + 8 + torch.rand(6, 2, generator=g) * 150], 1)
     attrs = dict(spatial_scales=np.float32(schemas.FPN_SCALES), output_size=7, sampling_ratio=0, aligned=1,
                  canonical_size=224, canonical_level=4, level_mapper="detectron2")
-    [pooled] = trt_plugins.run_kernel(schemas.ROI_ALIGN, [*feats, rois], attrs)
+    [pooled] = trt_aot.run(schemas.ROI_ALIGN, [*feats, rois], attrs)
     torch.testing.assert_close(pooled, roi_ref(feats, rois, list(schemas.FPN_SCALES), 7, 0, True,
                                                level_mapper="detectron2"))
     masks = torch.rand(3, 28, 28, generator=g)
     boxes = torch.tensor([[5.0, 4, 90, 70], [30, 20, 110, 95], [-10, 50, 60, 99]])
-    [pasted] = trt_plugins.run_kernel(schemas.PASTE, [masks, boxes, torch.zeros(100, 120, 3, dtype=torch.uint8)],
-                                      dict(threshold=0.5, mode="detectron2"))
+    [pasted] = trt_aot.run(schemas.PASTE, [masks, boxes, torch.zeros(100, 120, 3, dtype=torch.uint8)],
+                           dict(threshold=0.5, mode="detectron2"))
     assert torch.equal(pasted, paste_ref(masks, boxes, 100, 120, 0.5, mode="detectron2"))
 
-    registry = {}
-    trt, trtp = _fake_tensorrt(registry)
-    trt.float32, trt.float16 = "FP32", "FP16"
-    monkeypatch.setitem(sys.modules, "tensorrt", trt)
-    monkeypatch.setitem(sys.modules, "tensorrt.plugin", trtp)
-    monkeypatch.setattr(trt_plugins, "_registered", False)
-    trt_plugins.register_plugins()
-    sources = []
-    compiled = types.SimpleNamespace(metadata=types.SimpleNamespace(name="d2_paste_kernel", num_warps=4, shared=0,
-                                                                    global_scratch_size=0, profile_scratch_size=0),
+    registry, _, _ = registered(monkeypatch)
+    launches = []
+    compiled = types.SimpleNamespace(metadata=types.SimpleNamespace(name="d2_paste_kernel", num_warps=4, shared=0),
                                      asm={"ptx": "// ptx"})
-    monkeypatch.setattr(trt_aot, "compile_source", lambda src, options: sources.append(src) or compiled)
-    registry["maskrt::PasteMasks"]["aot_impl"](_Desc((9, 28, 28), "FP32"), _Desc((9, 4), "FP32"),
-                                               _Desc((480, 640, 3), "UINT8"), 0.5, "detectron2",
-                                               (_Desc((9, 480, 640), "BOOL"),), 0)
-    assert [s.fn.__name__ for s in sources] == ["d2_paste_kernel"]
+    monkeypatch.setattr(trt_aot, "compile_launch", lambda launch: launches.append(launch) or compiled)
+    registry["maskrt::PasteMasks"]["aot_impl"](Desc((9, 28, 28), "FLOAT"), Desc((9, 4), "FLOAT"),
+                                               Desc((480, 640, 3), "UINT8"), 0.5, "detectron2",
+                                               (Desc((9, 480, 640), "BOOL"),), 0)
+    assert [launch.kernel.fn.__name__ for launch in launches] == ["d2_paste_kernel"]

@@ -6,9 +6,10 @@
 - it runs under onnx.reference.ReferenceEvaluator with the plugin ops backed by the reference
   kernels and matches the torch backend (the small seeded model; the bundled model if present);
 - the fp16 variant exports and checks;
-- tensorrt/plugins.py: its registrations are generated from the schemas, their signatures
-  follow tensorrt.plugin's rules (a stand-in module checks them) and the kernel part of each
-  impl runs on CPU tensors (Triton interpreter).
+- the same graphs with the plugin ops computed by their ahead-of-time launches (the plan's
+  kernels and arguments, under the Triton interpreter) match the torch backend too;
+- tensorrt/plugins.py: its registrations are generated from the schemas and their signatures
+  follow tensorrt.plugin's rules (a stand-in module checks them).
 """
 
 from __future__ import annotations
@@ -19,8 +20,6 @@ os.environ.setdefault("TRITON_INTERPRET", "1")  # before triton is imported (the
 
 import inspect  # noqa: E402
 import sys  # noqa: E402
-import types  # noqa: E402
-import typing  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
@@ -37,6 +36,7 @@ from maskrt.kernels.dispatch import _REGISTRY  # noqa: E402
 from maskrt.model.transform import preprocess  # noqa: E402
 from tests.conftest import random_image  # noqa: E402
 from tests.detections_compare import Found, assert_detections_agree, maskrt_expected  # noqa: E402
+from tests.tensorrt.standin import Desc as _Desc, registered  # noqa: E402
 
 BUNDLED = Path(maskrt.__file__).resolve().parent / "assets" / "shapes_r18fpn64.safetensors"
 SIZE_POLICY = dict(min_size=128, max_size=160)  # small images: the ReferenceEvaluator is pure numpy
@@ -79,11 +79,11 @@ def test_schemas_make_and_validate_nodes():
         assert schemas.validate_node(node) is schema
         assert schemas.node_attributes(node) == {a.name: a.default for a in schema.attributes}
     with pytest.raises(ValueError, match="no attribute"):
-        schemas.make_node(schemas.NMS, ["b", "s", "c"], ["k", "n"], iou=0.5)
+        schemas.make_node(schemas.NMS, ["b", "s", "c"], ["k", "n", "w"], iou=0.5)
     with pytest.raises(ValueError, match="must be an int"):
-        schemas.make_node(schemas.NMS, ["b", "s", "c"], ["k", "n"], max_output=2.5)
+        schemas.make_node(schemas.NMS, ["b", "s", "c"], ["k", "n", "w"], max_output=2.5)
     with pytest.raises(ValueError, match="takes 3 inputs"):
-        schemas.make_node(schemas.NMS, ["b", "s"], ["k", "n"])
+        schemas.make_node(schemas.NMS, ["b", "s"], ["k", "n", "w"])
     bad = schemas.make_node(schemas.PASTE, ["m", "b", "c"], ["o"])
     [threshold] = [a for a in bad.attribute if a.name == "threshold"]
     threshold.CopyFrom(onnx.helper.make_attribute("threshold", 1))  # an INT where the schema says FLOAT
@@ -206,22 +206,23 @@ def test_onnx_plugin_attributes_come_from_the_model(exported, small_seg):
             assert attrs["sampling_ratio"] == params.detection_params.sampling_ratio
 
 
-def run_reference(model_path, paste_path, seg, image: np.ndarray):
+def run_reference(model_path, paste_path, seg, image: np.ndarray, plugins: str = "reference"):
     """Both graphs under onnx's ReferenceEvaluator; returns (graph outputs, paste outputs, batch, sizes)."""
     from onnx.reference import ReferenceEvaluator
 
     batch, sizes = preprocess([to_chw(image)], seg.backend.model.policy)
     hw = np.array(sizes[0], dtype=np.int64)
-    graph = ReferenceEvaluator(str(model_path), new_ops=trt_graph.reference_ops())
+    graph = ReferenceEvaluator(str(model_path), new_ops=trt_graph.reference_ops(plugins))
     boxes, scores, labels, mask_probs = graph.run(None, {"images": batch.numpy(), "image_hw": hw})
-    paste = ReferenceEvaluator(str(paste_path), new_ops=trt_graph.reference_ops())
+    paste = ReferenceEvaluator(str(paste_path), new_ops=trt_graph.reference_ops(plugins))
     pasted = paste.run(None, {"mask_probs": mask_probs, "boxes": boxes, "image_hw": hw, "image": image})
     return (boxes, scores, labels, mask_probs), pasted, batch, sizes
 
 
-def assert_matches_torch_backend(model_path, paste_path, seg, image: np.ndarray, min_detections: int = 1):
+def assert_matches_torch_backend(model_path, paste_path, seg, image: np.ndarray, min_detections: int = 1,
+                                 plugins: str = "reference"):
     (boxes, scores, labels, mask_probs), (boxes_px, masks), batch, sizes = run_reference(
-        model_path, paste_path, seg, image)
+        model_path, paste_path, seg, image, plugins)
     with torch.inference_mode():
         want = [t.numpy() for t in seg.backend.model.detector.run(batch, sizes)[0]]
     assert len(labels) >= min_detections
@@ -241,6 +242,21 @@ def assert_matches_torch_backend(model_path, paste_path, seg, image: np.ndarray,
 def test_onnx_runs_on_cpu_and_matches_torch_backend(exported, small_seg):
     image = random_image(np.random.default_rng(7), 96, 150)
     assert_matches_torch_backend(*exported, small_seg, image, min_detections=10)
+
+
+@pytest.mark.slow
+def test_the_plans_plugin_launches_match_the_torch_backend(exported, small_checkpoint, tmp_path):
+    """The graphs with each plugin op computed by its ahead-of-time launch (the kernel and int32
+    arguments the plan holds; maskrt.tensorrt.aot.run under the interpreter): the plan, but for
+    TensorRT's own layers, end to end on the CPU. 150 proposals per level (the interpreter's NMS
+    walk costs a few ms per candidate)."""
+    from maskrt.model import RPNParams
+
+    seg = torch_segmenter(small_checkpoint)
+    seg.backend.model.detector.proposals.params = RPNParams(pre_nms_top_n=150, post_nms_top_n=150)
+    model_path = trt_graph.export_trt_onnx(seg.backend.model, tmp_path / "model.onnx")
+    image = random_image(np.random.default_rng(7), 96, 150)
+    assert_matches_torch_backend(model_path, exported[1], seg, image, min_detections=10, plugins="aot")
 
 
 @pytest.mark.skipif(not BUNDLED.exists(), reason="bundled model maskrt/assets/shapes_r18fpn64.safetensors is absent")
@@ -267,16 +283,6 @@ def test_fp16_onnx_exports_and_checks(small_seg, tmp_path):
     assert [p.type.tensor_type.elem_type for p in pooled] == [onnx.TensorProto.FLOAT16] * 2
 
 
-def test_tensorrt_build_writes_checked_full_graph_onnx(small_checkpoint, tmp_path):
-    from maskrt.artifact import read_manifest
-    from maskrt.builders import build_engine
-
-    out = build_engine(small_checkpoint, tmp_path / "t.maskrt", target="tensorrt", onnx_only=True, progress=False)
-    manifest = read_manifest(out)
-    assert set(manifest.files) == {"model.onnx", "paste.onnx"}  # the stage graphs are the cpu target's
-    assert [n.op_type for n in trt_graph.check_trt_onnx(out / "paste.onnx")] == ["PasteMasks"]
-
-
 # --- tensorrt/plugins.py ---------------------------------------------------------------------------
 
 def test_plugin_table_is_generated_from_schemas():
@@ -292,7 +298,7 @@ def test_plugin_table_is_generated_from_schemas():
     assert table["maskrt::MultiLevelRoIAlign"]["autotune"] == ["FP32, FP32, FP32, FP32, FP32, FP32",
                                                               "FP16, FP16, FP16, FP16, FP32, FP16"]
     assert table["maskrt::BatchedNMS"]["size_tensors"] == ["num_kept"]
-    assert table["maskrt::BatchedNMS"]["autotune"][0] == "FP32, FP32, INT64, INT64, INT32"
+    assert table["maskrt::BatchedNMS"]["autotune"][0] == "FP32, FP32, INT64, INT64, INT32, INT64"
     assert len(table["maskrt::PasteMasks"]["autotune"]) == 6  # 2 float types x 3 canvas types
 
 
@@ -303,79 +309,12 @@ def test_register_plugins_without_tensorrt_says_so(monkeypatch):
         trt_plugins.register_plugins()
 
 
-class _Desc:
-    """Stand-in tensorrt.plugin.TensorDesc with integer shapes."""
-
-    def __init__(self, shape_expr=(), dtype=None):
-        self.shape_expr, self.dtype = tuple(shape_expr), dtype
-
-
-class _SizeTensor(_Desc):
-    def __init__(self, opt, upper_bound):
-        super().__init__((), "INT32")
-        self.opt, self.upper_bound = opt, upper_bound
-
-    def expr(self):
-        return ("size_tensor", self.upper_bound)
-
-
-def _fake_tensorrt(registry: dict):
-    """tensorrt + tensorrt.plugin stand-ins that record the registrations and check their
-    signatures with tensorrt.plugin's rules (annotated classes, tensors first, no defaults,
-    impl args = inputs, attributes, outputs, stream; autotune args = inputs, outputs)."""
-    trt = types.ModuleType("tensorrt")
-    trt.int64, trt.int32, trt.bool = "INT64", "INT32", "BOOL"
-    trtp = types.ModuleType("tensorrt.plugin")
-    trtp.TensorDesc, trtp.Tensor = _Desc, type("Tensor", (), {})
-    trtp.AutoTuneCombination = lambda s: ("combination", s)
-    trtp.from_shape_expr = lambda shape, dtype: _Desc(shape, dtype)
-    trtp.size_tensor = _SizeTensor
-    trtp.min, trtp.cdiv = min, lambda a, b: -(-a // b)
-
-    def check_register(fn):
-        params = list(inspect.signature(fn).parameters.values())
-        assert all(p.default is inspect.Parameter.empty and inspect.isclass(typing.get_origin(p.annotation) or
-                                                                            p.annotation) for p in params)
-        kinds = [issubclass(p.annotation, _Desc) if inspect.isclass(p.annotation) else False for p in params]
-        assert kinds == sorted(kinds, reverse=True), "TensorDescs first, then attributes"
-        for p, is_tensor in zip(params, kinds):
-            ok_attr = p.annotation in (int, float, str) or typing.get_origin(p.annotation) is np.ndarray
-            assert is_tensor or ok_attr, f"unsupported attribute type {p.annotation}"
-        returns = typing.get_args(inspect.signature(fn).return_annotation)
-        assert returns and all(r is _Desc for r in returns)
-
-    def decorator(kind):
-        def for_id(plugin_id):
-            def record(fn):
-                if kind == "register":
-                    check_register(fn)
-                registry.setdefault(plugin_id, {})[kind] = fn
-                return fn
-            return record
-        return for_id
-
-    trtp.register, trtp.autotune, trtp.impl = decorator("register"), decorator("autotune"), decorator("impl")
-    trtp.aot_impl = decorator("aot_impl")
-    trtp.KernelLaunchParams = type("KernelLaunchParams", (), {})
-    trtp.SymExprs = type("SymExprs", (tuple,), {})
-    trtp.SymIntExprs = type("SymIntExprs", (trtp.SymExprs,), {"from_tuple": classmethod(lambda cls, t: cls(t))})
-    trtp.SymInt32 = lambda value: ("int32", value)
-    trt.plugin = trtp
-    return trt, trtp
-
-
 def test_register_plugins_signatures_and_output_descriptors(monkeypatch):
-    registry = {}
-    trt, trtp = _fake_tensorrt(registry)
-    monkeypatch.setitem(sys.modules, "tensorrt", trt)
-    monkeypatch.setitem(sys.modules, "tensorrt.plugin", trtp)
-    monkeypatch.setattr(trt_plugins, "_registered", False)
-    trt_plugins.register_plugins()
+    registry, _, _ = registered(monkeypatch)
     assert set(registry) == {s.plugin_id for s in schemas.SCHEMAS.values()}
     for schema in schemas.SCHEMAS.values():
         names = [s.name for s in schema.inputs]
-        impl = list(inspect.signature(registry[schema.plugin_id]["impl"]).parameters)
-        assert impl == [*names, *schema.attr_names, "outputs", "stream"]
+        assert set(registry[schema.plugin_id]) == {"register", "autotune", "aot_impl"}  # no JIT implementation
         assert list(inspect.signature(registry[schema.plugin_id]["autotune"]).parameters) == [*names, "outputs"]
         combos = registry[schema.plugin_id]["autotune"](*[None] * (len(names) + 1))
         assert [c[1] for c in combos] == trt_plugins.autotune_combinations(schema)
@@ -385,83 +324,13 @@ def test_register_plugins_signatures_and_output_descriptors(monkeypatch):
                                                                 np.float32(schemas.FPN_SCALES), 7, 2, 0, 224, 4,
                                                                 "torchvision")
     assert (pooled.shape_expr, pooled.dtype) == ((300, 64, 7, 7), "FP16")
-    keep, count = registry["maskrt::BatchedNMS"]["register"](_Desc((500, 4)), _Desc((500,)), _Desc((500,)), 0.5, 100)
+    keep, count, scratch = registry["maskrt::BatchedNMS"]["register"](_Desc((500, 4)), _Desc((500,)), _Desc((500,)),
+                                                                      0.5, 100)
     assert count.upper_bound == 100 and keep.shape_expr == (("size_tensor", 100),) and keep.dtype == "INT64"
-    _, count = registry["maskrt::BatchedNMS"]["register"](_Desc((500, 4)), _Desc((500,)), _Desc((500,)), 0.5, -1)
-    assert count.upper_bound == 500
+    assert scratch.shape_expr == (500 + 2048,) and scratch.dtype == "INT64"  # keys, then their merge
+    _, count, scratch = registry["maskrt::BatchedNMS"]["register"](_Desc((5000, 4)), _Desc((5000,)),
+                                                                   _Desc((5000,)), 0.5, -1)
+    assert count.upper_bound == 5000 and scratch.shape_expr == (5000 + 3 * 2048,)
     pasted = registry["maskrt::PasteMasks"]["register"](_Desc((9, 28, 28)), _Desc((9, 4)), _Desc((480, 640, 3)), 0.5,
                                                         "torchvision")
     assert (pasted.shape_expr, pasted.dtype) == ((9, 480, 640), "BOOL")
-
-
-def test_plugin_kernels_match_reference_on_cpu():
-    """run_kernel (the Triton part of each plugin impl) under the interpreter, with attributes as
-    tensorrt.plugin passes them, against the reference kernels."""
-    pytest.importorskip("triton")
-    from maskrt.kernels.nms.reference import nms as nms_ref
-    from maskrt.kernels.paste.reference import paste as paste_ref
-    from maskrt.kernels.roi_align.reference import roi_align as roi_ref
-
-    g = torch.Generator().manual_seed(0)
-    feats = [torch.randn(1, 8, 64 // 2**i, 80 // 2**i, generator=g) for i in range(4)]
-    xy = torch.rand(6, 2, generator=g) * 200
-    rois = torch.cat([torch.zeros(6, 1), xy, xy + 8 + torch.rand(6, 2, generator=g) * 150], 1)
-    attrs = dict(spatial_scales=np.float32(schemas.FPN_SCALES), output_size=7, sampling_ratio=2, aligned=0,
-                 canonical_size=224, canonical_level=4, level_mapper="torchvision")
-    [pooled] = trt_plugins.run_kernel(schemas.ROI_ALIGN, [*feats, rois], attrs)
-    torch.testing.assert_close(pooled, roi_ref(feats, rois, list(schemas.FPN_SCALES), 7, 2, False))
-
-    boxes = torch.cat([xy, xy + 20 + torch.rand(6, 2, generator=g) * 40], 1).repeat(5, 1) + torch.rand(30, 4) * 8
-    scores, classes = torch.rand(30, generator=g), torch.randint(0, 3, (30,), generator=g)
-    keep, count = trt_plugins.run_kernel(schemas.NMS, [boxes, scores, classes], dict(iou_threshold=0.5, max_output=9))
-    assert torch.equal(keep, nms_ref(boxes, scores, classes, 0.5, 9)) and int(count) == len(keep)
-
-    masks = torch.rand(3, 28, 28, generator=g)
-    mboxes = torch.tensor([[5.0, 4, 90, 70], [30, 20, 110, 95], [-10, 50, 60, 130]])
-    [pasted] = trt_plugins.run_kernel(schemas.PASTE, [masks, mboxes, torch.zeros(100, 120, 3, dtype=torch.uint8)],
-                                      dict(threshold=0.5, mode="torchvision"))
-    assert torch.equal(pasted, paste_ref(masks, mboxes, 100, 120, 0.5))
-
-
-def _check_aot_signature(fn, schema):
-    """tensorrt.plugin's _validate_aot_impl rules: (inputs, attributes, outputs, tactic) ->
-    tuple[str | bytes, str | bytes, KernelLaunchParams, SymIntExprs]; TensorRT calls it with every
-    attribute (the subset rule notwithstanding: _TemplateAOTPlugin passes all of them)."""
-    sig = inspect.signature(fn)
-    assert list(sig.parameters) == [*[i.name for i in schema.inputs], *schema.attr_names, "outputs", "tactic"]
-    name, code, launch, extra = typing.get_args(sig.return_annotation)
-    assert typing.get_args(name) == (str, bytes) and typing.get_args(code) == (str, bytes)
-    return launch, extra
-
-
-def test_aot_plugin_registration_and_body(monkeypatch):
-    """PasteMasks gets an aot_impl (the others do not); its body, with the compile replaced by a
-    stub (the real compile of the same source is in tests/gpu_verify/test_ptx.py), returns the kernel,
-    the launch grid (N x ceil(H / BLOCK_H) programs) and the int32 scalars in the kernel's order."""
-    from maskrt.tensorrt import aot as trt_aot
-    from maskrt.kernels.paste import triton as paste_triton
-
-    registry = {}
-    trt, trtp = _fake_tensorrt(registry)
-    trt.float32, trt.float16 = "FP32", "FP16"
-    monkeypatch.setitem(sys.modules, "tensorrt", trt)
-    monkeypatch.setitem(sys.modules, "tensorrt.plugin", trtp)
-    monkeypatch.setattr(trt_plugins, "_registered", False)
-    trt_plugins.register_plugins()
-    assert {pid for pid, kinds in registry.items() if "aot_impl" in kinds} == {"maskrt::PasteMasks"}
-    aot = registry["maskrt::PasteMasks"]["aot_impl"]
-    launch_type, extra_type = _check_aot_signature(aot, schemas.PASTE)
-    assert launch_type is trtp.KernelLaunchParams and issubclass(extra_type, trtp.SymExprs)
-    compiled = types.SimpleNamespace(metadata=types.SimpleNamespace(name="paste_kernel", num_warps=4, shared=0,
-                                                                    global_scratch_size=0, profile_scratch_size=0),
-                                     asm={"ptx": "// ptx"})
-    sources = []
-    monkeypatch.setattr(trt_aot, "compile_source", lambda src, options: sources.append((src, options)) or compiled)
-    masks, boxes, canvas = _Desc((9, 28, 28), "FP16"), _Desc((9, 4), "FP32"), _Desc((480, 640, 3), "UINT8")
-    name, ptx_text, launch, extra = aot(masks, boxes, canvas, 0.5, "torchvision", (_Desc((9, 480, 640), "BOOL"),), 0)
-    assert (name, ptx_text) == ("paste_kernel", "// ptx")
-    assert (launch.grid_x, launch.grid_y, launch.block_x, launch.shared_mem) == (9, 480 // paste_triton.BLOCK_H, 128, 0)
-    assert list(extra) == [("int32", 28), ("int32", 480), ("int32", 640), ("int32", paste_triton.threshold_bits(0.5))]
-    [(src, options)] = sources
-    assert src.signature["masks_ptr"] == "*fp16" and options == {"enable_fp_fusion": False}
-    assert np.float32(0.5) == np.array([extra[3][1]], dtype=np.int32).view(np.float32)[0]

@@ -8,6 +8,7 @@ import threading
 import numpy as np
 import torch
 
+from ...kernels._triton import upload
 from ...model import MaskRCNN, RawDetections
 
 
@@ -37,5 +38,5 @@ def to_float_chw(image: np.ndarray, device: torch.device | str = "cpu") -> torch
     """np.ndarray[H, W, 3] uint8 -> Tensor[3, H, W] float32 in [0, 1] (divided by 255)."""
     if not image.flags.writeable:  # e.g. PIL-backed arrays; torch.from_numpy needs writable memory
         image = image.copy()
-    tensor = torch.from_numpy(np.ascontiguousarray(image)).to(device)
+    tensor = upload(torch.from_numpy(np.ascontiguousarray(image)), device, "frame")
     return tensor.permute(2, 0, 1).float().div_(255.0)

@@ -1,4 +1,5 @@
-"""Triton kernels of the nms op (imported lazily by nms/triton.py; see there for the algorithm).
+"""Triton kernels of the nms op (imported lazily by nms/triton.py; see there for the algorithm), and
+`batched_nms_kernel`, the whole batched NMS in one program (the BatchedNMS AOT plugin's kernel).
 
 Per-frame sizes (n, words) are not specialized (do_not_specialize): a new box count is not a new
 compile. The threshold and the class-check switch are read from device tensors.
@@ -7,14 +8,9 @@ compile. The threshold and the class-check switch are read from device tensors.
 import triton
 import triton.language as tl
 
+from .._ieee import ieee_div
 
-@triton.jit
-def _ieee_div(a, b):
-    """a / b rounded to nearest (float32: div_rn, not triton's default div.full; float64 is IEEE)."""
-    if a.dtype == tl.float64:
-        return a / b
-    else:
-        return tl.math.div_rn(a, b)
+INT64_MAX = tl.constexpr(9223372036854775807)
 
 
 @triton.jit
@@ -33,7 +29,7 @@ def _iou(boxes_ptr, areas_ptr, rows, rmask, cols, cmask):
     w = tl.maximum(tl.minimum(rx2, cx2) - tl.maximum(rx1, cx1), 0.0)
     h = tl.maximum(tl.minimum(ry2, cy2) - tl.maximum(ry1, cy1), 0.0)
     inter = w * h
-    return _ieee_div(inter, (rarea + carea) - inter)
+    return ieee_div(inter, (rarea + carea) - inter)
 
 
 @triton.jit(do_not_specialize=["n", "words"])
@@ -126,3 +122,147 @@ def segment_nms_kernel(boxes_ptr, areas_ptr, keys_ptr, valid_ptr, threshold_ptr,
         tl.debug_barrier()  # the next block reads what this one stored
         r0 += BLOCK
         more = _in_segment(keys_ptr, valid_ptr, r0, n, key)
+
+
+# --- batched NMS in one program: the BatchedNMS plugin's ahead-of-time kernel -------------------
+
+@triton.jit
+def _finite(x):
+    return tl.abs(x) < float("inf")  # NaN compares false
+
+
+@triton.jit
+def _sort_key(score, idx, valid):
+    """int64 key, unique per row, ascending = score descending, ties by lower row, invalid rows last:
+    ((~orderable32(score) - 2^31) << 32) | row, with -0.0 as +0.0 (torch compares them equal)."""
+    bits = (score + 0.0).to(tl.int32, bitcast=True)
+    ascending = tl.where(bits < 0, ~bits, bits | -2147483648)  # the floats' order as uint32
+    descending = tl.where(valid, (~ascending).to(tl.int64) & 0xFFFFFFFF, 0xFFFFFFFF)
+    return ((descending - 2147483648) << 32) | idx.to(tl.int64)
+
+
+@triton.jit
+def _rows(boxes_ptr, scores_ptr, i, m):
+    """(x1, y1, x2, y2, valid) of rows i as float32; valid: finite box and a score that is not NaN."""
+    b = boxes_ptr + i.to(tl.int64) * 4
+    x1 = tl.load(b + 0, mask=m, other=0.0).to(tl.float32)
+    y1 = tl.load(b + 1, mask=m, other=0.0).to(tl.float32)
+    x2 = tl.load(b + 2, mask=m, other=0.0).to(tl.float32)
+    y2 = tl.load(b + 3, mask=m, other=0.0).to(tl.float32)
+    s = tl.load(scores_ptr + i, mask=m, other=0.0).to(tl.float32)
+    valid = m & _finite(x1) & _finite(y1) & _finite(x2) & _finite(y2) & (s == s)
+    return x1, y1, x2, y2, s, valid
+
+
+@triton.jit
+def _candidates(boxes_ptr, classes_ptr, idx, m, trick, shift):
+    """(x1, y1, x2, y2, area, class) of rows idx, offset by class * shift when trick (torch's ops:
+    idxs.to(boxes) * (max + 1), then boxes + offsets), areas as torchvision computes them."""
+    b = boxes_ptr + idx.to(tl.int64) * 4
+    cls = tl.load(classes_ptr + idx, mask=m, other=-1)
+    off = tl.where(trick, cls.to(tl.float32) * shift, 0.0)
+    x1 = tl.load(b + 0, mask=m, other=0.0).to(tl.float32) + off
+    y1 = tl.load(b + 1, mask=m, other=0.0).to(tl.float32) + off
+    x2 = tl.load(b + 2, mask=m, other=0.0).to(tl.float32) + off
+    y2 = tl.load(b + 3, mask=m, other=0.0).to(tl.float32) + off
+    return x1, y1, x2, y2, (x2 - x1) * (y2 - y1), cls
+
+
+@triton.jit
+def _suppresses(ax1, ay1, ax2, ay2, aarea, acls, bx1, by1, bx2, by2, barea, bcls, trick, threshold):
+    """[len(a), len(b)]: IoU(a_i, b_j) > threshold with torchvision's CPU formula (a the earlier box),
+    and the same class unless trick."""
+    w = tl.maximum(tl.minimum(ax2[:, None], bx2[None, :]) - tl.maximum(ax1[:, None], bx1[None, :]), 0.0)
+    h = tl.maximum(tl.minimum(ay2[:, None], by2[None, :]) - tl.maximum(ay1[:, None], by1[None, :]), 0.0)
+    inter = w * h
+    iou = ieee_div(inter, (aarea[:, None] + barea[None, :]) - inter)
+    return (iou > threshold) & ((acls[:, None] == bcls[None, :]) | trick)
+
+
+@triton.jit
+def batched_nms_kernel(boxes_ptr, scores_ptr, classes_ptr, n, max_out, threshold_bits, keep_ptr, count_ptr, work_ptr,
+                       CHUNK: tl.constexpr, B: tl.constexpr, KC: tl.constexpr, TRICK_LIMIT: tl.constexpr):
+    """Batched NMS in ONE program (launch grid (1,)): the kept rows into keep[0:count], *count_ptr = count.
+
+    boxes: [n, 4] float32/float16 xyxy; scores: [n] of their type; classes: [n] int64; max_out: at
+    most this many kept (min(n, max_output)); threshold_bits: common.float32_threshold's bits as
+    int32; keep: [max_out] int64 (rows by decreasing score, ties by lower row); count: [] int32;
+    work: [n + cdiv(n, CHUNK) * CHUNK] int64 scratch (an AOT plugin gets no workspace). Arguments in
+    TensorRT's AOT order (inputs, int32 scalars, outputs).
+    Kept set = nms.reference (torchvision's batched_nms): rows with a non-finite box or a NaN score
+    are never kept; the coordinate trick (boxes + class * (max + 1), no class check) applies when
+    4 * valid rows <= TRICK_LIMIT and no valid coordinate is negative, else the class check (one
+    greedy walk in global score order keeps exactly the per-class NMS sets).
+    Phases, separated by barriers (global writes are then visible in the program):
+    1. over n: valid rows, the largest and any negative coordinate -> trick, shift;
+    2. sort keys (_sort_key) chunk by chunk (tl.sort) into work;
+    3. more than one chunk: merge by co-ranking (final place = own rank + lower bound in every
+       other chunk) into work[cdiv(n, CHUNK) * CHUNK:];
+    4. greedy walk, B candidates at a time: suppressed by a kept box (read back from keep, KC at a
+       time), then resolved inside the block (B x B IoUs, B steps); the kept ones appended to keep
+       in order; stops when max_out are kept or the valid rows are exhausted.
+    """
+    threshold = threshold_bits.to(tl.float32, bitcast=True)
+    r = tl.arange(0, CHUNK)
+    n_valid = 0
+    largest = -float("inf")
+    negative = 0
+    for c0 in range(0, n, CHUNK):
+        x1, y1, x2, y2, s, valid = _rows(boxes_ptr, scores_ptr, c0 + r, (c0 + r) < n)
+        n_valid += tl.sum(valid.to(tl.int32))
+        largest = tl.maximum(largest, tl.max(tl.where(valid, tl.maximum(tl.maximum(x1, y1), tl.maximum(x2, y2)),
+                                                      -float("inf"))))
+        negative += tl.sum((valid & (tl.minimum(tl.minimum(x1, y1), tl.minimum(x2, y2)) < 0.0)).to(tl.int32))
+    trick = (n_valid * 4 <= TRICK_LIMIT) & (negative == 0)
+    shift = largest + 1.0
+    for c0 in range(0, n, CHUNK):
+        i = c0 + r
+        x1, y1, x2, y2, s, valid = _rows(boxes_ptr, scores_ptr, i, i < n)
+        tl.store(work_ptr + i, tl.sort(tl.where(i < n, _sort_key(s, i, valid), INT64_MAX)))
+    tl.debug_barrier()
+    base = 0
+    if n > CHUNK:
+        base = tl.cdiv(n, CHUNK) * CHUNK
+        for c0 in range(0, n, CHUNK):
+            x = tl.load(work_ptr + c0 + r)
+            final = r
+            for d0 in range(0, n, CHUNK):
+                if d0 != c0:
+                    lo = tl.zeros([CHUNK], dtype=tl.int32)
+                    hi = tl.zeros([CHUNK], dtype=tl.int32) + CHUNK
+                    for _ in range(CHUNK.bit_length()):  # lower bound: the first key >= x
+                        mid = (lo + hi) // 2
+                        v = tl.load(work_ptr + d0 + tl.minimum(mid, CHUNK - 1))
+                        right = (v < x) & (lo < hi)
+                        lo = tl.where(right, mid + 1, lo)
+                        hi = tl.where(right | (lo >= hi), hi, mid)
+                    final += lo
+            tl.store(work_ptr + base + final, x, mask=(c0 + r) < n)
+        tl.debug_barrier()
+    jb = tl.arange(0, B)
+    jk = tl.arange(0, KC)
+    k = 0
+    p = 0
+    while (p < n_valid) & (k < max_out):
+        inb = (p + jb) < n_valid
+        idx = tl.where(inb, (tl.load(work_ptr + base + p + jb, mask=inb, other=0) & 0xFFFFFFFF).to(tl.int32), 0)
+        cx1, cy1, cx2, cy2, carea, ccls = _candidates(boxes_ptr, classes_ptr, idx, inb, trick, shift)
+        removed = ~inb
+        for k0 in range(0, k, KC):
+            km = (k0 + jk) < k
+            kidx = tl.load(keep_ptr + k0 + jk, mask=km, other=0).to(tl.int32)
+            kx1, ky1, kx2, ky2, karea, kcls = _candidates(boxes_ptr, classes_ptr, kidx, km, trick, shift)
+            hit = _suppresses(kx1, ky1, kx2, ky2, karea, kcls, cx1, cy1, cx2, cy2, carea, ccls, trick, threshold)
+            removed = removed | (tl.max((hit & km[:, None]).to(tl.int32), 0) != 0)
+        hit = _suppresses(cx1, cy1, cx2, cy2, carea, ccls, cx1, cy1, cx2, cy2, carea, ccls, trick, threshold)
+        hit = (hit & (jb[None, :] > jb[:, None])).to(tl.int32)
+        for t in range(B):  # candidate t, if still alive, removes the later ones it overlaps
+            alive = tl.sum(tl.where((jb == t) & ~removed, 1, 0)) != 0
+            removed = removed | ((tl.sum(tl.where(jb[:, None] == t, hit, 0), 0) != 0) & alive)
+        kept = inb & ~removed
+        slot = k + tl.cumsum(kept.to(tl.int32), 0) - 1
+        tl.store(keep_ptr + slot, idx.to(tl.int64), mask=kept & (slot < max_out))
+        k = tl.minimum(k + tl.sum(kept.to(tl.int32)), max_out)
+        p += B
+        tl.debug_barrier()  # the next block reads keep
+    tl.store(count_ptr, k)

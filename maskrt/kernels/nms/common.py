@@ -74,9 +74,14 @@ def per_class_order(scores: Tensor, classes: Tensor) -> tuple[Tensor, np.ndarray
 
 def offset_boxes(boxes: Tensor, classes: Tensor) -> Tensor:
     """batched_nms's coordinate trick, same ops: boxes + class * (max coordinate + 1)."""
-    max_coordinate = boxes.max()
-    offsets = classes.to(boxes) * (max_coordinate + torch.tensor(1).to(boxes))
-    return boxes + offsets[:, None]
+    return boxes + class_offsets(classes, boxes.max())[:, None]
+
+
+def class_offsets(classes: Tensor, max_coordinate: Tensor) -> Tensor:
+    """Tensor[n]: classes.to(boxes) * (max_coordinate + 1), as batched_nms computes it (its `+
+    torch.tensor(1).to(boxes)` adds the same 1 in the boxes' dtype; a Python 1 does it without a
+    host-to-device copy, which on a GPU is a sync)."""
+    return classes.to(max_coordinate.dtype) * (max_coordinate + 1)
 
 
 def order_by_score(kept: Tensor, scores: Tensor) -> Tensor:
@@ -134,8 +139,7 @@ def device_trick(boxes: Tensor, valid: Tensor) -> Tensor:
 def valid_offset_boxes(boxes: Tensor, classes: Tensor, valid: Tensor) -> Tensor:
     """offset_boxes over the valid rows (same ops, the maximum taken over valid rows only)."""
     max_coordinate = torch.where(valid[:, None], boxes, -torch.inf).max()
-    offsets = classes.to(boxes) * (max_coordinate + torch.tensor(1).to(boxes))
-    return boxes + offsets[:, None]
+    return boxes + class_offsets(classes, max_coordinate)[:, None]
 
 
 def valid_first_order(scores: Tensor, valid: Tensor, key: Tensor | None = None) -> Tensor:

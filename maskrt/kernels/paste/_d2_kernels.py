@@ -7,17 +7,18 @@ TensorRT's AOT order, and the same tiling and writes (`_kernels.write_bits`).
 import triton
 import triton.language as tl
 
-from ._kernels import COORD_LIMIT, FLT_MAX, _fma, columns, write_bits
+from ._kernels import COORD_LIMIT, FLT_MAX, _fma, _regions_at, columns, write_bits
 
 
 @triton.jit
-def _region(boxes_ptr, i, height, width):
+def _region(boxes_ptr, i, live, height, width):
     """common.detectron2_regions for box i: the float32 box (x1, y1, x2, y2) and (x0, y0, x1, y1)
     its pixel region floor(x1) - 1 .. ceil(x2) + 1 clipped to the image, exclusive ends; empty
-    (and the box replaced by the unit box) for a box with a non-finite coordinate, x2 <= x1 or y2 <= y1."""
+    (and the box replaced by the unit box) for a box with a non-finite coordinate, x2 <= x1 or y2 <= y1,
+    and when not live (nothing read)."""
     b = boxes_ptr + i.to(tl.int64) * 4
-    x1f, y1f = tl.load(b + 0).to(tl.float32), tl.load(b + 1).to(tl.float32)
-    x2f, y2f = tl.load(b + 2).to(tl.float32), tl.load(b + 3).to(tl.float32)
+    x1f, y1f = tl.load(b + 0, mask=live, other=0.0).to(tl.float32), tl.load(b + 1, mask=live, other=0.0).to(tl.float32)
+    x2f, y2f = tl.load(b + 2, mask=live, other=0.0).to(tl.float32), tl.load(b + 3, mask=live, other=0.0).to(tl.float32)
     finite = (tl.abs(x1f) <= FLT_MAX) & (tl.abs(y1f) <= FLT_MAX) & (tl.abs(x2f) <= FLT_MAX) & (tl.abs(y2f) <= FLT_MAX)
     ok = finite & (x2f > x1f) & (y2f > y1f)
     cx1 = tl.minimum(tl.maximum(tl.where(ok, x1f, 0.0), -COORD_LIMIT), COORD_LIMIT)
@@ -53,9 +54,9 @@ def _mask(base, iy, ix, m, ok):
     return tl.load(base + (iy * m)[:, None] + ix[None, :], mask=inside, other=0.0).to(tl.float32)
 
 
-@triton.jit(do_not_specialize=["m", "height", "width", "threshold_bits"])
-def d2_paste_kernel(masks_ptr, boxes_ptr, canvas_ptr, offsets_ptr, priority_ptr, m, height, width, threshold_bits,
-                    out_ptr, packed_ptr, keymap_ptr,
+@triton.jit(do_not_specialize=["n", "m", "height", "width", "threshold_bits"])
+def d2_paste_kernel(masks_ptr, boxes_ptr, canvas_ptr, regions_ptr, offsets_ptr, priority_ptr, n, m, height, width,
+                    threshold_bits, out_ptr, packed_ptr, keymap_ptr,
                     FUSED: tl.constexpr, EMULATE: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_W: tl.constexpr):
     """Instance program_id(0), image rows [BLOCK_H * program_id(1), +BLOCK_H): detectron2's paste
     (paste/common.detectron2_probs), foreground = probability >= threshold. Arguments and outputs
@@ -63,15 +64,19 @@ def d2_paste_kernel(masks_ptr, boxes_ptr, canvas_ptr, offsets_ptr, priority_ptr,
     nw * v_nw, then fused multiply-adds of the ne, sw and se taps (tl.fma on a GPU, float64
     emulation under the interpreter); weights nw = (1 - fy) * (1 - fx), ne = (1 - fy) * fx, ..."""
     i = tl.program_id(0)
+    live = i < n
     threshold = threshold_bits.to(tl.float32, bitcast=True)
-    bx1, by1, bx2, by2, x0, y0, x1, y1 = _region(boxes_ptr, i, height, width)
+    bx1, by1, bx2, by2, x0, y0, x1, y1 = _region(boxes_ptr, i, live, height, width)
+    if FUSED:  # the host's regions, from which the packed offsets were computed
+        x0, y0 = _regions_at(regions_ptr, i, live, 0), _regions_at(regions_ptr, i, live, 1)
+        x1, y1 = _regions_at(regions_ptr, i, live, 2), _regions_at(regions_ptr, i, live, 3)
     rows = tl.program_id(1) * BLOCK_H + tl.arange(0, BLOCK_H)
     r_in = (rows >= y0) & (rows < y1)
     half_m = m.to(tl.float32) * 0.5
     iy0, iy1, wy0, wy1 = _taps(rows, by1, by2, half_m, EMULATE)
     base = masks_ptr + i.to(tl.int64) * m * m
     vis_w = tl.maximum(x1 - x0, 0)
-    col0, ncols = columns(x0, y1, vis_w, width, FUSED, BLOCK_H)
+    col0, ncols = columns(x0, y0, y1, vis_w, width, live, FUSED, BLOCK_H)
     for cb in range(tl.cdiv(ncols, BLOCK_W)):
         cols = col0 + cb * BLOCK_W + tl.arange(0, BLOCK_W)
         ok = r_in[:, None] & ((cols >= x0) & (cols < x1))[None, :]

@@ -1,7 +1,7 @@
 """Triton kernel of the paste op (imported lazily by paste/triton.py; see there).
 
 Arguments are ordered as TensorRT's AOT plugins pass them (inputs, int32 scalars, outputs), so
-the plain paste is the PasteMasks plugin's ahead-of-time kernel as is (tensorrt/plugins.py).
+the plain paste is the PasteMasks plugin's ahead-of-time kernel as is (tensorrt/aot.py).
 """
 
 import triton
@@ -33,12 +33,13 @@ def _taps(dst, out_size, in_size, EMULATE: tl.constexpr):
 
 
 @triton.jit
-def _box(boxes_ptr, i, m, height, width):
+def _box(boxes_ptr, i, live, m, height, width):
     """common.box_geometry for box i, float32 as torchvision's expand_boxes, truncated toward zero:
-    (bx0, by0) the resized mask's corner, (oh, ow) its size (>= 1), (x0, y0, x1, y1) the visible region."""
+    (bx0, by0) the resized mask's corner, (oh, ow) its size (>= 1), (x0, y0, x1, y1) the visible region
+    (empty, nothing read, when not live)."""
     b = boxes_ptr + i.to(tl.int64) * 4
-    x1f, y1f = tl.load(b + 0).to(tl.float32), tl.load(b + 1).to(tl.float32)
-    x2f, y2f = tl.load(b + 2).to(tl.float32), tl.load(b + 3).to(tl.float32)
+    x1f, y1f = tl.load(b + 0, mask=live, other=0.0).to(tl.float32), tl.load(b + 1, mask=live, other=0.0).to(tl.float32)
+    x2f, y2f = tl.load(b + 2, mask=live, other=0.0).to(tl.float32), tl.load(b + 3, mask=live, other=0.0).to(tl.float32)
     finite = (tl.abs(x1f) <= FLT_MAX) & (tl.abs(y1f) <= FLT_MAX) & (tl.abs(x2f) <= FLT_MAX) & (tl.abs(y2f) <= FLT_MAX)
     x1f = tl.minimum(tl.maximum(tl.where(finite, x1f, 0.0), -COORD_LIMIT), COORD_LIMIT)
     y1f = tl.minimum(tl.maximum(tl.where(finite, y1f, 0.0), -COORD_LIMIT), COORD_LIMIT)
@@ -62,11 +63,12 @@ def _box(boxes_ptr, i, m, height, width):
     return bx0, by0, oh, ow, x0, y0, x1, y1
 
 
-@triton.jit(do_not_specialize=["m", "height", "width", "threshold_bits"])
-def paste_kernel(masks_ptr, boxes_ptr, canvas_ptr, offsets_ptr, priority_ptr, m, height, width, threshold_bits,
-                 out_ptr, packed_ptr, keymap_ptr,
+@triton.jit(do_not_specialize=["n", "m", "height", "width", "threshold_bits"])
+def paste_kernel(masks_ptr, boxes_ptr, canvas_ptr, regions_ptr, offsets_ptr, priority_ptr, n, m, height, width,
+                 threshold_bits, out_ptr, packed_ptr, keymap_ptr,
                  FUSED: tl.constexpr, EMULATE: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_W: tl.constexpr):
-    """Instance program_id(0), image rows [BLOCK_H * program_id(1), +BLOCK_H).
+    """Instance program_id(0) (programs >= n, as TensorRT's grid of max(n, 1) makes for n = 0, do
+    nothing), image rows [BLOCK_H * program_id(1), +BLOCK_H).
 
     masks: [N, m, m] probabilities (any float type; the zero border of torchvision's padding is
     virtual); boxes: [N, 4] float32 xyxy; threshold_bits: the float32 threshold's bits as int32
@@ -74,19 +76,26 @@ def paste_kernel(masks_ptr, boxes_ptr, canvas_ptr, offsets_ptr, priority_ptr, m,
     canvas input, unread (or None).
     Not FUSED: out[i, y, x] = (pasted > threshold) for every pixel of the rows (uint8 view of a
     bool Tensor[N, H, W]; outside the region: 0 > threshold).
-    FUSED: only the visible region: the crop goes to packed[offsets[i]:] row-major, and covered
-    pixels take keymap[y, x] = max(keymap, priority[i]) (atomic, so the highest priority wins).
+    FUSED: only the visible region regions[i] = (x0, y0, x1, y1) (Tensor[N, 4] int64, the one the
+    host computed offsets from: every write lies in packed[offsets[i]:offsets[i + 1]], row-major),
+    and covered pixels take keymap[y, x] = max(keymap, priority[i]) (atomic: the highest priority
+    wins); row blocks outside the region do no work.
     """
     i = tl.program_id(0)
+    live = i < n
     threshold = threshold_bits.to(tl.float32, bitcast=True)
-    bx0, by0, oh, ow, x0, y0, x1, y1 = _box(boxes_ptr, i, m, height, width)
-    rows = tl.program_id(1) * BLOCK_H + tl.arange(0, BLOCK_H)
+    bx0, by0, oh, ow, x0, y0, x1, y1 = _box(boxes_ptr, i, live, m, height, width)
+    if FUSED:  # the host's regions, from which the packed offsets were computed
+        x0, y0 = _regions_at(regions_ptr, i, live, 0), _regions_at(regions_ptr, i, live, 1)
+        x1, y1 = _regions_at(regions_ptr, i, live, 2), _regions_at(regions_ptr, i, live, 3)
+    row0 = tl.program_id(1) * BLOCK_H
+    rows = row0 + tl.arange(0, BLOCK_H)
     r_in = (rows >= y0) & (rows < y1)
     mp = m + 2
     iy0, iy1, wy0, wy1 = _taps(rows - by0, oh, mp, EMULATE)
     base = masks_ptr + i.to(tl.int64) * m * m
     vis_w = tl.maximum(x1 - x0, 0)
-    col0, ncols = columns(x0, y1, vis_w, width, FUSED, BLOCK_H)
+    col0, ncols = columns(x0, y0, y1, vis_w, width, live, FUSED, BLOCK_H)
     for cb in range(tl.cdiv(ncols, BLOCK_W)):
         cols = col0 + cb * BLOCK_W + tl.arange(0, BLOCK_W)
         ok = r_in[:, None] & ((cols >= x0) & (cols < x1))[None, :]
@@ -104,13 +113,21 @@ def paste_kernel(masks_ptr, boxes_ptr, canvas_ptr, offsets_ptr, priority_ptr, m,
 
 
 @triton.jit
-def columns(x0, y1, vis_w, width, FUSED: tl.constexpr, BLOCK_H: tl.constexpr):
+def _regions_at(regions_ptr, i, live, k: tl.constexpr):
+    """regions[i, k] (Tensor[N, 4] int64: x0, y0, x1, y1), 0 when not live."""
+    return tl.load(regions_ptr + i.to(tl.int64) * 4 + k, mask=live, other=0)
+
+
+@triton.jit
+def columns(x0, y0, y1, vis_w, width, live, FUSED: tl.constexpr, BLOCK_H: tl.constexpr):
     """(first column, number of columns) a program of rows [BLOCK_H * program_id(1), +BLOCK_H) visits:
-    FUSED, the region's (none for blocks below it); else every column of the image."""
+    FUSED, the region's (none for row blocks off it, above or below); else every column of the
+    image; none for a program past the instances (not live)."""
+    row0 = tl.program_id(1) * BLOCK_H
     if FUSED:
-        return x0, tl.where(tl.program_id(1) * BLOCK_H < y1, vis_w, 0)
+        return x0, tl.where(live & (row0 < y1) & (row0 + BLOCK_H > y0), vis_w, 0)
     else:
-        return x0 * 0, width
+        return x0 * 0, tl.where(live, width, 0)
 
 
 @triton.jit

@@ -68,7 +68,7 @@ def paste_id_map(masks: Tensor, boxes: Tensor, height: int, width: int, threshol
     rank = paint_priority(None if scores is None else scores.to(dev), n, dev)
     if n > 0 and height > 0 and width > 0:
         _launch(masks, boxes, height, width, threshold, mode, packed=packed, offsets=offsets, keymap=keymap,
-                priority=(n - 1 - rank).to(torch.int32))
+                priority=(n - 1 - rank).to(torch.int32), regions=region)
     by_rank = torch.argsort(rank).to(torch.int32)
     id_map = torch.where(keymap >= 0, by_rank[(n - 1 - keymap.clamp(min=0)).long()], -1) if n else keymap
     return PastedInstances(id_map.to(torch.int32), region, packed, offsets)
@@ -80,7 +80,7 @@ def threshold_bits(threshold: float) -> int:
 
 
 def _launch(masks, boxes, height, width, threshold, mode, out=None, packed=None, offsets=None, keymap=None,
-            priority=None):
+            priority=None, regions=None):
     dev = masks.device
     check_device(masks)
     triton, _ = triton_modules()
@@ -92,8 +92,8 @@ def _launch(masks, boxes, height, width, threshold, mode, out=None, packed=None,
     grid = (masks.shape[0], triton.cdiv(height, BLOCK_H))
     kernel[grid](
         masks.contiguous(), boxes.to(device=dev, dtype=torch.float32).contiguous(), None,
-        offsets if fused else None, priority if fused else None,
-        masks.shape[-1], height, width, threshold_bits(threshold),
+        regions.contiguous() if fused else None, offsets if fused else None, priority if fused else None,
+        masks.shape[0], masks.shape[-1], height, width, threshold_bits(threshold),
         None if fused else out.view(torch.uint8), packed.view(torch.uint8) if fused else None,
         keymap if fused else None,
         FUSED=fused, EMULATE=interpreted(), BLOCK_H=BLOCK_H, BLOCK_W=BLOCK_W, **launch_options())

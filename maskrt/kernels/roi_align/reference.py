@@ -35,10 +35,16 @@ def fpn_levels(
     if mapper not in LEVEL_MAPPERS:
         raise ValueError(f"unknown level mapper {mapper!r}; choose from {', '.join(LEVEL_MAPPERS)}")
     s = torch.sqrt(box_area(boxes))
+    return levels_of_ratio(s / canonical_size, k_min, k_max, canonical_level, eps, mapper)
+
+
+def levels_of_ratio(q: Tensor, k_min: int, k_max: int, canonical_level: int = 4, eps: float = 1e-6,
+                    mapper: str = "torchvision") -> Tensor:
+    """fpn_levels from q = sqrt(area) / canonical_size (any float dtype, computed in it): Tensor[R] int64."""
     if mapper == "detectron2":
-        target = torch.floor(canonical_level + torch.log2(s / canonical_size + 1e-8))
+        target = torch.floor(canonical_level + torch.log2(q + 1e-8))
     else:
-        target = torch.floor(canonical_level + torch.log2(s / canonical_size) + torch.tensor(eps, dtype=s.dtype))
+        target = torch.floor(canonical_level + torch.log2(q) + torch.tensor(eps, dtype=q.dtype))
     target = torch.clamp(target, min=k_min, max=k_max)
     return torch.where(torch.isnan(target), -1, target.nan_to_num(0.0).to(torch.int64) - k_min)
 
