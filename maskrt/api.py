@@ -19,7 +19,8 @@ def load(path_or_name: str | Path, device: str = "cpu", backend: str = "auto", *
          score_threshold: float = 0.05, nms_threshold: float = 0.5, max_detections: int = 100,
          min_size: int | None = None, max_size: int | None = None, batch_size: int = 1,
          num_threads: int | None = None, progress: bool = True, precision: str | None = None,
-         calibration: str | None = None, calibration_size: int | None = None) -> Segmenter:
+         calibration: str | None = None, calibration_size: int | None = None,
+         proposals: int | None = None) -> Segmenter:
     """Load a model for inference.
 
     path_or_name: an engine directory (NAME.maskrt/, backend from its manifest), a checkpoint
@@ -31,6 +32,10 @@ def load(path_or_name: str | Path, device: str = "cpu", backend: str = "auto", *
     800 / 1333; a CPU engine's dense stage takes any size). TensorRT engines keep the sizes
     they were built for (their optimisation profile): an override is refused.
     num_threads: inference threads (default: all cores). progress: show the first-use build's steps.
+    proposals: RPN proposals per image sent through the box head (post-NMS top-N, pre-NMS per level
+    scaled with it: RPNParams.with_proposals); default: the engine's (its manifest) or the
+    checkpoint's (its metadata "proposals", else torchvision's 1000). Fewer is faster (the box
+    head and its RoIAlign scale with it); the bundled model's default was chosen from its AP curve.
     precision: for a checkpoint, the CPU engine's ("fp32" default, "fp16", "int8"; each cached
     separately); int8 calibrates on `calibration` (a folder or glob of images, or "synthetic";
     default: the bundled model's own scenes, an error for other checkpoints), `calibration_size`
@@ -41,7 +46,8 @@ def load(path_or_name: str | Path, device: str = "cpu", backend: str = "auto", *
     options = LoadOptions(device=device, backend=backend, precision=precision, score_threshold=score_threshold,
                           nms_threshold=nms_threshold, max_detections=max_detections, min_size=min_size,
                           max_size=max_size, batch_size=batch_size, num_threads=num_threads,
-                          calibration=calibration, calibration_size=calibration_size, progress=progress)
+                          calibration=calibration, calibration_size=calibration_size, progress=progress,
+                          proposals=proposals)
     return load_with(path_or_name, options)
 
 
@@ -69,7 +75,18 @@ def load_with(path_or_name: str | Path, options: LoadOptions) -> Segmenter:
     if backend_obj.detector is not None:  # TensorRT plans carry the thresholds they were built with
         backend_obj.detector.detection_params = DetectionParams(
             score_thresh=o.score_threshold, nms_thresh=o.nms_threshold, detections_per_img=o.max_detections)
+        if o.proposals is not None:
+            backend_obj.detector.set_proposals(o.proposals)
+    elif o.proposals is not None and o.proposals != _built_proposals(backend_obj):
+        raise MaskrtError(f"{path_or_name} keeps the proposal count it was built with; rebuild it with "
+                          f"`maskrt build --proposals {o.proposals}`")
     return Segmenter(backend_obj, classes, str(path_or_name), o.batch_size)
+
+
+def _built_proposals(backend_obj) -> int | None:
+    """The proposal count an engine without a runtime detector (TensorRT plans) was built with."""
+    manifest = getattr(backend_obj, "manifest", None)
+    return manifest.thresholds["rpn"]["post_nms_top_n"] if manifest is not None else None
 
 
 def _torch_backend(source, device: str, min_size, max_size):

@@ -8,9 +8,12 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+from .commands.options import add_proposals
 from .errors import MaskrtError
 from .options import BACKENDS, ENGINE_BACKENDS, PRECISIONS, TARGETS
 
+PROPOSALS_HELP = ("RPN proposals per image sent through the box head (post-NMS top-N; pre-NMS per level scaled "
+                  "with it; default: the engine's or checkpoint's own, 1000 unless its metadata names one)")
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
 # OS errors that are the machine's state, not a bug: reported in one line (a safety net: the
@@ -64,6 +67,7 @@ def _add_run(sub) -> None:
     p.add_argument("--min-size", type=int, help="resize shorter side to this (default: the model's, 800)")
     p.add_argument("--max-size", type=int, help="cap on the longer side (default: the model's, 1333)")
     p.add_argument("--device", default="cpu", help="torch device (default cpu)")
+    add_proposals(p, PROPOSALS_HELP)
     _add_precision(p, None, "for a checkpoint: build (once, cached) and run the CPU engine of this precision "
                             "(default fp32)")
     p.add_argument("--quiet", action="store_true", help="no progress bar and no summary")
@@ -102,6 +106,7 @@ def _add_batch(sub) -> None:
     p.add_argument("--max-size", type=int, help="checkpoints: cap on the longer side (default 1333)")
     p.add_argument("--backend", choices=ENGINE_BACKENDS, default="auto",
                    help="inference backend (default: the engine's)")
+    add_proposals(p, PROPOSALS_HELP)
     p.add_argument("--summary", type=Path, help="also write the summary as JSON to this file")
     p.add_argument("--quiet", action="store_true", help="no progress bar and no summary on stderr")
     p.set_defaults(func=_cmd_batch)
@@ -130,6 +135,7 @@ def _add_build(sub) -> None:
                               "supported); int8 (CPU: NNCF post-training quantization on --calibration images)")
     p.add_argument("--min-size", type=int, help="resize shorter side to this (default: the checkpoint's, 800)")
     p.add_argument("--max-size", type=int, help="cap on the longer side (default: the checkpoint's, 1333)")
+    add_proposals(p, PROPOSALS_HELP + "; recorded in the manifest as the engine's default")
     p.add_argument("--onnx-only", action="store_true", help="stop after writing and checking the ONNX")
     p.add_argument("--quiet", action="store_true", help="no progress output")
     p.set_defaults(func=_cmd_build)
@@ -164,7 +170,8 @@ def _cmd_build(args: argparse.Namespace) -> int:
 
     build_engine(args.weights, args.output, target=args.target, precision=args.precision,
                  min_size=args.min_size, max_size=args.max_size, onnx_only=args.onnx_only,
-                 progress=not args.quiet, calibration=args.calibration, calibration_size=args.calibration_size)
+                 progress=not args.quiet, calibration=args.calibration, calibration_size=args.calibration_size,
+                 proposals=args.proposals)
     return 0
 
 
@@ -191,6 +198,7 @@ def _add_eval(sub) -> None:
     p.add_argument("--min-size", type=int, help="resize shorter side to this (default: the model's, 800)")
     p.add_argument("--max-size", type=int, help="cap on the longer side (default: the model's, 1333)")
     p.add_argument("--max-images", type=int, help="evaluate only the first N images (by image id)")
+    add_proposals(p, PROPOSALS_HELP)
     p.add_argument("--device", default="cpu", help="torch device (default cpu)")
     p.add_argument("--quiet", action="store_true", help="no progress bar or notes on stderr")
     p.set_defaults(func=_cmd_eval)
@@ -220,12 +228,15 @@ def _cmd_info(args: argparse.Namespace) -> int:
         from .commands.info import print_engine_info
 
         return print_engine_info(args.model)
+    from .commands.info import proposals_line
+
     loaded = load_model(args.model)
     cfg = loaded.config
     print(f"model:        {loaded.source}")
     print(f"architecture: {cfg.name} ({cfg.variant})")
     print(f"backbone:     ResNet-{cfg.depth}, FPN {cfg.fpn_channels} channels")
     print(f"input size:   min {loaded.model.policy.min_size}, max {loaded.model.policy.max_size}")
+    print(f"proposals:    {proposals_line(loaded.model.detector.proposals.params)}")
     print(f"classes ({cfg.num_classes - 1} + background): {', '.join(loaded.classes[1:])}")
     return 0
 

@@ -69,6 +69,7 @@ class LoadOptions:
     nms_threshold, max_detections: the detector's (torchvision's box_score_thresh,
     box_nms_thresh, box_detections_per_img); min_size / max_size: input-size policy override;
     batch_size: images per backend call; num_threads: inference threads (None: all cores);
+    proposals: RPN proposals per image (post-NMS top-N; None: the engine's or checkpoint's own);
     calibration / calibration_size: int8 calibration set; progress: show first-use build steps.
     """
 
@@ -82,6 +83,7 @@ class LoadOptions:
     max_size: int | None = None
     batch_size: int = 1
     num_threads: int | None = None
+    proposals: int | None = None
     calibration: str | None = None
     calibration_size: int | None = None
     progress: bool = True
@@ -96,7 +98,7 @@ class LoadOptions:
         probability("nms_threshold", self.nms_threshold, allow_none=False)
         positive_int("max_detections", self.max_detections, allow_none=False)
         positive_int("batch_size", self.batch_size, allow_none=False)
-        for name in ("min_size", "max_size", "num_threads"):
+        for name in ("min_size", "max_size", "num_threads", "proposals"):
             positive_int(name, getattr(self, name))
         size = self.calibration_size
         if size is not None and (isinstance(size, bool) or not isinstance(size, numbers.Integral) or size < 1):

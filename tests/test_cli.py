@@ -89,6 +89,20 @@ def test_info_describes_checkpoint(small_checkpoint, capsys):
     assert "ResNet-18" in out and "circle" in out and "min 320" in out
 
 
+@pytest.mark.parametrize("command", ["build", "run", "batch", "eval", "serve"])
+@pytest.mark.parametrize("value", ["0", "-5", "abc", "2.5", ""])
+def test_proposals_that_are_not_a_positive_integer_are_one_line(command, value, tmp_path):
+    args = {"build": ["build", "m.pth", "-o", str(tmp_path / "e.maskrt")],
+            "run": ["run", "v.mp4", "--model", "m.pth", "--json", str(tmp_path / "o.jsonl")],
+            "batch": ["batch", "v.mp4", "--model", "m.pth", "--out-dir", str(tmp_path / "out")],
+            "eval": ["eval", "--model", "m.pth", "--coco", "a.json", "--images", "imgs"],
+            "serve": ["serve", "--model", "m.pth"]}[command]
+    result = run_cli(*args, "--proposals", value)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [f"maskrt: error: --proposals must be a positive integer, got {value!r}"]
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_help_for_every_command():
     for cmd in ([], ["run"], ["info"]):
         result = run_cli(*cmd, "--help")

@@ -20,6 +20,7 @@ def print_engine_info(engine_dir: str | Path) -> int:
           f"{pol.get('size_divisible', 32)}")
     print(f"thresholds:   score > {det.get('score_thresh')}, NMS IoU {det.get('nms_thresh')}, "
           f"max {det.get('detections_per_img')} detections")
+    print(f"proposals:    {proposals_line(m.thresholds['rpn'])}")
     print(f"classes ({cfg.num_classes - 1} + background): {', '.join(m.classes[1:])}")
     print(f"source:       {m.source.get('path')} (sha256 {m.source.get('sha256', 'n/a')[:16]})")
     if m.quantization:
@@ -30,6 +31,13 @@ def print_engine_info(engine_dir: str | Path) -> int:
         print(f"  {name:<16} {size / 1e6:8.2f} MB  sha256 {digest[:16]}")
     print("versions:     " + ", ".join(f"{k} {v}" for k, v in sorted(m.versions.items())))
     return 0
+
+
+def proposals_line(rpn) -> str:
+    """RPN parameters (an RPNParams or the manifest's thresholds.rpn dict) as one line."""
+    get = rpn.get if isinstance(rpn, dict) else lambda key: getattr(rpn, key)
+    return (f"{get('post_nms_top_n')} per image after NMS (IoU {get('nms_thresh')}), "
+            f"{get('pre_nms_top_n')} per level before")
 
 
 def _print_quantization(q: dict) -> None:

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from ..errors import MaskrtError
 from ..options import BACKENDS
+from .options import add_proposals
 
 
 def add_parser(sub) -> None:
@@ -56,6 +57,7 @@ def add_parser(sub) -> None:
     p.add_argument("--max-size", type=int, help="cap on the longer side (default: the model's)")
     p.add_argument("--backend", choices=BACKENDS, default="auto")
     p.add_argument("--device", default="cpu", help="torch device (default cpu)")
+    add_proposals(p, "RPN proposals per image (default: the engine's or checkpoint's own)")
     p.set_defaults(func=run)
 
 

@@ -1,7 +1,7 @@
 """Reading checkpoints safely: `.safetensors`, or `.pth`/`.pt` loaded with `weights_only=True`.
 
 A checkpoint is a torchvision-format Mask R-CNN state dict, either bare or wrapped under
-"model" / "state_dict". Optional metadata (class names, input size policy) travels in the
+"model" / "state_dict". Optional metadata (class names, input size policy, RPN proposals per image) travels in the
 safetensors header metadata or, for `.pth`, in the wrapper dict next to the weights.
 """
 
@@ -19,7 +19,7 @@ from ..errors import CheckpointError
 
 SAFETENSORS_SUFFIXES = {".safetensors"}
 _WRAPPER_KEYS = ("model", "state_dict", "model_state_dict")
-_METADATA_KEYS = ("classes", "min_size", "max_size")
+_METADATA_KEYS = ("classes", "min_size", "max_size", "proposals")
 
 
 @dataclass

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 from torch import Tensor
@@ -18,6 +18,15 @@ class RPNParams:
     nms_thresh: float = 0.7
     score_thresh: float = 0.0
     min_size: float = 1e-3
+
+    def with_proposals(self, proposals: int) -> "RPNParams":
+        """These parameters with `proposals` post-NMS proposals per image and the pre-NMS count
+        per level scaled in the same ratio: pre = ceil(proposals * pre_nms_top_n / post_nms_top_n)
+        (torchvision's and detectron2's test settings are 1000 / 1000, so pre-NMS per level =
+        proposals: at most L * proposals candidates enter the NMS, of which the best `proposals`
+        are kept, as at the default)."""
+        pre = -(-proposals * self.pre_nms_top_n // self.post_nms_top_n)
+        return replace(self, pre_nms_top_n=max(1, pre), post_nms_top_n=proposals)
 
 
 def grid_anchors(cell_anchors: Tensor, feature_hw: tuple[int, int], stride: tuple[int, int]) -> Tensor:
