@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import queue
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -110,44 +111,74 @@ class _Stage:
 class OpenVINOBackend:
     """Runs a `cpu`-target engine directory. Threads: OpenVINO and torch share `num_threads` cores.
     min_size / max_size override the manifest's input-size policy (the dense stage is dynamic
-    in height and width). infer() may be called from several threads: the stages hold one
-    infer request each, so calls run one at a time (a lock; uncontended it costs nothing
-    measurable next to a frame's inference)."""
+    in height and width).
+
+    requests: how many frames may be inside the engine at once. 1 (the default): one infer
+    request per stage on all `num_threads` threads (OpenVINO's LATENCY hint): one call is as fast
+    as it can be. N > 1: the stages are compiled for N streams of num_threads / N threads each
+    (the THROUGHPUT hint) and N detectors (each with its own infer requests) serve N callers at
+    once, so one frame's dense stage runs while another's glue and heads run: more frames per
+    second from several callers (the stream's infer workers), a slower single call.
+    infer() may be called from several threads: each call takes a free detector (waiting for one
+    when all N are busy); `detector` is the first, whose settings (thresholds, proposals) the
+    others copy before each call."""
 
     name = "openvino"
 
     def __init__(self, engine_dir: str | Path, manifest: Manifest, num_threads: int | None = None,
-                 min_size: int | None = None, max_size: int | None = None, models: dict | None = None):
+                 min_size: int | None = None, max_size: int | None = None, models: dict | None = None,
+                 requests: int = 1):
         """models: {stage: openvino.Model} to compile instead of the engine directory's files
         (the int8 builder runs the fp32 stages this way to capture calibration inputs)."""
         self.engine_dir = Path(engine_dir)
         self.manifest = manifest
-        threads = num_threads or os.cpu_count() or 1
+        self.num_threads = num_threads or os.cpu_count() or 1
+        self.requests = max(1, int(requests))
         core = shared_core()
         # "f32" or "bf16": what OpenVINO computes in on this CPU
         capabilities = core.get_property("CPU", "OPTIMIZATION_CAPABILITIES")
         self.compute_precision = compute_precision(manifest.precision, capabilities)
-        config = {"INFERENCE_NUM_THREADS": threads, "PERFORMANCE_HINT": "LATENCY",
-                  "INFERENCE_PRECISION_HINT": self.compute_precision}
+        config = {"INFERENCE_NUM_THREADS": self.num_threads, "INFERENCE_PRECISION_HINT": self.compute_precision,
+                  **stream_config(self.requests, self.num_threads)}
         sources = models or {s: str(self.engine_dir / f) for s, f in manifest.stages.items()}
-        compiled = {s: core.compile_model(m, "CPU", config) for s, m in sources.items()}
-        self.compiled = compiled
-        k = manifest.config.num_classes
+        self.compiled = {s: core.compile_model(m, "CPU", config) for s, m in sources.items()}
+        pol = manifest.input_policy
+        self.policy = InputPolicy(min_size or pol["min_size"], max_size or pol["max_size"], tuple(pol["mean"]),
+                                  tuple(pol["std"]))
+        self.detectors = [self._new_detector() for _ in range(self.requests)]
+        self.detector = self.detectors[0]
+        self._free: queue.SimpleQueue = queue.SimpleQueue()
+        for detector in self.detectors:
+            self._free.put(detector)
+
+    def _new_detector(self) -> Detector:
+        """A Detector on its own infer requests of the compiled stages."""
+        k = self.manifest.config.num_classes
         # The dense stage's outputs (FPN features, ~90 MB at 800x1344) are used in place: they are
         # read only within the same detect() call, before this request runs again.
-        dense = _Stage(compiled["dense"], copy_outputs=False)
-        box = _Stage(compiled["box"], lambda: (torch.zeros(0, k), torch.zeros(0, 4 * k)),
+        dense = _Stage(self.compiled["dense"], copy_outputs=False)
+        box = _Stage(self.compiled["box"], lambda: (torch.zeros(0, k), torch.zeros(0, 4 * k)),
                      full_rows=lambda: self.detector.proposals.params.post_nms_top_n)
-        mask = _Stage(compiled["mask"], full_rows=lambda: self.detector.heads.params.detections_per_img)
-        pol = manifest.input_policy
-        policy = InputPolicy(min_size or pol["min_size"], max_size or pol["max_size"], tuple(pol["mean"]),
-                             tuple(pol["std"]))
-        self._lock = threading.Lock()
-        self.detector = Detector(dense, box, mask, cell_anchors(), manifest.config, policy,
-                                 RPNParams(**manifest.thresholds["rpn"]),
-                                 DetectionParams(**manifest.thresholds["detection"]))
+        mask = _Stage(self.compiled["mask"], full_rows=lambda: self.detector.heads.params.detections_per_img)
+        th = self.manifest.thresholds
+        return Detector(dense, box, mask, cell_anchors(), self.manifest.config, self.policy,
+                        RPNParams(**th["rpn"]), DetectionParams(**th["detection"]))
 
     def infer(self, images: list[np.ndarray]) -> list[RawDetections]:
         tensors = [to_float_chw(img) for img in images]
-        with self._lock:
-            return self.detector.detect(tensors)
+        detector = self._free.get()
+        try:
+            if detector is not self.detector:
+                detector.proposals.params = self.detector.proposals.params
+                detector.heads.params = self.detector.heads.params
+            return detector.detect(tensors)
+        finally:
+            self._free.put(detector)
+
+
+def stream_config(requests: int, threads: int) -> dict:
+    """OpenVINO CPU properties for `requests` concurrent frames on `threads` threads: one
+    stream (LATENCY) for 1, else `requests` streams sharing the threads (THROUGHPUT)."""
+    if requests == 1:
+        return {"PERFORMANCE_HINT": "LATENCY"}
+    return {"PERFORMANCE_HINT": "THROUGHPUT", "NUM_STREAMS": min(requests, threads)}
