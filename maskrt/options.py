@@ -70,6 +70,7 @@ class LoadOptions:
     box_nms_thresh, box_detections_per_img); min_size / max_size: input-size policy override;
     batch_size: images per backend call; num_threads: inference threads (None: all cores);
     proposals: RPN proposals per image (post-NMS top-N; None: the engine's or checkpoint's own);
+    requests: frames a CPU engine holds at once (2: two frames' stages overlapped in a stream);
     calibration / calibration_size: int8 calibration set; progress: show first-use build steps.
     """
 
@@ -84,6 +85,7 @@ class LoadOptions:
     batch_size: int = 1
     num_threads: int | None = None
     proposals: int | None = None
+    requests: int = 1
     calibration: str | None = None
     calibration_size: int | None = None
     progress: bool = True
@@ -98,6 +100,7 @@ class LoadOptions:
         probability("nms_threshold", self.nms_threshold, allow_none=False)
         positive_int("max_detections", self.max_detections, allow_none=False)
         positive_int("batch_size", self.batch_size, allow_none=False)
+        positive_int("requests", self.requests, allow_none=False)
         for name in ("min_size", "max_size", "num_threads", "proposals"):
             positive_int(name, getattr(self, name))
         size = self.calibration_size

@@ -48,7 +48,8 @@ def build_engine(weights: str | Path, out: str | Path, target: str = "cpu", prec
         try:
             if if_missing and _valid_engine(dest.path):
                 return Path(out)
-            say = _Progress(progress, total=3 if onnx_only else (7 if calibration_set else 4))
+            steps = 3 if onnx_only else 4 + (target == "cpu") + (3 if calibration_set else 0)
+            say = _Progress(progress, total=steps)
             loaded = load_model(weights, min_size=min_size, max_size=max_size)  # a bad checkpoint: before any output
             say(f"loaded {loaded.config.name} from {weights}")
             if proposals is not None:
@@ -117,6 +118,12 @@ def _build_cpu(tmp: Path, loaded: LoadedModel, manifest: Manifest, say, fp16: bo
     onnx_paths = export_stages(loaded.model, tmp / "onnx")
     for path in onnx_paths.values():
         check_onnx(path)
+    if not onnx_only:
+        from .box_forms import pick_box_form
+
+        say("timing the box stage's fully connected layers as matrix products and as 1x1 convolutions...")
+        rows = loaded.model.detector.proposals.params.post_nms_top_n
+        manifest.box_form = pick_box_form(loaded.model, onnx_paths, calibration is not None, rows)
     manifest.files.update({f"onnx/{p.name}": "" for p in onnx_paths.values()})
     if not onnx_only and calibration is not None:
         from .quantize import build_int8_ir  # imports nncf (only int8 builds need it)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..artifact import read_manifest
+from ..artifact.checks import BOX_FORMS
 
 
 def print_engine_info(engine_dir: str | Path) -> int:
@@ -21,6 +22,11 @@ def print_engine_info(engine_dir: str | Path) -> int:
     print(f"thresholds:   score > {det.get('score_thresh')}, NMS IoU {det.get('nms_thresh')}, "
           f"max {det.get('detections_per_img')} detections")
     print(f"proposals:    {proposals_line(m.thresholds['rpn'])}")
+    if m.box_form:
+        f = m.box_form
+        times = ", ".join(f"{form} {f['ms'][form]} ms" for form in BOX_FORMS)
+        print(f"box head:     fully connected layers as {f['form']} ({f['chosen_by']}: {times} on {f['rows']} RoIs, "
+              f"{f['precision']})")
     print(f"classes ({cfg.num_classes - 1} + background): {', '.join(m.classes[1:])}")
     print(f"source:       {m.source.get('path')} (sha256 {m.source.get('sha256', 'n/a')[:16]})")
     if m.quantization:

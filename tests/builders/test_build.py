@@ -166,7 +166,7 @@ def test_cli_build_shows_progress_and_info(small_checkpoint, tmp_path):
     `maskrt info`, the engine's default when loaded, and overridden by load(proposals=)."""
     result = run_cli("build", small_checkpoint, "-o", str(tmp_path / "e.maskrt"), "--proposals", "200")
     assert result.returncode == 0, result.stderr
-    assert "[1/4]" in result.stderr and "[4/4]" in result.stderr
+    assert "[1/5]" in result.stderr and "[5/5]" in result.stderr
     info = run_cli("info", str(tmp_path / "e.maskrt"))
     assert info.returncode == 0 and "target:       cpu (fp32)" in info.stdout and "dense.bin" in info.stdout
     assert "proposals:    200 per image after NMS (IoU 0.7), 200 per level before" in info.stdout
