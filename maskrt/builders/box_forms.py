@@ -132,12 +132,19 @@ def _quick_int8(model, shape):
         logger.setLevel(level)
 
 
+def export_box(model, path, form: str):
+    """Write the box stage of `model` (a MaskRCNN) alone in `form` to the ONNX file `path`."""
+    from .onnx_export import _export, stage_io
+
+    io = stage_io(model)["box"]
+    _export(box_module(model.box, form), io["example"], path, io)
+    return path
+
+
 def pick_box_form(model, onnx_paths: dict, int8: bool, rows: int) -> dict:
     """Export the box stage's conv1x1 form beside onnx_paths["box"] (the matmul form), time both
     (choose_form) and leave the chosen one at onnx_paths["box"]; returns choose_form's record."""
     import openvino as ov
-
-    from .onnx_export import export_box
 
     matmul = onnx_paths["box"]
     conv = export_box(model, matmul.with_name("box_conv1x1.onnx"), "conv1x1")

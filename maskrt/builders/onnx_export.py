@@ -34,14 +34,6 @@ def stage_io(model: MaskRCNN) -> dict[str, dict]:
     }
 
 
-def export_box(model: MaskRCNN, path: Path, form: str) -> Path:
-    """Write the box stage alone in `form` (maskrt.builders.box_forms) to `path`."""
-    from .box_forms import box_module
-
-    _export(box_module(model.box, form), stage_io(model)["box"]["example"], path, stage_io(model)["box"])
-    return path
-
-
 def export_stages(model: MaskRCNN, out_dir: Path, half: bool = False) -> dict[str, Path]:
     """Write out_dir/{dense,box,mask}.onnx; returns stage -> path. half: fp16 weights and I/O."""
     out_dir.mkdir(parents=True, exist_ok=True)

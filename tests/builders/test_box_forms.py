@@ -53,12 +53,10 @@ def test_conv1x1_is_kept_only_when_measured_faster_by_the_margin(small_checkpoin
                                                                   matmul_ms, conv_ms, form):
     import openvino as ov
 
-    from maskrt.builders.onnx_export import export_box
-
     times = iter([matmul_ms / 1e3, conv_ms / 1e3])
     monkeypatch.setattr(box_forms, "time_compiled", lambda compiled, example: next(times))
     model = load_model(small_checkpoint).model
-    models = {f: ov.convert_model(str(export_box(model, tmp_path / f"{f}.onnx", f))) for f in box_forms.FORMS}
+    models = {f: ov.convert_model(str(box_forms.export_box(model, tmp_path / f"{f}.onnx", f))) for f in box_forms.FORMS}
     record = box_forms.choose_form(models, 5, int8=False)
     assert record == {"form": form, "chosen_by": "measured at build", "ms": {"matmul": matmul_ms, "conv1x1": conv_ms},
                       "rows": 5, "precision": "float"}
