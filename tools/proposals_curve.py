@@ -120,6 +120,8 @@ def main() -> int:
     p.add_argument("--data", type=Path, default=Path("runs/val500"))
     p.add_argument("--images", type=int, default=500)
     p.add_argument("--precision", action="append", choices=("fp32", "int8"))
+    p.add_argument("--counts", type=lambda t: tuple(int(x) for x in t.split(",")), default=COUNTS,
+                   help=f"proposal counts, comma-separated, the largest is the reference (default {COUNTS})")
     p.add_argument("--out", type=Path, default=Path(f"benchmarks/results/{describe(False).kind}/proposals_curve.json"))
     args = p.parse_args()
     if not (args.data / "annotations.json").exists():
@@ -132,7 +134,7 @@ def main() -> int:
     coco.createIndex()
     report = {"machine": describe().summary(), "load_average": [round(x, 2) for x in os.getloadavg()],
               "images": len(ids), "seed": VAL_SEED, "tolerance": TOLERANCE,
-              "curves": [curve(pr, coco, args.data / "images", COUNTS) for pr in args.precision or ("fp32", "int8")]}
+              "curves": [curve(pr, coco, args.data / "images", args.counts) for pr in args.precision or ("fp32", "int8")]}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2) + "\n")
     args.out.with_suffix(".md").write_text(markdown(report))
