@@ -62,18 +62,20 @@ def blend_table(alpha: float) -> np.ndarray:
 
 def blend_masks(image: np.ndarray, dets: Detections, alpha: float = 0.5, colors=None) -> np.ndarray:
     """Tint every instance pixel with the colour of the instance on top there (the fused paste's
-    id map: highest score wins), in one pass per channel through blend_table; returns a new uint8
-    [H, W, 3] array."""
+    id map: highest score wins), in one pass over the covered pixels per channel through
+    blend_table; returns a new uint8 [H, W, 3] array."""
+    out = image.copy()
     if len(dets) == 0:
-        return image.copy()
-    palette = np.full((len(dets) + 1, 3), 256, np.uint32)  # row 0: background (id -1)
-    palette[1:] = instance_colors(len(dets), colors)
-    ids = dets.instances.id_map.numpy() + 1
-    table = blend_table(float(alpha)).reshape(-1)
-    out = np.empty_like(image)
+        return out
+    palette = instance_colors(len(dets), colors).astype(np.uint32)
+    ids = dets.instances.id_map.numpy().reshape(-1)
+    covered = np.flatnonzero(ids >= 0)
+    top = ids[covered]
+    table = blend_table(float(alpha))[:, :256].reshape(-1)
+    flat = out.reshape(-1, 3)
     for c in range(3):
-        index = image[:, :, c].astype(np.uint32) * 257 + palette[:, c].take(ids)
-        out[:, :, c] = table.take(index)
+        index = flat[covered, c].astype(np.uint32) * 256 + palette[top, c]
+        flat[covered, c] = table.take(index)
     return out
 
 
