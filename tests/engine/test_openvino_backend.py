@@ -109,3 +109,16 @@ def test_two_requests_serve_two_callers_with_the_first_detectors_settings(small_
         busy.join()
     assert rows == [9]
     assert_detections_agree(got, maskrt_expected(Segmenter(one, manifest.classes), image), **ENGINE_TOLERANCE)
+
+
+def test_the_glue_runs_torch_on_one_thread_and_restores_the_count(small_checkpoint):
+    seg = maskrt.load(small_checkpoint)
+    seen, dense = [], seg.backend.detector.dense
+    seg.backend.detector.dense = lambda batch: seen.append(torch.get_num_threads()) or dense(batch)
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        seg(__import__("numpy").zeros((64, 64, 3), "uint8"))
+        assert seen == [1] and torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
