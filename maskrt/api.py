@@ -20,7 +20,7 @@ def load(path_or_name: str | Path, device: str = "cpu", backend: str = "auto", *
          min_size: int | None = None, max_size: int | None = None, batch_size: int = 1,
          num_threads: int | None = None, progress: bool = True, precision: str | None = None,
          calibration: str | None = None, calibration_size: int | None = None,
-         config: str | None = None) -> Segmenter:
+         config: str | None = None, proposals: int | None = None, requests: int = 1) -> Segmenter:
     """Load a model for inference.
 
     path_or_name: an engine directory (NAME.maskrt/, backend from its manifest), a checkpoint
@@ -34,6 +34,12 @@ def load(path_or_name: str | Path, device: str = "cpu", backend: str = "auto", *
     800 / 1333; a CPU engine's dense stage takes any size). TensorRT engines keep the sizes
     they were built for (their optimisation profile): an override is refused.
     num_threads: inference threads (default: all cores). progress: show the first-use build's steps.
+    proposals: RPN proposals per image sent through the box head (post-NMS top-N, pre-NMS per level
+    scaled with it: RPNParams.with_proposals); default: the engine's (its manifest) or the
+    checkpoint's (its metadata "proposals", else torchvision's 1000). Fewer is faster (the box
+    head and its RoIAlign scale with it); the bundled model's default was chosen from its AP curve.
+    requests: frames a CPU engine holds at once (OpenVINOBackend): 1 for the fastest single call;
+    2 overlaps two frames' stages (a stream of a file runs that many infer workers).
     precision: for a checkpoint, the CPU engine's ("fp32" default, "fp16", "int8"; each cached
     separately); int8 calibrates on `calibration` (a folder or glob of images, or "synthetic";
     default: the bundled model's own scenes, an error for other checkpoints), `calibration_size`
@@ -45,7 +51,7 @@ def load(path_or_name: str | Path, device: str = "cpu", backend: str = "auto", *
                           nms_threshold=nms_threshold, max_detections=max_detections, min_size=min_size,
                           max_size=max_size, batch_size=batch_size, num_threads=num_threads,
                           calibration=calibration, calibration_size=calibration_size, progress=progress,
-                          config=config)
+                          config=config, proposals=proposals, requests=requests)
     return load_with(path_or_name, options)
 
 
@@ -61,7 +67,8 @@ def load_with(path_or_name: str | Path, options: LoadOptions) -> Segmenter:
         raise MaskrtError(f"--config applies to detectron2 checkpoints; {path_or_name} is an engine, built with its "
                           "config already")
     if is_engine_dir(path_or_name):
-        backend_obj, classes = _engine_backend(Path(path_or_name), o.backend, o.num_threads, sizes, o.precision)
+        backend_obj, classes = _engine_backend(Path(path_or_name), o.backend, o.num_threads, sizes, o.precision,
+                                               o.requests)
     elif o.backend == "torch" or o.device != "cpu":
         if o.precision not in (None, "fp32"):
             raise MaskrtError(f"--precision {o.precision} builds a CPU engine; the torch backend runs the checkpoint "
@@ -70,14 +77,25 @@ def load_with(path_or_name: str | Path, options: LoadOptions) -> Segmenter:
     elif o.backend in ("auto", "openvino"):
         engine_dir = cached_cpu_engine(path_or_name, o.precision or "fp32", o.calibration, o.calibration_size,
                                        progress=o.progress, config=o.config)
-        backend_obj, classes = _engine_backend(engine_dir, "openvino", o.num_threads, sizes)
+        backend_obj, classes = _engine_backend(engine_dir, "openvino", o.num_threads, sizes, requests=o.requests)
     else:
         raise MaskrtError("the tensorrt backend needs an engine built with `maskrt build --target tensorrt`")
     if backend_obj.detector is not None:  # TensorRT plans carry the thresholds they were built with
         backend_obj.detector.detection_params = replace(
             backend_obj.detector.detection_params, score_thresh=o.score_threshold, nms_thresh=o.nms_threshold,
             detections_per_img=o.max_detections)
+        if o.proposals is not None:
+            backend_obj.detector.set_proposals(o.proposals)
+    elif o.proposals is not None and o.proposals != _built_proposals(backend_obj):
+        raise MaskrtError(f"{path_or_name} keeps the proposal count it was built with; rebuild it with "
+                          f"`maskrt build --proposals {o.proposals}`")
     return Segmenter(backend_obj, classes, str(path_or_name), o.batch_size)
+
+
+def _built_proposals(backend_obj) -> int | None:
+    """The proposal count an engine without a runtime detector (TensorRT plans) was built with."""
+    manifest = getattr(backend_obj, "manifest", None)
+    return manifest.thresholds["rpn"]["post_nms_top_n"] if manifest is not None else None
 
 
 def _torch_backend(source, device: str, min_size, max_size, config=None):
@@ -88,13 +106,13 @@ def _torch_backend(source, device: str, min_size, max_size, config=None):
     return TorchBackend(loaded.model, device), loaded.classes
 
 
-def _openvino_backend(engine_dir: Path, manifest, num_threads: int | None, sizes):
+def _openvino_backend(engine_dir: Path, manifest, num_threads: int | None, sizes, requests: int = 1):
     from .engine.backends.openvino_backend import OpenVINOBackend
 
-    return OpenVINOBackend(engine_dir, manifest, num_threads, *sizes)
+    return OpenVINOBackend(engine_dir, manifest, num_threads, *sizes, requests=requests)
 
 
-def _tensorrt_backend(engine_dir: Path, manifest, num_threads: int | None, sizes):
+def _tensorrt_backend(engine_dir: Path, manifest, num_threads: int | None, sizes, requests: int = 1):
     pol = manifest.input_policy
     for name, value in zip(("min_size", "max_size"), sizes):
         if value is not None and value != pol[name]:
@@ -106,12 +124,13 @@ def _tensorrt_backend(engine_dir: Path, manifest, num_threads: int | None, sizes
 
 
 # An engine folder's target -> (the backend that runs it, its loader(engine_dir, manifest,
-# num_threads, (min_size, max_size)) -> engine.backends.Backend). A new engine backend is one row.
+# num_threads, (min_size, max_size), requests) -> engine.backends.Backend; requests: frames the
+# backend may hold at once, where it can). A new engine backend is one row.
 ENGINE_BACKENDS = {"cpu": ("openvino", _openvino_backend), "tensorrt": ("tensorrt", _tensorrt_backend)}
 
 
 def _engine_backend(engine_dir: Path, backend: str, num_threads: int | None, sizes=(None, None),
-                    precision: str | None = None):
+                    precision: str | None = None, requests: int = 1):
     manifest = read_manifest(engine_dir)
     if precision is not None and precision != manifest.precision:
         raise EngineError(f"{engine_dir} was built with --precision {manifest.precision}, not {precision}; "
@@ -121,7 +140,7 @@ def _engine_backend(engine_dir: Path, backend: str, num_threads: int | None, siz
         raise EngineError(f"{engine_dir} is a {manifest.target!r} engine; it cannot run on the {backend} backend")
     if not manifest.stages:
         raise EngineError(f"{engine_dir} holds only ONNX (built with --onnx-only); build the engine to run it")
-    return loader(engine_dir, manifest, num_threads, sizes), manifest.classes
+    return loader(engine_dir, manifest, num_threads, sizes, requests), manifest.classes
 
 
 def engine_cache_dir() -> Path:

@@ -10,11 +10,13 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from .commands.options import BATCH, COUNT, SCORE, SIZE, THREADS
+from .commands.options import BATCH, COUNT, SCORE, SIZE, THREADS, add_proposals
 from .commands.tracking import add_arguments as add_tracking_arguments
 from .errors import MaskrtError
 from .options import BACKENDS, ENGINE_BACKENDS, PRECISIONS, TARGETS, Number
 
+PROPOSALS_HELP = ("RPN proposals per image sent through the box head (post-NMS top-N; pre-NMS per level scaled "
+                  "with it; default: the engine's or checkpoint's own, 1000 unless its metadata names one)")
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
 RAY_SIGTERM_EXIT = 15  # ray.init installs a SIGTERM handler that calls sys.exit(15) until it returns
@@ -77,6 +79,7 @@ def _add_run(sub) -> None:
     p.add_argument("--min-size", type=SIZE, help="resize shorter side to this (default: the model's, 800)")
     p.add_argument("--max-size", type=SIZE, help="cap on the longer side (default: the model's, 1333)")
     p.add_argument("--device", default="cpu", help="torch device (default cpu)")
+    add_proposals(p, PROPOSALS_HELP)
     _add_precision(p, None, "for a checkpoint: build (once, cached) and run the CPU engine of this precision "
                             "(default fp32)")
     _add_config(p)
@@ -118,6 +121,7 @@ def _add_batch(sub) -> None:
     p.add_argument("--max-size", type=SIZE, help="checkpoints: cap on the longer side (default 1333)")
     p.add_argument("--backend", choices=ENGINE_BACKENDS, default="auto",
                    help="inference backend (default: the engine's)")
+    add_proposals(p, PROPOSALS_HELP)
     p.add_argument("--summary", type=Path, help="also write the summary as JSON to this file")
     _add_config(p)
     p.add_argument("--quiet", action="store_true", help="no progress bar and no summary on stderr")
@@ -149,6 +153,7 @@ def _add_build(sub) -> None:
                               "supported); int8 (CPU: NNCF post-training quantization on --calibration images)")
     p.add_argument("--min-size", type=SIZE, help="resize shorter side to this (default: the checkpoint's, 800)")
     p.add_argument("--max-size", type=SIZE, help="cap on the longer side (default: the checkpoint's, 1333)")
+    add_proposals(p, PROPOSALS_HELP + "; recorded in the manifest as the engine's default")
     p.add_argument("--onnx-only", action="store_true", help="stop after writing and checking the ONNX")
     _add_config(p)
     p.add_argument("--quiet", action="store_true", help="no progress output")
@@ -199,7 +204,7 @@ def _cmd_build(args: argparse.Namespace) -> int:
     build_engine(args.weights, args.output, target=args.target, precision=args.precision,
                  min_size=args.min_size, max_size=args.max_size, onnx_only=args.onnx_only,
                  progress=not args.quiet, calibration=args.calibration, calibration_size=args.calibration_size,
-                 config=args.config)
+                 proposals=args.proposals, config=args.config)
     return 0
 
 
@@ -233,6 +238,7 @@ def _add_eval(sub) -> None:
     p.add_argument("--min-size", type=SIZE, help="resize shorter side to this (default: the model's, 800)")
     p.add_argument("--max-size", type=SIZE, help="cap on the longer side (default: the model's, 1333)")
     p.add_argument("--max-images", type=COUNT, help="evaluate only the first N images (by image id)")
+    add_proposals(p, PROPOSALS_HELP)
     p.add_argument("--device", default="cpu", help="torch device (default cpu)")
     _add_config(p)
     add_tracking_arguments(p)

@@ -105,6 +105,8 @@ class LoadOptions:
     nms_threshold, max_detections: the detector's (torchvision's box_score_thresh,
     box_nms_thresh, box_detections_per_img); min_size / max_size: input-size policy override;
     batch_size: images per backend call; num_threads: inference threads (None: all cores);
+    proposals: RPN proposals per image (post-NMS top-N; None: the engine's or checkpoint's own);
+    requests: frames a CPU engine holds at once (2: two frames' stages overlapped in a stream);
     calibration / calibration_size: int8 calibration set; progress: show first-use build steps.
     config: a detectron2 YAML config for a detectron2 checkpoint (None: the model zoo's settings).
     """
@@ -119,6 +121,8 @@ class LoadOptions:
     max_size: int | None = None
     batch_size: int = 1
     num_threads: int | None = None
+    proposals: int | None = None
+    requests: int = 1
     calibration: str | None = None
     calibration_size: int | None = None
     progress: bool = True
@@ -134,7 +138,8 @@ class LoadOptions:
         probability("nms_threshold", self.nms_threshold, allow_none=False)
         positive_int("max_detections", self.max_detections, allow_none=False)
         positive_int("batch_size", self.batch_size, allow_none=False)
-        for name in ("min_size", "max_size", "num_threads"):
+        positive_int("requests", self.requests, allow_none=False)
+        for name in ("min_size", "max_size", "num_threads", "proposals"):
             positive_int(name, getattr(self, name))
         size = self.calibration_size
         if size is not None and (isinstance(size, bool) or not isinstance(size, numbers.Integral) or size < 1):

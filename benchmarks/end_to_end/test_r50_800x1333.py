@@ -210,3 +210,22 @@ def test_engine_stage(benchmark, engines, image, stage_flops, stage, precision):
     benchmark.extra_info.update(stage=stage, precision=precision, rows=int(x.shape[0]), flops=stage_flops[stage],
                                 compute_dtype="int8" if precision == "int8" else "float32")
     benchmark.pedantic(lambda: fn(x), rounds=ROUNDS, warmup_rounds=1)
+
+
+# --- one engine call: the stages and the glue between them --------------------------------------
+
+GLUE_GROUP = "glue r50-fpn 800x1333"
+
+
+@pytest.mark.parametrize("precision", ["fp32", "int8"])
+def test_engine_glue(benchmark, engines, image, precision):
+    """One engine call plus the fused paste (what the stream makes), timed whole; extra_info has
+    each step's median ms (dense, box stage, mask stage; proposals, both RoIAligns, box decode +
+    NMS, mask selection, preprocess + rescale, paste) and the glue's share of the call
+    (benchmarks/tools/glue.py). The issue's bar: glue at most 10% of an int8 frame."""
+    from benchmarks.tools.glue import breakdown
+
+    seg = engines[precision]
+    benchmark.group = GLUE_GROUP
+    benchmark.extra_info.update(precision=precision, **breakdown(seg, image, calls=ROUNDS))
+    benchmark.pedantic(lambda: seg(image).instances, rounds=ROUNDS, warmup_rounds=1)

@@ -191,6 +191,29 @@ def _stages(v, target: str, files: dict) -> dict:
     return stages
 
 
+BOX_FORMS = ("matmul", "conv1x1")  # maskrt.builders.box_forms.FORMS
+
+
+def _box_form(v) -> dict:
+    """{} (engines from before the choice: matmul) or the builder's record of the choice."""
+    record = _dict(v, "box_form")
+    if not record:
+        return record
+    for key in record:
+        if key not in ("form", "chosen_by", "ms", "rows", "precision"):
+            raise _Bad("box_form", f"has an unknown key {key!r}")
+    if record.get("form") not in BOX_FORMS:
+        raise _Bad("box_form.form", f"must be one of {', '.join(BOX_FORMS)}, got {record.get('form')!r}")
+    for key in ("chosen_by", "precision"):
+        if not isinstance(record.get(key), str):
+            raise _Bad(f"box_form.{key}", f"must be a string, got {record.get(key)!r}")
+    _positive_int(record.get("rows"), "box_form.rows")
+    ms = _dict(record.get("ms"), "box_form.ms")
+    if set(ms) != set(BOX_FORMS) or not all(_is_number(t) and t > 0 for t in ms.values()):
+        raise _Bad("box_form.ms", f"must give a positive time for each of {', '.join(BOX_FORMS)}, got {ms!r}")
+    return record
+
+
 def check_fields(data: dict, manifest_fields, targets, precisions) -> dict:
     """Manifest keyword arguments from the parsed JSON, every field checked (raises _Bad).
     manifest_fields: dataclasses.fields(Manifest)."""
@@ -220,6 +243,7 @@ def check_fields(data: dict, manifest_fields, targets, precisions) -> dict:
     out["stages"] = _stages(out.get("stages", {}), out["target"], out["files"])
     _source(out.get("source", {}))
     out["versions"] = _strings(out.get("versions", {}), "versions")
+    out["box_form"] = _box_form(out.get("box_form", {}))
     return out
 
 

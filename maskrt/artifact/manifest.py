@@ -39,6 +39,10 @@ class Manifest:
     # int8 engines: {"nncf", "preset", "calibration": {"source", "size", "sha256"}, "samples",
     # "stages", "float_groups", "float_layers"} (maskrt.builders.quantize); empty otherwise
     quantization: dict = field(default_factory=dict)
+    # cpu engines: the box stage's fully connected layers, {"form": "matmul" | "conv1x1",
+    # "chosen_by", "ms": {form: median ms}, "rows", "precision"} (maskrt.builders.box_forms);
+    # empty for engines built before it (matmul)
+    box_form: dict = field(default_factory=dict)
     format_version: int = FORMAT_VERSION
 
     def to_json(self) -> str:

@@ -26,13 +26,15 @@ from .onnx_export import STAGES, check_onnx, export_stages
 
 def build_engine(weights: str | Path, out: str | Path, target: str = "cpu", precision: str = "fp32",
                  min_size: int | None = None, max_size: int | None = None, onnx_only: bool = False,
-                 progress: bool = True, calibration: str | None = None, calibration_size: int | None = None, *,
-                 if_missing: bool = False, config: str | None = None) -> Path:
+                 progress: bool = True, calibration: str | None = None, calibration_size: int | None = None,
+                 proposals: int | None = None, *, if_missing: bool = False, config: str | None = None) -> Path:
     """Build an engine directory from a checkpoint (file or torchvision:NAME). Returns its path.
 
     precision "int8" (target cpu): NNCF post-training quantization on `calibration` (a folder or
     glob of images, or "synthetic"; default: the bundled model's own scenes, an error for other
     checkpoints), `calibration_size` images of it (maskrt.builders.calibration).
+    proposals: RPN proposals per image (default: the checkpoint's), recorded in the manifest
+    (thresholds.rpn) as the engine's default; int8 box stages are calibrated on that many.
 
     if_missing: wait for another process building OUT, then build only if OUT is not a valid
     engine by then (the engine cache); otherwise a second build of the same OUT is refused.
@@ -40,16 +42,19 @@ def build_engine(weights: str | Path, out: str | Path, target: str = "cpu", prec
     choice("target", target, TARGETS)
     choice("precision", precision, PRECISIONS)
     LoadOptions(precision=precision, min_size=min_size, max_size=max_size, calibration=calibration,
-                calibration_size=calibration_size, config=config).checked()
+                calibration_size=calibration_size, proposals=proposals, config=config).checked()
     calibration_set = _int8_calibration(target, weights, calibration, calibration_size) if precision == "int8" else None
     with cleanup_on_sigterm():
         dest = DirectoryOutput(out, "engine folder", replaceable_reason, wait=if_missing)
         try:
             if if_missing and _valid_engine(dest.path):
                 return Path(out)
-            say = _Progress(progress, total=3 if onnx_only else (7 if calibration_set else 4))
+            steps = 3 if onnx_only else 4 + (target == "cpu") + (3 if calibration_set else 0)
+            say = _Progress(progress, total=steps)
             loaded = load_model(weights, min_size=min_size, max_size=max_size, config=config)  # before any output
             say(f"loaded {loaded.config.name} from {weights}")
+            if proposals is not None:
+                loaded.model.detector.set_proposals(proposals)
             tmp = dest.new_dir()
             manifest = _base_manifest(loaded, weights, target, precision)
             if target == "cpu":
@@ -114,6 +119,12 @@ def _build_cpu(tmp: Path, loaded: LoadedModel, manifest: Manifest, say, fp16: bo
     onnx_paths = export_stages(loaded.model, tmp / "onnx")
     for path in onnx_paths.values():
         check_onnx(path)
+    if not onnx_only:
+        from .box_forms import pick_box_form
+
+        say("timing the box stage's fully connected layers as matrix products and as 1x1 convolutions...")
+        rows = loaded.model.detector.proposals.params.post_nms_top_n
+        manifest.box_form = pick_box_form(loaded.model, onnx_paths, calibration is not None, rows)
     manifest.files.update({f"onnx/{p.name}": "" for p in onnx_paths.values()})
     if not onnx_only and calibration is not None:
         from .quantize import build_int8_ir  # imports nncf (only int8 builds need it)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..artifact import read_manifest
+from ..artifact.checks import BOX_FORMS
 
 
 def print_engine_info(engine_dir: str | Path) -> int:
@@ -24,6 +25,12 @@ def print_engine_info(engine_dir: str | Path) -> int:
           f"{pol.get('size_divisible', 32)}; {pol.get('channels', 'RGB')}, {pol.get('resize', 'torchvision')} resize")
     print(f"thresholds:   score > {det.get('score_thresh')}, NMS IoU {det.get('nms_thresh')}, "
           f"max {det.get('detections_per_img')} detections")
+    print(f"proposals:    {proposals_line(m.thresholds['rpn'])}")
+    if m.box_form:
+        f = m.box_form
+        times = ", ".join(f"{form} {f['ms'][form]} ms" for form in BOX_FORMS)
+        print(f"box head:     fully connected layers as {f['form']} ({f['chosen_by']}: {times} on {f['rows']} RoIs, "
+              f"{f['precision']})")
     print(f"classes ({cfg.num_classes - 1} + background): {', '.join(m.classes[1:])}")
     print(f"source:       {m.source.get('path')} (sha256 {m.source.get('sha256', 'n/a')[:16]})")
     _print_provenance(m.source)
@@ -46,6 +53,7 @@ def print_checkpoint_info(loaded) -> int:
     print(f"architecture: {cfg.name} ({cfg.variant})")
     print(f"backbone:     {_backbone(cfg)}, FPN {cfg.fpn_channels} channels")
     print(f"input size:   min {policy.min_size}, max {policy.max_size}")
+    print(f"proposals:    {proposals_line(loaded.model.detector.proposals.params)}")
     print(f"classes ({cfg.num_classes - 1} + background): {', '.join(loaded.classes[1:])}")
     _print_provenance(loaded.provenance)
     return 0
@@ -72,6 +80,13 @@ def _print_provenance(source: dict) -> None:
           "cannot tell:")
     for key, value in assumed.items():
         print(f"  {key} = {value}")
+
+
+def proposals_line(rpn) -> str:
+    """RPN parameters (an RPNParams or the manifest's thresholds.rpn dict) as one line."""
+    get = rpn.get if isinstance(rpn, dict) else lambda key: getattr(rpn, key)
+    return (f"{get('post_nms_top_n')} per image after NMS (IoU {get('nms_thresh')}), "
+            f"{get('pre_nms_top_n')} per level before")
 
 
 def _print_quantization(q: dict) -> None:

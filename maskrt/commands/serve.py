@@ -18,7 +18,7 @@ from pathlib import Path
 
 from ..errors import MaskrtError
 from ..options import BACKENDS, Number
-from .options import SCORE, SIZE
+from .options import SCORE, SIZE, add_proposals
 from .tracking import add_arguments as add_tracking_arguments
 from .tracking import settings as tracking_settings
 
@@ -78,6 +78,7 @@ def add_parser(sub) -> None:
     p.add_argument("--backend", choices=BACKENDS, default="auto")
     p.add_argument("--device", default="cpu", help="torch device (default cpu)")
     p.add_argument("--config", metavar="MODEL.yaml", help="detectron2 checkpoints: the model's detectron2 config")
+    add_proposals(p, "RPN proposals per image (default: the engine's or checkpoint's own)")
     p.set_defaults(func=run)
 
 

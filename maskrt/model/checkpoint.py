@@ -4,8 +4,8 @@ detectron2 model-zoo `.pkl` read by an unpickler that admits numpy arrays and pl
 A checkpoint is a torchvision-format Mask R-CNN state dict, either bare or wrapped under
 "model" / "state_dict", or a detectron2 one (`format` "detectron2": a `.pkl`, or a `.pth` whose
 names are detectron2's, e.g. DetectionCheckpointer's {"model": ..., "trainer": ..., "iteration"}).
-Optional metadata (class names, input size policy) travels in the safetensors header metadata
-or, for `.pth`, in the wrapper dict next to the weights.
+Optional metadata (class names, input size policy, RPN proposals per image) travels in the
+safetensors header metadata or, for `.pth`, in the wrapper dict next to the weights.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from ..errors import CheckpointError
 SAFETENSORS_SUFFIXES = {".safetensors"}
 DETECTRON2_PICKLE_SUFFIX = ".pkl"  # detectron2's model zoo (read by maskrt.model.detectron2.pickles)
 _WRAPPER_KEYS = ("model", "state_dict", "model_state_dict")
-_METADATA_KEYS = ("classes", "min_size", "max_size")
+_METADATA_KEYS = ("classes", "min_size", "max_size", "proposals")
 
 
 @dataclass

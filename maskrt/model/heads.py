@@ -90,25 +90,53 @@ class RoIHeads:
         return kernels.roi_align(features, rois, list(scales), size, self.params.sampling_ratio, False)
 
     def _postprocess(self, logits: Tensor, deltas: Tensor, proposals: Tensor, image_size):
-        """Class-wise decode, clip, drop background, threshold, NMS per class, top-k."""
+        """Drop background, threshold, class-wise decode and clip, NMS per class, top-k.
+
+        logits: Tensor[R, K]; deltas: Tensor[R, 4K] (class-specific) or Tensor[R, 4] (class-agnostic,
+        detectron2's CLS_AGNOSTIC_BBOX_REG); proposals: Tensor[R, 4]."""
         p = self.params
+        if self.detectron2:
+            boxes, scores, labels = self._detectron2_pairs(logits, deltas, proposals, image_size)
+        else:
+            boxes, scores, labels = self._scored_pairs(logits, deltas, proposals, image_size)
+            keep = keep_min_size(boxes, p.min_box_size)
+            boxes, scores, labels = boxes[keep], scores[keep], labels[keep]
+        keep = kernels.nms(boxes, scores, labels, p.nms_thresh, p.detections_per_img)
+        return boxes[keep], scores[keep], labels[keep]
+
+    def _scored_pairs(self, logits: Tensor, deltas: Tensor, proposals: Tensor, image_size):
+        """torchvision's order: the (proposal, class >= 1) pairs scoring above the threshold,
+        row-major, each decoded with its class's deltas and clipped -> (Tensor[M, 4], Tensor[M],
+        labels Tensor[M]).
+
+        torchvision decodes and clips all R x K boxes, then keeps the pairs above the threshold;
+        decoding and clipping are elementwise per pair, so here the pairs are selected first (in the
+        same order) and only they are decoded: the same boxes, bit for bit, without forming R x K x 4
+        (1000 x 91 x 4 for COCO)."""
+        num_classes = logits.shape[-1]
+        scores = F.softmax(logits, -1)[:, 1:].reshape(-1)
+        keep = torch.where(scores > self.params.score_thresh)[0]
+        rows = torch.div(keep, num_classes - 1, rounding_mode="floor")
+        labels = torch.remainder(keep, num_classes - 1) + 1
+        per_class = deltas.reshape(deltas.shape[0], -1, 4)  # [R, K or 1, 4]
+        picked = per_class[rows, labels if per_class.shape[1] > 1 else torch.zeros_like(labels)]  # [M, 4]
+        boxes = clip_boxes(decode_boxes(picked, proposals[rows], BOX_CODER_WEIGHTS)[:, 0], image_size)
+        return boxes, scores[keep], labels
+
+    def _detectron2_pairs(self, logits: Tensor, deltas: Tensor, proposals: Tensor, image_size):
+        """detectron2's fast_rcnn_inference_single_image: rows with non-finite boxes or scores go
+        first, then all boxes are decoded and clipped and the pairs above the threshold kept (no
+        minimum box size) -> (Tensor[M, 4], Tensor[M], labels Tensor[M])."""
         num_classes = logits.shape[-1]
         boxes = decode_boxes(deltas, proposals, BOX_CODER_WEIGHTS)  # Tensor[R, K or 1, 4]
         scores = F.softmax(logits, -1)
-        if self.detectron2:  # fast_rcnn_inference_single_image: rows with non-finite values go first
-            keep = torch.where(torch.isfinite(boxes).flatten(1).all(1) & torch.isfinite(scores).all(1))[0]
-            boxes, scores = boxes[keep], scores[keep]
-        boxes = clip_boxes(boxes, image_size)
+        keep = torch.where(torch.isfinite(boxes).flatten(1).all(1) & torch.isfinite(scores).all(1))[0]
+        boxes, scores = clip_boxes(boxes[keep], image_size), scores[keep]
         if boxes.shape[1] == 1 and num_classes > 1:  # class-agnostic regression: one box for every class
             boxes = boxes.expand(-1, num_classes, -1)
         labels = torch.arange(num_classes, device=logits.device).view(1, -1).expand_as(scores)
         boxes, scores, labels = boxes[:, 1:].reshape(-1, 4), scores[:, 1:].reshape(-1), labels[:, 1:].reshape(-1)
-        keep = torch.where(scores > p.score_thresh)[0]
-        boxes, scores, labels = boxes[keep], scores[keep], labels[keep]
-        if not self.detectron2:
-            keep = keep_min_size(boxes, p.min_box_size)
-            boxes, scores, labels = boxes[keep], scores[keep], labels[keep]
-        keep = kernels.nms(boxes, scores, labels, p.nms_thresh, p.detections_per_img)
+        keep = torch.where(scores > self.params.score_thresh)[0]
         return boxes[keep], scores[keep], labels[keep]
 
     def _masks(self, features, boxes: list[Tensor], labels: list[Tensor], scales: list[float]) -> list[Tensor]:

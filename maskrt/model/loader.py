@@ -11,9 +11,13 @@ from ..errors import CheckpointError
 from .arch import ArchConfig, build_torchvision_model, infer_config, load_weights, upgrade_legacy_keys
 from .checkpoint import Checkpoint, load_checkpoint
 from .network import MaskRCNN
+from .rpn import RPNParams
 from .transform import InputPolicy
 
 TORCHVISION_PREFIX = "torchvision:"
+# RPN proposals per image (post-NMS) when a checkpoint's metadata names none: torchvision's and
+# detectron2's test default. The bundled model's metadata holds its own (maskrt/assets/README.md).
+DEFAULT_PROPOSALS = RPNParams().post_nms_top_n
 TORCHVISION_MODELS = {
     "maskrcnn_resnet50_fpn": "MaskRCNN_ResNet50_FPN_Weights",
     "maskrcnn_resnet50_fpn_v2": "MaskRCNN_ResNet50_FPN_V2_Weights",
@@ -64,7 +68,8 @@ def model_from_checkpoint(ckpt: Checkpoint, min_size: int | None = None, max_siz
         max_size=int(max_size or _size_metadata(ckpt, "max_size", 1333)),
     )
     classes = _class_names(ckpt.classes, config.num_classes, ckpt.source)
-    return LoadedModel(MaskRCNN(tv_model, config, policy), classes, config, ckpt.source)
+    rpn = RPNParams().with_proposals(_size_metadata(ckpt, "proposals", DEFAULT_PROPOSALS))
+    return LoadedModel(MaskRCNN(tv_model, config, policy, rpn=rpn), classes, config, ckpt.source)
 
 
 def torchvision_checkpoint(name: str) -> Checkpoint:
@@ -83,7 +88,7 @@ def torchvision_checkpoint(name: str) -> Checkpoint:
 
 
 def _size_metadata(ckpt: Checkpoint, key: str, default: int) -> int:
-    """The checkpoint's min_size / max_size metadata: a positive integer (one-line error if not)."""
+    """The checkpoint's min_size / max_size / proposals metadata: a positive integer (one-line error if not)."""
     value = ckpt.metadata.get(key, default)
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise CheckpointError(f"{ckpt.source}: metadata {key} must be a positive integer, got {value!r}")
@@ -105,8 +110,10 @@ def _class_names(classes: list[str] | None, num_classes: int, source: str) -> li
 
 
 def save_checkpoint(path: str | Path, state_dict: dict[str, torch.Tensor], classes: list[str] | None = None,
-                    min_size: int | None = None, max_size: int | None = None, half: bool = False) -> Path:
-    """Write a safetensors checkpoint with maskrt metadata, atomically (temp name, then rename)."""
+                    min_size: int | None = None, max_size: int | None = None, half: bool = False,
+                    proposals: int | None = None) -> Path:
+    """Write a safetensors checkpoint with maskrt metadata, atomically (temp name, then rename).
+    proposals: the model's default RPN proposals per image (metadata "proposals")."""
     import json
 
     from safetensors.torch import save_file
@@ -115,7 +122,7 @@ def save_checkpoint(path: str | Path, state_dict: dict[str, torch.Tensor], class
     meta = {}
     if classes is not None:
         meta["classes"] = json.dumps(list(classes))
-    for key, value in (("min_size", min_size), ("max_size", max_size)):
+    for key, value in (("min_size", min_size), ("max_size", max_size), ("proposals", proposals)):
         if value is not None:
             meta[key] = json.dumps(int(value))
     tensors = {k: (v.half() if half and v.is_floating_point() else v).contiguous() for k, v in state_dict.items()}

@@ -127,6 +127,11 @@ class Detector:
     def set_score_threshold(self, score_thresh: float) -> None:
         self.heads.params = replace(self.heads.params, score_thresh=score_thresh)
 
+    def set_proposals(self, proposals: int) -> None:
+        """Keep `proposals` RPN proposals per image (post-NMS; pre-NMS per level scaled with it:
+        RPNParams.with_proposals)."""
+        self.proposals.params = self.proposals.params.with_proposals(proposals)
+
     def run(self, batch: Tensor, image_sizes: list, spatial_scales: list[float] | None = None):
         """batch: Tensor[B, 3, H, W] normalised, padded to 32; image_sizes: resized (h, w) per image
         (tuples, or Tensor[2] in a traced graph); spatial_scales: RoIAlign's 1 / stride per FPN

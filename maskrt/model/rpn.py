@@ -4,7 +4,7 @@ detectron2's (RPN + find_top_rpn_proposals)."""
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 from torch import Tensor
@@ -20,6 +20,15 @@ class RPNParams:
     nms_thresh: float = 0.7
     score_thresh: float = 0.0  # torchvision numerics only (on sigmoid probabilities)
     min_size: float = 1e-3  # torchvision: keep w, h >= min_size; detectron2: keep w, h > min_size
+
+    def with_proposals(self, proposals: int) -> "RPNParams":
+        """These parameters with `proposals` post-NMS proposals per image and the pre-NMS count
+        per level scaled in the same ratio: pre = ceil(proposals * pre_nms_top_n / post_nms_top_n)
+        (torchvision's and detectron2's test settings are 1000 / 1000, so pre-NMS per level =
+        proposals: at most L * proposals candidates enter the NMS, of which the best `proposals`
+        are kept, as at the default)."""
+        pre = -(-proposals * self.pre_nms_top_n // self.post_nms_top_n)
+        return replace(self, pre_nms_top_n=max(1, pre), post_nms_top_n=proposals)
 
 
 def cell_anchors(numerics: str = "torchvision", sizes=((32,), (64,), (128,), (256,), (512,)),
@@ -44,20 +53,20 @@ def cell_anchors(numerics: str = "torchvision", sizes=((32,), (64,), (128,), (25
         levels.append(torch.tensor(rows, dtype=torch.float32))
     return levels
 
+def anchors_at(cell_anchors: Tensor, index: Tensor, width, stride) -> Tensor:
+    """The anchors of flat positions `index` (Tensor[k] int64 into a level's (y, x, anchor) order,
+    as torchvision's AnchorGenerator lays them out) -> Tensor[k, 4], without making the level's
+    H * W * A anchors. Anchor (y, x, a) = cell_anchors[a] + (x * stride_w, y * stride_h, x *
+    stride_w, y * stride_h): an integer shift plus the float cell, bit for bit torchvision's.
 
-def grid_anchors(cell_anchors: Tensor, feature_hw: tuple[int, int], stride: tuple[int, int]) -> Tensor:
-    """Anchors for one level: Tensor[H * W * A, 4], ordered (y, x, anchor) like torchvision.
-
-    cell_anchors: Tensor[A, 4] centred at 0 (rounded, as torchvision's AnchorGenerator makes them).
-    Anchor (y, x) is shifted by (x * stride_w, y * stride_h): top-left aligned, no half-stride.
+    cell_anchors: Tensor[A, 4] centred at 0 (see cell_anchors); width: the level's W; stride: (h, w) pixels.
     """
-    h, w = feature_hw
-    shifts_x = torch.arange(0, w, dtype=torch.int32, device=cell_anchors.device) * stride[1]
-    shifts_y = torch.arange(0, h, dtype=torch.int32, device=cell_anchors.device) * stride[0]
-    shift_y, shift_x = torch.meshgrid(shifts_y, shifts_x, indexing="ij")
-    shift_x, shift_y = shift_x.reshape(-1), shift_y.reshape(-1)
+    a = cell_anchors.shape[0]
+    pixel = torch.div(index, a, rounding_mode="floor")
+    shift_x = torch.remainder(pixel, width) * stride[1]
+    shift_y = torch.div(pixel, width, rounding_mode="floor") * stride[0]
     shifts = torch.stack((shift_x, shift_y, shift_x, shift_y), dim=1)
-    return (shifts.view(-1, 1, 4) + cell_anchors.view(1, -1, 4)).reshape(-1, 4)
+    return shifts + cell_anchors[torch.remainder(index, a)]
 
 
 def flatten_level(t: Tensor, channels: int) -> Tensor:
@@ -128,16 +137,21 @@ class ProposalFilter:
 
     def _top_level(self, logits: Tensor, deltas: Tensor, cells: Tensor, stride):
         """Top-k anchors of one level by objectness logit, decoded (decode is elementwise, so this
-        equals torchvision's decode-all-then-select) -> (Tensor[k, 4], logits Tensor[k]).
+        equals torchvision's decode-all-then-select) -> (Tensor[k, 4], logits Tensor[k]). Only the
+        k selected anchors and deltas are formed (anchors_at; a gather of the deltas), not the
+        level's H * W * A of each (200k at P2 of an 800x1344 input).
 
         logits: Tensor[1, A, h, w]; deltas: Tensor[1, 4A, h, w]; stride: the anchors' (y, x) step.
         """
-        h, w = logits.shape[-2], logits.shape[-1]
-        anchors = grid_anchors(cells.to(logits.device, logits.dtype), (h, w), stride)
-        objectness = flatten_level(logits, 1).flatten(1)
+        w = logits.shape[-1]
+        a = cells.shape[0]
+        objectness = flatten_level(logits, 1).flatten(1)  # (y, x, anchor) order, as torchvision
         top_logits, top_idx = objectness.topk(_top_count(objectness, self.params.pre_nms_top_n), dim=1)
         index = top_idx[0]  # row selection (Gather in a traced graph)
-        boxes = decode_boxes(flatten_level(deltas, 4)[0][index], anchors[index], (1.0, 1.0, 1.0, 1.0))[:, 0]
+        anchors = anchors_at(cells.to(logits.device, logits.dtype), index, w, stride)
+        # deltas[0, a * 4 + c, y, x] is delta c of anchor (y, x, a)
+        picked = deltas[0].reshape(a, 4, -1)[torch.remainder(index, a), :, torch.div(index, a, rounding_mode="floor")]
+        boxes = decode_boxes(picked, anchors, (1.0, 1.0, 1.0, 1.0))[:, 0]
         return boxes, top_logits[0]
 
 

@@ -104,6 +104,14 @@ MALFORMED = [
     ("files.box.bin", "not-a-digest", "has no sha256"),
     ("stages.dense", "/tmp/elsewhere/dense.xml", "not a plain path inside the engine folder"),
     ("stages.dense", "dense.onnx.xml", "which files does not list"),
+    ("box_form", "conv1x1", "box_form must be an object"),
+    ("box_form.form", "fft", "box_form.form must be one of matmul, conv1x1"),
+    ("box_form.form", _DELETE, "box_form.form must be one of"),
+    ("box_form.rows", 0, "box_form.rows must be a positive integer"),
+    ("box_form.ms", {"matmul": 1.0}, "box_form.ms must give a positive time for each of matmul, conv1x1"),
+    ("box_form.ms.conv1x1", -2.0, "box_form.ms must give a positive time"),
+    ("box_form.chosen_by", 3, "box_form.chosen_by must be a string"),
+    ("box_form.guess", True, "box_form has an unknown key 'guess'"),
 ]
 
 

@@ -162,11 +162,19 @@ def test_failed_build_leaves_nothing(small_checkpoint, tmp_path, monkeypatch):
 
 
 def test_cli_build_shows_progress_and_info(small_checkpoint, tmp_path):
-    result = run_cli("build", small_checkpoint, "-o", str(tmp_path / "e.maskrt"))
+    """--proposals: recorded in the manifest (thresholds.rpn, pre-NMS scaled with it), shown by
+    `maskrt info`, the engine's default when loaded, and overridden by load(proposals=)."""
+    result = run_cli("build", small_checkpoint, "-o", str(tmp_path / "e.maskrt"), "--proposals", "200")
     assert result.returncode == 0, result.stderr
-    assert "[1/4]" in result.stderr and "[4/4]" in result.stderr
+    assert "[1/5]" in result.stderr and "[5/5]" in result.stderr
     info = run_cli("info", str(tmp_path / "e.maskrt"))
     assert info.returncode == 0 and "target:       cpu (fp32)" in info.stdout and "dense.bin" in info.stdout
+    assert "proposals:    200 per image after NMS (IoU 0.7), 200 per level before" in info.stdout
+    rpn = read_manifest(tmp_path / "e.maskrt").thresholds["rpn"]
+    assert (rpn["post_nms_top_n"], rpn["pre_nms_top_n"]) == (200, 200)
+    assert maskrt.load(tmp_path / "e.maskrt").backend.detector.proposals.params.post_nms_top_n == 200
+    params = maskrt.load(tmp_path / "e.maskrt", proposals=50).backend.detector.proposals.params
+    assert (params.post_nms_top_n, params.pre_nms_top_n) == (50, 50)
 
 
 def test_cli_tensorrt_target_says_what_is_missing(small_checkpoint, tmp_path):

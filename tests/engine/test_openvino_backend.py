@@ -94,3 +94,64 @@ def test_thread_counts_agree_within_the_stated_tolerance():
             assert (a.scores - b.scores).abs().max() <= SCORE_ATOL
             assert (a.boxes - b.boxes).abs().max() <= BOX_ATOL
             assert (a.mask_probs - b.mask_probs).abs().max() <= PROB_ATOL
+
+
+def test_two_requests_serve_two_callers_with_the_first_detectors_settings(small_checkpoint, tmp_path):
+    """requests=2: two streams (THROUGHPUT), two detectors; a call made while the first detector
+    is busy runs on the second, with the first's settings (proposals, thresholds), and finds what
+    a one-request backend finds (float rounding apart: 1 vs 2 threads per stage)."""
+    import threading
+
+    import numpy as np
+
+    from maskrt.artifact import read_manifest
+    from maskrt.engine.backends.openvino_backend import OpenVINOBackend
+    from tests.builders.test_build import ENGINE_TOLERANCE
+    from tests.conftest import random_image
+    from maskrt.engine import Segmenter
+    from tests.detections_compare import assert_detections_agree, maskrt_expected
+
+    engine = build_engine(small_checkpoint, tmp_path / "e.maskrt", progress=False)
+    manifest = read_manifest(engine)
+    one, two = OpenVINOBackend(engine, manifest, 2), OpenVINOBackend(engine, manifest, 2, requests=2)
+    assert two.compiled["dense"].get_property("NUM_STREAMS") == 2 and len(two.detectors) == 2
+    for backend in (one, two):
+        backend.detector.set_proposals(9)
+        backend.detector.set_score_threshold(0.01)
+    image = random_image(np.random.default_rng(4), 240, 320)
+    first, second = two.detectors
+    entered, release = threading.Event(), threading.Event()
+    dense = first.dense
+
+    def held(batch):
+        entered.set()
+        assert release.wait(60)
+        return dense(batch)
+
+    first.dense = held
+    rows = []
+    box_fn = second.heads.box_fn
+    second.heads.box_fn = lambda x: rows.append(x.shape[0]) or box_fn(x)
+    busy = threading.Thread(target=two.infer, args=([image],))
+    busy.start()
+    try:
+        assert entered.wait(60)
+        got = maskrt.Detections.from_raw(two.infer([image])[0])  # the first detector is busy
+    finally:
+        release.set()
+        busy.join()
+    assert rows == [9]
+    assert_detections_agree(got, maskrt_expected(Segmenter(one, manifest.classes), image), **ENGINE_TOLERANCE)
+
+
+def test_the_glue_runs_torch_on_one_thread_and_restores_the_count(small_checkpoint):
+    seg = maskrt.load(small_checkpoint)
+    seen, dense = [], seg.backend.detector.dense
+    seg.backend.detector.dense = lambda batch: seen.append(torch.get_num_threads()) or dense(batch)
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        seg(__import__("numpy").zeros((64, 64, 3), "uint8"))
+        assert seen == [1] and torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from maskrt.engine.render import blend_masks, draw_detections, instance_color
 from tests.engine.test_detections import make
@@ -78,3 +79,61 @@ def test_a_track_keeps_its_colour_and_shows_its_id():
     drawn = draw_detections(image, first, ["bg", "a"])
     want, (x0, y0, x1, y1) = label_image("a #5 0.90", instance_color(5), (5.0, 5.0))
     np.testing.assert_array_equal(drawn[y0:y1 + 1, x0:x1 + 1], want[y0:y1 + 1, x0:x1 + 1])
+
+
+# --- the one-pass renderer against PIL's own drawing (the oracle) ----------------------------------
+
+def pil_frame(image, dets, classes, colors, fps=None):
+    """The frame drawn per instance with PIL, as maskrt drew it before: the blend formula per
+    pixel, PIL's rectangle (width 2) and default-font text on a black textbbox plate."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    out = image.astype(np.float32)
+    masks = dets.masks
+    for i in reversed(range(len(dets))):  # the highest score ends on top
+        out[masks[i]] = image[masks[i]].astype(np.float32) * 0.5 + np.asarray(colors[i], np.float32) * 0.5
+    canvas = Image.fromarray(out.round().clip(0, 255).astype(np.uint8))
+    draw, font = ImageDraw.Draw(canvas), ImageFont.load_default()
+
+    def label(xy, text, color):
+        left, top, right, bottom = draw.textbbox(xy, text, font=font)
+        draw.rectangle((left - 1, top - 1, right + 1, bottom + 1), fill=(0, 0, 0))
+        draw.text(xy, text, fill=color, font=font)
+
+    for i in range(len(dets)):
+        x1, y1, x2, y2 = (int(v) for v in dets.boxes[i])
+        color = tuple(int(c) for c in colors[i])
+        draw.rectangle((x1, y1, x2, y2), outline=color, width=2)
+        label((x1, y1), f"{classes[int(dets.labels[i])]} {float(dets.scores[i]):.2f}", color)
+    if fps is not None:
+        label((4, 4), f"{fps:.1f} fps", (255, 255, 255))
+    return np.asarray(canvas)
+
+
+def integer_detections(n: int, size=(120, 160), seed: int = 3):
+    """n detections with integer box corners (some reaching past the frame), distinct scores."""
+    from maskrt.engine.detections import Detections
+
+    g = np.random.default_rng(seed)
+    xy = g.integers(-10, size[1] - 10, (n, 2)).astype(np.float64)
+    xy[:, 1] = g.integers(-10, size[0] - 10, n)
+    boxes = np.concatenate([xy, xy + g.integers(4, 60, (n, 2))], 1)
+    scores = np.ascontiguousarray(np.sort(g.uniform(0.05, 1.0, n))[::-1])
+    return Detections(boxes, scores, g.integers(1, 3, n), g.uniform(0, 1, (n, 28, 28)).astype(np.float32), size)
+
+
+@pytest.mark.parametrize("colors", [None, "track"])
+def test_frame_equals_pil_drawing_with_each_detections_colour(colors):
+    dets = integer_detections(30)
+    palette = (np.random.default_rng(9).integers(0, 256, (30, 3)) if colors == "track"
+               else [instance_color(i) for i in range(30)])
+    image = np.random.default_rng(1).integers(0, 256, (120, 160, 3), dtype=np.uint8)
+    got = draw_detections(image, dets, ["bg", "a", "b"], fps=12.34,
+                          colors=None if colors is None else palette)
+    np.testing.assert_array_equal(got, pil_frame(image, dets, ["bg", "a", "b"], palette, fps=12.34))
+
+
+def test_colors_must_be_one_rgb_row_per_detection():
+    dets = integer_detections(4)
+    with pytest.raises(ValueError, match=r"colors must be \[4, 3\]"):
+        draw_detections(np.zeros((120, 160, 3), np.uint8), dets, ["bg", "a", "b"], colors=np.zeros((3, 3)))

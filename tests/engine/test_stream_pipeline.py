@@ -15,8 +15,8 @@ import pytest
 import torch
 from pycocotools import mask as mask_utils
 
-from maskrt.engine import Segmenter
-from maskrt.engine.stream import ArraySource, JsonLinesSink
+from maskrt.engine import Detections, Segmenter
+from maskrt.engine.stream import ArraySource, FrameStep, JsonLinesSink
 from maskrt.errors import InputError
 from maskrt.model import RawDetections
 
@@ -180,3 +180,95 @@ def test_next_and_break_without_close():
     while any(t.is_alive() for t in other.pipeline._threads) and time.monotonic() < deadline:
         time.sleep(0.01)
     assert all(not t.is_alive() for t in other.pipeline._threads)
+
+
+class TwoRequestBackend(FakeBackend):
+    """Takes two frames at once (requests = 2). Frame 0's call waits until frame 1's call has
+    started (so the two calls overlap) and then until frame 1's call has returned: frame 1
+    finishes first, and the pipeline must still hand frame 0 on first. Every later frame waits
+    for the call of the frame after it, so the workers keep overtaking each other."""
+
+    requests = 2
+
+    def __init__(self, frames_total: int):
+        super().__init__()
+        self.total = frames_total
+        self.started = {i: threading.Event() for i in range(frames_total + 1)}
+        self.returned = {i: threading.Event() for i in range(frames_total + 1)}
+        self.active = self.most_active = 0
+        self.lock = threading.Lock()
+
+    def infer(self, images):
+        v = int(images[0][0, 0, 0])
+        with self.lock:
+            self.active += 1
+            self.most_active = max(self.most_active, self.active)
+        self.started[v].set()
+        try:
+            if v % 2 == 0 and v + 1 < self.total:  # wait for the next frame's call to overlap and finish
+                assert self.started[v + 1].wait(30), f"frame {v + 1} never started beside frame {v}"
+                assert self.returned[v + 1].wait(30), f"frame {v + 1} never returned"
+            return super().infer(images)
+        finally:
+            with self.lock:
+                self.active -= 1
+            self.returned[v].set()
+
+
+def test_two_infer_workers_overlap_and_keep_frame_order(tmp_path):
+    backend = TwoRequestBackend(10)
+    seg = Segmenter(backend, ["bg", "thing"])
+    sink = JsonLinesSink(tmp_path / "o.jsonl")
+    done = [int(frame[0, 0, 0]) for frame, _ in seg.stream(ArraySource(frames(10)), realtime=False, sinks=[sink])]
+    assert done == list(range(10))
+    assert backend.seen[:2] == [1, 0]  # frame 1 finished first; frame 0 was still handed on first
+    assert backend.most_active == 2
+    lines = [json.loads(line) for line in (tmp_path / "o.jsonl").read_text().splitlines()]
+    assert [line["frame"] for line in lines] == list(range(10))
+    assert [line["instances"][0]["bbox"][0] for line in lines] == list(range(10))  # each frame's own box
+
+
+def test_realtime_keeps_one_infer_worker():
+    backend = FakeBackend()
+    backend.requests = 2
+    seg = Segmenter(backend, ["bg", "thing"])
+    with seg.stream(ArraySource(frames(3)), realtime=True) as stream:
+        assert stream.pipeline.infer_workers == 1
+
+
+class EveryThirdFrame(FrameStep):
+    """The engine on frames 0, 3, 6, ... decided from the order of the questions (as a detector
+    interval does: it counts from the last frame it sent). Frame 0's question waits up to a second
+    for frame 1's to overtake it: a pipeline that asks outside its frame-order lock is caught."""
+
+    def __init__(self):
+        self.asked: list[int] = []
+        self.one_asked = threading.Event()
+        self._last = None
+
+    def wants_inference(self, index, time):
+        if index == 0:
+            self.one_asked.wait(1.0)
+        if index == 1:
+            self.one_asked.set()
+        self.asked.append(index)
+        if self._last is not None and index - self._last < 3:
+            return False
+        self._last = index
+        return True
+
+    def process(self, work, dets):
+        return dets if dets is not None else Detections.from_raw(
+            RawDetections(torch.zeros(0, 4), torch.zeros(0), torch.zeros(0, dtype=torch.int64),
+                          torch.zeros(0, 28, 28), (H, W)))
+
+
+def test_two_infer_workers_ask_the_steps_in_frame_order():
+    backend = FakeBackend()
+    backend.requests = 2
+    step = EveryThirdFrame()
+    seg = Segmenter(backend, ["bg", "thing"])
+    done = [int(frame[0, 0, 0]) for frame, _ in seg.stream(ArraySource(frames(10)), realtime=False, steps=[step])]
+    assert done == list(range(10))
+    assert step.asked == list(range(10))
+    assert sorted(backend.seen) == [0, 3, 6, 9]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import queue
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -144,45 +145,101 @@ class _Stage:
 class OpenVINOBackend:
     """Runs a `cpu`-target engine directory. Threads: OpenVINO and torch share `num_threads` cores.
     min_size / max_size override the manifest's input-size policy (the dense stage is dynamic
-    in height and width). infer() may be called from several threads: the stages hold one
-    infer request each, so calls run one at a time (a lock; uncontended it costs nothing
-    measurable next to a frame's inference)."""
+    in height and width).
+
+    requests: how many frames may be inside the engine at once. 1 (the default): one infer
+    request per stage on all `num_threads` threads (OpenVINO's LATENCY hint): one call is as fast
+    as it can be. N > 1: the stages are compiled for N streams of num_threads / N threads each
+    (the THROUGHPUT hint) and N detectors (each with its own infer requests) serve N callers at
+    once, so one frame's dense stage runs while another's glue and heads run: more frames per
+    second from several callers (the stream's infer workers), a slower single call.
+    infer() may be called from several threads: each call takes a free detector (waiting for one
+    when all N are busy); `detector` is the first, whose settings (thresholds, proposals) the
+    others copy before each call."""
 
     name = "openvino"
 
     def __init__(self, engine_dir: str | Path, manifest: Manifest, num_threads: int | None = None,
-                 min_size: int | None = None, max_size: int | None = None, models: dict | None = None):
+                 min_size: int | None = None, max_size: int | None = None, models: dict | None = None,
+                 requests: int = 1):
         """models: {stage: openvino.Model} to compile instead of the engine directory's files
         (the int8 builder runs the fp32 stages this way to capture calibration inputs)."""
         self.engine_dir = Path(engine_dir)
         self.manifest = manifest
-        threads = num_threads or os.cpu_count() or 1
+        self.num_threads = num_threads or os.cpu_count() or 1
+        self.requests = max(1, int(requests))
         core = shared_core()
         # "f32" or "bf16": what OpenVINO computes in on this CPU
         capabilities = core.get_property("CPU", "OPTIMIZATION_CAPABILITIES")
         self.compute_precision = compute_precision(manifest.precision, capabilities)
-        config = {"INFERENCE_NUM_THREADS": threads, "PERFORMANCE_HINT": "LATENCY",
-                  "INFERENCE_PRECISION_HINT": self.compute_precision}
+        config = {"INFERENCE_NUM_THREADS": self.num_threads, "INFERENCE_PRECISION_HINT": self.compute_precision,
+                  **stream_config(self.requests, self.num_threads)}
         compiled = {}
         for stage, model in read_stages(self.engine_dir, manifest, models).items():
             with _stage_errors(self.engine_dir, stage, manifest):
                 compiled[stage] = core.compile_model(model, "CPU", config)
         self.compiled = compiled
-        cfg = manifest.config
+        self.policy = InputPolicy.from_manifest(manifest.input_policy, min_size, max_size)
+        self.detectors = [self._new_detector() for _ in range(self.requests)]
+        self.detector = self.detectors[0]
+        self._free: queue.SimpleQueue = queue.SimpleQueue()
+        for detector in self.detectors:
+            self._free.put(detector)
+
+    def _new_detector(self) -> Detector:
+        """A Detector on its own infer requests of the compiled stages."""
+        cfg = self.manifest.config
         k, regressions = cfg.num_classes, 1 if cfg.box_agnostic else cfg.num_classes
         # The dense stage's outputs (FPN features, ~90 MB at 800x1344) are used in place: they are
         # read only within the same detect() call, before this request runs again.
-        dense = _Stage(compiled["dense"], copy_outputs=False)
-        box = _Stage(compiled["box"], lambda: (torch.zeros(0, k), torch.zeros(0, 4 * regressions)),
+        dense = _Stage(self.compiled["dense"], copy_outputs=False)
+        box = _Stage(self.compiled["box"], lambda: (torch.zeros(0, k), torch.zeros(0, 4 * regressions)),
                      full_rows=lambda: self.detector.proposals.params.post_nms_top_n)
-        mask = _Stage(compiled["mask"], full_rows=lambda: self.detector.heads.params.detections_per_img)
-        policy = InputPolicy.from_manifest(manifest.input_policy, min_size, max_size)
-        self._lock = threading.Lock()
-        self.detector = Detector(dense, box, mask, cell_anchors(cfg.numerics), cfg, policy,
-                                 RPNParams(**manifest.thresholds["rpn"]),
-                                 DetectionParams(**manifest.thresholds["detection"]))
+        mask = _Stage(self.compiled["mask"], full_rows=lambda: self.detector.heads.params.detections_per_img)
+        th = self.manifest.thresholds
+        return Detector(dense, box, mask, cell_anchors(cfg.numerics), cfg, self.policy,
+                        RPNParams(**th["rpn"]), DetectionParams(**th["detection"]))
 
     def infer(self, images: list[np.ndarray]) -> list[RawDetections]:
-        tensors = [to_float_chw(img) for img in images]
-        with self._lock:
-            return self.detector.detect(tensors)
+        detector = self._free.get()
+        try:
+            if detector is not self.detector:
+                detector.proposals.params = self.detector.proposals.params
+                detector.heads.params = self.detector.heads.params
+            with single_threaded_torch():
+                return detector.detect([to_float_chw(img) for img in images])
+        finally:
+            self._free.put(detector)
+
+
+_TORCH_THREADS = {"users": 0, "saved": None}
+_TORCH_THREADS_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def single_threaded_torch():
+    """torch's intra-op pool at 1 thread while any OpenVINO inference is inside (restored when
+    the last one leaves). The glue's torch ops (RoIAlign's gathers, top-k, preprocessing) are
+    small; on 2 cores a second torch thread only waits in each parallel region and spins after
+    it, taking the core OpenVINO's threads need: one engine call of the bundled int8 engine
+    measured 49-58 ms with one torch thread, 84-92 ms with two (load average 3)."""
+    with _TORCH_THREADS_LOCK:
+        if _TORCH_THREADS["users"] == 0:
+            _TORCH_THREADS["saved"] = torch.get_num_threads()
+            torch.set_num_threads(1)
+        _TORCH_THREADS["users"] += 1
+    try:
+        yield
+    finally:
+        with _TORCH_THREADS_LOCK:
+            _TORCH_THREADS["users"] -= 1
+            if _TORCH_THREADS["users"] == 0:
+                torch.set_num_threads(_TORCH_THREADS["saved"])
+
+
+def stream_config(requests: int, threads: int) -> dict:
+    """OpenVINO CPU properties for `requests` concurrent frames on `threads` threads: one
+    stream (LATENCY) for 1, else `requests` streams sharing the threads (THROUGHPUT)."""
+    if requests == 1:
+        return {"PERFORMANCE_HINT": "LATENCY"}
+    return {"PERFORMANCE_HINT": "THROUGHPUT", "NUM_STREAMS": min(requests, threads)}

@@ -9,6 +9,10 @@ batch_size frames offline); postprocess builds Detections, runs the per-frame st
 render draws the annotated frame when a sink wants it; encode/write hands the frame to every
 sink. Decoding, rendering and encoding thus overlap inference.
 
+Offline, a backend that takes several frames at once (`backend.requests` > 1: the OpenVINO
+backend's infer requests) gets that many infer workers: while one frame's dense stage runs,
+another's glue and heads run; their results are handed on in frame order.
+
 Offline (the default for files) every frame is processed in order and a full queue makes the
 decoder wait. Real time (the default for cameras and URLs) puts decoded frames in a latest-only
 slot (or, for steps with a `backlog`, the newest few: steps.py): when inference is slower than
@@ -80,6 +84,12 @@ class Pipeline:
         self._need_render = any(s.needs_render for s in self.sinks)
         self._threads: list[threading.Thread] = []
         self._closed = False
+        # infer workers: frames taken in order under _take, results handed on in that order (_order)
+        self.infer_workers = 1 if self.realtime else max(1, int(getattr(segmenter.backend, "requests", 1)))
+        self._take, self._order = threading.Lock(), threading.Condition()
+        self._taken = self._handed = 0
+        self._source_ended = False
+        self._workers_left = self.infer_workers
 
     @property
     def problems(self) -> list[str]:
@@ -160,8 +170,9 @@ class Pipeline:
 
     def _start(self) -> None:
         _RUNNING.add(self)
-        for name, fn in (("decode", self._decode), ("infer", self._infer), ("post", self._post),
-                         ("write", self._write)):
+        stages = [("decode", self._decode)] + [(f"infer{i}", self._infer) for i in range(self.infer_workers)] + \
+            [("post", self._post), ("write", self._write)]
+        for name, fn in stages:
             thread = threading.Thread(target=self._guard, args=(fn,), name=f"maskrt-{name}", daemon=True)
             self._threads.append(thread)
             thread.start()
@@ -200,12 +211,25 @@ class Pipeline:
         self._frames.close(self._abort)
 
     def _infer(self) -> None:
-        ended = False
-        while not ended:
-            batch, ended = self._next_batch()
-            if batch is None or (batch and not self._infer_batch(batch)):
+        """One infer worker: take the next batch, infer it, hand it on in the order taken; the
+        last worker to finish ends the hand-over."""
+        while True:
+            with self._take:
+                if self._source_ended:
+                    break
+                batch, ended = self._next_batch()
+                seq, self._taken = self._taken, self._taken + 1
+                self._source_ended = ended
+                # the steps decide in frame order (a detector interval counts frames), not in the
+                # order the workers happen to reach the engine
+                wanted = [work for work in batch if self._wants_inference(work)] if batch else []
+            if batch is None or not self._infer_batch(batch, wanted, seq):
                 return
-        self._inferred.close(self._abort)
+        with self._order:
+            self._workers_left -= 1
+            last = self._workers_left == 0
+        if last:
+            self._inferred.close(self._abort)
 
     def _next_batch(self) -> tuple[list[Work] | None, bool]:
         """(frames to infer, end reached); (None, True) when aborted. Frames taken after stop()
@@ -223,14 +247,15 @@ class Pipeline:
             batch.append(work)
         return batch, False
 
-    def _infer_batch(self, batch: list[Work]) -> bool:
+    def _infer_batch(self, batch: list[Work], wanted: list[Work], seq: int) -> bool:
+        """Infer the `wanted` frames of `batch` (the seq-th taken), then hand all its frames on
+        after every earlier batch's."""
         for work in batch:
             t0 = time.perf_counter()
             work.image = as_rgb_uint8(work.image)
             if not work.image.flags.writeable:  # e.g. np.asarray(PIL image); torch wants writable
                 work.image = work.image.copy()
             self.stats.add("preprocess", time.perf_counter() - t0)
-        wanted = [work for work in batch if self._wants_inference(work)]
         if wanted:
             t0 = time.perf_counter()
             raws = self.segmenter.backend.infer([work.image for work in wanted])
@@ -240,10 +265,16 @@ class Pipeline:
             for work, raw in zip(wanted, raws):
                 work.raw = raw
                 self.stats.add("infer", share)
-        for work in batch:
-            if not self._inferred.put(work, self._abort):
-                return False
-        return True
+        with self._order:
+            while self._handed != seq:
+                if self._abort.is_set():
+                    return False
+                self._order.wait(0.05)
+        handed = all(self._inferred.put(work, self._abort) for work in batch)
+        with self._order:
+            self._handed += 1
+            self._order.notify_all()
+        return handed
 
     def _wants_inference(self, work: Work) -> bool:
         """The engine runs on a frame unless a per-frame step takes it over (steps.py)."""

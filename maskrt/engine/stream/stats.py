@@ -8,6 +8,7 @@ computed over the ring. Times are seconds internally and milliseconds in summari
 from __future__ import annotations
 
 import json
+import threading
 import time
 
 import numpy as np
@@ -65,9 +66,11 @@ class StreamStats:
         self.finished: float | None = None
         self._last_done: float | None = None
         self._ema_interval: float | None = None
+        self._lock = threading.Lock()  # several infer workers add at once
 
     def add(self, stage: str, seconds: float) -> None:
-        self.stages[stage].add(seconds)
+        with self._lock:
+            self.stages[stage].add(seconds)
 
     def frame_done(self, latency: float) -> None:
         """Record one finished frame and its end-to-end latency (seconds)."""
