@@ -125,7 +125,7 @@ def report(results: dict) -> str:
                          f"{greedy['mask']['IDSW']}", f"{one['mask']['HOTA']:.3f} / {three['mask']['HOTA']:.3f}",
                          f"{one['fps']:.1f} / {three['fps']:.1f}", f"{one['seconds'] / three['seconds']:.2f}x"])
     lines = ["# Tracking figures (tools/tracking_figures.py)", "", f"Machine: {results['machine']}", "",
-             f"Load average at the start / end: {results['load'][0]} / {results['load'][1]} (a shared machine).", "",
+             f"Load average at the start / end: {results['load'][0]} / {results['load'][1]} (1, 5, 15 min; 2 CPUs).", "",
              "Mask IDF1 / ID switches / HOTA by mask IoU; fps: output frames per second; speed: interval 1's wall "
              "time over interval 3's, same run.", "",
              *markdown_table(["set", "clip", "IDF1 int 1", "IDF1 int 3", "IDF1 greedy", "ID sw. 1 / 3 / greedy",
