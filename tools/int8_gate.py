@@ -40,7 +40,7 @@ def val500(data: Path, out: Path, images: int) -> dict:
     dataset = data / f"val{images}"
     if not (dataset / "annotations.json").exists():
         generate_coco_dataset(dataset, images, seed=VAL_SEED)
-    results = out.parent / f"{out.stem}.val{images}.json"
+    results = data / f"{out.stem}.val{images}.json"  # per-image results go beside the dataset
     args = ["eval", "--model", str(bundled_checkpoint()), "--precision", "fp32", "--precision", "int8",
             "--coco", str(dataset / "annotations.json"), "--images", str(dataset / "images"),
             "--out", str(results), "--quiet"]
