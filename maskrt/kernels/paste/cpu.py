@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from .common import (PastedInstances, background_value, check_inputs, check_mode, crop_offsets, detectron2_probs,
-                     detectron2_regions, geometry, paint_priority)
+                     detectron2_regions, geometry, lazy_zeros, paint_priority)
 
 SMALL_PATH_LIMIT = 128  # h + w at or below which torch's small-output interpolation path is used
 
@@ -42,10 +42,12 @@ def paste(masks: Tensor, boxes: Tensor, height: int, width: int, threshold: floa
     check_inputs(masks, boxes, height, width)
     check_mode(mode, threshold)
     n = masks.shape[0]
-    # np.zeros comes from calloc: the OS hands out zero pages lazily, so only the pages inside
-    # the boxes are ever written; a full-size fill would cost more than the paste itself.
-    make = np.ones if background_value(threshold) else np.zeros
-    view = make((n, height, width), dtype=np.bool_)
+    # lazy_zeros: fresh zero pages, faulted in only inside the boxes (a full-size fill would cost
+    # more than the paste itself), and no huge-page compaction stalls (see there).
+    if background_value(threshold):
+        view = np.ones((n, height, width), dtype=np.bool_)
+    else:
+        view = lazy_zeros((n, height, width))
     for i, (x0, y0, x1, y1), crop in _crops(mode, masks, boxes, height, width, threshold):
         view[i, y0:y1, x0:x1] = crop
     return torch.from_numpy(view)
