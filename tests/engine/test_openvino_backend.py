@@ -119,6 +119,7 @@ def test_two_requests_serve_two_callers_with_the_first_detectors_settings(small_
         backend.detector.set_proposals(9)
         backend.detector.set_score_threshold(0.01)
     image = random_image(np.random.default_rng(4), 240, 320)
+    expected = maskrt_expected(Segmenter(one, manifest.classes), image)  # also the process's first inference
     first, second = two.detectors
     entered, release = threading.Event(), threading.Event()
     dense = first.dense
@@ -141,7 +142,7 @@ def test_two_requests_serve_two_callers_with_the_first_detectors_settings(small_
         release.set()
         busy.join()
     assert rows == [9]
-    assert_detections_agree(got, maskrt_expected(Segmenter(one, manifest.classes), image), **ENGINE_TOLERANCE)
+    assert_detections_agree(got, expected, **ENGINE_TOLERANCE)
 
 
 def test_the_glue_runs_torch_on_one_thread_and_restores_the_count(small_checkpoint):
@@ -155,3 +156,47 @@ def test_the_glue_runs_torch_on_one_thread_and_restores_the_count(small_checkpoi
         assert seen == [1] and torch.get_num_threads() == 2
     finally:
         torch.set_num_threads(before)
+
+
+def test_the_process_s_first_inference_runs_alone(small_checkpoint, tmp_path, monkeypatch):
+    """Two threads making the process's first OpenVINO inference at once deadlocked inside
+    OpenVINO's Python bindings (first_inference_alone): a second caller must not enter the
+    engine before the first call has finished; later calls overlap (the test above)."""
+    import threading
+    import time
+
+    import numpy as np
+
+    from maskrt.artifact import read_manifest
+    from maskrt.engine.backends import openvino_backend as ovb
+    from tests.conftest import random_image
+
+    monkeypatch.setattr(ovb, "_FIRST_INFERENCE_DONE", threading.Event())  # as in a fresh process
+    engine = build_engine(small_checkpoint, tmp_path / "e.maskrt", progress=False)
+    backend = ovb.OpenVINOBackend(engine, read_manifest(engine), 2, requests=2)
+    first, second = backend.detectors
+    events, second_entered = [], threading.Event()
+    first_dense, second_dense = first.dense, second.dense
+
+    def held(batch):  # the first call lingers a second inside, long enough for a second caller to enter
+        events.append("first")
+        second_entered.wait(1.0)
+        out = first_dense(batch)
+        events.append("first done")
+        return out
+
+    def entering(batch):
+        events.append("second")
+        second_entered.set()
+        return second_dense(batch)
+
+    first.dense, second.dense = held, entering
+    image = random_image(np.random.default_rng(4), 96, 128)
+    busy = threading.Thread(target=backend.infer, args=([image],))
+    busy.start()
+    deadline = time.monotonic() + 60
+    while "first" not in events and time.monotonic() < deadline:
+        time.sleep(0.01)
+    backend.infer([image])  # detector 1 is busy: this call gets detector 2
+    busy.join()
+    assert events == ["first", "first done", "second"]

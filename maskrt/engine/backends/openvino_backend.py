@@ -206,10 +206,32 @@ class OpenVINOBackend:
             if detector is not self.detector:
                 detector.proposals.params = self.detector.proposals.params
                 detector.heads.params = self.detector.heads.params
-            with single_threaded_torch():
+            with first_inference_alone(), single_threaded_torch():
                 return detector.detect([to_float_chw(img) for img in images])
         finally:
             self._free.put(detector)
+
+
+_FIRST_INFERENCE_LOCK = threading.Lock()
+_FIRST_INFERENCE_DONE = threading.Event()
+
+
+@contextlib.contextmanager
+def first_inference_alone():
+    """The process's first OpenVINO inference runs alone; later ones run concurrently.
+
+    OpenVINO's Python bindings initialise function-local statics on first use, and one such
+    initialiser reaches pybind11's numpy API, whose one-time set-up releases and retakes the GIL
+    (gil_safe_call_once_and_store). Two threads making their first inference at once (the
+    stream's two infer workers) deadlocked there: one held the static's guard waiting for the
+    GIL, the other held the GIL waiting for the guard (seen with gdb in a hung `maskrt run`).
+    Once one inference has completed, the statics exist and the GIL is no longer released."""
+    if _FIRST_INFERENCE_DONE.is_set():
+        yield
+        return
+    with _FIRST_INFERENCE_LOCK:
+        yield
+        _FIRST_INFERENCE_DONE.set()
 
 
 _TORCH_THREADS = {"users": 0, "saved": None}
