@@ -40,6 +40,11 @@ class Frame:
     masks: Sequence[MaskCrop] | None = None
 
 
+def _under_names(result, names: tuple[str, ...], value=lambda v: v) -> dict[str, float]:
+    """{TrackEval's name: value(field)}: `names` paired in order with the dataclass `result`'s fields."""
+    return {name: value(getattr(result, f.name)) for name, f in zip(names, fields(result))}
+
+
 @dataclass(frozen=True)
 class Hota:
     """HOTA and its sub-metrics, each float64 [19]: one value per alpha in ALPHAS."""
@@ -56,7 +61,7 @@ class Hota:
     def summary(self) -> dict[str, float]:
         """TrackEval's names -> the averages over alpha (what TrackEval reports)."""
         names = ("HOTA", "DetA", "AssA", "LocA", "DetRe", "DetPr", "AssRe", "AssPr")
-        return {name: float(np.mean(getattr(self, f.name))) for name, f in zip(names, fields(self))}
+        return _under_names(self, names, lambda values: float(np.mean(values)))
 
 
 @dataclass(frozen=True)
@@ -76,7 +81,7 @@ class Clear:
 
     def summary(self) -> dict[str, float]:
         names = ("MOTA", "MOTP", "CLR_TP", "CLR_FN", "CLR_FP", "IDSW", "Frag", "MT", "PT", "ML")
-        return {name: getattr(self, f.name) for name, f in zip(names, fields(self))}
+        return _under_names(self, names)
 
 
 @dataclass(frozen=True)
@@ -92,7 +97,7 @@ class Identity:
 
     def summary(self) -> dict[str, float]:
         names = ("IDF1", "IDP", "IDR", "IDTP", "IDFN", "IDFP")
-        return {name: getattr(self, f.name) for name, f in zip(names, fields(self))}
+        return _under_names(self, names)
 
 
 @dataclass(frozen=True)
