@@ -166,12 +166,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     work = args.work or Path(tempfile.mkdtemp(prefix="maskrt-tracking-"))
     seg = maskrt.load(BUNDLED, score_threshold=0.1)
-    strip_clip = make_clip(work, SETS["plain"][0][0], 150)
+    strip_clip = make_clip(work, SETS["plain"][0][0], 150, SETS["plain"][1])
     if args.strip_only:
         print(f"strip: {strip_clip.name} frames {strip(seg, strip_clip, args.strip)}")
         return 0
     if args.realtime_only:
-        rows = [realtime_figures(seg, make_clip(work, seed, 150)) for seed in SETS["plain"][0]]
+        rows = [realtime_figures(seg, make_clip(work, seed, 150, SETS["plain"][1])) for seed in SETS["plain"][0]]
         record = {"machine": str(describe()), "nice": os.nice(0), "load": " ".join(f"{v:.1f}" for v in os.getloadavg()),
                   "realtime": rows}
         write_atomic(args.out / "tracking-realtime.json", json.dumps(record, indent=1) + "\n")
@@ -180,12 +180,12 @@ def main(argv: list[str] | None = None) -> int:
     load0 = " ".join(f"{v:.1f}" for v in os.getloadavg())
     results = {"machine": str(describe()), "frames": 150, "sets": {}, "summary": {}, "realtime": []}
     for set_name, (seeds, events) in SETS.items():
-        clips = [make_clip(work, seed, 150, **events) for seed in seeds]
+        clips = [make_clip(work, seed, 150, events) for seed in seeds]
         results["sets"][set_name] = [clip_figures(seg, clip) for clip in clips]
         results["summary"][set_name] = summarise(results["sets"][set_name])
         print(json.dumps({set_name: results["summary"][set_name]}), flush=True)
     for seed in SETS["plain"][0]:
-        results["realtime"].append(realtime_figures(seg, make_clip(work, seed, 150)))
+        results["realtime"].append(realtime_figures(seg, make_clip(work, seed, 150, SETS["plain"][1])))
         print(json.dumps(results["realtime"][-1]), flush=True)
     results["load"] = [load0, " ".join(f"{v:.1f}" for v in os.getloadavg())]
     write_atomic(args.out / "tracking-figures.json", json.dumps(results, indent=1) + "\n")

@@ -32,11 +32,13 @@ EVENTS = {"crossings": 2, "occluders": 1, "returns": 2, "speed_changes": 2, "pan
 GREEDY_MIN_IOU = 0.5
 
 
-def make_clip(folder: Path, seed: int, frames: int = FRAMES, **events) -> Path:
-    """folder/clip-SEED.mp4 (and its ground truth .json), made once."""
+def make_clip(folder: Path, seed: int, frames: int = FRAMES, events: dict | None = None) -> Path:
+    """folder/clip-SEED.mp4 (and its ground truth .json), made once. events: the VideoEvents
+    settings (maskrt.data.motion); None: EVENTS; {}: none, the generator's default motion (every
+    object crosses the frame once at a constant velocity)."""
     path = Path(folder) / f"clip-{seed}.mp4"
     if not path.exists() or not path.with_suffix(".json").exists():
-        generate_video(path, num_frames=frames, fps=FPS, size=SIZE, seed=seed, **(events or EVENTS))
+        generate_video(path, num_frames=frames, fps=FPS, size=SIZE, seed=seed, **(EVENTS if events is None else events))
     return path
 
 

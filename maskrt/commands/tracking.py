@@ -28,7 +28,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--tracker", metavar="FILE",
                    help="with --track: ByteTrack settings as YAML, Ultralytics' bytetrack.yaml keys "
                         "(track_high_thresh, track_low_thresh, new_track_thresh, track_buffer, match_thresh, "
-                        "fuse_score) and maskrt's match, duplicate_iou, gap_buffer")
+                        "fuse_score) and maskrt's match, duplicate_iou, gap_buffer, unconfirmed_buffer, confirm_velocity")
     p.add_argument("--match", metavar="{box,mask}",
                    help="with --track: associate detections with tracks by box IoU (default) or by mask IoU")
     p.add_argument("--interval", metavar="N|auto",

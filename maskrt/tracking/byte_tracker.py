@@ -14,6 +14,13 @@ One `update` per frame on which the detector ran:
    Tracked tracks still unmatched become lost.
 4. Third association: unconfirmed tracks against the high detections left; cost as in 2,
    limit 0.7. An unconfirmed track matched here is confirmed; one left unmatched is removed.
+   maskrt's own, on by default (`unconfirmed_buffer`, `confirm_velocity`; both off: exactly
+   Ultralytics): an unconfirmed track has no velocity yet, so a small object moving more than
+   about half its size a frame never overlaps its first box and is never confirmed; here the
+   boxes are compared grown by unconfirmed_buffer (0.3) of their size on each side (C-BIoU's
+   buffered IoU, below), and a track confirmed starts at the velocity between its two
+   detections (centre only; aspect and height at rest), where Ultralytics starts it at rest and
+   loses it again on the next frame when it moves fast.
 5. Each high detection left that scores >= new_track_thresh starts an unconfirmed track (a
    track born on the tracker's first update is confirmed at once, as Ultralytics does on frame 1).
 6. A track that was already lost before this update and is still lost after its associations
@@ -298,12 +305,13 @@ class ByteTracker:
         second, unmatched, _ = self._match(view, tracked_left, dets, low, False, SECOND_STAGE_LIMIT)
         t.lost[unmatched] = True
         third, unconfirmed_left, new_dets = self._match(view, np.flatnonzero(~t.confirmed), dets, high_left,
-                                                        cfg.fuse_score, UNCONFIRMED_LIMIT)
+                                                        cfg.fuse_score, UNCONFIRMED_LIMIT, cfg.unconfirmed_buffer)
         return np.concatenate([first, second, third]), unconfirmed_left, new_dets
 
     def _match(self, view: _Predicted, rows: np.ndarray, dets: _Detections, columns: np.ndarray,
-               fuse: bool, limit: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Assign tracks `rows` to detections `columns` (int64 index arrays).
+               fuse: bool, limit: float, buffer: float = 0.0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Assign tracks `rows` to detections `columns` (int64 index arrays); box IoU of the boxes
+        grown by the gap's buffer plus `buffer` (the stage's own).
 
         Returns (pairs int64 [K, 2] of (track row, detection index), unmatched rows, unmatched columns).
         """
@@ -312,16 +320,22 @@ class ByteTracker:
             needed = np.divide(1.0 - limit, weights, out=np.full(len(columns), np.inf), where=weights > 0)
             similarity = mask_iou([view.masks[r] for r in rows], [dets.masks[c] for c in columns], needed)
         else:
-            similarity = box_iou(_buffered(view.boxes[rows], self._buffer), _buffered(dets.boxes[columns], self._buffer))
+            grow = self._buffer + buffer
+            similarity = box_iou(_buffered(view.boxes[rows], grow), _buffered(dets.boxes[columns], grow))
         similarity *= weights[None, :]
         pairs, free_rows, free_columns = assign(1.0 - similarity, limit)
         return (np.stack([rows[pairs[:, 0]], columns[pairs[:, 1]]], axis=1), rows[free_rows],
                 columns[free_columns])
 
     def _apply_matches(self, pairs: np.ndarray, dets: _Detections) -> None:
-        """Kalman-correct the matched tracks and take their detections' score, label and mask."""
+        """Kalman-correct the matched tracks and take their detections' score, label and mask;
+        with confirm_velocity, a track confirmed now moves at the velocity between its two detections."""
         t, (rows, cols) = self._tracks, pairs.T
+        confirming = ~t.confirmed[rows] & self.config.confirm_velocity
+        first_centres = t.mean[rows[confirming], :2].copy()
         t.mean[rows], t.cov[rows] = kalman.update(t.mean[rows], t.cov[rows], xyxy_to_xyah(dets.boxes[cols]))
+        if confirming.any():
+            self._start_moving(rows[confirming], first_centres, dets.boxes[cols[confirming]])
         t.lost[rows] = False
         t.confirmed[rows] = True
         t.seen[rows] = self._time
@@ -332,6 +346,16 @@ class ByteTracker:
             t.mask_boxes[rows] = dets.boxes[cols]
             for r, c in zip(rows, cols):
                 t.masks[r] = dets.masks[c]
+
+    def _start_moving(self, rows: np.ndarray, first_centres: np.ndarray, boxes: np.ndarray) -> None:
+        """Tracks `rows` (int64 [K]) confirmed now by `boxes` (float [K, 4] xyxy), first seen at
+        `first_centres` (float [K, 2]): on their new box (xyah), moving at the displacement
+        between the two over the time between them (aspect and height velocity stay 0)."""
+        t = self._tracks
+        xyah = xyxy_to_xyah(boxes)
+        steps = np.maximum((self._time - t.seen[rows]) * self.frame_rate, TIME_TOLERANCE)
+        t.mean[rows, :4] = xyah
+        t.mean[rows, 4:6] = (xyah[:, :2] - first_centres) / steps[:, None]
 
     def _add_tracks(self, dets: _Detections, candidates: np.ndarray) -> None:
         """Start a track for each candidate detection scoring >= new_track_thresh."""

@@ -12,6 +12,10 @@ A YAML file holds any subset of the keys below; missing keys keep their defaults
     match: box               # maskrt's own key: associate by box IoU (box) or by mask IoU (mask)
     gap_buffer: 0.3          # maskrt's own key: box IoU after a gap of g frame intervals compares boxes
                              # grown by gap_buffer * (g - 1) of their size on each side (0: plain IoU)
+    unconfirmed_buffer: 0.3  # maskrt's own key: the association of unconfirmed tracks (seen once, no velocity
+                             # yet) compares boxes grown by this much of their size on each side (0: plain IoU)
+    confirm_velocity: true   # maskrt's own key: a track confirmed by its second detection starts at the
+                             # velocity between its two detections (false: at rest, as Ultralytics)
     duplicate_iou: 0.7       # maskrt's own key: with tracking in a stream, a detection overlapping a
                              # higher-scoring one with box IoU above this, of any class, is the same
                              # object and is dropped before association (1: keep every detection)
@@ -32,6 +36,7 @@ import yaml
 from ..errors import MaskrtError
 
 MATCH_MODES = ("box", "mask")
+_BUFFERS = ("gap_buffer", "unconfirmed_buffer")
 _UNIT_FLOATS = ("track_high_thresh", "track_low_thresh", "new_track_thresh", "match_thresh", "duplicate_iou")
 
 
@@ -48,13 +53,15 @@ class TrackerConfig:
     fuse_score: bool = True
     match: str = "box"
     gap_buffer: float = 0.3
+    unconfirmed_buffer: float = 0.3
+    confirm_velocity: bool = True
     duplicate_iou: float = 0.7
 
     def __post_init__(self) -> None:
         problem = _problem(self)
         if problem:
             raise MaskrtError(f"tracker config: {problem}")
-        for name in (*_UNIT_FLOATS, "gap_buffer"):  # YAML's `1` is an int: store every threshold as a float
+        for name in (*_UNIT_FLOATS, *_BUFFERS):  # YAML's `1` is an int: store every threshold as a float
             object.__setattr__(self, name, float(getattr(self, name)))
 
     @classmethod
@@ -122,10 +129,13 @@ def _problem(config: TrackerConfig) -> str | None:
                 f"track_high_thresh ({config.track_high_thresh})")
     if not isinstance(config.track_buffer, int) or isinstance(config.track_buffer, bool) or config.track_buffer < 0:
         return f"track_buffer must be an integer >= 0, got {config.track_buffer!r}"
-    if not isinstance(config.fuse_score, bool):
-        return f"fuse_score must be true or false, got {config.fuse_score!r}"
-    if not _is_number(config.gap_buffer) or not 0.0 <= config.gap_buffer <= 10.0:
-        return f"gap_buffer must be a number in [0, 10], got {config.gap_buffer!r}"
+    for name in ("fuse_score", "confirm_velocity"):
+        if not isinstance(getattr(config, name), bool):
+            return f"{name} must be true or false, got {getattr(config, name)!r}"
+    for name in _BUFFERS:
+        value = getattr(config, name)
+        if not _is_number(value) or not 0.0 <= value <= 10.0:
+            return f"{name} must be a number in [0, 10], got {value!r}"
     if config.match not in MATCH_MODES:
         return f"match must be one of {', '.join(MATCH_MODES)}, got {config.match!r}"
     return None

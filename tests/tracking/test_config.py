@@ -55,6 +55,13 @@ def test_gap_buffer_is_maskrts_own_key(tmp_path):
     assert config.gap_buffer == 1.0 and isinstance(config.gap_buffer, float)
 
 
+def test_unconfirmed_buffer_and_confirm_velocity_are_maskrts_own_keys(tmp_path):
+    assert (TrackerConfig().unconfirmed_buffer, TrackerConfig().confirm_velocity) == (0.3, True)
+    config = TrackerConfig.from_yaml(write(tmp_path, "unconfirmed_buffer: 0\nconfirm_velocity: false\n"))
+    assert (config.unconfirmed_buffer, config.confirm_velocity) == (0.0, False)
+    assert isinstance(config.unconfirmed_buffer, float)
+
+
 def test_empty_file_means_defaults(tmp_path):
     assert TrackerConfig.from_yaml(write(tmp_path, "")) == TrackerConfig()
 
@@ -89,6 +96,8 @@ def test_unknown_key_is_named_with_the_known_ones(tmp_path):
     ("track_buffer: -1", "track_buffer must be an integer >= 0, got -1"),
     ("gap_buffer: -0.5", "gap_buffer must be a number in [0, 10], got -0.5"),
     ("gap_buffer: yes", "gap_buffer must be a number in [0, 10], got True"),
+    ("unconfirmed_buffer: 11", "unconfirmed_buffer must be a number in [0, 10], got 11"),
+    ("confirm_velocity: 1", "confirm_velocity must be true or false, got 1"),
     ("track_low_thresh: 0.5", "track_low_thresh (0.5) must not exceed track_high_thresh (0.25)"),
     ("tracker_type: botsort", "tracker_type must be 'bytetrack', got 'botsort'"),
     ("match: polygon", "match must be one of box, mask, got 'polygon'"),

@@ -307,3 +307,21 @@ def test_gap_buffer_lets_a_small_fast_object_be_confirmed_across_skipped_frames(
     assert run(0.3)[1:] == [[1, -1]] + [[1, 2]] * 8
     every_frame = ByteTracker(TrackerConfig(gap_buffer=5.0))  # no gap, no buffer: plain ByteTrack
     assert [update(every_frame, k, [box(100 + 13 * k, 100, 12, 12)]) for k in range(3)] == [[1], [-1], [-1]]
+
+
+def test_a_small_fast_object_is_confirmed_and_kept_at_every_frame():
+    """A 14 px object moving 10 px a frame, detected on every frame, appearing after an anchor (so
+    its track starts unconfirmed). Plain ByteTrack (Ultralytics): consecutive boxes overlap with
+    IoU 4 / 24 = 0.17 (x 0.95 < 1 - 0.7), so it is never confirmed. Grown by unconfirmed_buffer
+    0.3 a side (22.4 px boxes, IoU 12.4 / 32.4 = 0.38, x 0.95 = 0.36 >= 0.3) it is confirmed at its
+    second detection, and with the velocity between its two detections the Kalman prediction
+    lands on the third (at rest it would be 10 px behind: lost again, a new id)."""
+    def run(**keys) -> list[list[int]]:
+        tracker = ByteTracker(TrackerConfig(**keys))
+        return [update(tracker, k, [box(500, 400, 60, 60)] + ([box(100 + 10 * k, 100, 14, 14)] if k else []),
+                       scores=[0.95] * (1 + bool(k))) for k in range(8)]
+
+    assert run(unconfirmed_buffer=0.0, confirm_velocity=False)[1:] == [[1, -1]] * 7
+    assert run()[1:] == [[1, -1]] + [[1, 2]] * 6
+    at_rest = run(confirm_velocity=False)[1:]
+    assert at_rest[1] == [1, 2] and at_rest[2] == [1, -1]  # confirmed, then lost: it did not move

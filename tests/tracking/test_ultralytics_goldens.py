@@ -14,6 +14,10 @@ maskrt keeps a lost track matchable up to track_buffer + 1 frames after its last
 removal frame included) and no longer: the object's detection starts a new track there (id -1
 until it is confirmed on the next frame). So a re-found Ultralytics track is expected as -1 on
 its resurrection frame and as a new identity after it; everything else must agree.
+
+maskrt's own additions to the unconfirmed association (unconfirmed_buffer, confirm_velocity) are
+switched off here (ULTRALYTICS): with them on, the trackers differ by design, and
+test_maskrts_confirmation_changes_these_ids shows that they do on these sequences.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from maskrt.tracking import ByteTracker, TrackerConfig
 GOLDENS = Path(__file__).parent / "goldens"
 META = json.loads((GOLDENS / "bytetrack_ultralytics.json").read_text())
 ARRAYS = np.load(GOLDENS / "bytetrack_ultralytics.npz")
+ULTRALYTICS = {"unconfirmed_buffer": 0.0, "confirm_velocity": False}  # maskrt's own keys, as Ultralytics behaves
 
 
 def golden_frames(name: str):
@@ -71,7 +76,7 @@ def test_goldens_record_their_oracle():
 @pytest.mark.parametrize("name", sorted(META["sequences"]))
 def test_ids_agree_with_ultralytics_on_every_frame(name):
     meta = META["sequences"][name]
-    tracker = ByteTracker(TrackerConfig.from_dict(meta["config"]), frame_rate=META["frame_rate"])
+    tracker = ByteTracker(TrackerConfig.from_dict({**meta["config"], **ULTRALYTICS}), frame_rate=META["frame_rate"])
     relabelling = Relabelling()
     tracked = 0
     for k, (boxes, scores, labels, expected) in enumerate(golden_frames(name)):
@@ -83,3 +88,18 @@ def test_ids_agree_with_ultralytics_on_every_frame(name):
         tracked += int((ids >= 0).sum())
     assert tracked == meta["tracked"] - len(meta["resurrections"])
     assert len(relabelling.forward) == meta["ids"] + len(meta["resurrections"])
+
+
+def test_maskrts_confirmation_changes_these_ids():
+    """With maskrt's defaults for its own keys, some sequence disagrees with Ultralytics somewhere
+    (so the comparison above really switches them off)."""
+    def agrees(name: str) -> bool:
+        meta = META["sequences"][name]
+        tracker = ByteTracker(TrackerConfig.from_dict(meta["config"]), frame_rate=META["frame_rate"])
+        relabelling = Relabelling()
+        return all(relabelling.agrees(a, b)
+                   for k, (boxes, scores, labels, expected) in enumerate(golden_frames(name))
+                   for a, b in zip(tracker.update(boxes, scores, labels, time=k / META["frame_rate"]).tolist(),
+                                   expected.tolist()))
+
+    assert not all(agrees(name) for name in META["sequences"])
