@@ -21,7 +21,7 @@ from maskrt.engine.stream import JsonLinesSink, Pipeline
 from maskrt.engine.stream.tracking import AutoInterval, FixedInterval, TrackingStep, parse_interval, reframe_probs
 from maskrt.errors import MaskrtError
 from maskrt.model import RawDetections
-from maskrt.tracking import MaskCrop, carry_mask
+from maskrt.tracking import ByteTracker, MaskCrop, carry_mask
 
 H, W = 120, 160
 DISK = torch.tensor(((np.mgrid[0:28, 0:28] - 13.5) ** 2).sum(0) <= 11.0**2, dtype=torch.float32)  # [28, 28]
@@ -109,6 +109,39 @@ def test_a_carried_mask_is_the_last_mask_moved_and_scaled_with_its_box():
     centroid = [np.argwhere(d.masks[0]).mean(0)[::-1] for d in (last, carried)]
     shift = (carried.boxes[0, :2] + carried.boxes[0, 2:] - last.boxes[0, :2] - last.boxes[0, 2:]) / 2
     np.testing.assert_allclose(centroid[1] - centroid[0], shift, atol=0.5)  # moved with the box
+
+
+class Entering(Movers):
+    """One object entering through the top edge: its box (clipped by the edge) grows 2 px a frame
+    in height while it moves 2 px a frame to the right; 30 px wide throughout."""
+
+    def __init__(self):
+        super().__init__(boxes=[[10, 0, 40, 20]], velocity=[[2.0, 0.0]])
+
+    def box(self, k: int, i: int) -> np.ndarray:
+        return np.array([10 + 2 * i, 0, 40 + 2 * i, 20 + 2 * i], np.float64)
+
+
+def test_a_carried_box_keeps_its_last_detections_size():
+    """The Kalman filter's aspect ratio follows measurements slowly (ByteTrack's noise model): its
+    box for an object whose box changes shape is stretched (here first ~5 px wide, 30 px tall)
+    wider than the object (here first 30 x 20, then taller). A carried box is the last detection's
+    box, moved: 30 px wide."""
+    backend = Entering()
+    step = TrackingStep(interval=3)
+    outputs = run(backend, 30, step)
+    for i, dets in enumerate(outputs):
+        last = backend.box(0, i - i % 3)
+        width, height = dets.boxes[0, 2] - dets.boxes[0, 0], dets.boxes[0, 3] - dets.boxes[0, 1]
+        assert (width, height) == pytest.approx((last[2] - last[0], last[3] - last[1]), abs=1e-3), i
+        if i >= 9:  # once the filter has the velocity, the carried box is where the object is
+            assert abs((dets.boxes[0, 0] + dets.boxes[0, 2]) / 2 - (backend.box(0, i)[0] + 15)) < 1.0, i
+    kalman, widths = ByteTracker(), []  # the filter's own boxes two frames after each engine frame
+    for i in range(0, 30, 3):
+        kalman.update(backend.box(0, i)[None], np.array([0.9], np.float32), np.array([1]), time=i / 30.0)
+        box = kalman.predict((i + 2) / 30.0).boxes[0]
+        widths.append(float(box[2] - box[0]))
+    assert max(widths) > 36  # not the object's 30 px: the test has teeth
 
 
 def test_the_tracker_sees_low_scores_and_the_report_filter_applies_after_it():

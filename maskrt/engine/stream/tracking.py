@@ -3,9 +3,10 @@
 `TrackingStep` (a FrameStep, steps.py) runs maskrt.tracking's ByteTracker on the engine's
 detections and gives each one its track id (`Detections.track_ids`, -1 for a detection not
 matched to a confirmed track). With an interval the engine skips frames: on those, every
-confirmed track that the last engine frame found is predicted to the frame's time (the Kalman
-filter's constant-velocity box) and its last mask is carried onto the predicted box (the same
-28x28 mask probabilities pasted into the new box: moved and scaled with it); such instances are
+confirmed track that the last engine frame found is predicted to the frame's time: its last
+detection's box moved as the Kalman filter's constant-velocity centre moved since that frame
+(the size kept: TrackingStep._moved_boxes), and its last mask carried with it (the same 28x28
+mask probabilities pasted into the moved box, resampled where the image edge clips it); such instances are
 marked `Detections.propagated` and keep the track's last score and label. Every frame thus gets
 an output, at a fraction of the engine's cost.
 
@@ -183,6 +184,8 @@ class TrackingStep(FrameStep):
         elif interval > 1:
             self.backlog = 2 * interval
         self._probs: dict[int, np.ndarray] = {}  # track id -> its last detection's mask probs [M, M]
+        self._boxes: dict[int, np.ndarray] = {}  # track id -> its last detection's box float64 [4] xyxy
+        self._updated: float | None = None  # time of the last engine frame
         self._paste_mode = "torchvision"
         self.engine_frames = self.propagated_frames = self.propagated_instances = 0
 
@@ -214,15 +217,18 @@ class TrackingStep(FrameStep):
         self._paste_mode = dets.paste_mode  # carried masks are pasted as the model pastes its own
         for k in np.flatnonzero(ids >= 0).tolist():
             self._probs[int(ids[k])] = dets.mask_probs[k]
+            self._boxes[int(ids[k])] = np.asarray(dets.boxes[k], np.float64)
         live = set(self.tracker.live_ids().tolist())
         self._probs = {i: p for i, p in self._probs.items() if i in live}
+        self._boxes = {i: b for i, b in self._boxes.items() if i in live}
+        self._updated = t
         return dets.with_tracks(ids)
 
     def _carried(self, t: float, size: tuple[int, int]) -> Detections:
         """The confirmed tracks predicted to time t, their last masks carried: Detections at `size`."""
         objects = self.tracker.predict(t)
         rows = [k for k, i in enumerate(objects.ids.tolist()) if i in self._probs]
-        boxes = objects.boxes[rows].astype(np.float64)
+        boxes = self._moved_boxes(objects.ids[rows], objects.boxes[rows], t)
         probs = np.stack([self._probs[int(i)] for i in objects.ids[rows]]) if rows else np.zeros((0, 28, 28), np.float32)
         clipped = boxes.copy()
         clipped[:, 0::2] = clipped[:, 0::2].clip(0, size[1])
@@ -235,6 +241,22 @@ class TrackingStep(FrameStep):
                                        probs[order], size, paste_mode=self._paste_mode)
         ids = objects.ids[rows][inside][order]
         return dets.with_tracks(ids, np.ones(len(ids), np.bool_))
+
+
+    def _moved_boxes(self, ids: np.ndarray, predicted: np.ndarray, t: float) -> np.ndarray:
+        """float64 [K, 4] xyxy: the last detection box of each track `ids` (int64 [K]) moved by its
+        Kalman centre's displacement from the last engine frame to time t (`predicted`: float [K, 4],
+        the tracks' Kalman boxes at t). The size stays the detection's: the filter's aspect ratio
+        follows measurements slowly by design (ByteTrack's noise model), so its box stretches an
+        object whose box changed shape, e.g. one entering the frame through an edge."""
+        if not len(ids):
+            return np.zeros((0, 4))
+        then = self.tracker.predict(self._updated)
+        row = {int(i): k for k, i in enumerate(then.ids.tolist())}
+        before = then.boxes[[row[int(i)] for i in ids]].astype(np.float64)
+        centre = lambda b: (b[:, :2] + b[:, 2:]) / 2  # noqa: E731
+        move = centre(predicted.astype(np.float64)) - centre(before)
+        return np.stack([self._boxes[int(i)] for i in ids]) + np.concatenate([move, move], axis=1)
 
 
 def _mask_crops(dets: Detections) -> list[MaskCrop]:
