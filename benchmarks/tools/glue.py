@@ -51,7 +51,7 @@ class StepTimes:
         self._wrap(d.proposals, "one_image", "proposals")
         self._wrap(heads, "box_fn", "box stage")
         self._wrap(heads, "mask_fn", "mask stage")
-        self._wrap(heads, "_pool", lambda features, boxes, scales, size: f"roi_align {size}x{size}")
+        self._wrap(heads, "_pool", lambda features, boxes, scales, size, *stage: f"roi_align {size}x{size}")
         self._wrap(heads, "_postprocess", "box decode + nms")
         self._wrap(heads, "_masks", "masks")
         return self

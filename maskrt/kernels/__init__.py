@@ -20,14 +20,25 @@ import torch
 from . import library  # noqa: F401  (registers torch.ops.maskrt.*)
 from .dispatch import available, current, get, register, set_implementation, use
 from .paste.common import PastedInstances
+from .roi_align.cpu import FeaturePyramid
+from .roi_align.cpu import roi_align as _cpu_roi_align
 
 
-def roi_align(*args, impl: str | None = None, **kwargs):
+def roi_align(*args, impl: str | None = None, out: torch.Tensor | None = None, **kwargs):
     """Multi-level RoIAlign; see `maskrt.kernels.roi_align.reference.roi_align`. In a traced graph
-    it is torch.ops.maskrt.roi_align (exported as a plugin node: maskrt.tensorrt.onnx_symbolics)."""
+    it is torch.ops.maskrt.roi_align (exported as a plugin node: maskrt.tensorrt.onnx_symbolics).
+
+    out: optional Tensor[R, C, S, S] to write the result into and return. The `cpu` kernel writes
+    a channels_last `out` in place (no fresh allocation: the caller's reused buffer); the others
+    compute as usual and copy into it. Not part of a traced graph (ignored while tracing)."""
     if torch.jit.is_tracing():
         return torch.ops.maskrt.roi_align(*args, **kwargs)
-    return get("roi_align", impl)(*args, **kwargs)
+    fn = get("roi_align", impl)
+    if out is None:
+        return fn(*args, **kwargs)
+    if (impl or current()) == "cpu" or ((impl or current()) == "auto" and out.device.type == "cpu"):
+        return _cpu_roi_align(*args, out=out, **kwargs)
+    return out.copy_(fn(*args, **kwargs))
 
 
 def nms(*args, impl: str | None = None, **kwargs):
@@ -57,5 +68,5 @@ def paste_id_map(*args, impl: str | None = None, **kwargs) -> PastedInstances:
     return fn(*args, **kwargs)
 
 
-__all__ = ["PastedInstances", "available", "current", "get", "nms", "paste", "paste_id_map", "register", "roi_align",
+__all__ = ["FeaturePyramid", "PastedInstances", "available", "current", "get", "nms", "paste", "paste_id_map", "register", "roi_align",
            "set_implementation", "use"]

@@ -75,19 +75,25 @@ class RoIHeads:
         image_sizes: resized (h, w) per image, tuples or Tensor[2]; spatial_scales: 1 / stride
         per level (default: inferred from the features as torchvision does)."""
         scales = spatial_scales or (FPN_SCALES if self.detectron2 else infer_spatial_scales(features, image_sizes))
-        class_logits, box_regression = self.box_fn(self._pool(features, proposals, scales, self.box_pool))
+        if not torch.jit.is_tracing():  # the box and mask RoIAligns share the cpu kernel's tables
+            features = kernels.FeaturePyramid(features)
+        class_logits, box_regression = self.box_fn(self._pool(features, proposals, scales, self.box_pool, self.box_fn))
         per_image = zip(_split(class_logits.float(), proposals), _split(box_regression.float(), proposals),
                         proposals, image_sizes)
         dets = [self._postprocess(logits, deltas, props, size) for logits, deltas, props, size in per_image]
         masks = self._masks(features, [d[0] for d in dets], [d[2] for d in dets], scales)
         return [(b, s, lab, m) for (b, s, lab), m in zip(dets, masks)]
 
-    def _pool(self, features: list[Tensor], boxes: list[Tensor], scales: list[float], size: int) -> Tensor:
+    def _pool(self, features: list[Tensor], boxes: list[Tensor], scales: list[float], size: int, stage=None) -> Tensor:
+        """RoIAlign of `boxes` -> Tensor[R, C, size, size]; written straight into the input buffer of
+        `stage` (the head it feeds) where the stage lends one (`input_view`: a compiled CPU stage)."""
         rois = rois_with_batch_index(boxes)
+        lend = getattr(stage, "input_view", None)
+        out = lend(rois.shape[0], (features[0].shape[1], size, size)) if lend and not torch.jit.is_tracing() else None
         if self.detectron2:
             return kernels.roi_align(features, rois, list(scales), size, self.params.sampling_ratio, True, 224, 4,
-                                     "detectron2")
-        return kernels.roi_align(features, rois, list(scales), size, self.params.sampling_ratio, False)
+                                     "detectron2", out=out)
+        return kernels.roi_align(features, rois, list(scales), size, self.params.sampling_ratio, False, out=out)
 
     def _postprocess(self, logits: Tensor, deltas: Tensor, proposals: Tensor, image_size):
         """Drop background, threshold, class-wise decode and clip, NMS per class, top-k.
@@ -144,7 +150,7 @@ class RoIHeads:
         if not torch.jit.is_tracing() and sum(b.shape[0] for b in boxes) == 0:
             size = 2 * self.mask_pool
             return [features[0].new_zeros((0, size, size), dtype=torch.float32) for _ in boxes]
-        logits = self.mask_fn(self._pool(features, boxes, scales, self.mask_pool))
+        logits = self.mask_fn(self._pool(features, boxes, scales, self.mask_pool, self.mask_fn))
         label = labels[0] if len(labels) == 1 else torch.cat(labels)
         if logits.shape[1] == 1:  # class-agnostic mask head: the one mask, whatever the class
             label = torch.zeros_like(label)

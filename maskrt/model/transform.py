@@ -79,8 +79,10 @@ def normalize_and_resize(image: Tensor, policy: InputPolicy) -> Tensor:
         image = image.flip(0)
     mean = device_values(policy.mean, image.dtype, image.device)  # no host-to-device copy: no sync on a GPU
     std = device_values(policy.std, image.dtype, image.device)
-    image = (image - mean[:, None, None]) / std[:, None, None]
+    image = (image - mean[:, None, None]).div_(std[:, None, None])
     size = policy.resized_size(image.shape[-2], image.shape[-1])
+    if tuple(size) == tuple(image.shape[-2:]) and not torch.jit.is_tracing():
+        return image  # bilinear (half-pixel centres) to the same size weighs each pixel by 1, its neighbour by 0
     return F.interpolate(image[None], size=size, mode="bilinear", align_corners=False)[0]
 
 

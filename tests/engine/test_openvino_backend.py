@@ -35,9 +35,10 @@ class ShapeSpy:
     def __init__(self, request):
         self.request, self.shapes = request, set()
 
-    def infer(self, inputs):
+    def infer(self, inputs, **kwargs):
         self.shapes.add(inputs[0].shape)
-        return self.request.infer(inputs)
+        self.last = inputs[0]
+        return self.request.infer(inputs, **kwargs)
 
     def get_output_tensor(self, i):
         return self.request.get_output_tensor(i)
@@ -65,6 +66,52 @@ def test_heads_see_bucket_shapes_and_return_each_row_as_unpadded(engines, stage,
             torch.testing.assert_close(g, w, atol=2e-4, rtol=1e-4)
     # 70 rows is below both full counts (1000 proposals, 100 detections): plain buckets
     assert {shape[0] for shape in spy.shapes} == {row_bucket(n) for n in range(1, 71)}
+
+
+@pytest.mark.parametrize("stage,pool", [("box_fn", 7), ("mask_fn", 14)])
+def test_a_lent_input_buffer_is_the_next_calls_input(engines, stage, pool):
+    """The head stages take NHWC input (RoIAlign's channels_last output as it lies in memory);
+    `input_view` lends the stage's own buffer: written there, it is inferred without a copy, and
+    the padding rows of a reused buffer are zeroed again."""
+    ov_heads, torch_heads = engines
+    ov_stage, torch_stage = getattr(ov_heads, stage), getattr(torch_heads, stage)
+    spy = ov_stage.request = ShapeSpy(ov_stage.request)
+    x = torch.randn(40, 64, pool, pool, generator=torch.Generator().manual_seed(1))
+    for n in (40, 33):  # the same bucket: the buffer is reused, its rows 33.. held row data of the first call
+        view = ov_stage.input_view(n, (64, pool, pool))
+        assert view.shape == (n, 64, pool, pool) and view.is_contiguous(memory_format=torch.channels_last)
+        view.copy_(x[:n])
+        got = ov_stage(view)
+        buffer = spy.last
+        assert buffer.shape == (row_bucket(n), pool, pool, 64) and buffer.ctypes.data == view.data_ptr()
+        assert not buffer[n:].any()
+        with torch.no_grad():
+            want = torch_stage(x[:n])
+        for g, w in zip(got if isinstance(got, tuple) else (got,), want if isinstance(want, tuple) else (want,)):
+            torch.testing.assert_close(g, w, atol=2e-4, rtol=1e-4)
+
+
+def test_the_heads_pool_straight_into_the_stage_buffers(small_checkpoint, tmp_path, monkeypatch):
+    """In the CPU engine both RoIAligns get their stage's lent buffer as `out`; with the torch
+    backend (stages that lend nothing) they allocate as usual."""
+    import maskrt.model.heads as heads
+
+    seen = []
+    real = heads.kernels.roi_align
+
+    def spy(*args, out=None, **kwargs):
+        seen.append(out is not None)
+        return real(*args, out=out, **kwargs)
+
+    monkeypatch.setattr(heads.kernels, "roi_align", spy)
+    image = torch.rand(3, 96, 128, generator=torch.Generator().manual_seed(2))
+    engine = maskrt.load(build_engine(small_checkpoint, tmp_path / "small.maskrt", progress=False))
+    engine.backend.detector.set_score_threshold(0.0)
+    engine.backend.detector.detect([image])
+    assert seen and all(seen)
+    seen.clear()
+    maskrt.load(small_checkpoint, backend="torch").backend.detector.detect([image])
+    assert seen and not any(seen)
 
 
 # Thread counts change the order OpenVINO sums convolution and matrix-product terms in on some

@@ -154,6 +154,47 @@ def test_output_is_channels_last_view_with_same_values():
     assert out.is_contiguous(memory_format=torch.channels_last)
 
 
+@pytest.mark.parametrize("sampling_ratio", [2, 0])  # fixed grids; adaptive grids, some huge (separable path)
+def test_cpu_writes_a_channels_last_out_in_place(sampling_ratio):
+    feats, rois = pyramid(), random_rois(40, max_size=2000.0)
+    want = reference(feats, rois, SCALES, 7, sampling_ratio, False)
+    buffer = torch.full((40, 7, 7, 8), float("nan"))
+    out = buffer.permute(0, 3, 1, 2)  # Tensor[R, C, S, S], channels_last: a stage's NHWC input
+    got = K.roi_align(feats, rois, SCALES, 7, sampling_ratio, False, impl="cpu", out=out)
+    assert got is out and got.data_ptr() == buffer.data_ptr()
+    torch.testing.assert_close(buffer.permute(0, 3, 1, 2), want, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("impl", ["cpu", "reference", "auto"])
+def test_any_out_receives_the_result(impl):
+    feats, rois = pyramid(), random_rois(12)
+    want = reference(feats, rois, SCALES, 7, 2, False)
+    out = torch.full((12, 8, 7, 7), float("nan"))  # NCHW: not written in place, copied into
+    assert K.roi_align(feats, rois, SCALES, 7, 2, False, impl=impl, out=out) is out
+    torch.testing.assert_close(out, want, atol=1e-5, rtol=1e-5)
+
+
+def test_a_feature_pyramid_builds_the_cpu_tables_once(monkeypatch):
+    """Two RoIAligns over one FeaturePyramid (the box head's, then the mask head's) transpose the
+    levels into the kernel's tables once, with the same results as over a plain list."""
+    from maskrt.kernels.roi_align import cpu
+
+    feats, rois = pyramid(channels=96), random_rois(20)  # two channel blocks (64 + 32)
+    built = []
+    real = cpu.pyramid_table
+    monkeypatch.setattr(cpu, "pyramid_table", lambda maps, c0, c1: built.append((c0, c1)) or real(maps, c0, c1))
+    levels = K.FeaturePyramid(feats)
+    for size in (7, 14):
+        got = K.roi_align(levels, rois, SCALES, size, 2, False, impl="cpu")
+        assert torch.equal(got, K.roi_align(list(feats), rois, SCALES, size, 2, False, impl="cpu"))
+    assert sorted(built) == sorted([(0, 64), (64, 96)] * 3)  # 2 blocks for the pyramid, once; 2 x 2 for the lists
+
+
+def test_out_of_the_wrong_shape_is_refused():
+    with pytest.raises(ValueError, match="out must be Tensor"):
+        K.roi_align(pyramid(), random_rois(3), SCALES, 7, 2, False, impl="cpu", out=torch.zeros(4, 8, 7, 7))
+
+
 def test_levels_follow_fpn_equation():
     """A 224 px box goes to level 4 (scale 1/16), a 112 px box to level 3; clamped at both ends."""
     from maskrt.kernels.roi_align.common import assign_levels

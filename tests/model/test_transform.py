@@ -35,3 +35,18 @@ def test_thin_images_keep_a_pixel_and_are_segmented(torch_seg, shape):
     assert min(InputPolicy(320, 512).resized_size(*shape[:2])) == 1
     dets = torch_seg(np.full(shape, 120, np.uint8))
     assert dets.masks.shape == (len(dets), *shape[:2])
+
+
+@pytest.mark.parametrize("size", [(320, 480), (300, 512)])  # already at the policy's size: no resampling
+def test_an_image_at_its_size_is_normalised_as_torchvision_does(size):
+    """normalize_and_resize returns the normalised image itself when the policy keeps its size;
+    bitwise what torchvision's transform gives (its interpolation to the same size)."""
+    from maskrt.model.transform import normalize_and_resize
+
+    policy = InputPolicy(320, 512)
+    assert policy.resized_size(*size) == size
+    image = torch.rand(3, *size, generator=torch.Generator().manual_seed(0))
+    tv = GeneralizedRCNNTransform(320, 512, list(policy.mean), list(policy.std))
+    tv.eval()
+    want = tv([image])[0].tensors[0, :, : size[0], : size[1]]
+    assert torch.equal(normalize_and_resize(image, policy), want)

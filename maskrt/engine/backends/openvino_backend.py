@@ -43,6 +43,9 @@ def shared_core():
         return _CORE
 
 
+MAX_INPUT_BUFFERS = 4  # a stage's reused input buffers (padded shapes), oldest dropped first
+
+
 def row_bucket(n: int, full: int | None = None) -> int:
     """Number of rows a stage input with n rows is padded to: n up to 8, then the next multiple of
     a quarter of n's power of two (9 -> 10, 17 -> 20, 1000 -> 1024): at most 25% extra rows, about
@@ -110,36 +113,87 @@ def _stage_errors(engine_dir: Path, stage: str, manifest: Manifest):
         raise EngineError(f"{engine_dir}: stage {stage} ({file}) cannot be loaded by OpenVINO: {first}") from None
 
 
+CHANNELS_LAST_STAGES = ("box", "mask")  # their input is RoIAlign's output, channels_last: taken as NHWC
+
+
+def channels_last_input(model):
+    """A copy of the openvino.Model `model` whose one input Tensor[N, C, H, W] is given as NHWC
+    (PrePostProcessor: OpenVINO transposes it inside the graph, into its own layout anyway), so
+    that RoIAlign's channels_last output is fed as it lies in memory: no transposing copy on the host."""
+    import openvino as ov
+
+    ppp = ov.preprocess.PrePostProcessor(model.clone())
+    ppp.input().tensor().set_layout(ov.Layout("NHWC"))
+    ppp.input().model().set_layout(ov.Layout("NCHW"))
+    return ppp.build()
+
+
 class _Stage:
     """One compiled model; called with torch tensors, returns torch tensors: copies, or with
     copy_outputs=False views of OpenVINO's output buffers, valid until the stage's next call.
+    Inputs are shared with OpenVINO for the call, not copied.
 
     With `full_rows` (a callable giving `row_bucket`'s `full`), the input's first dimension
     (RoIs, detections) is zero-padded to `row_bucket(n, full_rows())` and the outputs cut back to
-    n rows; the heads treat rows independently, so the padding changes no real row's result."""
+    n rows; the heads treat rows independently, so the padding changes no real row's result.
+
+    channels_last: the compiled model takes its input as NHWC (channels_last_input); it is called
+    with Tensor[N, C, H, W] as usual, and `input_view` lends a buffer to write that input into."""
 
     def __init__(self, compiled, empty_outputs=None, full_rows: Callable[[], int] | None = None,
-                 copy_outputs: bool = True):
+                 copy_outputs: bool = True, channels_last: bool = False):
         self.request = compiled.create_infer_request()
         self.num_outputs = len(compiled.outputs)
         self.empty_outputs = empty_outputs
         self.full_rows = full_rows
         self.copy_outputs = copy_outputs
+        self.channels_last = channels_last and compiled.input(0).get_element_type().get_type_name() == "f32"
+        self._buffers: dict[tuple[int, ...], np.ndarray] = {}  # NHWC input buffers by shape, reused
+        self._lent: np.ndarray | None = None
+
+    def input_view(self, n: int, shape: tuple[int, int, int]) -> torch.Tensor | None:
+        """A float32 Tensor[n, C, H, W] (shape = (C, H, W)), channels_last, over this stage's own
+        input buffer: what is written into it is the next call's input without a copy (call the
+        stage with this very tensor). The buffer's padding rows are zeroed; buffers are kept per
+        padded shape and reused, so no call allocates (and page-faults) a fresh one. None where the
+        stage does not take channels-last input, or for n == 0."""
+        if not self.channels_last or n == 0:
+            return None
+        rows = row_bucket(n, self.full_rows()) if self.full_rows else n
+        c, h, w = shape
+        key = (rows, h, w, c)
+        if key not in self._buffers:
+            if len(self._buffers) >= MAX_INPUT_BUFFERS:
+                self._buffers.pop(next(iter(self._buffers)))
+            self._buffers[key] = np.zeros(key, np.float32)
+        buffer = self._buffers[key]
+        buffer[n:] = 0
+        self._lent = buffer
+        return torch.from_numpy(buffer[:n]).permute(0, 3, 1, 2)
 
     def __call__(self, x: torch.Tensor):
         n = x.shape[0]
+        lent, self._lent = self._lent, None
         if n == 0 and self.empty_outputs is not None:
             return self.empty_outputs()
-        array = np.ascontiguousarray(x.numpy())
-        rows = row_bucket(n, self.full_rows()) if self.full_rows else n
-        if rows != n:
-            padded = np.zeros((rows,) + array.shape[1:], dtype=array.dtype)
-            padded[:n] = array
-            array = padded
-        self.request.infer([array])
+        if lent is not None and x.data_ptr() == lent.ctypes.data and n <= lent.shape[0]:
+            array = lent  # written in place by the producer (input_view)
+        else:
+            array = self._padded(np.ascontiguousarray(x.permute(0, 2, 3, 1).numpy() if self.channels_last else x.numpy()))
+        self.request.infer([array], share_inputs=True)
         views = (self.request.get_output_tensor(i).data[:n] for i in range(self.num_outputs))
         outs = tuple(torch.from_numpy(v.copy() if self.copy_outputs else v) for v in views)
         return outs if self.num_outputs > 1 else outs[0]
+
+    def _padded(self, array: np.ndarray) -> np.ndarray:
+        """array with its first dimension zero-padded to the row bucket (as is without full_rows)."""
+        n = array.shape[0]
+        rows = row_bucket(n, self.full_rows()) if self.full_rows else n
+        if rows == n:
+            return array
+        padded = np.zeros((rows,) + array.shape[1:], dtype=array.dtype)
+        padded[:n] = array
+        return padded
 
 
 class OpenVINOBackend:
@@ -175,8 +229,11 @@ class OpenVINOBackend:
         config = {"INFERENCE_NUM_THREADS": self.num_threads, "INFERENCE_PRECISION_HINT": self.compute_precision,
                   **stream_config(self.requests, self.num_threads)}
         compiled = {}
+        self.channels_last = tuple(CHANNELS_LAST_STAGES)  # stages compiled to take NHWC input
         for stage, model in read_stages(self.engine_dir, manifest, models).items():
             with _stage_errors(self.engine_dir, stage, manifest):
+                if stage in self.channels_last:
+                    model = channels_last_input(model)
                 compiled[stage] = core.compile_model(model, "CPU", config)
         self.compiled = compiled
         self.policy = InputPolicy.from_manifest(manifest.input_policy, min_size, max_size)
@@ -194,8 +251,10 @@ class OpenVINOBackend:
         # read only within the same detect() call, before this request runs again.
         dense = _Stage(self.compiled["dense"], copy_outputs=False)
         box = _Stage(self.compiled["box"], lambda: (torch.zeros(0, k), torch.zeros(0, 4 * regressions)),
-                     full_rows=lambda: self.detector.proposals.params.post_nms_top_n)
-        mask = _Stage(self.compiled["mask"], full_rows=lambda: self.detector.heads.params.detections_per_img)
+                     full_rows=lambda: self.detector.proposals.params.post_nms_top_n,
+                     channels_last="box" in self.channels_last)
+        mask = _Stage(self.compiled["mask"], full_rows=lambda: self.detector.heads.params.detections_per_img,
+                      channels_last="mask" in self.channels_last)
         th = self.manifest.thresholds
         return Detector(dense, box, mask, cell_anchors(cfg.numerics), cfg, self.policy,
                         RPNParams(**th["rpn"]), DetectionParams(**th["detection"]))
