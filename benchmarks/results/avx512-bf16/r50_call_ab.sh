@@ -1,0 +1,30 @@
+#!/bin/bash
+# One R50 800x1333 int8 engine call (`seg(image).masks`, the benchmark image of
+# benchmarks/end_to_end/test_r50_800x1333.py), two source trees alternating, 3 rounds of 5 calls
+# after a warm-up call; prints each round's median. The same engine folder for both trees (the
+# engine format did not change). Usage:
+#   bash r50_call_ab.sh BASE_TREE NEW_TREE ENGINE     (e.g. a worktree of b2ebcaa, this checkout,
+#                                                      an engine built by the R50 benchmark module)
+set -e
+BASE=$(realpath "$1"); NEW=$(realpath "$2"); ENGINE=$(realpath "$3")
+PY=${PY:-$NEW/.venv/bin/python}
+call() {
+  cd "$1" && PYTHONPATH="$1" $PY - "$1" "$ENGINE" <<'PYEOF'
+import json, sys, time
+import numpy as np
+import maskrt
+from benchmarks.conftest import bench_image
+assert maskrt.__file__.startswith(sys.argv[1])
+seg = maskrt.load(sys.argv[2], num_threads=2)
+image = bench_image(800, 1333)
+seg(image).masks
+times = []
+for _ in range(5):
+    start = time.perf_counter()
+    seg(image).masks
+    times.append(time.perf_counter() - start)
+print(json.dumps({"tree": sys.argv[1], "median_ms": round(1000 * float(np.median(times)), 1),
+                  "ms": [round(1000 * t, 1) for t in times]}))
+PYEOF
+}
+for r in 1 2 3; do call "$BASE"; call "$NEW"; done
