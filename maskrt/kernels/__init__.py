@@ -36,7 +36,8 @@ def roi_align(*args, impl: str | None = None, out: torch.Tensor | None = None, *
     fn = get("roi_align", impl)
     if out is None:
         return fn(*args, **kwargs)
-    if (impl or current()) == "cpu" or ((impl or current()) == "auto" and out.device.type == "cpu"):
+    chosen = impl or current()
+    if chosen == "cpu" or (chosen == "auto" and out.device.type == "cpu"):
         return _cpu_roi_align(*args, out=out, **kwargs)
     return out.copy_(fn(*args, **kwargs))
 

@@ -18,9 +18,9 @@ One `update` per frame on which the detector ran:
    Ultralytics): an unconfirmed track has no velocity yet, so a small object moving more than
    about half its size a frame never overlaps its first box and is never confirmed; here the
    boxes are compared grown by unconfirmed_buffer (0.3) of their size on each side (C-BIoU's
-   buffered IoU, below), and a track confirmed starts at the velocity between its two
-   detections (centre only; aspect and height at rest), where Ultralytics starts it at rest and
-   loses it again on the next frame when it moves fast.
+   buffered IoU, below), and a track confirmed starts on its second box with its centre moving
+   at the velocity between its two detections (aspect and height at rest), where Ultralytics
+   starts it at rest and loses it again on the next frame when it moves fast.
 5. Each high detection left that scores >= new_track_thresh starts an unconfirmed track (a
    track born on the tracker's first update is confirmed at once, as Ultralytics does on frame 1).
 6. A track that was already lost before this update and is still lost after its associations

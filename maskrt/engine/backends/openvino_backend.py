@@ -147,7 +147,8 @@ class _Stage:
         self.empty_outputs = empty_outputs
         self.full_rows = full_rows
         self.copy_outputs = copy_outputs
-        self.channels_last = channels_last and compiled.input(0).get_element_type().get_type_name() == "f32"
+        self.channels_last = channels_last
+        self.lends = channels_last and compiled.input(0).get_element_type().get_type_name() == "f32"
         self._buffers: dict[tuple[int, ...], np.ndarray] = {}  # NHWC input buffers by shape, reused
         self._lent: np.ndarray | None = None
 
@@ -156,8 +157,8 @@ class _Stage:
         input buffer: what is written into it is the next call's input without a copy (call the
         stage with this very tensor). The buffer's padding rows are zeroed; buffers are kept per
         padded shape and reused, so no call allocates (and page-faults) a fresh one. None where the
-        stage does not take channels-last input, or for n == 0."""
-        if not self.channels_last or n == 0:
+        stage does not take float32 channels-last input, or for n == 0."""
+        if not self.lends or n == 0:
             return None
         rows = row_bucket(n, self.full_rows()) if self.full_rows else n
         c, h, w = shape

@@ -242,7 +242,6 @@ class TrackingStep(FrameStep):
         ids = objects.ids[rows][inside][order]
         return dets.with_tracks(ids, np.ones(len(ids), np.bool_))
 
-
     def _moved_boxes(self, ids: np.ndarray, predicted: np.ndarray, t: float) -> np.ndarray:
         """float64 [K, 4] xyxy: the last detection box of each track `ids` (int64 [K]) moved by its
         Kalman centre's displacement from the last engine frame to time t (`predicted`: float [K, 4],
