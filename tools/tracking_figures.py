@@ -4,7 +4,8 @@
         [--strip docs/tracking_strip.png] [--work DIR]
 
 Held out: none of these seeds or event settings was used while developing the tracker, the
-intervals or the clips' events (development used seeds 11 and 101-103 with clips.EVENTS).
+intervals or the clips' events (development used seeds 11 and 101-103 with clips.EVENTS, and 21-24
+with clips.EVENTS and without events).
 - set "plain": the generator's default motion (objects cross the frame at constant velocity,
   occluding each other), seeds 7001-7003;
 - set "events": HELD_OUT_EVENTS (crossings, an occluder, an object leaving and returning, a
