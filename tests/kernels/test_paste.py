@@ -71,6 +71,26 @@ def test_large_boxes_bit_identical(impl):
     assert torch.equal(out, reference(masks, boxes, 200, 240, 0.5))
 
 
+def test_visible_large_boxes_are_resized_whole_and_the_others_by_rows(monkeypatch):
+    """cpu: a large box at least WHOLE_BOX_SHARE visible goes through F.interpolate itself (faster
+    than the rows' emulation when most of it is shown); one mostly outside the image through
+    resize_rows (only its visible rows and columns). Both bit-identical to the reference."""
+    from maskrt.kernels.paste import cpu
+
+    inside = torch.tensor([[20.0, 30.0, 180.0, 150.0]])  # h + w > 128, wholly visible
+    mostly_out = torch.tensor([[-150.0, -100.0, 40.0, 60.0]])  # visible share ~0.06
+    masks = torch.sigmoid(torch.randn(2, 28, 28, generator=torch.Generator().manual_seed(3)) * 3)
+    calls = []
+    real = cpu.resize_rows
+    monkeypatch.setattr(cpu, "resize_rows", lambda *args: calls.append(args[1:3]) or real(*args))
+    boxes = torch.cat([inside, mostly_out])
+    for paste in (lambda: K.paste(masks, boxes, 200, 240, 0.5, impl="cpu"),
+                  lambda: K.paste_id_map(masks, boxes, 200, 240, 0.5, impl="cpu").full_masks()):
+        calls.clear()
+        assert torch.equal(paste(), safe_oracle(masks, boxes, 200, 240))
+        assert len(calls) == 1  # the mostly hidden box only
+
+
 @pytest.mark.parametrize("impl", IMPLS)
 def test_zero_instances(impl):
     out = K.paste(torch.zeros(0, 28, 28), torch.zeros(0, 4), 50, 60, 0.5, impl=impl)

@@ -11,7 +11,10 @@ and value = fma(w0, v0, w1 * v1) (first along W, then along H). `_resize_rows` r
 with float64 fused multiply-adds (exact products, one rounding), so the booleans are identical.
 The per-box arithmetic runs in numpy (single-threaded) on the visible crop only.
 Smaller outputs (h + w <= 128) take another code path inside torch; those boxes (at most 64x64)
-are resized with F.interpolate itself. At first use the emulation is checked against
+are resized with F.interpolate itself, and so are boxes at least WHOLE_BOX_SHARE (75%) visible:
+resizing the whole box in torch's vectorised kernel is faster than the rows' emulation when most
+of it is shown (R50's 100 masks into 800x1333: 47 -> 23 ms on one thread); the emulation serves
+boxes mostly outside the image, whose hidden part it never computes. At first use the emulation is checked against
 F.interpolate on two probe sizes; if it does not match bit for bit (another CPU or torch build),
 every box falls back to F.interpolate (exact, slower).
 """
@@ -29,6 +32,7 @@ from .common import (PastedInstances, background_value, check_inputs, check_mode
                      detectron2_regions, geometry, lazy_zeros, paint_priority)
 
 SMALL_PATH_LIMIT = 128  # h + w at or below which torch's small-output interpolation path is used
+WHOLE_BOX_SHARE = 0.75  # a box at least this visible is resized whole by F.interpolate (faster than the rows' emulation)
 
 
 def paste(masks: Tensor, boxes: Tensor, height: int, width: int, threshold: float = 0.5,
@@ -119,7 +123,7 @@ def _visible_crops(masks, boxes, height, width, threshold, geo=None):
             zip(geo.region.tolist(), geo.box.tolist(), geo.out_hw.tolist())):
         if x1 <= x0 or y1 <= y0:
             continue
-        if h + w <= SMALL_PATH_LIMIT or not exact:
+        if h + w <= SMALL_PATH_LIMIT or not exact or (x1 - x0) * (y1 - y0) >= WHOLE_BOX_SHARE * h * w:
             full = F.interpolate(geo.padded[i][None, None], size=(h, w), mode="bilinear", align_corners=False)[0, 0]
             probs = full.numpy()[y0 - by0 : y1 - by0, x0 - bx0 : x1 - bx0]
         else:
