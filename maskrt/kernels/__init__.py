@@ -18,7 +18,7 @@ from __future__ import annotations
 import torch
 
 from . import library  # noqa: F401  (registers torch.ops.maskrt.*)
-from .dispatch import available, current, get, register, set_implementation, use
+from .dispatch import available, current, get, register, resolve, set_implementation, use
 from .paste.common import PastedInstances
 from .roi_align.cpu import FeaturePyramid
 from .roi_align.cpu import roi_align as _cpu_roi_align
@@ -33,12 +33,11 @@ def roi_align(*args, impl: str | None = None, out: torch.Tensor | None = None, *
     compute as usual and copy into it. Not part of a traced graph (ignored while tracing)."""
     if torch.jit.is_tracing():
         return torch.ops.maskrt.roi_align(*args, **kwargs)
-    fn = get("roi_align", impl)
     if out is None:
-        return fn(*args, **kwargs)
-    chosen = impl or current()
-    if chosen == "cpu" or (chosen == "auto" and out.device.type == "cpu"):
-        return _cpu_roi_align(*args, out=out, **kwargs)
+        return get("roi_align", impl)(*args, **kwargs)
+    fn = resolve("roi_align", impl, args, kwargs)
+    if fn is _cpu_roi_align:
+        return fn(*args, out=out, **kwargs)
     return out.copy_(fn(*args, **kwargs))
 
 
@@ -69,5 +68,5 @@ def paste_id_map(*args, impl: str | None = None, **kwargs) -> PastedInstances:
     return fn(*args, **kwargs)
 
 
-__all__ = ["FeaturePyramid", "PastedInstances", "available", "current", "get", "nms", "paste", "paste_id_map", "register", "roi_align",
-           "set_implementation", "use"]
+__all__ = ["FeaturePyramid", "PastedInstances", "available", "current", "get", "nms", "paste", "paste_id_map", "register", "resolve",
+           "roi_align", "set_implementation", "use"]

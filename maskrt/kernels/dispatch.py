@@ -42,13 +42,19 @@ _REGISTRY: dict[str, dict[str, Callable]] = {
 }
 
 
+def _device_impl(args: tuple, kwargs: dict) -> str:
+    """`auto`'s choice for a call: "triton" when its first tensor argument (or the first tensor
+    of a first list argument, e.g. the feature levels) is on CUDA, else "cpu"."""
+    first = args[0] if args else next(iter(kwargs.values()))
+    tensor = first[0] if isinstance(first, (list, tuple)) else first
+    return "triton" if tensor.is_cuda else "cpu"
+
+
 def _by_device(op: str) -> Callable:
     """`auto`: the `triton` implementation for CUDA tensors, the `cpu` one otherwise."""
 
     def call(*args, **kwargs):
-        first = args[0] if args else next(iter(kwargs.values()))
-        tensor = first[0] if isinstance(first, (list, tuple)) else first
-        return _REGISTRY["triton" if tensor.is_cuda else "cpu"][op](*args, **kwargs)
+        return _REGISTRY[_device_impl(args, kwargs)][op](*args, **kwargs)
 
     call.__name__ = call.__qualname__ = f"auto_{op}"
     return call
@@ -90,6 +96,13 @@ def use(impl: str) -> Iterator[None]:
         yield
     finally:
         set_implementation(previous)
+
+
+def resolve(op: str, impl: str | None, args: tuple, kwargs: dict) -> Callable:
+    """The implementation of `op` that a call with these arguments runs: `get(op, impl)`, with
+    `auto` resolved by the arguments' device (so callers can tell which kernel they reach)."""
+    impl = impl or _current
+    return get(op, _device_impl(args, kwargs) if impl == "auto" else impl)
 
 
 def get(op: str, impl: str | None = None) -> Callable:
