@@ -160,9 +160,8 @@ class _Stage:
         stage does not take float32 channels-last input, or for n == 0."""
         if not self.lends or n == 0:
             return None
-        rows = row_bucket(n, self.full_rows()) if self.full_rows else n
         c, h, w = shape
-        key = (rows, h, w, c)
+        key = (self._rows(n), h, w, c)
         if key not in self._buffers:
             if len(self._buffers) >= MAX_INPUT_BUFFERS:
                 self._buffers.pop(next(iter(self._buffers)))
@@ -186,10 +185,14 @@ class _Stage:
         outs = tuple(torch.from_numpy(v.copy() if self.copy_outputs else v) for v in views)
         return outs if self.num_outputs > 1 else outs[0]
 
+    def _rows(self, n: int) -> int:
+        """The rows an input of n rows is padded to: its row bucket (n without full_rows)."""
+        return row_bucket(n, self.full_rows()) if self.full_rows else n
+
     def _padded(self, array: np.ndarray) -> np.ndarray:
         """array with its first dimension zero-padded to the row bucket (as is without full_rows)."""
         n = array.shape[0]
-        rows = row_bucket(n, self.full_rows()) if self.full_rows else n
+        rows = self._rows(n)
         if rows == n:
             return array
         padded = np.zeros((rows,) + array.shape[1:], dtype=array.dtype)

@@ -183,8 +183,8 @@ class TrackingStep(FrameStep):
             self.backlog = max(2, math.ceil(self.frame_rate * MAX_AUTO_INTERVAL_S))
         elif interval > 1:
             self.backlog = 2 * interval
-        self._probs: dict[int, np.ndarray] = {}  # track id -> its last detection's mask probs [M, M]
-        self._boxes: dict[int, np.ndarray] = {}  # track id -> its last detection's box float64 [4] xyxy
+        # track id -> its last detection's (mask probs float32 [M, M], box float64 [4] xyxy)
+        self._last: dict[int, tuple[np.ndarray, np.ndarray]] = {}
         self._updated: float | None = None  # time of the last engine frame
         self._paste_mode = "torchvision"
         self.engine_frames = self.propagated_frames = self.propagated_instances = 0
@@ -216,20 +216,18 @@ class TrackingStep(FrameStep):
         ids = self.tracker.update(dets.boxes, dets.scores, dets.labels, t, masks)
         self._paste_mode = dets.paste_mode  # carried masks are pasted as the model pastes its own
         for k in np.flatnonzero(ids >= 0).tolist():
-            self._probs[int(ids[k])] = dets.mask_probs[k]
-            self._boxes[int(ids[k])] = np.asarray(dets.boxes[k], np.float64)
+            self._last[int(ids[k])] = (dets.mask_probs[k], np.asarray(dets.boxes[k], np.float64))
         live = set(self.tracker.live_ids().tolist())
-        self._probs = {i: p for i, p in self._probs.items() if i in live}
-        self._boxes = {i: b for i, b in self._boxes.items() if i in live}
+        self._last = {i: last for i, last in self._last.items() if i in live}
         self._updated = t
         return dets.with_tracks(ids)
 
     def _carried(self, t: float, size: tuple[int, int]) -> Detections:
         """The confirmed tracks predicted to time t, their last masks carried: Detections at `size`."""
         objects = self.tracker.predict(t)
-        rows = [k for k, i in enumerate(objects.ids.tolist()) if i in self._probs]
+        rows = [k for k, i in enumerate(objects.ids.tolist()) if i in self._last]
         boxes = self._moved_boxes(objects.ids[rows], objects.boxes[rows], t)
-        probs = np.stack([self._probs[int(i)] for i in objects.ids[rows]]) if rows else np.zeros((0, 28, 28), np.float32)
+        probs = np.stack([self._last[int(i)][0] for i in objects.ids[rows]]) if rows else np.zeros((0, 28, 28), np.float32)
         clipped = boxes.copy()
         clipped[:, 0::2] = clipped[:, 0::2].clip(0, size[1])
         clipped[:, 1::2] = clipped[:, 1::2].clip(0, size[0])
@@ -255,7 +253,7 @@ class TrackingStep(FrameStep):
         before = then.boxes[[row[int(i)] for i in ids]].astype(np.float64)
         centre = lambda b: (b[:, :2] + b[:, 2:]) / 2  # noqa: E731
         move = centre(predicted.astype(np.float64)) - centre(before)
-        return np.stack([self._boxes[int(i)] for i in ids]) + np.concatenate([move, move], axis=1)
+        return np.stack([self._last[int(i)][1] for i in ids]) + np.concatenate([move, move], axis=1)
 
 
 def _mask_crops(dets: Detections) -> list[MaskCrop]:
