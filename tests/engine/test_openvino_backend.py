@@ -45,9 +45,13 @@ class ShapeSpy:
 
 
 @pytest.fixture(scope="module")
-def engines(small_checkpoint, tmp_path_factory):
-    engine = build_engine(small_checkpoint, tmp_path_factory.mktemp("eng") / "small.maskrt", progress=False)
-    return maskrt.load(engine).backend.detector.heads, maskrt.load(small_checkpoint, backend="torch").backend.detector.heads
+def small_engine(small_checkpoint, tmp_path_factory):
+    return build_engine(small_checkpoint, tmp_path_factory.mktemp("eng") / "small.maskrt", progress=False)
+
+
+@pytest.fixture(scope="module")
+def engines(small_checkpoint, small_engine):
+    return maskrt.load(small_engine).backend.detector.heads, maskrt.load(small_checkpoint, backend="torch").backend.detector.heads
 
 
 @pytest.mark.parametrize("stage,pool", [("box_fn", 7), ("mask_fn", 14)])
@@ -91,7 +95,7 @@ def test_a_lent_input_buffer_is_the_next_calls_input(engines, stage, pool):
             torch.testing.assert_close(g, w, atol=2e-4, rtol=1e-4)
 
 
-def test_the_heads_pool_straight_into_the_stage_buffers(small_checkpoint, tmp_path, monkeypatch):
+def test_the_heads_pool_straight_into_the_stage_buffers(small_checkpoint, small_engine, monkeypatch):
     """In the CPU engine both RoIAligns get their stage's lent buffer as `out`; with the torch
     backend (stages that lend nothing) they allocate as usual."""
     import maskrt.model.heads as heads
@@ -105,7 +109,7 @@ def test_the_heads_pool_straight_into_the_stage_buffers(small_checkpoint, tmp_pa
 
     monkeypatch.setattr(heads.kernels, "roi_align", spy)
     image = torch.rand(3, 96, 128, generator=torch.Generator().manual_seed(2))
-    engine = maskrt.load(build_engine(small_checkpoint, tmp_path / "small.maskrt", progress=False))
+    engine = maskrt.load(small_engine)
     engine.backend.detector.set_score_threshold(0.0)
     engine.backend.detector.detect([image])
     assert seen and all(seen)
