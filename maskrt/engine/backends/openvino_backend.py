@@ -18,6 +18,7 @@ from ...errors import EngineError
 from ...model import DetectionParams, InputPolicy, RawDetections, RPNParams
 from ...model.network import Detector
 from ...model.rpn import cell_anchors
+from ...kernels.glue_threads import single_threaded_torch
 from .torch_backend import to_float_chw
 
 
@@ -295,31 +296,6 @@ def first_inference_alone():
     with _FIRST_INFERENCE_LOCK:
         yield
         _FIRST_INFERENCE_DONE.set()
-
-
-_TORCH_THREADS = {"users": 0, "saved": None}
-_TORCH_THREADS_LOCK = threading.Lock()
-
-
-@contextlib.contextmanager
-def single_threaded_torch():
-    """torch's intra-op pool at 1 thread while any OpenVINO inference is inside (restored when
-    the last one leaves). The glue's torch ops (RoIAlign's gathers, top-k, preprocessing) are
-    small; on 2 cores a second torch thread only waits in each parallel region and spins after
-    it, taking the core OpenVINO's threads need: one engine call of the bundled int8 engine
-    measured 49-58 ms with one torch thread, 84-92 ms with two (load average 3)."""
-    with _TORCH_THREADS_LOCK:
-        if _TORCH_THREADS["users"] == 0:
-            _TORCH_THREADS["saved"] = torch.get_num_threads()
-            torch.set_num_threads(1)
-        _TORCH_THREADS["users"] += 1
-    try:
-        yield
-    finally:
-        with _TORCH_THREADS_LOCK:
-            _TORCH_THREADS["users"] -= 1
-            if _TORCH_THREADS["users"] == 0:
-                torch.set_num_threads(_TORCH_THREADS["saved"])
 
 
 def stream_config(requests: int, threads: int) -> dict:

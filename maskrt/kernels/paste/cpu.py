@@ -28,6 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from .. import glue_threads
 from .common import (PastedInstances, background_value, check_inputs, check_mode, crop_offsets, detectron2_probs,
                      detectron2_regions, geometry, lazy_zeros, paint_priority)
 
@@ -110,25 +111,30 @@ def _detectron2_crops(masks, boxes, height, width, threshold, region=None):
 
 
 def _visible_crops(masks, boxes, height, width, threshold, geo=None):
-    """Yield (i, (x0, y0, x1, y1), np.ndarray[y1 - y0, x1 - x0] bool) for instances with a visible part.
+    """[(i, (x0, y0, x1, y1), np.ndarray[y1 - y0, x1 - x0] bool)] for instances with a visible part,
+    in index order, computed on the glue's threads (glue_threads.map_balanced, by visible area).
 
-    The per-box work is numpy (single-threaded): many small torch ops would each wake the
-    intra-op thread pool, which costs milliseconds per op when the other core is busy.
+    The per-box work is numpy and one-thread torch: many small torch ops on torch's own pool
+    would each wake it, which costs milliseconds per op when the other core is busy.
     """
     geo = geo or geometry(masks, boxes, height, width)
     exact = emulation_matches_torch()
     padded = geo.padded.numpy()
     thr = np.float32(threshold)  # torch compares a float32 tensor with the threshold in float32
-    for i, ((x0, y0, x1, y1), (bx0, by0, _, _), (h, w)) in enumerate(
-            zip(geo.region.tolist(), geo.box.tolist(), geo.out_hw.tolist())):
-        if x1 <= x0 or y1 <= y0:
-            continue
+    shown = [(i, region, box, hw) for i, (region, box, hw) in
+             enumerate(zip(geo.region.tolist(), geo.box.tolist(), geo.out_hw.tolist()))
+             if region[2] > region[0] and region[3] > region[1]]
+
+    def crop(instance):
+        i, (x0, y0, x1, y1), (bx0, by0, _, _), (h, w) = instance
         if h + w <= SMALL_PATH_LIMIT or not exact or (x1 - x0) * (y1 - y0) >= WHOLE_BOX_SHARE * h * w:
             full = F.interpolate(geo.padded[i][None, None], size=(h, w), mode="bilinear", align_corners=False)[0, 0]
             probs = full.numpy()[y0 - by0 : y1 - by0, x0 - bx0 : x1 - bx0]
         else:
             probs = resize_rows(padded[i], h, w, np.arange(y0 - by0, y1 - by0), np.arange(x0 - bx0, x1 - bx0))
-        yield i, (x0, y0, x1, y1), probs > thr
+        return i, (x0, y0, x1, y1), probs > thr
+
+    return glue_threads.map_balanced(crop, shown, [(r[2] - r[0]) * (r[3] - r[1]) for _, r, _, _ in shown])
 
 
 def axis_weights(out_size: int, in_size: int, dst: np.ndarray):

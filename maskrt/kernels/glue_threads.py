@@ -1,0 +1,100 @@
+"""A small pool of threads for the CPU glue's independent pieces of work.
+
+The glue between the compiled stages (RoIAlign's channel blocks, the paste's per-instance crops)
+is numpy, numba and single-threaded torch work that releases the GIL. While one engine call is in
+its glue the stages are idle, so a second thread uses the core OpenVINO's threads have just left.
+torch's own intra-op pool is held at one thread meanwhile (single_threaded_torch): its OpenMP
+workers spin after each region and take the core OpenVINO, or the other glue thread, needs;
+these threads block instead (concurrent.futures).
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import contextlib
+import functools
+import os
+import threading
+from collections.abc import Callable, Iterable
+from typing import TypeVar
+
+import torch
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+WORKERS = min(2, os.cpu_count() or 1)  # threads the glue may use at once (this machine's cores, at most 2)
+
+
+@functools.cache
+def _executor(workers: int) -> concurrent.futures.ThreadPoolExecutor:
+    """The glue's threads, one pool for the process (like torch's own pool; named "maskrt.glue_N",
+    apart from a stream's "maskrt-*" pipeline threads, which stop with their stream). Each sets its own OpenMP thread count to 1 when it starts (always under
+    single_threaded_torch, so torch's process-wide count is 1 already): torch fixes a thread's
+    OpenMP count at its first parallel op, so a later torch.set_num_threads elsewhere never
+    reaches these threads, and two glue threads each opening a 2-thread region would fight."""
+    return concurrent.futures.ThreadPoolExecutor(workers, thread_name_prefix="maskrt.glue",
+                                                 initializer=torch.set_num_threads, initargs=(1,))
+
+
+def map_balanced(work: Callable[[T], R], items: Iterable[T], costs: Iterable[float] | None = None,
+                 workers: int | None = None) -> list[R]:
+    """[work(item) for item in items], results in the items' order, computed on up to `workers`
+    threads (default WORKERS): the items are dealt into one group per thread, largest cost first
+    to the least loaded group (equal costs when none are given), and each group is one task.
+    Each call runs in the caller's grad / inference mode (thread-local in torch). With one worker
+    or one item everything runs in the calling thread. The first exception propagates."""
+    items = list(items)
+    workers = WORKERS if workers is None else workers
+    if workers < 2 or len(items) < 2:
+        return [work(item) for item in items]
+    groups = _deal(list(costs) if costs is not None else [1.0] * len(items), workers)
+    inference, grad = torch.is_inference_mode_enabled(), torch.is_grad_enabled()
+
+    def run_group(indices: list[int]) -> list[tuple[int, R]]:
+        with torch.inference_mode(inference), torch.set_grad_enabled(grad):
+            return [(i, work(items[i])) for i in indices]
+
+    results: list = [None] * len(items)
+    with single_threaded_torch():  # each task's torch ops on its own thread, not on torch's pool too
+        for done in _executor(workers).map(run_group, groups):
+            for i, result in done:
+                results[i] = result
+    return results
+
+
+def _deal(costs: list[float], groups: int) -> list[list[int]]:
+    """Item indices dealt into at most `groups` non-empty groups: each item, largest cost first,
+    to the group with the smallest total so far (ties: the first)."""
+    loads = [0.0] * min(groups, len(costs))
+    dealt: list[list[int]] = [[] for _ in loads]
+    for i in sorted(range(len(costs)), key=lambda k: -costs[k]):
+        g = loads.index(min(loads))
+        dealt[g].append(i)
+        loads[g] += costs[i]
+    return dealt
+
+
+_TORCH_THREADS = {"users": 0, "saved": None}
+_TORCH_THREADS_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def single_threaded_torch():
+    """torch's intra-op pool at 1 thread while any user is inside (an OpenVINO inference, the glue's
+    threads; restored when the last one leaves; torch.set_num_threads is process-wide). The glue's torch ops (RoIAlign's gathers, top-k, preprocessing) are
+    small; on 2 cores a second torch thread only waits in each parallel region and spins after
+    it, taking the core OpenVINO's threads need: one engine call of the bundled int8 engine
+    measured 49-58 ms with one torch thread, 84-92 ms with two (load average 3)."""
+    with _TORCH_THREADS_LOCK:
+        if _TORCH_THREADS["users"] == 0:
+            _TORCH_THREADS["saved"] = torch.get_num_threads()
+            torch.set_num_threads(1)
+        _TORCH_THREADS["users"] += 1
+    try:
+        yield
+    finally:
+        with _TORCH_THREADS_LOCK:
+            _TORCH_THREADS["users"] -= 1
+            if _TORCH_THREADS["users"] == 0:
+                torch.set_num_threads(_TORCH_THREADS["saved"])

@@ -1,0 +1,67 @@
+"""maskrt.kernels.glue_threads: the glue's independent work on two threads, results in order."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+import torch
+
+from maskrt.kernels import glue_threads
+
+
+def test_results_come_back_in_the_items_order_computed_off_the_calling_thread():
+    caller = threading.get_ident()
+    ran_on = {}
+
+    def work(item):
+        ran_on[item] = threading.current_thread().name
+        return item * item
+
+    assert glue_threads.map_balanced(work, range(7), costs=[1, 9, 2, 8, 3, 7, 4], workers=2) == \
+        [i * i for i in range(7)]
+    assert all(name.startswith("maskrt.glue") for name in ran_on.values())
+    assert threading.get_ident() == caller
+
+
+def test_one_worker_or_one_item_runs_in_the_calling_thread():
+    here = threading.current_thread().name
+    assert glue_threads.map_balanced(lambda _: threading.current_thread().name, range(3), workers=1) == [here] * 3
+    assert glue_threads.map_balanced(lambda _: threading.current_thread().name, [0], workers=2) == [here]
+
+
+def test_items_are_dealt_largest_first_to_the_least_loaded_group():
+    # 5 -> g0; 4 -> g1; 3 -> g1 (4 < 5); 2 -> g0 (5 < 7); 1 -> g0 (7 = 7: the first)
+    assert glue_threads._deal([5, 4, 3, 2, 1], 2) == [[0, 3, 4], [1, 2]]
+    assert glue_threads._deal([1.0], 2) == [[0]]  # never an empty group
+
+
+def test_work_runs_in_the_callers_inference_mode():
+    with torch.inference_mode():
+        modes = glue_threads.map_balanced(lambda _: torch.is_inference_mode_enabled(), range(4), workers=2)
+        inside = torch.ones(3)
+        # an in-place update of an inference tensor is only allowed in inference mode
+        glue_threads.map_balanced(lambda i: inside[i:i + 1].mul_(2), range(3), workers=2)
+    assert modes == [True] * 4 and inside.tolist() == [2.0] * 3
+    assert glue_threads.map_balanced(lambda _: torch.is_inference_mode_enabled(), range(4), workers=2) == [False] * 4
+
+
+def test_torch_runs_on_one_thread_inside_the_work_and_its_count_is_restored():
+    saved = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        counts = glue_threads.map_balanced(lambda _: torch.get_num_threads(), range(4), workers=2)
+        assert counts == [1] * 4
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(saved)
+
+
+def test_the_first_exception_propagates():
+    def work(item):
+        if item == 3:
+            raise ValueError("item 3")
+        return item
+
+    with pytest.raises(ValueError, match="item 3"):
+        glue_threads.map_balanced(work, range(6), workers=2)
