@@ -24,8 +24,12 @@ def test_results_come_back_in_the_items_order_computed_off_the_calling_thread():
     assert threading.get_ident() == caller
 
 
-def test_one_worker_or_one_item_runs_in_the_calling_thread():
+def test_one_worker_one_item_or_little_work_runs_in_the_calling_thread():
     here = threading.current_thread().name
+    assert glue_threads.map_balanced(lambda _: threading.current_thread().name, range(3), [1, 2, 3], workers=2,
+                                     min_cost=7) == [here] * 3
+    assert glue_threads.map_balanced(lambda _: threading.current_thread().name, range(3), [1, 2, 3], workers=2,
+                                     min_cost=6) != [here] * 3
     assert glue_threads.map_balanced(lambda _: threading.current_thread().name, range(3), workers=1) == [here] * 3
     assert glue_threads.map_balanced(lambda _: threading.current_thread().name, [0], workers=2) == [here]
 

@@ -91,6 +91,27 @@ def test_visible_large_boxes_are_resized_whole_and_the_others_by_rows(monkeypatc
         assert len(calls) == 1  # the mostly hidden box only
 
 
+def test_crops_on_the_glue_threads_are_the_oracles(monkeypatch):
+    """cpu: with the crops dealt to the glue's two threads (no size floor), paste and the fused
+    id map are still bit-identical to the oracle, and the crops did run on those threads."""
+    import threading
+
+    from maskrt.kernels import glue_threads
+    from maskrt.kernels.paste import cpu
+
+    monkeypatch.setattr(glue_threads, "WORKERS", 2)
+    monkeypatch.setattr(cpu, "THREADED_PIXELS", 0)
+    assert cpu.emulation_matches_torch()  # its one-time probe runs resize_rows on this thread: before the spy
+    names = set()
+    real = cpu.resize_rows
+    monkeypatch.setattr(cpu, "resize_rows", lambda *a: names.add(threading.current_thread().name) or real(*a))
+    masks, boxes, scores = random_instances(40, 150, 200, seed=4, min_size=20, max_size=260)
+    want = safe_oracle(masks, boxes, 150, 200)
+    assert torch.equal(K.paste(masks, boxes, 150, 200, 0.5, impl="cpu"), want)
+    assert torch.equal(K.paste_id_map(masks, boxes, 150, 200, 0.5, scores=scores, impl="cpu").full_masks(), want)
+    assert names and all(name.startswith("maskrt.glue") for name in names)
+
+
 @pytest.mark.parametrize("impl", IMPLS)
 def test_zero_instances(impl):
     out = K.paste(torch.zeros(0, 28, 28), torch.zeros(0, 4), 50, 60, 0.5, impl=impl)

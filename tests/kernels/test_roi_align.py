@@ -190,6 +190,30 @@ def test_a_feature_pyramid_builds_the_cpu_tables_once(monkeypatch):
     assert sorted(built) == sorted([(0, 64), (64, 96)] * 3)  # 2 blocks for the pyramid, once; 2 x 2 for the lists
 
 
+@pytest.mark.parametrize("sampling_ratio", [2, 0])
+def test_cpu_channel_blocks_on_the_glue_threads_match_the_reference(monkeypatch, sampling_ratio):
+    """The channel blocks dealt to the glue's two threads (no size floor) give the reference's
+    values, in place in a channels_last out and in a fresh output alike."""
+    import threading
+
+    from maskrt.kernels import glue_threads
+    from maskrt.kernels.roi_align import cpu
+
+    monkeypatch.setattr(glue_threads, "WORKERS", 2)
+    monkeypatch.setattr(cpu, "THREADED_WORK", 0)
+    names = set()
+    real = cpu.pyramid_table
+    monkeypatch.setattr(cpu, "pyramid_table", lambda *a: names.add(threading.current_thread().name) or real(*a))
+    feats, rois = pyramid(channels=200), random_rois(30, max_size=2000.0)  # blocks of 64, 64, 64, 8 channels
+    want = reference(feats, rois, SCALES, 7, sampling_ratio, False)
+    torch.testing.assert_close(K.roi_align(feats, rois, SCALES, 7, sampling_ratio, False, impl="cpu"), want,
+                               atol=1e-5, rtol=1e-5)
+    out = torch.full((30, 7, 7, 200), float("nan")).permute(0, 3, 1, 2)
+    K.roi_align(K.FeaturePyramid(feats), rois, SCALES, 7, sampling_ratio, False, impl="cpu", out=out)
+    torch.testing.assert_close(out, want, atol=1e-5, rtol=1e-5)
+    assert names and all(name.startswith("maskrt.glue") for name in names)
+
+
 def test_out_of_the_wrong_shape_is_refused():
     with pytest.raises(ValueError, match="out must be Tensor"):
         K.roi_align(pyramid(), random_rois(3), SCALES, 7, 2, False, impl="cpu", out=torch.zeros(4, 8, 7, 7))

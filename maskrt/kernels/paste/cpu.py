@@ -33,6 +33,7 @@ from .common import (PastedInstances, background_value, check_inputs, check_mode
                      detectron2_regions, geometry, lazy_zeros, paint_priority)
 
 SMALL_PATH_LIMIT = 128  # h + w at or below which torch's small-output interpolation path is used
+THREADED_PIXELS = 1 << 18  # visible pixels below which the crops stay on the calling thread (~0.5 ms of work)
 WHOLE_BOX_SHARE = 0.75  # a box at least this visible is resized whole by F.interpolate (faster than the rows' emulation)
 
 
@@ -134,7 +135,8 @@ def _visible_crops(masks, boxes, height, width, threshold, geo=None):
             probs = resize_rows(padded[i], h, w, np.arange(y0 - by0, y1 - by0), np.arange(x0 - bx0, x1 - bx0))
         return i, (x0, y0, x1, y1), probs > thr
 
-    return glue_threads.map_balanced(crop, shown, [(r[2] - r[0]) * (r[3] - r[1]) for _, r, _, _ in shown])
+    areas = [(r[2] - r[0]) * (r[3] - r[1]) for _, r, _, _ in shown]
+    return glue_threads.map_balanced(crop, shown, areas, min_cost=THREADED_PIXELS)
 
 
 def axis_weights(out_size: int, in_size: int, dst: np.ndarray):

@@ -37,6 +37,7 @@ from .common import assign_levels, check_inputs
 
 MAX_GATHER_SAMPLES = 36  # gh * gw per bin above which the separable path is used
 CHANNEL_BLOCK = 64  # channels per gather and per glue task (R50: 4 blocks, 23 MB tables at 800x1344)
+THREADED_WORK = 1 << 22  # table elements + tap products below which the blocks stay on the calling thread (~1 ms)
 _CHUNK_BINS = 1 << 16  # samples per chunk when accumulating the separable path's axis weights
 
 
@@ -99,7 +100,9 @@ def _roi_align(features, rois, spatial_scales, output_size, sampling_ratio, alig
                 kept[(c0, c1, dtype)] = table
         _gather_sum(table, pos, offsets, weight, flat[:, c0:c1])
 
-    glue_threads.map_balanced(channel_block, range(0, c, CHANNEL_BLOCK))
+    blocks = range(0, c, CHANNEL_BLOCK)  # work per block ~ (table rows + taps) x block channels
+    work = (sum(m.shape[0] * m.shape[2] * m.shape[3] for m in maps) + pos.numel()) * CHANNEL_BLOCK
+    glue_threads.map_balanced(channel_block, blocks, [work] * len(blocks), min_cost=THREADED_WORK)
     large = torch.where(geo["grid_h"] * geo["grid_w"] > MAX_GATHER_SAMPLES)[0].tolist()
     for i in large:
         rows[i] = _separable(features, {k: v[i : i + 1] for k, v in geo.items()}, size)
