@@ -54,8 +54,12 @@ def paste(masks: Tensor, boxes: Tensor, height: int, width: int, threshold: floa
         view = np.ones((n, height, width), dtype=np.bool_)
     else:
         view = lazy_zeros((n, height, width))
-    for i, (x0, y0, x1, y1), crop in _crops(mode, masks, boxes, height, width, threshold):
+
+    def write(i, region, crop):  # on the thread that made the crop: the fresh pages fault in there
+        x0, y0, x1, y1 = region
         view[i, y0:y1, x0:x1] = crop
+
+    _crops(mode, masks, boxes, height, width, threshold, sink=write)
     return torch.from_numpy(view)
 
 
@@ -78,11 +82,13 @@ def paste_id_map(masks: Tensor, boxes: Tensor, height: int, width: int, threshol
     offsets = crop_offsets(region)
     packed = np.zeros(int(offsets[-1]), dtype=np.bool_)
     id_map = np.full((height, width), -1, dtype=np.int32)
-    crops = {}
     starts = offsets.tolist()
-    for i, (x0, y0, x1, y1), crop in _crops(mode, masks, boxes, height, width, threshold, geo, region):
+
+    def pack(i, region, crop):  # on the thread that made the crop
         packed[starts[i] : starts[i + 1]] = crop.reshape(-1)
-        crops[i] = ((x0, y0, x1, y1), crop)
+
+    crops = {i: (box, crop) for i, box, crop in _crops(mode, masks, boxes, height, width, threshold, geo, region,
+                                                         sink=pack)}
     rank = paint_priority(scores, n)
     for i in torch.argsort(rank, descending=True).tolist():  # lowest priority first, the top one last
         if i in crops:
@@ -91,11 +97,15 @@ def paste_id_map(masks: Tensor, boxes: Tensor, height: int, width: int, threshol
     return PastedInstances(torch.from_numpy(id_map), region, torch.from_numpy(packed), offsets)
 
 
-def _crops(mode, masks, boxes, height, width, threshold, geo=None, region=None):
-    """The instances' visible crops (see _visible_crops) under paste `mode`."""
+def _crops(mode, masks, boxes, height, width, threshold, geo=None, region=None, sink=None):
+    """The instances' visible crops (see _visible_crops) under paste `mode`; sink(i, region, crop),
+    when given, is called with each crop as soon as it is made (on the thread that made it)."""
     if mode == "detectron2":
-        return _detectron2_crops(masks, boxes, height, width, threshold, region)
-    return _visible_crops(masks, boxes, height, width, threshold, geo)
+        crops = list(_detectron2_crops(masks, boxes, height, width, threshold, region))
+        for crop in crops if sink is not None else ():
+            sink(*crop)
+        return crops
+    return _visible_crops(masks, boxes, height, width, threshold, geo, sink)
 
 
 def _detectron2_crops(masks, boxes, height, width, threshold, region=None):
@@ -111,9 +121,11 @@ def _detectron2_crops(masks, boxes, height, width, threshold, region=None):
             yield i, (x0, y0, x1, y1), (probs >= thr).numpy()
 
 
-def _visible_crops(masks, boxes, height, width, threshold, geo=None):
+def _visible_crops(masks, boxes, height, width, threshold, geo=None, sink=None):
     """[(i, (x0, y0, x1, y1), np.ndarray[y1 - y0, x1 - x0] bool)] for instances with a visible part,
-    in index order, computed on the glue's threads (glue_threads.map_balanced, by visible area).
+    in index order, computed on the glue's threads (glue_threads.map_balanced, by visible area);
+    sink(i, region, crop), when given, is called there with each crop (writing it out on the
+    thread that made it: a fresh output's page faults are shared by the threads too).
 
     The per-box work is numpy and one-thread torch: many small torch ops on torch's own pool
     would each wake it, which costs milliseconds per op when the other core is busy.
@@ -133,7 +145,10 @@ def _visible_crops(masks, boxes, height, width, threshold, geo=None):
             probs = full.numpy()[y0 - by0 : y1 - by0, x0 - bx0 : x1 - bx0]
         else:
             probs = resize_rows(padded[i], h, w, np.arange(y0 - by0, y1 - by0), np.arange(x0 - bx0, x1 - bx0))
-        return i, (x0, y0, x1, y1), probs > thr
+        made = i, (x0, y0, x1, y1), probs > thr
+        if sink is not None:
+            sink(*made)
+        return made
 
     areas = [(r[2] - r[0]) * (r[3] - r[1]) for _, r, _, _ in shown]
     return glue_threads.map_balanced(crop, shown, areas, min_cost=THREADED_PIXELS)
