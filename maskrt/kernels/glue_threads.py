@@ -29,10 +29,11 @@ WORKERS = min(2, os.cpu_count() or 1)  # threads the glue may use at once (this 
 @functools.cache
 def _executor(workers: int) -> concurrent.futures.ThreadPoolExecutor:
     """The glue's threads, one pool for the process (like torch's own pool; named "maskrt.glue_N",
-    apart from a stream's "maskrt-*" pipeline threads, which stop with their stream). Each sets its own OpenMP thread count to 1 when it starts (always under
-    single_threaded_torch, so torch's process-wide count is 1 already): torch fixes a thread's
-    OpenMP count at its first parallel op, so a later torch.set_num_threads elsewhere never
-    reaches these threads, and two glue threads each opening a 2-thread region would fight."""
+    apart from a stream's "maskrt-*" pipeline threads, which stop with their stream). Each sets
+    its own OpenMP thread count to 1 when it starts (always under single_threaded_torch, so
+    torch's process-wide count is 1 already): torch fixes a thread's OpenMP count at its first
+    parallel op, so a later torch.set_num_threads elsewhere never reaches these threads, and two
+    glue threads each opening a 2-thread region would fight."""
     return concurrent.futures.ThreadPoolExecutor(workers, thread_name_prefix="maskrt.glue",
                                                  initializer=torch.set_num_threads, initargs=(1,))
 
@@ -83,11 +84,12 @@ _TORCH_THREADS_LOCK = threading.Lock()
 
 @contextlib.contextmanager
 def single_threaded_torch():
-    """torch's intra-op pool at 1 thread while any user is inside (an OpenVINO inference, the glue's
-    threads; restored when the last one leaves; torch.set_num_threads is process-wide). The glue's torch ops (RoIAlign's gathers, top-k, preprocessing) are
-    small; on 2 cores a second torch thread only waits in each parallel region and spins after
-    it, taking the core OpenVINO's threads need: one engine call of the bundled int8 engine
-    measured 49-58 ms with one torch thread, 84-92 ms with two (load average 3)."""
+    """torch's intra-op pool at 1 thread while any user is inside (an OpenVINO inference, the
+    glue's threads; restored when the last one leaves; torch.set_num_threads is process-wide).
+    The glue's torch ops (RoIAlign's gathers, top-k, preprocessing) are small; on 2 cores a
+    second torch thread only waits in each parallel region and spins after it, taking the core
+    OpenVINO's threads need: one engine call of the bundled int8 engine measured 49-58 ms with
+    one torch thread, 84-92 ms with two (load average 3)."""
     with _TORCH_THREADS_LOCK:
         if _TORCH_THREADS["users"] == 0:
             _TORCH_THREADS["saved"] = torch.get_num_threads()

@@ -33,7 +33,7 @@ from .common import (PastedInstances, background_value, check_inputs, check_mode
                      detectron2_regions, geometry, lazy_zeros, paint_priority)
 
 SMALL_PATH_LIMIT = 128  # h + w at or below which torch's small-output interpolation path is used
-THREADED_PIXELS = 1 << 18  # visible pixels below which the crops stay on the calling thread (~0.5 ms of work)
+THREADED_PIXELS = 1 << 18  # visible pixels below which the crops stay on the calling thread (~0.5 ms)
 WHOLE_BOX_SHARE = 0.75  # a box at least this visible is resized whole by F.interpolate (faster than the rows' emulation)
 
 
