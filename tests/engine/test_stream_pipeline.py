@@ -156,13 +156,15 @@ def test_memory_is_bounded_offline():
 
 
 def test_consumer_break_stops_threads():
+    before = set(threading.enumerate())
     stream = segmenter(FakeBackend()).stream(frames(100))
     for i, _ in enumerate(stream):
         if i == 3:
             break
     stream.close()
     assert all(not t.is_alive() for t in stream.pipeline._threads)
-    assert threading.active_count() < 10
+    # nothing the stream started is left (the glue's process-wide pool, maskrt.glue_*, may start on first use)
+    assert [t for t in threading.enumerate() if t not in before and not t.name.startswith("maskrt.glue")] == []
 
 
 def test_next_and_break_without_close():
