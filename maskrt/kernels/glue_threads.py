@@ -38,6 +38,10 @@ def _executor(workers: int) -> concurrent.futures.ThreadPoolExecutor:
                                                  initializer=torch.set_num_threads, initargs=(1,))
 
 
+# A forked child has the cached pool but none of its threads: work handed to it would wait forever.
+os.register_at_fork(after_in_child=_executor.cache_clear)
+
+
 def map_balanced(work: Callable[[T], R], items: Iterable[T], costs: Iterable[float] | None = None,
                  workers: int | None = None, min_cost: float = 0.0) -> list[R]:
     """[work(item) for item in items], results in the items' order, computed on up to `workers`

@@ -69,3 +69,24 @@ def test_the_first_exception_propagates():
 
     with pytest.raises(ValueError, match="item 3"):
         glue_threads.map_balanced(work, range(6), workers=2)
+
+
+def test_a_forked_child_gets_a_pool_of_its_own():
+    """The child of a fork after the pool has run has none of its threads; it must not hand work
+    to the parent's (dead) pool and wait forever."""
+    import multiprocessing
+
+    both = threading.Barrier(2, timeout=30)  # the pool's two threads exist, and are idle, before the fork
+    assert glue_threads.map_balanced(lambda i: both.wait() >= 0, range(2), workers=2) == [True, True]
+    child = multiprocessing.get_context("fork").Process(target=_square_four_on_the_pool)
+    child.start()
+    child.join(timeout=60)
+    alive = child.is_alive()
+    if alive:
+        child.kill()
+    assert not alive and child.exitcode == 0
+
+
+def _square_four_on_the_pool():
+    ok = glue_threads.map_balanced(lambda i: i * i, range(4), workers=2) == [0, 1, 4, 9]
+    raise SystemExit(0 if ok else 1)
