@@ -24,6 +24,7 @@ T = TypeVar("T")
 R = TypeVar("R")
 
 WORKERS = min(2, os.cpu_count() or 1)  # threads the glue may use at once (this machine's cores, at most 2)
+_THREAD_PREFIX = "maskrt.glue"
 
 
 @functools.cache
@@ -34,7 +35,7 @@ def _executor(workers: int) -> concurrent.futures.ThreadPoolExecutor:
     torch's process-wide count is 1 already): torch fixes a thread's OpenMP count at its first
     parallel op, so a later torch.set_num_threads elsewhere never reaches these threads, and two
     glue threads each opening a 2-thread region would fight."""
-    return concurrent.futures.ThreadPoolExecutor(workers, thread_name_prefix="maskrt.glue",
+    return concurrent.futures.ThreadPoolExecutor(workers, thread_name_prefix=_THREAD_PREFIX,
                                                  initializer=torch.set_num_threads, initargs=(1,))
 
 
@@ -49,11 +50,12 @@ def map_balanced(work: Callable[[T], R], items: Iterable[T], costs: Iterable[flo
     to the least loaded group (equal costs when none are given), and each group is one task.
     Each call runs in the caller's grad / inference mode (thread-local in torch). With one worker,
     one item, or costs summing to less than `min_cost` (a hand-off to the threads costs ~0.08 ms)
-    everything runs in the calling thread. The first exception propagates."""
+    everything runs in the calling thread, and so does work mapped from inside a glue task (it
+    would otherwise wait for the threads it occupies). The first exception propagates."""
     items = list(items)
     costs = list(costs) if costs is not None else [1.0] * len(items)
     workers = WORKERS if workers is None else workers
-    if workers < 2 or len(items) < 2 or sum(costs) < min_cost:
+    if workers < 2 or len(items) < 2 or sum(costs) < min_cost or _on_a_glue_thread():
         return [work(item) for item in items]
     groups = _deal(costs, workers)
     inference, grad = torch.is_inference_mode_enabled(), torch.is_grad_enabled()
@@ -68,6 +70,10 @@ def map_balanced(work: Callable[[T], R], items: Iterable[T], costs: Iterable[flo
             for i, result in done:
                 results[i] = result
     return results
+
+
+def _on_a_glue_thread() -> bool:
+    return threading.current_thread().name.startswith(_THREAD_PREFIX)
 
 
 def _deal(costs: list[float], groups: int) -> list[list[int]]:

@@ -61,6 +61,23 @@ def test_torch_runs_on_one_thread_inside_the_work_and_its_count_is_restored():
         torch.set_num_threads(saved)
 
 
+def test_work_mapped_from_inside_a_glue_task_runs_there():
+    """Each of the two tasks maps more work: handed to the pool it would wait for the threads the
+    tasks occupy; it runs on the task's own thread instead."""
+    def inner(_):
+        return threading.current_thread().name
+
+    def outer(_):
+        return set(glue_threads.map_balanced(inner, range(4), workers=2)) == {threading.current_thread().name}
+
+    got = []
+    caller = threading.Thread(target=lambda: got.append(glue_threads.map_balanced(outer, range(2), workers=2)),
+                              daemon=True)
+    caller.start()
+    caller.join(timeout=60)  # a deadlock fails here instead of hanging the suite
+    assert got == [[True, True]]
+
+
 def test_the_first_exception_propagates():
     def work(item):
         if item == 3:
