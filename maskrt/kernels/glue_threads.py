@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import contextlib
+import contextvars
 import functools
 import os
 import threading
@@ -25,6 +26,21 @@ R = TypeVar("R")
 
 WORKERS = min(2, os.cpu_count() or 1)  # threads the glue may use at once (this machine's cores, at most 2)
 _THREAD_PREFIX = "maskrt.glue"
+# A caller's thread budget for the glue inside it (thread-local through contextvars; see limited_to).
+_BUDGET: contextvars.ContextVar[int | None] = contextvars.ContextVar("maskrt_glue_workers", default=None)
+
+
+@contextlib.contextmanager
+def limited_to(workers: int):
+    """Within the block, in this thread, map_balanced uses at most `workers` threads (1: the calling
+    thread only). An engine call sets its share of the cores: the OpenVINO backend passes
+    num_threads // requests, so an engine loaded on one thread, or two frames in flight on two
+    cores, never puts a second glue thread beside its stages."""
+    token = _BUDGET.set(max(1, int(workers)))
+    try:
+        yield
+    finally:
+        _BUDGET.reset(token)
 
 
 @functools.cache
@@ -46,7 +62,7 @@ os.register_at_fork(after_in_child=_executor.cache_clear)
 def map_balanced(work: Callable[[T], R], items: Iterable[T], costs: Iterable[float] | None = None,
                  workers: int | None = None, min_cost: float = 0.0) -> list[R]:
     """[work(item) for item in items], results in the items' order, computed on up to `workers`
-    threads (default WORKERS): the items are dealt into one group per thread, largest cost first
+    threads (default WORKERS; fewer inside `limited_to`): the items are dealt into one group per thread, largest cost first
     to the least loaded group (equal costs when none are given), and each group is one task.
     Each call runs in the caller's grad / inference mode (thread-local in torch). With one worker,
     one item, or costs summing to less than `min_cost` (a hand-off to the threads costs ~0.08 ms)
@@ -55,6 +71,8 @@ def map_balanced(work: Callable[[T], R], items: Iterable[T], costs: Iterable[flo
     items = list(items)
     costs = list(costs) if costs is not None else [1.0] * len(items)
     workers = WORKERS if workers is None else workers
+    budget = _BUDGET.get()
+    workers = workers if budget is None else min(workers, budget)
     if workers < 2 or len(items) < 2 or sum(costs) < min_cost or _on_a_glue_thread():
         return [work(item) for item in items]
     groups = _deal(costs, workers)

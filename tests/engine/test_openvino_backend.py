@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+
 from pathlib import Path
 
 import pytest
@@ -207,6 +209,28 @@ def test_the_glue_runs_torch_on_one_thread_and_restores_the_count(small_checkpoi
         assert seen == [1] and torch.get_num_threads() == 2
     finally:
         torch.set_num_threads(before)
+
+
+@pytest.mark.parametrize("threads, requests, threaded", [(1, 1, False), (2, 1, True), (2, 2, False)])
+def test_the_glue_uses_the_calls_share_of_the_cores(small_engine, threads, requests, threaded):
+    """Inside an engine call the glue may use num_threads // requests threads: an engine loaded on
+    one thread, or two frames in flight on two cores, keeps its glue on the calling thread."""
+    from maskrt.artifact import read_manifest
+    from maskrt.engine.backends.openvino_backend import OpenVINOBackend
+    from maskrt.kernels import glue_threads
+
+    backend = OpenVINOBackend(small_engine, read_manifest(small_engine), threads, requests=requests)
+    seen, dense = [], backend.detector.dense
+
+    def probing(batch):
+        caller = threading.current_thread().name
+        names = glue_threads.map_balanced(lambda _: threading.current_thread().name, range(2), workers=2)
+        seen.append(all(n.startswith("maskrt.glue") for n in names) if threaded else set(names) == {caller})
+        return dense(batch)
+
+    backend.detector.dense = probing
+    backend.infer([__import__("numpy").zeros((64, 64, 3), "uint8")])
+    assert seen == [True]
 
 
 def test_the_process_s_first_inference_runs_alone(small_checkpoint, tmp_path, monkeypatch):

@@ -34,6 +34,28 @@ def test_one_worker_one_item_or_little_work_runs_in_the_calling_thread():
     assert glue_threads.map_balanced(lambda _: threading.current_thread().name, [0], workers=2) == [here]
 
 
+def test_a_budget_limits_the_threads_in_its_block_and_thread_only():
+    here = threading.current_thread().name
+
+    def where():  # "here" when the items ran on the calling thread, "pool" when on the glue's threads
+        names = set(glue_threads.map_balanced(lambda _: threading.current_thread().name, range(2), workers=2))
+        return "here" if names == {here} else "pool" if all(n.startswith("maskrt.glue") for n in names) else names
+
+    with glue_threads.limited_to(1):
+        assert where() == "here"
+        other = []
+        elsewhere = threading.Thread(target=lambda: other.append(
+            all(n.startswith("maskrt.glue") for n in glue_threads.map_balanced(
+                lambda _: threading.current_thread().name, range(2), workers=2))))
+        elsewhere.start()
+        elsewhere.join()
+        assert other == [True]  # another thread has no budget set
+        with glue_threads.limited_to(2):
+            assert where() == "pool"
+        assert where() == "here"
+    assert where() == "pool"
+
+
 def test_items_are_dealt_largest_first_to_the_least_loaded_group():
     # 5 -> g0; 4 -> g1; 3 -> g1 (4 < 5); 2 -> g0 (5 < 7); 1 -> g0 (7 = 7: the first)
     assert glue_threads._deal([5, 4, 3, 2, 1], 2) == [[0, 3, 4], [1, 2]]

@@ -18,7 +18,7 @@ from ...errors import EngineError
 from ...model import DetectionParams, InputPolicy, RawDetections, RPNParams
 from ...model.network import Detector
 from ...model.rpn import cell_anchors
-from ...kernels.glue_threads import single_threaded_torch
+from ...kernels import glue_threads
 from .torch_backend import to_float_chw
 
 
@@ -212,6 +212,8 @@ class OpenVINOBackend:
     (the THROUGHPUT hint) and N detectors (each with its own infer requests) serve N callers at
     once, so one frame's dense stage runs while another's glue and heads run: more frames per
     second from several callers (the stream's infer workers), a slower single call.
+    The glue inside a call (RoIAlign's channel blocks, ...) may use num_threads // requests threads
+    (`kernels.glue_threads.limited_to`): the call's share of the cores, its stages idle meanwhile.
     infer() may be called from several threads: each call takes a free detector (waiting for one
     when all N are busy); `detector` is the first, whose settings (thresholds, proposals) the
     others copy before each call."""
@@ -227,6 +229,8 @@ class OpenVINOBackend:
         self.manifest = manifest
         self.num_threads = num_threads or os.cpu_count() or 1
         self.requests = max(1, int(requests))
+        # the glue's threads inside a call: this call's share of the cores (its stages are idle then)
+        self.glue_workers = max(1, self.num_threads // self.requests)
         core = shared_core()
         # "f32" or "bf16": what OpenVINO computes in on this CPU
         capabilities = core.get_property("CPU", "OPTIMIZATION_CAPABILITIES")
@@ -270,7 +274,8 @@ class OpenVINOBackend:
             if detector is not self.detector:
                 detector.proposals.params = self.detector.proposals.params
                 detector.heads.params = self.detector.heads.params
-            with first_inference_alone(), single_threaded_torch():
+            with first_inference_alone(), glue_threads.single_threaded_torch(), \
+                    glue_threads.limited_to(self.glue_workers):
                 return detector.detect([to_float_chw(img) for img in images])
         finally:
             self._free.put(detector)
