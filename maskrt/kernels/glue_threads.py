@@ -62,8 +62,9 @@ os.register_at_fork(after_in_child=_executor.cache_clear)
 def map_balanced(work: Callable[[T], R], items: Iterable[T], costs: Iterable[float] | None = None,
                  workers: int | None = None, min_cost: float = 0.0) -> list[R]:
     """[work(item) for item in items], results in the items' order, computed on up to `workers`
-    threads (default WORKERS; fewer inside `limited_to`): the items are dealt into one group per thread, largest cost first
-    to the least loaded group (equal costs when none are given), and each group is one task.
+    threads (default WORKERS; fewer inside `limited_to`): the items are dealt into one group per
+    thread, largest cost first to the least loaded group (equal costs when none are given), and
+    each group is one task.
     Each call runs in the caller's grad / inference mode (thread-local in torch). With one worker,
     one item, or costs summing to less than `min_cost` (a hand-off to the threads costs ~0.08 ms)
     everything runs in the calling thread, and so does work mapped from inside a glue task (it

@@ -89,8 +89,9 @@ def paste_id_map(masks: Tensor, boxes: Tensor, height: int, width: int, threshol
 
     # on the calling thread: the id map's crops gain nothing from the glue's threads (100 masks into
     # 1080p: 16.7 ms on one thread, 20.4 ms dealt to two); the full-size stack's page faults do
-    crops = {i: (box, crop) for i, box, crop in _crops(mode, masks, boxes, height, width, threshold, geo, region,
-                                                         sink=pack, threaded=False)}
+    with glue_threads.limited_to(1):
+        made = _crops(mode, masks, boxes, height, width, threshold, geo, region, sink=pack)
+    crops = {i: (box, crop) for i, box, crop in made}
     rank = paint_priority(scores, n)
     for i in torch.argsort(rank, descending=True).tolist():  # lowest priority first, the top one last
         if i in crops:
@@ -99,16 +100,15 @@ def paste_id_map(masks: Tensor, boxes: Tensor, height: int, width: int, threshol
     return PastedInstances(torch.from_numpy(id_map), region, torch.from_numpy(packed), offsets)
 
 
-def _crops(mode, masks, boxes, height, width, threshold, geo=None, region=None, sink=None, threaded=True):
+def _crops(mode, masks, boxes, height, width, threshold, geo=None, region=None, sink=None):
     """The instances' visible crops (see _visible_crops) under paste `mode`; sink(i, region, crop),
-    when given, is called with each crop as soon as it is made (on the thread that made it);
-    threaded: whether the crops may be dealt to the glue's threads."""
+    when given, is called with each crop as soon as it is made (on the thread that made it)."""
     if mode == "detectron2":
         crops = list(_detectron2_crops(masks, boxes, height, width, threshold, region))
         for crop in crops if sink is not None else ():
             sink(*crop)
         return crops
-    return _visible_crops(masks, boxes, height, width, threshold, geo, sink, threaded)
+    return _visible_crops(masks, boxes, height, width, threshold, geo, sink)
 
 
 def _detectron2_crops(masks, boxes, height, width, threshold, region=None):
@@ -124,10 +124,10 @@ def _detectron2_crops(masks, boxes, height, width, threshold, region=None):
             yield i, (x0, y0, x1, y1), (probs >= thr).numpy()
 
 
-def _visible_crops(masks, boxes, height, width, threshold, geo=None, sink=None, threaded=True):
+def _visible_crops(masks, boxes, height, width, threshold, geo=None, sink=None):
     """[(i, (x0, y0, x1, y1), np.ndarray[y1 - y0, x1 - x0] bool)] for instances with a visible part,
-    in index order, computed on the glue's threads when `threaded` (glue_threads.map_balanced, by
-    visible area); sink(i, region, crop), when given, is called there with each crop (writing it
+    in index order, computed on the glue's threads (glue_threads.map_balanced, by visible area;
+    none inside glue_threads.limited_to(1)); sink(i, region, crop), when given, is called there with each crop (writing it
     out on the thread that made it: a fresh output's page faults are shared by the threads too).
 
     The per-box work is numpy and one-thread torch: many small torch ops on torch's own pool
@@ -154,7 +154,7 @@ def _visible_crops(masks, boxes, height, width, threshold, geo=None, sink=None, 
         return made
 
     areas = [(r[2] - r[0]) * (r[3] - r[1]) for _, r, _, _ in shown]
-    return glue_threads.map_balanced(crop, shown, areas, workers=None if threaded else 1, min_cost=THREADED_PIXELS)
+    return glue_threads.map_balanced(crop, shown, areas, min_cost=THREADED_PIXELS)
 
 
 def axis_weights(out_size: int, in_size: int, dst: np.ndarray):

@@ -101,7 +101,7 @@ def _roi_align(features, rois, spatial_scales, output_size, sampling_ratio, alig
         _gather_sum(table, pos, offsets, weight, flat[:, c0:c1])
 
     blocks = range(0, c, CHANNEL_BLOCK)  # work per block ~ (table rows + taps) x block channels
-    work = (sum(m.shape[0] * m.shape[2] * m.shape[3] for m in maps) + pos.numel()) * CHANNEL_BLOCK
+    work = (table_rows(maps) + pos.numel()) * CHANNEL_BLOCK
     glue_threads.map_balanced(channel_block, blocks, [work] * len(blocks), min_cost=THREADED_WORK)
     large = torch.where(geo["grid_h"] * geo["grid_w"] > MAX_GATHER_SAMPLES)[0].tolist()
     for i in large:
@@ -155,6 +155,11 @@ def level_bases(features: Sequence[Tensor]) -> list[int]:
     return [sum(sizes[:i]) for i in range(len(sizes))]
 
 
+def table_rows(levels: Sequence) -> int:
+    """Rows of a pyramid table: sum_l B * H_l * W_l over levels [B, C, H_l, W_l] (arrays or tensors)."""
+    return sum(f.shape[0] * f.shape[2] * f.shape[3] for f in levels)
+
+
 def pyramid_table(maps: Sequence[np.ndarray], c0: int, c1: int) -> np.ndarray:
     """Channels c0:c1 of all levels, channels-last: [sum_l B * H_l * W_l, c1 - c0] in the maps' dtype.
 
@@ -162,8 +167,7 @@ def pyramid_table(maps: Sequence[np.ndarray], c0: int, c1: int) -> np.ndarray:
     milliseconds per op when the other core is busy.
     """
     b = maps[0].shape[0]
-    rows = sum(b * f.shape[2] * f.shape[3] for f in maps)
-    table = np.empty((rows, c1 - c0), dtype=maps[0].dtype)
+    table = np.empty((table_rows(maps), c1 - c0), dtype=maps[0].dtype)
     start = 0
     for f in maps:
         for i in range(b):
