@@ -50,3 +50,46 @@ def test_an_image_at_its_size_is_normalised_as_torchvision_does(size):
     tv.eval()
     want = tv([image])[0].tensors[0, :, : size[0], : size[1]]
     assert torch.equal(normalize_and_resize(image, policy), want)
+
+
+def _torchvision_batch(images: list[torch.Tensor], policy: InputPolicy) -> tuple[torch.Tensor, list]:
+    tv = GeneralizedRCNNTransform(policy.min_size, policy.max_size, list(policy.mean), list(policy.std))
+    tv.eval()
+    batch = tv([img.contiguous() for img in images])[0]
+    return batch.tensors, [tuple(s) for s in batch.image_sizes]
+
+
+def _host_images(sizes, seed=0):
+    """float32 images in [0, 1] as the engines make them: uint8 / 255 over channels-last memory."""
+    rng = np.random.default_rng(seed)
+    return [torch.from_numpy(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)).permute(2, 0, 1).float().div_(255)
+            for h, w in sizes]
+
+
+@pytest.mark.parametrize("sizes", [[(320, 480)], [(600, 800)], [(300, 512), (320, 416)], [(240, 320)],
+                                   [(576, 768), (320, 480)]])
+def test_host_preprocess_is_torchvision_s_batch_bit_for_bit(sizes):
+    """The host's one-pass normalisation (into the padded batch at the policy's size, before the
+    resampling otherwise; 600x800 is normalised by two threads) gives torchvision's batch exactly,
+    padding zeros included."""
+    from maskrt.model.transform import NORMALIZE_THREADED_PIXELS, preprocess
+
+    policy = InputPolicy(320, 512) if sizes != [(600, 800)] else InputPolicy(600, 800)
+    assert 600 * 800 >= NORMALIZE_THREADED_PIXELS
+    images = _host_images(sizes)
+    batch, resized = preprocess(images, policy)
+    want, want_sizes = _torchvision_batch(images, policy)
+    assert resized == want_sizes
+    assert batch.shape == want.shape and torch.equal(batch, want)
+
+
+def test_host_preprocess_bgr_takes_the_channels_in_the_network_s_order():
+    """channels="BGR": the network's channel k is the image's channel 2 - k, normalised with the
+    policy's mean and std (given in the network's order): torchvision's batch of the flipped image."""
+    from maskrt.model.transform import preprocess
+
+    policy = InputPolicy(320, 512, mean=(0.1, 0.5, 0.9), std=(0.2, 0.3, 0.4), channels="BGR")
+    images = _host_images([(320, 480), (400, 300)], seed=1)
+    batch, _ = preprocess(images, policy)
+    want, _ = _torchvision_batch([img.flip(0) for img in images], policy)
+    assert torch.equal(batch, want)
