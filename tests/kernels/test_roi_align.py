@@ -307,3 +307,41 @@ def test_custom_op_takes_the_level_mapper():
     torch.library.opcheck(torch.ops.maskrt.roi_align.default, args)
     torch.testing.assert_close(torch.ops.maskrt.roi_align(*args),
                                reference(feats, rois, SCALES, 3, 0, True, level_mapper="detectron2"))
+
+
+def _axis_taps_outer(geo, size, gh, gw):
+    """The taps as torch composes them from `axis_taps` (the per-axis arithmetic the separable path
+    uses too): rows = base + y * width, weights (wy * valid_y / count) * (wx * valid_x), broadcast."""
+    from maskrt.kernels.roi_align.cpu import axis_taps
+
+    yi, yw, yv = axis_taps(geo["start_h"], geo["bin_h"], gh, size, geo["height"])
+    xi, xw, xv = axis_taps(geo["start_w"], geo["bin_w"], gw, size, geo["width"])
+    rows = geo["base"][:, None, None, None] + yi * geo["width"][:, None, None, None]  # [n, S, gh, 2]
+    wy = yw * (yv[..., None].to(yw.dtype) / float(max(gh * gw, 1)))
+    wx = xw * xv[..., None]
+    n = rows.shape[0]
+    pos = rows[:, :, None, :, :, None, None] + xi[:, None, :, None, None, :, :]  # [n, S, S, gh, 2, gw, 2]
+    weight = wy[:, :, None, :, :, None, None] * wx[:, None, :, None, None, :, :]
+    return pos.reshape(n, size, size, -1), weight.reshape(n, size, size, -1)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("aligned", [False, True])
+@pytest.mark.parametrize("grid", [(2, 2), (1, 3), (4, 1)])
+def test_cpu_taps_are_axis_taps_outer_product_bit_for_bit(dtype, aligned, grid):
+    """The numba pass that makes every bin's taps (positions and weights) gives exactly what torch's
+    per-axis ops and broadcasting give: RoIs on every level, across the borders, degenerate ones."""
+    from maskrt.kernels.roi_align import cpu
+    from maskrt.kernels.roi_align.common import assign_levels
+
+    feats = pyramid(dtype=dtype)
+    rois = torch.cat([random_rois(300, max_size=600.0), torch.tensor([[0, 10.0, 10.0, 10.0, 40.0],
+                                                                        [1, -30.0, -30.0, -25.0, -20.0],
+                                                                        [0, 300.0, 250.0, 330.0, 280.0]])]).to(dtype)
+    levels = assign_levels(rois, SCALES, 224, 4, "torchvision")
+    geo = cpu._geometry(rois, levels, feats, SCALES, cpu.level_bases(feats), 7, 2, aligned)
+    pos, weight = cpu._taps(geo, 7, *grid)
+    want_pos, want_weight = _axis_taps_outer(geo, 7, *grid)
+    assert weight.dtype == dtype
+    assert torch.equal(pos, want_pos)
+    assert torch.equal(weight, want_weight)
