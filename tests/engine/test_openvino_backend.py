@@ -6,6 +6,7 @@ import threading
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -275,3 +276,21 @@ def test_the_process_s_first_inference_runs_alone(small_checkpoint, tmp_path, mo
     backend.infer([image])  # detector 1 is busy: this call gets detector 2
     busy.join()
     assert events == ["first", "first done", "second"]
+
+
+def test_head_outputs_are_lent_and_the_detections_outlive_the_next_call(small_engine):
+    """The box and mask stages hand out views of OpenVINO's output buffers (no copy of R50's 28.5 MB
+    of mask logits); what a call returns is the glue's own memory: the next call, which overwrites
+    those buffers, leaves the first call's detections as they were."""
+    engine = maskrt.load(small_engine, score_threshold=0.0)
+    heads = engine.backend.detector.heads
+    x = torch.randn(5, 64, 14, 14, generator=torch.Generator().manual_seed(3))
+    logits = heads.mask_fn(x)
+    assert logits.data_ptr() == heads.mask_fn.request.get_output_tensor(0).data.ctypes.data
+    images = [np.random.default_rng(seed).integers(0, 256, (96, 128, 3), dtype=np.uint8) for seed in (4, 5)]
+    first = engine.backend.infer([images[0]])[0]
+    kept = {name: getattr(first, name).clone() for name in ("boxes", "scores", "labels", "mask_probs")}
+    assert kept["mask_probs"].shape[0] > 0
+    engine.backend.infer([images[1]])
+    for name, value in kept.items():
+        assert torch.equal(getattr(first, name), value), name

@@ -258,12 +258,14 @@ class OpenVINOBackend:
         k, regressions = cfg.num_classes, 1 if cfg.box_agnostic else cfg.num_classes
         # The dense stage's outputs (FPN features, ~90 MB at 800x1344) are used in place: they are
         # read only within the same detect() call, before this request runs again.
+        # So are the heads' outputs: the glue takes what it keeps out of them (softmax, the picked
+        # deltas, each detection's own-class mask: R50's 100 x 91 x 28 x 28 logits are 28.5 MB) at once.
         dense = _Stage(self.compiled["dense"], copy_outputs=False)
         box = _Stage(self.compiled["box"], lambda: (torch.zeros(0, k), torch.zeros(0, 4 * regressions)),
                      full_rows=lambda: self.detector.proposals.params.post_nms_top_n,
-                     channels_last="box" in self.channels_last)
+                     channels_last="box" in self.channels_last, copy_outputs=False)
         mask = _Stage(self.compiled["mask"], full_rows=lambda: self.detector.heads.params.detections_per_img,
-                      channels_last="mask" in self.channels_last)
+                      channels_last="mask" in self.channels_last, copy_outputs=False)
         th = self.manifest.thresholds
         return Detector(dense, box, mask, cell_anchors(cfg.numerics), cfg, self.policy,
                         RPNParams(**th["rpn"]), DetectionParams(**th["detection"]))
