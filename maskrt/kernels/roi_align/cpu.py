@@ -2,8 +2,8 @@
 
 Every output bin is a weighted sum of `4 * gh * gw` feature pixels (gh x gw sampling points,
 4 bilinear taps each). Their positions (level base + row) and weights are computed once for all
-RoIs in float32 with torchvision's arithmetic (per axis in torch, their outer product in a
-numba loop). Then, per block of 64 channels, all levels are copied channels-last into a table
+RoIs in float32 with torchvision's arithmetic (one numba pass per RoI: per axis, then their
+outer product). Then, per block of 64 channels, all levels are copied channels-last into a table
 Tensor[sum_l B * H_l * W_l, 64] and embedding_bag (mode "sum", per-sample weights) gathers and
 sums the taps of all bins, in RoI order, straight into that block's columns of the channels-last
 output (its out variant writes the strided column block: no temporary, no copy). The result is
