@@ -71,10 +71,8 @@ def map_balanced(work: Callable[[T], R], items: Iterable[T], costs: Iterable[flo
     would otherwise wait for the threads it occupies). The first exception propagates."""
     items = list(items)
     costs = list(costs) if costs is not None else [1.0] * len(items)
-    workers = WORKERS if workers is None else workers
-    budget = _BUDGET.get()
-    workers = workers if budget is None else min(workers, budget)
-    if workers < 2 or len(items) < 2 or sum(costs) < min_cost or _on_a_glue_thread():
+    workers = available() if workers is None else min(workers, available())
+    if workers < 2 or len(items) < 2 or sum(costs) < min_cost:
         return [work(item) for item in items]
     groups = _deal(costs, workers)
     inference, grad = torch.is_inference_mode_enabled(), torch.is_grad_enabled()
@@ -89,6 +87,15 @@ def map_balanced(work: Callable[[T], R], items: Iterable[T], costs: Iterable[flo
             for i, result in done:
                 results[i] = result
     return results
+
+
+def available() -> int:
+    """The threads map_balanced may use from here: WORKERS within the caller's budget (limited_to);
+    1 on a glue thread (work mapped from inside a task runs on that task's thread)."""
+    if _on_a_glue_thread():
+        return 1
+    budget = _BUDGET.get()
+    return WORKERS if budget is None else min(WORKERS, budget)
 
 
 def _on_a_glue_thread() -> bool:

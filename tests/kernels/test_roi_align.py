@@ -214,6 +214,34 @@ def test_cpu_channel_blocks_on_the_glue_threads_match_the_reference(monkeypatch,
     assert names and all(name.startswith("maskrt.glue") for name in names)
 
 
+@pytest.mark.parametrize("sampling_ratio", [2, -1])
+@pytest.mark.parametrize("channels", [64, 24])
+def test_one_channel_block_is_gathered_in_roi_ranges_on_the_glue_threads(monkeypatch, sampling_ratio, channels):
+    """Fewer channel blocks than threads (the bundled model's 64 channels): the table is made once and
+    the bins are gathered in two ranges, one per glue thread, into the right rows of a channels_last
+    out (NaN-filled: every element written) and of a fresh output alike; the reference's values."""
+    import threading
+
+    from maskrt.kernels import glue_threads
+    from maskrt.kernels.roi_align import cpu
+
+    monkeypatch.setattr(glue_threads, "WORKERS", 2)
+    monkeypatch.setattr(cpu, "THREADED_WORK", 0)
+    calls = []
+    real = cpu._gather_sum
+    monkeypatch.setattr(cpu, "_gather_sum", lambda table, pos, offsets, weight, dst: calls.append(
+        (threading.current_thread().name, dst.shape[0])) or real(table, pos, offsets, weight, dst))
+    feats, rois = pyramid(channels=channels), random_rois(31, max_size=2000.0)  # with separable RoIs at -1
+    want = reference(feats, rois, SCALES, 7, sampling_ratio, False)
+    torch.testing.assert_close(K.roi_align(feats, rois, SCALES, 7, sampling_ratio, False, impl="cpu"), want,
+                               atol=1e-5, rtol=1e-5)
+    out = torch.full((31, 7, 7, channels), float("nan")).permute(0, 3, 1, 2)
+    K.roi_align(K.FeaturePyramid(feats), rois, SCALES, 7, sampling_ratio, False, impl="cpu", out=out)
+    torch.testing.assert_close(out, want, atol=1e-5, rtol=1e-5)
+    assert len(calls) == 4 and sum(bins for _, bins in calls) == 2 * 31 * 49
+    assert all(name.startswith("maskrt.glue") for name, _ in calls)
+
+
 def test_out_of_the_wrong_shape_is_refused():
     with pytest.raises(ValueError, match="out must be Tensor"):
         K.roi_align(pyramid(), random_rois(3), SCALES, 7, 2, False, impl="cpu", out=torch.zeros(4, 8, 7, 7))

@@ -89,20 +89,7 @@ def _roi_align(features, rois, spatial_scales, output_size, sampling_ratio, alig
         torch.from_numpy(np.empty((n, size, size, c), np.float64 if dtype == torch.float64 else np.float32))
     flat = rows.view(n * size * size, c)
     maps = [f.detach().to(dtype).numpy() for f in features]
-    kept = getattr(features, "tables", None)  # a FeaturePyramid's tables, shared by its RoIAligns
-
-    def channel_block(c0: int) -> None:
-        c1 = min(c0 + CHANNEL_BLOCK, c)
-        table = None if kept is None else kept.get((c0, c1, dtype))
-        if table is None:
-            table = torch.from_numpy(pyramid_table(maps, c0, c1))
-            if kept is not None:
-                kept[(c0, c1, dtype)] = table
-        _gather_sum(table, pos, offsets, weight, flat[:, c0:c1])
-
-    blocks = range(0, c, CHANNEL_BLOCK)  # work per block ~ (table rows + taps) x block channels
-    work = (table_rows(maps) + pos.numel()) * CHANNEL_BLOCK
-    glue_threads.map_balanced(channel_block, blocks, [work] * len(blocks), min_cost=THREADED_WORK)
+    _gather_blocks(maps, getattr(features, "tables", None), pos, offsets, weight, flat)
     large = torch.where(geo["grid_h"] * geo["grid_w"] > MAX_GATHER_SAMPLES)[0].tolist()
     for i in large:
         rows[i] = _separable(features, {k: v[i : i + 1] for k, v in geo.items()}, size)
@@ -113,6 +100,44 @@ def _roi_align(features, rois, spatial_scales, output_size, sampling_ratio, alig
     if out is None:
         return result.to(first.dtype)
     return out.copy_(result)
+
+
+def _gather_blocks(maps: list[np.ndarray], kept: dict | None, pos: Tensor, offsets: Tensor, weight: Tensor,
+                   flat: Tensor) -> None:
+    """flat[:, c0:c1] = every bin's weighted taps from the channel block's table, per block of
+    CHANNEL_BLOCK channels, on the glue's threads: one task per block (its table, then its gather);
+    with fewer blocks than threads (the bundled model's 64 channels) the tables are made first and
+    each block's bins are split into RoI ranges, one gather per range. kept: a FeaturePyramid's
+    tables, reused and filled. flat: Tensor[bins, C], bins in RoI order (offsets: Tensor[bins])."""
+    c, bins = flat.shape[1], offsets.shape[0]
+    dtype = torch.float64 if maps[0].dtype == np.float64 else torch.float32
+
+    def table_of(c0: int) -> Tensor:
+        key = (c0, min(c0 + CHANNEL_BLOCK, c), dtype)
+        table = None if kept is None else kept.get(key)
+        if table is None:
+            table = torch.from_numpy(pyramid_table(maps, *key[:2]))
+            if kept is not None:
+                kept[key] = table
+        return table
+
+    def gather(table: Tensor, c0: int, b0: int, b1: int) -> None:
+        t0 = int(offsets[b0]) if b0 < bins else pos.shape[0]
+        t1 = int(offsets[b1]) if b1 < bins else pos.shape[0]
+        starts = offsets[b0:b1] - t0 if b0 else offsets[:b1]
+        _gather_sum(table, pos[t0:t1], starts, weight[t0:t1], flat[b0:b1, c0:c0 + table.shape[1]])
+
+    blocks = list(range(0, c, CHANNEL_BLOCK))
+    work = (table_rows(maps) + pos.numel()) * CHANNEL_BLOCK  # per block: table rows + taps, x its channels
+    parts = glue_threads.available() // len(blocks)
+    if parts < 2 or work * len(blocks) < THREADED_WORK:
+        glue_threads.map_balanced(lambda c0: gather(table_of(c0), c0, 0, bins), blocks, [work] * len(blocks),
+                                  min_cost=THREADED_WORK)
+        return
+    tables = {c0: table_of(c0) for c0 in blocks}
+    edges = [bins * k // parts for k in range(parts + 1)]
+    tasks = [(c0, b0, b1) for c0 in blocks for b0, b1 in zip(edges, edges[1:]) if b1 > b0]
+    glue_threads.map_balanced(lambda task: gather(tables[task[0]], *task), tasks)
 
 
 def _gather_sum(table: Tensor, pos: Tensor, offsets: Tensor, weight: Tensor, dst: Tensor) -> None:
