@@ -102,6 +102,7 @@ def test_crops_on_the_glue_threads_are_the_oracles(monkeypatch):
 
     monkeypatch.setattr(glue_threads, "WORKERS", 2)
     monkeypatch.setattr(cpu, "THREADED_PIXELS", 0)
+    monkeypatch.setattr(cpu, "THREADED_CROP_PIXELS", 0)
     assert cpu.emulation_matches_torch()  # its one-time probe runs resize_rows on this thread: before the spy
     names = set()
     real = cpu.resize_rows
@@ -113,6 +114,30 @@ def test_crops_on_the_glue_threads_are_the_oracles(monkeypatch):
     names.clear()
     assert torch.equal(K.paste_id_map(masks, boxes, 150, 200, 0.5, scores=scores, impl="cpu").full_masks(), want)
     assert names == {threading.current_thread().name}
+
+
+@pytest.mark.parametrize("crop_floor, threaded", [(10**9, False), (0, True)])
+def test_small_crops_stay_on_the_calling_thread(monkeypatch, crop_floor, threaded):
+    """Crops whose mean visible area is below THREADED_CROP_PIXELS are made on the calling thread
+    even when their total is above THREADED_PIXELS (small crops only take turns on the GIL); above
+    it they go to the glue's threads. Bit-identical to the oracle either way."""
+    import threading
+
+    from maskrt.kernels import glue_threads
+    from maskrt.kernels.paste import cpu
+
+    monkeypatch.setattr(glue_threads, "WORKERS", 2)
+    monkeypatch.setattr(cpu, "THREADED_PIXELS", 0)
+    monkeypatch.setattr(cpu, "THREADED_CROP_PIXELS", crop_floor)
+    assert cpu.emulation_matches_torch()
+    names = set()
+    real = cpu.resize_rows
+    monkeypatch.setattr(cpu, "resize_rows", lambda *a: names.add(threading.current_thread().name) or real(*a))
+    masks, boxes, _ = random_instances(40, 150, 200, seed=4, min_size=20, max_size=260)
+    assert torch.equal(K.paste(masks, boxes, 150, 200, 0.5, impl="cpu"), safe_oracle(masks, boxes, 150, 200))
+    assert names
+    assert all(name.startswith("maskrt.glue") for name in names) if threaded else \
+        names == {threading.current_thread().name}
 
 
 @pytest.mark.parametrize("impl", IMPLS)

@@ -34,6 +34,11 @@ from .common import (PastedInstances, background_value, check_inputs, check_mode
 
 SMALL_PATH_LIMIT = 128  # h + w at or below which torch's small-output interpolation path is used
 THREADED_PIXELS = 1 << 18  # visible pixels below which the crops stay on the calling thread (~0.5 ms)
+# Mean visible pixels per crop below which they stay on the calling thread whatever their total, torch
+# on one thread: a small crop is a few GIL-holding numpy/torch calls, so two threads only take turns (100 masks into
+# 320x320, ~3.6k px each: 5.2 -> 5.8 ms median, and 21 rounds of 650 over 2x the median instead of 3);
+# from ~11k px a crop (100 masks into 1080p, 11k px each: 27.0 -> 23.5 ms; 41k: 49.6 -> 38.5 ms) they gain.
+THREADED_CROP_PIXELS = 8192
 WHOLE_BOX_SHARE = 0.75  # a box at least this visible is resized whole by F.interpolate (faster than the rows' emulation)
 
 
@@ -77,7 +82,7 @@ def paste_id_map(masks: Tensor, boxes: Tensor, height: int, width: int, threshol
     if background_value(threshold):
         raise ValueError(f"paste_id_map needs threshold >= 0, got {threshold}")
     n = masks.shape[0]
-    geo = geometry(masks, boxes, height, width) if mode == "torchvision" else None
+    geo = _small_op_geometry(masks, boxes, height, width) if mode == "torchvision" else None
     region = geo.region if geo is not None else detectron2_regions(boxes, height, width)
     offsets = crop_offsets(region)
     packed = np.zeros(int(offsets[-1]), dtype=np.bool_)
@@ -133,7 +138,7 @@ def _visible_crops(masks, boxes, height, width, threshold, geo=None, sink=None):
     The per-box work is numpy and one-thread torch: many small torch ops on torch's own pool
     would each wake it, which costs milliseconds per op when the other core is busy.
     """
-    geo = geo or geometry(masks, boxes, height, width)
+    geo = geo or _small_op_geometry(masks, boxes, height, width)
     exact = emulation_matches_torch()
     padded = geo.padded.numpy()
     thr = np.float32(threshold)  # torch compares a float32 tensor with the threshold in float32
@@ -154,7 +159,19 @@ def _visible_crops(masks, boxes, height, width, threshold, geo=None, sink=None):
         return made
 
     areas = [(r[2] - r[0]) * (r[3] - r[1]) for _, r, _, _ in shown]
-    return glue_threads.map_balanced(crop, shown, areas, min_cost=THREADED_PIXELS)
+    if sum(areas) >= THREADED_CROP_PIXELS * len(areas):
+        return glue_threads.map_balanced(crop, shown, areas, min_cost=THREADED_PIXELS)
+    # small crops: on this thread, and torch's tiny ops on it too (its pool's wake-ups gave 10 rounds
+    # in 1450 over 2x the median of 100 masks into 320x320, none on one thread; same median)
+    with glue_threads.single_threaded_torch():
+        return [crop(instance) for instance in shown]
+
+
+def _small_op_geometry(masks: Tensor, boxes: Tensor, height: int, width: int):
+    """common.geometry with torch on one thread: its ops on N boxes and N x M x M masks are tiny, and
+    waking torch's pool for them put rare rounds of a small paste at over twice its median."""
+    with glue_threads.single_threaded_torch():
+        return geometry(masks, boxes, height, width)
 
 
 def axis_weights(out_size: int, in_size: int, dst: np.ndarray):
