@@ -307,3 +307,21 @@ def test_full_size_masks_are_never_advised_as_huge_pages():
         assert "hg" not in _mapping_flags(out.data_ptr())
         assert "hg" not in _mapping_flags(out.data_ptr() + out.numel() - 1)
         assert torch.equal(out, reference(masks, boxes, 1080, 1920, 0.5))
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="fork only")
+def test_a_forked_child_does_not_write_into_its_parent_s_masks():
+    """The full-size stacks' mapping is private: a child forked while masks exist (a worker pool,
+    a subprocess) gets its own copy of the pages it writes, as with any numpy array."""
+    import os
+
+    from maskrt.kernels.paste.common import lazy_zeros
+
+    masks = lazy_zeros((8, 1080, 1920))
+    pid = os.fork()
+    if pid == 0:  # the child: write everywhere, leave at once
+        masks[:] = True
+        os._exit(0)
+    _, status = os.waitpid(pid, 0)
+    assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
+    assert not masks.any()
