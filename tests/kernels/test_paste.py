@@ -116,6 +116,23 @@ def test_crops_on_the_glue_threads_are_the_oracles(monkeypatch):
     assert names == {threading.current_thread().name}
 
 
+def test_full_masks_placed_on_the_glue_threads_are_the_oracles(monkeypatch):
+    """PastedInstances.full_masks places large crops on the glue's threads: the same stack as the
+    oracle's paste, every instance's crop in its own plane, zeros elsewhere."""
+    from maskrt.kernels import glue_threads
+    from maskrt.kernels.paste import common
+
+    monkeypatch.setattr(glue_threads, "WORKERS", 2)
+    monkeypatch.setattr(common, "THREADED_PLACE_PIXELS", 0)
+    used = []
+    real = glue_threads._executor
+    monkeypatch.setattr(glue_threads, "_executor", lambda workers: used.append(workers) or real(workers))
+    masks, boxes, scores = random_instances(40, 150, 200, seed=5, min_size=20, max_size=260)
+    instances = K.paste_id_map(masks, boxes, 150, 200, 0.5, scores=scores, impl="cpu")
+    assert torch.equal(instances.full_masks(), safe_oracle(masks, boxes, 150, 200))
+    assert used == [2]
+
+
 @pytest.mark.parametrize("crop_floor, threaded", [(10**9, False), (0, True)])
 def test_small_crops_stay_on_the_calling_thread(monkeypatch, crop_floor, threaded):
     """Crops whose mean visible area is below THREADED_CROP_PIXELS are made on the calling thread

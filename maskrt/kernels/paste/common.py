@@ -17,6 +17,8 @@ import torch.nn.functional as F
 from torch import Tensor
 from torchvision.models.detection.roi_heads import expand_boxes
 
+from .. import glue_threads
+
 COORD_LIMIT = float(2**30)  # |coordinates| are clamped here before the int64 cast (the oracle would overflow)
 
 
@@ -172,16 +174,25 @@ class PastedInstances:
         return [self.crop(i) for i in range(len(self))]
 
     def full_masks(self) -> Tensor:
-        """Tensor[N, H, W] bool, equal to `paste(masks, boxes, H, W, threshold)` for threshold >= 0."""
+        """Tensor[N, H, W] bool, equal to `paste(masks, boxes, H, W, threshold)` for threshold >= 0.
+        The crops are written on the glue's threads when large (their fresh pages fault in there)."""
         h, w = self.id_map.shape
         out = lazy_zeros((len(self), h, w))
-        for i, (x0, y0, x1, y1) in enumerate(self.regions.tolist()):
-            if x1 > x0 and y1 > y0:
-                out[i, y0:y1, x0:x1] = self.crop(i).cpu().numpy()
+        packed = self.packed.cpu().numpy()
+        starts = self.offsets.tolist()
+        shown = [(i, r) for i, r in enumerate(self.regions.tolist()) if r[2] > r[0] and r[3] > r[1]]
+
+        def place(instance) -> None:
+            i, (x0, y0, x1, y1) = instance
+            out[i, y0:y1, x0:x1] = packed[starts[i] : starts[i + 1]].reshape(y1 - y0, x1 - x0)
+
+        areas = [(r[2] - r[0]) * (r[3] - r[1]) for _, r in shown]
+        glue_threads.map_balanced(place, shown, areas, min_cost=THREADED_PLACE_PIXELS)
         return torch.from_numpy(out).to(self.id_map.device)
 
 
 LAZY_ZEROS_MIN_BYTES = 1 << 22  # numpy asks for huge pages from 4 MiB on
+THREADED_PLACE_PIXELS = 1 << 20  # crop pixels below which full_masks places them on the calling thread
 
 
 def lazy_zeros(shape: tuple[int, ...], dtype=np.bool_) -> np.ndarray:
