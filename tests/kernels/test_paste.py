@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -342,3 +343,49 @@ def test_a_forked_child_does_not_write_into_its_parent_s_masks():
     _, status = os.waitpid(pid, 0)
     assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
     assert not masks.any()
+
+
+def test_a_dropped_stack_s_memory_is_reused_zeroed():
+    """stack_zeros hands out the memory of the last stack once nothing sees it (no new page faults),
+    zeroed whole whatever was written into it; a smaller stack (within 2x) reuses it too."""
+    from maskrt.kernels.paste.common import stack_zeros
+
+    first = stack_zeros((8, 1080, 1920))
+    first[:] = True
+    address = first.ctypes.data
+    del first
+    second = stack_zeros((8, 1080, 1920))
+    assert second.ctypes.data == address and not second.any()
+    second[:, 5:9] = True
+    del second
+    smaller = stack_zeros((5, 1080, 1920))
+    assert smaller.ctypes.data == address and smaller.shape == (5, 1080, 1920) and not smaller.any()
+
+
+@pytest.mark.parametrize("keep", ["slice", "tensor", "numpy of tensor"])
+def test_a_stack_still_seen_is_never_reused(keep):
+    """While any view of a stack lives (a numpy slice, the tensor paste returns, that tensor's numpy
+    array) its memory is not handed out again: the next stack is fresh and the old one keeps its data."""
+    from maskrt.kernels.paste.common import stack_zeros
+
+    first = stack_zeros((8, 1080, 1920))
+    first[:] = True
+    tensor = torch.from_numpy(first)
+    held = {"slice": lambda: first[3, 10:20], "tensor": lambda: tensor,
+            "numpy of tensor": lambda: tensor.numpy()[2:4]}[keep]()
+    del first, tensor
+    second = stack_zeros((8, 1080, 1920))
+    assert not second.any()
+    assert bool(np.asarray(held).all())
+
+
+def test_repeated_full_size_pastes_are_the_oracles():
+    """Successive full-size stacks (cpu.paste and full_masks) reuse a dropped stack's memory: each is
+    still exactly the oracle's paste (nothing left over from the previous boxes)."""
+    from maskrt.kernels.paste import cpu
+
+    for seed in range(3):
+        masks, boxes, scores = random_instances(30, 600, 1000, seed=20 + seed, min_size=40, max_size=500)
+        want = safe_oracle(masks, boxes, 600, 1000)
+        assert torch.equal(cpu.paste(masks, boxes, 600, 1000, 0.5), want)
+        assert torch.equal(cpu.paste_id_map(masks, boxes, 600, 1000, 0.5, scores).full_masks(), want)
