@@ -72,24 +72,44 @@ def test_large_boxes_bit_identical(impl):
     assert torch.equal(out, reference(masks, boxes, 200, 240, 0.5))
 
 
-def test_visible_large_boxes_are_resized_whole_and_the_others_by_rows(monkeypatch):
-    """cpu: a large box at least WHOLE_BOX_SHARE visible goes through F.interpolate itself (faster
-    than the rows' emulation when most of it is shown); one mostly outside the image through
-    resize_rows (only its visible rows and columns). Both bit-identical to the reference."""
+def test_large_boxes_go_through_the_compiled_rows_and_small_ones_through_interpolate(monkeypatch):
+    """cpu: a large box (h + w > 128), wholly visible or mostly outside the image, is resized by
+    resize_rows (its visible rows and columns only, thresholded inside); a small one (torch's other
+    interpolation path) by F.interpolate itself. All bit-identical to the reference."""
     from maskrt.kernels.paste import cpu
 
     inside = torch.tensor([[20.0, 30.0, 180.0, 150.0]])  # h + w > 128, wholly visible
     mostly_out = torch.tensor([[-150.0, -100.0, 40.0, 60.0]])  # visible share ~0.06
-    masks = torch.sigmoid(torch.randn(2, 28, 28, generator=torch.Generator().manual_seed(3)) * 3)
+    small = torch.tensor([[100.0, 100.0, 140.0, 130.0]])  # h + w <= 128
+    masks = torch.sigmoid(torch.randn(3, 28, 28, generator=torch.Generator().manual_seed(3)) * 3)
+    assert cpu.emulation_matches_torch()  # its one-time probe calls resize_rows: before the spy
     calls = []
     real = cpu.resize_rows
     monkeypatch.setattr(cpu, "resize_rows", lambda *args: calls.append(args[1:3]) or real(*args))
-    boxes = torch.cat([inside, mostly_out])
+    boxes = torch.cat([inside, mostly_out, small])
     for paste in (lambda: K.paste(masks, boxes, 200, 240, 0.5, impl="cpu"),
                   lambda: K.paste_id_map(masks, boxes, 200, 240, 0.5, impl="cpu").full_masks()):
         calls.clear()
         assert torch.equal(paste(), safe_oracle(masks, boxes, 200, 240))
-        assert len(calls) == 1  # the mostly hidden box only
+        assert sorted(calls) == sorted([(h, w) for h, w in cpu.geometry(masks, boxes, 200, 240).out_hw.tolist()
+                                        if h + w > cpu.SMALL_PATH_LIMIT]) and len(calls) == 2
+
+
+@pytest.mark.parametrize("size", [(200, 173), (64, 70), (1, 300), (300, 2), (257, 511)])
+def test_compiled_rows_are_interpolate_s_values_bit_for_bit(size):
+    """resize_rows (float32 values, and thresholded) against F.interpolate itself on whole outputs and
+    on crops of them (the visible part of a box), for h + w > 128."""
+    from maskrt.kernels.paste import cpu
+
+    h, w = size
+    mask = torch.rand(30, 30, generator=torch.Generator().manual_seed(h * w))
+    full = F.interpolate(mask[None, None], size=(h, w), mode="bilinear", align_corners=False)[0, 0].numpy()
+    for rows, cols in (((0, h), (0, w)), ((h // 3, h), (w // 4, w // 2 + 1))):
+        want = full[rows[0]:rows[1], cols[0]:cols[1]]
+        assert np.array_equal(cpu.resize_rows(mask.numpy(), h, w, rows, cols), want)
+        for threshold in (0.5, 0.25):
+            got = cpu.resize_rows(mask.numpy(), h, w, rows, cols, np.float32(threshold))
+            assert got.dtype == np.bool_ and np.array_equal(got, want > np.float32(threshold))
 
 
 def test_crops_on_the_glue_threads_are_the_oracles(monkeypatch):

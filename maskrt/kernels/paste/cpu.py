@@ -7,20 +7,19 @@ probabilities of the visible part only, and the bool result is written straight 
 
 Bit-exactness: on x86-64 builds of torch (AVX2/AVX-512 kernels) F.interpolate's bilinear path
 for outputs with h + w > 128 computes, per axis, src = fma(scale, dst + 0.5, -0.5) clamped at 0
-and value = fma(w0, v0, w1 * v1) (first along W, then along H). `_resize_rows` reproduces that
-with float64 fused multiply-adds (exact products, one rounding), so the booleans are identical.
-The per-box arithmetic runs in numpy (single-threaded) on the visible crop only.
-Smaller outputs (h + w <= 128) take another code path inside torch; those boxes (at most 64x64)
-are resized with F.interpolate itself, and so are boxes at least WHOLE_BOX_SHARE (75%) visible:
-resizing the whole box in torch's vectorised kernel is faster than the rows' emulation when most
-of it is shown (R50's 100 masks into 800x1333: 47 -> 23 ms on one thread); the emulation serves
-boxes mostly outside the image, whose hidden part it never computes. At first use the emulation is checked against
-F.interpolate on two probe sizes; if it does not match bit for bit (another CPU or torch build),
-every box falls back to F.interpolate (exact, slower).
+and value = fma(w0, v0, w1 * v1) (first along W, then along H). `resize_rows` reproduces that
+(float64 products of float32 values are exact, then one rounding), so the booleans are identical:
+one compiled pass per box (numba) over its visible rows and columns only, thresholded inside, the
+W-resized source rows computed once (R50's 100 masks into 800x1333, one thread: 18.3 ms through
+F.interpolate and a threshold pass, 8.1 ms this way). Smaller outputs (h + w <= 128) take another
+code path inside torch; those boxes (at most 64x64) are resized with F.interpolate itself. At first
+use the emulation is checked against F.interpolate on three probe sizes; if it does not match bit
+for bit (another CPU or torch build), every box falls back to F.interpolate (exact, slower).
 """
 
 from __future__ import annotations
 
+import atexit
 import functools
 
 import numpy as np
@@ -39,7 +38,6 @@ THREADED_PIXELS = 1 << 18  # visible pixels below which the crops stay on the ca
 # 320x320, ~3.6k px each: 5.2 -> 5.8 ms median, and 21 rounds of 650 over 2x the median instead of 3);
 # from ~11k px a crop (100 masks into 1080p, 11k px each: 27.0 -> 23.5 ms; 41k: 49.6 -> 38.5 ms) they gain.
 THREADED_CROP_PIXELS = 8192
-WHOLE_BOX_SHARE = 0.75  # a box at least this visible is resized whole by F.interpolate (faster than the rows' emulation)
 
 
 def paste(masks: Tensor, boxes: Tensor, height: int, width: int, threshold: float = 0.5,
@@ -148,12 +146,12 @@ def _visible_crops(masks, boxes, height, width, threshold, geo=None, sink=None):
 
     def crop(instance):
         i, (x0, y0, x1, y1), (bx0, by0, _, _), (h, w) = instance
-        if h + w <= SMALL_PATH_LIMIT or not exact or (x1 - x0) * (y1 - y0) >= WHOLE_BOX_SHARE * h * w:
+        if h + w <= SMALL_PATH_LIMIT or not exact:
             full = F.interpolate(geo.padded[i][None, None], size=(h, w), mode="bilinear", align_corners=False)[0, 0]
-            probs = full.numpy()[y0 - by0 : y1 - by0, x0 - bx0 : x1 - bx0]
+            above = full.numpy()[y0 - by0 : y1 - by0, x0 - bx0 : x1 - bx0] > thr
         else:
-            probs = resize_rows(padded[i], h, w, np.arange(y0 - by0, y1 - by0), np.arange(x0 - bx0, x1 - bx0))
-        made = i, (x0, y0, x1, y1), probs > thr
+            above = resize_rows(padded[i], h, w, (y0 - by0, y1 - by0), (x0 - bx0, x1 - bx0), thr)
+        made = i, (x0, y0, x1, y1), above
         if sink is not None:
             sink(*made)
         return made
@@ -174,36 +172,69 @@ def _small_op_geometry(masks: Tensor, boxes: Tensor, height: int, width: int):
         return geometry(masks, boxes, height, width)
 
 
-def axis_weights(out_size: int, in_size: int, dst: np.ndarray):
-    """Bilinear (align_corners=False) taps for output indices `dst` (int64) of an axis resized
-    from in_size to out_size: (i0, i1 int64, w0, w1 float32), src = fma(scale, dst + 0.5, -0.5)."""
-    scale = np.float32(in_size) / np.float32(out_size)
-    d = dst.astype(np.float32) + np.float32(0.5)
-    src = np.maximum((np.float64(scale) * d.astype(np.float64) - 0.5).astype(np.float32), np.float32(0))
-    i0 = np.minimum(src.astype(np.int64), in_size - 1)
-    lam = np.clip(src - i0.astype(np.float32), np.float32(0), np.float32(1))
-    i1 = np.where(i0 < in_size - 1, i0 + 1, i0)
-    return i0, i1, np.float32(1) - lam, lam
+def resize_rows(mask: np.ndarray, h: int, w: int, rows: tuple[int, int], cols: tuple[int, int],
+                threshold: np.float32 | None = None) -> np.ndarray:
+    """Rows rows[0]:rows[1] and columns cols[0]:cols[1] of F.interpolate(mask, (h, w), bilinear,
+    align_corners=False) for h + w > SMALL_PATH_LIMIT, bit-identical to torch's (module docstring):
+    float32 [rows, cols], or with `threshold` bool (value > threshold, as torch compares float32).
+
+    mask: float32 [Mp, Mp]. One compiled pass (`_bilinear_rows`): each axis's taps, each source row
+    the crop reads resized along W once, then each output row from its two source rows."""
+    out = np.empty((rows[1] - rows[0], cols[1] - cols[0]), np.bool_)
+    probs = np.empty(out.shape if threshold is None else (0, 0), np.float32)
+    thr = np.float32(0.0 if threshold is None else threshold)
+    _bilinear_kernel()(np.ascontiguousarray(mask, np.float32), h, w, rows[0], cols[0], thr, out, probs)
+    return out if threshold is not None else probs
 
 
-def resize_rows(mask: np.ndarray, h: int, w: int, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
-    """Rows `rows` and columns `cols` of F.interpolate(mask, (h, w), bilinear) for h + w > 128.
+def _bilinear_rows(mask, h, w, r0, c0, thr, out, probs):  # pragma: no cover - compiled by numba
+    """out[r, c] = value > thr (and probs[r, c] = value unless probs is empty) for output pixel
+    (r0 + r, c0 + c) of mask resized to (h, w). Per axis, output index d reads src = fma(scale,
+    d + 0.5, -0.5) clamped at 0 (scale = in / out in float32), taps i0 = min(int(src), in - 1),
+    i1 = i0 + 1 below the last row/column, weights (1 - lam, lam), lam = clip(src - i0, 0, 1); value =
+    fma(w0, v0, w1 * v1) along W, then along H. fma: the float64 product of float32 values is
+    exact, the sum rounded once to float64 and then to float32 (as the former numpy emulation)."""
+    rows, cols = out.shape[0], out.shape[1]
+    taps_i = np.empty((2, max(rows, cols), 2), np.int64)
+    taps_w = np.empty((2, max(rows, cols), 2), np.float32)
+    for axis in range(2):
+        size_in, size_out, first, n = (mask.shape[0], h, r0, rows) if axis == 0 else (mask.shape[1], w, c0, cols)
+        scale = np.float32(size_in) / np.float32(size_out)
+        for k in range(n):
+            d = np.float32(first + k) + np.float32(0.5)
+            src = max(np.float32(np.float64(scale) * np.float64(d) - 0.5), np.float32(0.0))
+            i0 = min(np.int64(src), size_in - 1)
+            lam = min(max(src - np.float32(i0), np.float32(0.0)), np.float32(1.0))
+            taps_i[axis, k, 0], taps_i[axis, k, 1] = i0, i0 + 1 if i0 < size_in - 1 else i0
+            taps_w[axis, k, 0], taps_w[axis, k, 1] = np.float32(1.0) - lam, lam
+    low, high = taps_i[0, 0, 0], taps_i[0, rows - 1, 1]
+    along_w = np.empty((high - low + 1, cols), np.float32)  # the source rows this crop reads, resized along W
+    for y in range(low, high + 1):
+        for c in range(cols):
+            a, b = taps_i[1, c, 0], taps_i[1, c, 1]
+            along_w[y - low, c] = np.float32(np.float64(taps_w[1, c, 0]) * np.float64(mask[y, a])
+                                             + np.float64(taps_w[1, c, 1] * mask[y, b]))
+    row = np.empty(cols, np.float32)
+    for r in range(rows):
+        top, bottom = along_w[taps_i[0, r, 0] - low], along_w[taps_i[0, r, 1] - low]
+        w0, w1 = np.float64(taps_w[0, r, 0]), taps_w[0, r, 1]
+        for c in range(cols):
+            row[c] = np.float32(w0 * np.float64(top[c]) + np.float64(w1 * bottom[c]))
+            out[r, c] = row[c] > thr
+        if probs.shape[0]:
+            probs[r] = row
 
-    mask: float32 [Mp, Mp]. Returns float32 [len(rows), len(cols)], bit-identical to the
-    corresponding part of torch's result (see the module docstring).
-    """
-    y0, y1, wy0, wy1 = axis_weights(h, mask.shape[0], rows)
-    x0, x1, wx0, wx1 = axis_weights(w, mask.shape[1], cols)
-    needed, inverse = np.unique(np.concatenate([y0, y1]), return_inverse=True)
-    sub = mask[needed]  # only the source rows this crop reads
-    t = _fma(wx0, sub[:, x0], wx1 * sub[:, x1])  # [rows needed, len(cols)]
-    pos0, pos1 = inverse[: len(y0)], inverse[len(y0):]
-    return _fma(wy0[:, None], t[pos0], wy1[:, None] * t[pos1])
+
+# The compiled kernel is dropped at exit while numba is whole (see maskrt.kernels.nms.cpu).
+atexit.register(lambda: _bilinear_kernel.cache_clear())
 
 
-def _fma(a: np.ndarray, b: np.ndarray, c: np.ndarray) -> np.ndarray:
-    """float32 a * b + c with one rounding (the float64 product of two float32 is exact)."""
-    return (a.astype(np.float64) * b + c).astype(np.float32)
+@functools.cache
+def _bilinear_kernel():
+    """`_bilinear_rows` compiled by numba (imported on first use; compiled code cached on disk)."""
+    import numba
+
+    return numba.njit(cache=True, nogil=True, boundscheck=False, error_model="numpy")(_bilinear_rows)
 
 
 @functools.lru_cache(maxsize=1)
@@ -213,7 +244,8 @@ def emulation_matches_torch() -> bool:
     for m, h, w in ((30, 200, 173), (16, 64, 70), (30, 1, 300)):
         mask = torch.rand(m, m, generator=g)
         ref = F.interpolate(mask[None, None], size=(h, w), mode="bilinear", align_corners=False)[0, 0]
-        ours = resize_rows(mask.numpy(), h, w, np.arange(h), np.arange(w))
-        if not np.array_equal(ref.numpy(), ours):
+        ours = resize_rows(mask.numpy(), h, w, (0, h), (0, w))
+        if not np.array_equal(ref.numpy(), ours) or not np.array_equal(ref.numpy() > 0.5, resize_rows(
+                mask.numpy(), h, w, (0, h), (0, w), np.float32(0.5))):
             return False
     return True
