@@ -9,8 +9,6 @@ and copies the part inside the image. Only that visible part is ever computed he
 from __future__ import annotations
 
 import mmap
-import threading
-import weakref
 from dataclasses import dataclass
 
 import numpy as np
@@ -179,7 +177,7 @@ class PastedInstances:
         """Tensor[N, H, W] bool, equal to `paste(masks, boxes, H, W, threshold)` for threshold >= 0.
         The crops are written on the glue's threads when large (their fresh pages fault in there)."""
         h, w = self.id_map.shape
-        out = stack_zeros((len(self), h, w))
+        out = lazy_zeros((len(self), h, w))
         packed = self.packed.cpu().numpy()
         starts = self.offsets.tolist()
         shown = [(i, r) for i, r in enumerate(self.regions.tolist()) if r[2] > r[0] and r[3] > r[1]]
@@ -213,50 +211,7 @@ def lazy_zeros(shape: tuple[int, ...], dtype=np.bool_) -> np.ndarray:
     nbytes = int(np.prod(shape, dtype=np.int64)) * np.dtype(dtype).itemsize
     if nbytes < LAZY_ZEROS_MIN_BYTES:
         return np.zeros(shape, dtype=dtype)
-    return np.frombuffer(_private_mapping(nbytes), dtype=dtype).reshape(shape)
-
-
-def _private_mapping(nbytes: int) -> mmap.mmap:
-    return mmap.mmap(-1, nbytes, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
-
-
-class _RecycledStacks:
-    """The memory of the last full-size mask stack handed out, reused once no array sees it.
-
-    A fresh lazy_zeros stack faults in every page its boxes touch (R50's 100 masks into 800x1333:
-    ~9.5k faults); the memory of a stack the caller has dropped is resident already, and zeroing it
-    whole again is one memset (~2 ms for 107 MB), whatever the caller wrote into it. The stack is
-    handed out as views of one 1-D array over the mapping, and every view of it (numpy collapses a
-    view's base to that array; torch.from_numpy keeps its array) keeps that array alive: a weak
-    reference to it says when no one sees the memory any more. Only the last stack is remembered,
-    so at most one stack's memory (up to RECYCLE_MAX_BYTES) is held beyond what callers hold; a
-    stack still in use when the next is made is forgotten and freed with its last view, as usual."""
-
-    def __init__(self):
-        self._lock = threading.Lock()
-        self._last: tuple[mmap.mmap, weakref.ref] | None = None
-
-    def zeros(self, shape: tuple[int, ...], dtype=np.bool_) -> np.ndarray:
-        nbytes = int(np.prod(shape, dtype=np.int64)) * np.dtype(dtype).itemsize
-        if nbytes < LAZY_ZEROS_MIN_BYTES:
-            return np.zeros(shape, dtype=dtype)
-        with self._lock:
-            last, self._last = self._last, None
-        reuse = last is not None and last[1]() is None and nbytes <= len(last[0]) <= 2 * nbytes
-        memory = last[0] if reuse else _private_mapping(nbytes)
-        flat = np.frombuffer(memory, dtype=np.uint8, count=nbytes)
-        if reuse:
-            flat.fill(0)
-        if nbytes <= RECYCLE_MAX_BYTES:
-            with self._lock:
-                self._last = (memory, weakref.ref(flat))
-        return flat.view(dtype).reshape(shape)
-
-
-RECYCLE_MAX_BYTES = 1 << 30  # larger stacks are never kept for reuse
-stack_zeros = _RecycledStacks().zeros  # zero-filled full-size mask stacks: lazy_zeros, reused when dropped
-
-
+    return np.frombuffer(mmap.mmap(-1, nbytes, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS), dtype=dtype).reshape(shape)
 
 
 def crop_offsets(region: Tensor) -> Tensor:

@@ -29,7 +29,7 @@ from torch import Tensor
 
 from .. import glue_threads
 from .common import (PastedInstances, background_value, check_inputs, check_mode, crop_offsets, detectron2_probs,
-                     detectron2_regions, geometry, paint_priority, stack_zeros)
+                     detectron2_regions, geometry, lazy_zeros, paint_priority)
 
 SMALL_PATH_LIMIT = 128  # h + w at or below which torch's small-output interpolation path is used
 THREADED_PIXELS = 1 << 18  # visible pixels below which the crops stay on the calling thread (~0.5 ms)
@@ -51,12 +51,12 @@ def paste(masks: Tensor, boxes: Tensor, height: int, width: int, threshold: floa
     check_inputs(masks, boxes, height, width)
     check_mode(mode, threshold)
     n = masks.shape[0]
-    # stack_zeros: fresh zero pages faulted in only inside the boxes (a full-size fill would cost more
-    # than the paste itself) and no huge-page compaction stalls, or a dropped stack's memory, zeroed.
+    # lazy_zeros: fresh zero pages, faulted in only inside the boxes (a full-size fill would cost
+    # more than the paste itself), and no huge-page compaction stalls (see there).
     if background_value(threshold):
         view = np.ones((n, height, width), dtype=np.bool_)
     else:
-        view = stack_zeros((n, height, width))
+        view = lazy_zeros((n, height, width))
 
     def write(i, region, crop):  # on the thread that made the crop: the fresh pages fault in there
         x0, y0, x1, y1 = region
