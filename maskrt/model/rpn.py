@@ -109,17 +109,20 @@ class ProposalFilter:
         """Proposals of one image (logits: L x Tensor[1, A, H_l, W_l]) -> Tensor[P, 4], best first
         (with_scores: and their scores Tensor[P], probabilities or detectron2's logits)."""
         p = self.params
-        boxes, scores, levels = [], [], []
+        picked, anchors, scores, levels = [], [], [], []
         for i, (lg, dl, cells) in enumerate(zip(logits, deltas, self.cell_anchors)):
             if self.detectron2:  # the level's stride, 4 at P2
                 stride = (2 ** (i + 2),) * 2
             else:  # torchvision: padded size // feature size (61, not 64, at P6 of an 800-row batch)
                 stride = (padded_hw[0] // lg.shape[-2], padded_hw[1] // lg.shape[-1])
-            b, s = self._top_level(lg.float(), dl.float(), cells, stride)
-            boxes.append(b)
+            d, a, s = self._top_level(lg.float(), dl.float(), cells, stride)
+            picked.append(d)
+            anchors.append(a)
             scores.append(s)
             levels.append(torch.full_like(s, i, dtype=torch.int64))
-        boxes, scores, levels = torch.cat(boxes), torch.cat(scores), torch.cat(levels)
+        # decoding is elementwise: all levels' picked anchors at once (one decode instead of one per level)
+        boxes = decode_boxes(torch.cat(picked), torch.cat(anchors), (1.0, 1.0, 1.0, 1.0))[:, 0]
+        scores, levels = torch.cat(scores), torch.cat(levels)
         if self.detectron2:
             keep = torch.where(torch.isfinite(boxes).all(1) & torch.isfinite(scores))[0]
             boxes, scores, levels = boxes[keep], scores[keep], levels[keep]
@@ -136,10 +139,11 @@ class ProposalFilter:
         return (boxes[keep], scores[keep]) if with_scores else boxes[keep]
 
     def _top_level(self, logits: Tensor, deltas: Tensor, cells: Tensor, stride):
-        """Top-k anchors of one level by objectness logit, decoded (decode is elementwise, so this
-        equals torchvision's decode-all-then-select) -> (Tensor[k, 4], logits Tensor[k]). Only the
-        k selected anchors and deltas are formed (anchors_at; a gather of the deltas), not the
-        level's H * W * A of each (200k at P2 of an 800x1344 input).
+        """Top-k anchors of one level by objectness logit -> (their deltas Tensor[k, 4], the anchors
+        Tensor[k, 4], logits Tensor[k]), to be decoded (decode is elementwise, so decoding the selected
+        ones equals torchvision's decode-all-then-select). Only the k selected anchors and deltas are
+        formed (anchors_at; a gather of the deltas), not the level's H * W * A of each (200k at P2 of
+        an 800x1344 input).
 
         logits: Tensor[1, A, h, w]; deltas: Tensor[1, 4A, h, w]; stride: the anchors' (y, x) step.
         """
@@ -151,8 +155,7 @@ class ProposalFilter:
         anchors = anchors_at(cells.to(logits.device, logits.dtype), index, w, stride)
         # deltas[0, a * 4 + c, y, x] is delta c of anchor (y, x, a)
         picked = deltas[0].reshape(a, 4, -1)[torch.remainder(index, a), :, torch.div(index, a, rounding_mode="floor")]
-        boxes = decode_boxes(picked, anchors, (1.0, 1.0, 1.0, 1.0))[:, 0]
-        return boxes, top_logits[0]
+        return picked, anchors, top_logits[0]
 
 
 def _top_count(objectness: Tensor, limit: int):
