@@ -34,9 +34,10 @@ from .common import (PastedInstances, background_value, check_inputs, check_mode
 SMALL_PATH_LIMIT = 128  # h + w at or below which torch's small-output interpolation path is used
 THREADED_PIXELS = 1 << 18  # visible pixels below which the crops stay on the calling thread (~0.5 ms)
 # Mean visible pixels per crop below which they stay on the calling thread whatever their total, torch
-# on one thread: a small crop is a few GIL-holding numpy/torch calls, so two threads only take turns (100 masks into
-# 320x320, ~3.6k px each: 5.2 -> 5.8 ms median, and 21 rounds of 650 over 2x the median instead of 3);
-# from ~11k px a crop (100 masks into 1080p, 11k px each: 27.0 -> 23.5 ms; 41k: 49.6 -> 38.5 ms) they gain.
+# on one thread: a small crop is a few GIL-holding numpy/torch calls, so two threads only take turns
+# (100 masks into 320x320, ~3.6k px each: 5.2 -> 5.8 ms median, and 21 rounds of 650 over 2x the
+# median instead of 3); from ~11k px a crop (100 masks into 1080p, 11k px each: 27.0 -> 23.5 ms; 41k:
+# 49.6 -> 38.5 ms) they gain (measured with the crops in numpy and F.interpolate, before the compiled rows).
 THREADED_CROP_PIXELS = 8192
 
 
