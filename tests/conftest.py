@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 
 import numpy as np
 import pytest
@@ -11,6 +12,20 @@ import torch
 from maskrt.testing import small_torchvision_maskrcnn  # noqa: F401 - re-exported for the tests
 
 torch.set_num_threads(int(os.environ.get("MASKRT_TEST_THREADS", "2")))
+
+
+def _children_get_default_signals() -> None:
+    """A test run started with SIGINT or SIGHUP ignored (`nohup make test &`, a runner without job
+    control) would pass that on to every process the tests start, and the tests that signal maskrt's
+    CLI would see it ignore them (as it should: a command started with a signal ignored keeps it so).
+    A no-op handler here keeps this process as immune as before, while exec resets a caught signal
+    to its default in each child."""
+    for sig in (signal.SIGINT, signal.SIGHUP):
+        if signal.getsignal(sig) == signal.SIG_IGN:
+            signal.signal(sig, lambda *_: None)
+
+
+_children_get_default_signals()
 
 
 @pytest.fixture(scope="session", autouse=True)
