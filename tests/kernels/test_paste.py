@@ -110,6 +110,8 @@ def test_compiled_rows_are_interpolate_s_values_bit_for_bit(size):
         for threshold in (0.5, 0.25):
             got = cpu.resize_rows(mask.numpy(), h, w, rows, cols, np.float32(threshold))
             assert got.dtype == np.bool_ and np.array_equal(got, want > np.float32(threshold))
+    assert cpu.resize_rows(mask.numpy(), h, w, (5, 5), (0, w)).shape == (0, w)
+    assert cpu.resize_rows(mask.numpy(), h, w, (0, h), (3, 3), np.float32(0.5)).shape == (h, 0)
 
 
 def test_crops_on_the_glue_threads_are_the_oracles(monkeypatch):

@@ -181,10 +181,11 @@ def resize_rows(mask: np.ndarray, h: int, w: int, rows: tuple[int, int], cols: t
 
     mask: float32 [Mp, Mp]. One compiled pass (`_bilinear_rows`): each axis's taps, each source row
     the crop reads resized along W once, then each output row from its two source rows."""
-    out = np.empty((rows[1] - rows[0], cols[1] - cols[0]), np.bool_)
+    out = np.empty((max(rows[1] - rows[0], 0), max(cols[1] - cols[0], 0)), np.bool_)
     probs = np.empty(out.shape if threshold is None else (0, 0), np.float32)
-    thr = np.float32(0.0 if threshold is None else threshold)
-    _bilinear_kernel()(np.ascontiguousarray(mask, np.float32), h, w, rows[0], cols[0], thr, out, probs)
+    if out.size:  # the kernel reads its first and last row's taps
+        thr = np.float32(0.0 if threshold is None else threshold)
+        _bilinear_kernel()(np.ascontiguousarray(mask, np.float32), h, w, rows[0], cols[0], thr, out, probs)
     return out if threshold is not None else probs
 
 
