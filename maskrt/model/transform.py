@@ -19,8 +19,6 @@ bottom/right to a multiple of 32.
 
 from __future__ import annotations
 
-import atexit
-import functools
 import math
 from dataclasses import dataclass
 
@@ -29,6 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from ..kernels._numba import compiled_on_first_use
 from ..kernels._triton import device_values, upload
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -81,7 +80,12 @@ def normalize_and_resize(image: Tensor, policy: InputPolicy) -> Tensor:
         image = image.flip(0)
     mean = device_values(policy.mean, image.dtype, image.device)  # no host-to-device copy: no sync on a GPU
     std = device_values(policy.std, image.dtype, image.device)
-    image = (image - mean[:, None, None]).div_(std[:, None, None])
+    return resized_by_policy((image - mean[:, None, None]).div_(std[:, None, None]), policy)
+
+
+def resized_by_policy(image: Tensor, policy: InputPolicy) -> Tensor:
+    """Normalised Tensor[3, H, W] -> Tensor[3, h, w] at the policy's size (torchvision's bilinear
+    resize, align_corners=False); the image itself when that is its size."""
     size = policy.resized_size(image.shape[-2], image.shape[-1])
     if tuple(size) == tuple(image.shape[-2:]) and not torch.jit.is_tracing():
         return image  # bilinear (half-pixel centres) to the same size weighs each pixel by 1, its neighbour by 0
@@ -138,9 +142,7 @@ def preprocess(images: list[Tensor], policy: InputPolicy) -> tuple[Tensor, list[
         return batch_images(resized), [(int(r.shape[-2]), int(r.shape[-1])) for r in resized]
     sizes = [policy.resized_size(int(img.shape[-2]), int(img.shape[-1])) for img in images]
     if any(tuple(size) != tuple(img.shape[-2:]) for img, size in zip(images, sizes)):
-        normalized = [normalize_into(img, policy, torch.empty(img.shape)) for img in images]
-        resized = [F.interpolate(img[None], size=size, mode="bilinear", align_corners=False)[0]
-                   if tuple(size) != tuple(img.shape[-2:]) else img for img, size in zip(normalized, sizes)]
+        resized = [resized_by_policy(normalize_into(img, policy, torch.empty(img.shape)), policy) for img in images]
         return batch_images(resized), sizes
     height, width = (padded_to_32(max(s[k] for s in sizes)) for k in (0, 1))
     batch = torch.empty((len(images), 3, height, width))
@@ -201,14 +203,4 @@ def _normalize_rows(pixels, mean, std, out):  # pragma: no cover - compiled by n
                     out[k, y, x] = zero
 
 
-# The compiled kernel is dropped at exit while numba is whole (see maskrt.kernels.nms.cpu).
-atexit.register(lambda: _normalize_kernel.cache_clear())
-
-
-@functools.cache
-def _normalize_kernel():
-    """`_normalize_rows` compiled by numba (imported on first use; compiled code cached on disk).
-    No fastmath: every subtraction and division is float32's, as torch's."""
-    import numba
-
-    return numba.njit(cache=True, nogil=True, boundscheck=False, error_model="numpy")(_normalize_rows)
+_normalize_kernel = compiled_on_first_use(_normalize_rows)  # no fastmath: float32 ops as torch's

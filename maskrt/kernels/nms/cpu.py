@@ -18,13 +18,11 @@ The final order is the reference's (score descending).
 
 from __future__ import annotations
 
-import atexit
-import functools
-
 import numpy as np
 import torch
 from torch import Tensor
 
+from .._numba import compiled_on_first_use
 from .common import (
     finish,
     float32_threshold,
@@ -91,17 +89,5 @@ def _greedy_scan(boxes, areas, segments, threshold, removed):  # pragma: no cove
                 removed[j] |= inter / (iarea + areas[j] - inter) > threshold
 
 
-# The compiled kernel is dropped at exit while numba is whole: released later, with the modules
-# being torn down, its code's finalizer finds numba's globals gone and prints a traceback (seen
-# after Ctrl-C or SIGTERM, once in a few runs).
-atexit.register(lambda: _greedy_kernel.cache_clear())
-
-
-@functools.cache
-def _greedy_kernel():
-    """`_greedy_scan` compiled by numba (imported on first use; compiled code cached on disk).
-    error_model="numpy": IEEE division (0/0 is NaN, which never suppresses, as in torchvision).
-    nogil: the streaming pipeline's other threads keep running during the scan."""
-    import numba
-
-    return numba.njit(cache=True, nogil=True, boundscheck=False, error_model="numpy")(_greedy_scan)
+# IEEE division (kernels/_numba.py): 0/0 is NaN, which never suppresses, as in torchvision.
+_greedy_kernel = compiled_on_first_use(_greedy_scan)

@@ -19,7 +19,6 @@ for bit (another CPU or torch build), every box falls back to F.interpolate (exa
 
 from __future__ import annotations
 
-import atexit
 import functools
 
 import numpy as np
@@ -28,6 +27,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from .. import glue_threads
+from .._numba import compiled_on_first_use
 from .common import (PastedInstances, background_value, check_inputs, check_mode, crop_offsets, detectron2_probs,
                      detectron2_regions, geometry, lazy_zeros, paint_priority)
 
@@ -227,16 +227,7 @@ def _bilinear_rows(mask, h, w, r0, c0, thr, out, probs):  # pragma: no cover - c
             probs[r] = row
 
 
-# The compiled kernel is dropped at exit while numba is whole (see maskrt.kernels.nms.cpu).
-atexit.register(lambda: _bilinear_kernel.cache_clear())
-
-
-@functools.cache
-def _bilinear_kernel():
-    """`_bilinear_rows` compiled by numba (imported on first use; compiled code cached on disk)."""
-    import numba
-
-    return numba.njit(cache=True, nogil=True, boundscheck=False, error_model="numpy")(_bilinear_rows)
+_bilinear_kernel = compiled_on_first_use(_bilinear_rows)
 
 
 @functools.lru_cache(maxsize=1)

@@ -24,8 +24,6 @@ state (autocast would run the separable path's einsum in bfloat16).
 
 from __future__ import annotations
 
-import atexit
-import functools
 from collections.abc import Sequence
 
 import numpy as np
@@ -33,6 +31,7 @@ import torch
 from torch import Tensor
 
 from .. import glue_threads
+from .._numba import compiled_on_first_use
 from .common import assign_levels, check_inputs
 
 MAX_GATHER_SAMPLES = 36  # gh * gw per bin above which the separable path is used
@@ -122,7 +121,7 @@ def _gather_blocks(maps: list[np.ndarray], kept: dict | None, pos: Tensor, offse
         return table
 
     def gather(table: Tensor, c0: int, b0: int, b1: int) -> None:
-        t0 = int(offsets[b0]) if b0 < bins else pos.shape[0]
+        t0 = int(offsets[b0])  # b0 < b1 <= bins
         t1 = int(offsets[b1]) if b1 < bins else pos.shape[0]
         starts = offsets[b0:b1] - t0 if b0 else offsets[:b1]
         _gather_sum(table, pos[t0:t1], starts, weight[t0:t1], flat[b0:b1, c0:c0 + table.shape[1]])
@@ -371,17 +370,7 @@ def _grid_taps(start_h, start_w, bin_h, bin_w, height, width, base, height_f, wi
                                 t += 1
 
 
-# The compiled kernel is dropped at exit while numba is whole (see maskrt.kernels.nms.cpu).
-atexit.register(lambda: _taps_kernel.cache_clear())
-
-
-@functools.cache
-def _taps_kernel():
-    """`_grid_taps` compiled by numba (imported on first use; compiled code cached on disk). No fastmath:
-    every product and sum rounds as torch's float32 (float64) ops do."""
-    import numba
-
-    return numba.njit(cache=True, nogil=True, boundscheck=False, error_model="numpy")(_grid_taps)
+_taps_kernel = compiled_on_first_use(_grid_taps)  # no fastmath: products and sums round as torch's
 
 
 def _separable(features: Sequence[Tensor], geo: dict[str, Tensor], size: int) -> Tensor:
