@@ -92,7 +92,8 @@ def paste_id_map(masks: Tensor, boxes: Tensor, height: int, width: int, threshol
         packed[starts[i] : starts[i + 1]] = crop.reshape(-1)
 
     # on the calling thread: the id map's crops gain nothing from the glue's threads (100 masks into
-    # 1080p: 16.7 ms on one thread, 20.4 ms dealt to two); the full-size stack's page faults do
+    # 1080p: 16.7 ms on one thread, 20.4 ms dealt to two; with the compiled rows 9.4 vs 10.6 ms, though
+    # R50's larger boxes 10.2 vs 7.1 ms); the full-size stack's page faults do
     with glue_threads.limited_to(1):
         made = _crops(mode, masks, boxes, height, width, threshold, geo, region, sink=pack)
     crops = {i: (box, crop) for i, box, crop in made}
@@ -131,11 +132,13 @@ def _detectron2_crops(masks, boxes, height, width, threshold, region=None):
 def _visible_crops(masks, boxes, height, width, threshold, geo=None, sink=None):
     """[(i, (x0, y0, x1, y1), np.ndarray[y1 - y0, x1 - x0] bool)] for instances with a visible part,
     in index order, computed on the glue's threads (glue_threads.map_balanced, by visible area;
-    none inside glue_threads.limited_to(1)); sink(i, region, crop), when given, is called there with each crop (writing it
-    out on the thread that made it: a fresh output's page faults are shared by the threads too).
+    none inside glue_threads.limited_to(1), nor for small crops: THREADED_CROP_PIXELS);
+    sink(i, region, crop), when given, is called there with each crop (writing it out on the thread
+    that made it: a fresh output's page faults are shared by the threads too).
 
-    The per-box work is numpy and one-thread torch: many small torch ops on torch's own pool
-    would each wake it, which costs milliseconds per op when the other core is busy.
+    The per-box work is the compiled rows (resize_rows) or, for small boxes, one-thread torch: many
+    small torch ops on torch's own pool would each wake it, which costs milliseconds per op when
+    the other core is busy.
     """
     geo = geo or _small_op_geometry(masks, boxes, height, width)
     exact = emulation_matches_torch()
