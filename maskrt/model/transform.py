@@ -27,6 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from ..kernels import glue_threads
 from ..kernels._numba import compiled_on_first_use
 from ..kernels._triton import device_values, upload
 
@@ -170,8 +171,6 @@ def normalize_into(image: Tensor, policy: InputPolicy, out: Tensor) -> Tensor:
     mean[k]) / std[k] in float32, c_k the network's channel order, and zeros elsewhere (the
     batch's padding). One pass in numba (`_normalize_rows`), by row blocks on the glue's threads
     when large; bitwise normalize_and_resize's values (float32 subtraction, then division)."""
-    from ..kernels import glue_threads
-
     pixels = image.numpy()
     if policy.channels == "BGR":
         pixels = pixels[::-1]
