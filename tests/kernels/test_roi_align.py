@@ -181,13 +181,71 @@ def test_a_feature_pyramid_builds_the_cpu_tables_once(monkeypatch):
 
     feats, rois = pyramid(channels=96), random_rois(20)  # two channel blocks (64 + 32)
     built = []
-    real = cpu.pyramid_table
-    monkeypatch.setattr(cpu, "pyramid_table", lambda maps, c0, c1: built.append((c0, c1)) or real(maps, c0, c1))
+    real = cpu.PyramidTable
+    monkeypatch.setattr(cpu, "PyramidTable", lambda c0, c1: built.append((c0, c1)) or real(c0, c1))
     levels = K.FeaturePyramid(feats)
     for size in (7, 14):
         got = K.roi_align(levels, rois, SCALES, size, 2, False, impl="cpu")
         assert torch.equal(got, K.roi_align(list(feats), rois, SCALES, size, 2, False, impl="cpu"))
     assert sorted(built) == sorted([(0, 64), (64, 96)] * 3)  # 2 blocks for the pyramid, once; 2 x 2 for the lists
+
+
+def nan_tables(monkeypatch):
+    """Tables made of NaN where not copied: a tap reading a row that was never filled gives NaN."""
+    import numpy as np
+
+    from maskrt.kernels.roi_align import cpu
+
+    monkeypatch.setattr(cpu, "_uninitialised", lambda shape, dtype: np.full(shape, np.nan, dtype))
+    return cpu
+
+
+@pytest.mark.parametrize("sampling_ratio", [2, -1])
+@pytest.mark.parametrize("aligned", [False, True])
+def test_a_table_of_the_rows_the_taps_read_gives_the_whole_tables_values(monkeypatch, sampling_ratio, aligned):
+    """With few taps for the pyramid (R50's box RoIs read 20% of its rows) only the rows the taps read
+    are copied: the values of the whole-table path bit for bit, and none of the uncopied (NaN) rows read."""
+    cpu = nan_tables(monkeypatch)
+    feats, rois = pyramid(channels=72), random_rois(40, max_size=2000.0)
+    copied = []
+    real = cpu.copy_table_rows
+    monkeypatch.setattr(cpu, "copy_table_rows", lambda maps, c0, c1, rows, table: copied.append(
+        rows.mean()) or real(maps, c0, c1, rows, table))
+    monkeypatch.setattr(cpu, "SPARSE_TABLE_TAPS", 1 << 30)  # never sparse: the whole tables
+    whole = K.roi_align(feats, rois, SCALES, 7, sampling_ratio, aligned, impl="cpu")
+    assert not copied
+    monkeypatch.setattr(cpu, "SPARSE_TABLE_TAPS", 0)  # always sparse
+    got = K.roi_align(feats, rois, SCALES, 7, sampling_ratio, aligned, impl="cpu")
+    assert len(copied) == 2 and all(0 < share < 0.5 for share in copied)  # two channel blocks, a part of the rows
+    assert torch.equal(got, whole)
+    torch.testing.assert_close(got, reference(feats, rois, SCALES, 7, sampling_ratio, aligned), atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("second_whole", [False, True])
+def test_a_pyramids_table_fills_the_rows_a_later_roi_align_reads(monkeypatch, second_whole):
+    """The mask head's RoIs read rows the box head's did not: a FeaturePyramid's sparse table gets
+    them copied on the second call (only those: no row copied twice), or all the rest when the second
+    call wants the whole table; the reference's values in both calls."""
+    cpu = nan_tables(monkeypatch)
+    feats = pyramid(channels=64)
+    left = random_rois(30, width=100)  # the left part of the image
+    right = random_rois(10, seed=5, width=300) + torch.tensor([0.0, 200.0, 0.0, 200.0, 0.0])
+    copies = []
+    real = cpu.copy_table_rows
+    monkeypatch.setattr(cpu, "copy_table_rows", lambda maps, c0, c1, rows, table: copies.append(
+        rows.copy()) or real(maps, c0, c1, rows, table))
+    monkeypatch.setattr(cpu, "SPARSE_TABLE_TAPS", 0)  # sparse
+    levels = K.FeaturePyramid(feats)
+    for rois, size in ((left, 7), (right, 14)):
+        if second_whole and size == 14:
+            monkeypatch.setattr(cpu, "SPARSE_TABLE_TAPS", 1 << 30)  # whole
+        torch.testing.assert_close(K.roi_align(levels, rois, SCALES, size, 2, False, impl="cpu"),
+                                   reference(feats, rois, SCALES, size, 2, False), atol=1e-5, rtol=1e-5)
+    assert len(copies) == 2 and not (copies[0] & copies[1]).any()
+    if second_whole:
+        assert (copies[0] | copies[1]).all()
+    else:
+        assert not (copies[0] | copies[1]).all()
 
 
 @pytest.mark.parametrize("sampling_ratio", [2, 0])
@@ -202,8 +260,9 @@ def test_cpu_channel_blocks_on_the_glue_threads_match_the_reference(monkeypatch,
     monkeypatch.setattr(glue_threads, "WORKERS", 2)
     monkeypatch.setattr(cpu, "THREADED_WORK", 0)
     names = set()
-    real = cpu.pyramid_table
-    monkeypatch.setattr(cpu, "pyramid_table", lambda *a: names.add(threading.current_thread().name) or real(*a))
+    for name in ("pyramid_table", "copy_table_rows"):  # whole tables or the rows read: on the glue threads
+        real = getattr(cpu, name)
+        monkeypatch.setattr(cpu, name, lambda *a, real=real: names.add(threading.current_thread().name) or real(*a))
     feats, rois = pyramid(channels=200), random_rois(30, max_size=2000.0)  # blocks of 64, 64, 64, 8 channels
     want = reference(feats, rois, SCALES, 7, sampling_ratio, False)
     torch.testing.assert_close(K.roi_align(feats, rois, SCALES, 7, sampling_ratio, False, impl="cpu"), want,

@@ -4,13 +4,15 @@ Every output bin is a weighted sum of `4 * gh * gw` feature pixels (gh x gw samp
 4 bilinear taps each). Their positions (level base + row) and weights are computed once for all
 RoIs in float32 with torchvision's arithmetic (one numba pass per RoI: per axis, then their
 outer product). Then, per block of 64 channels, all levels are copied channels-last into a table
-Tensor[sum_l B * H_l * W_l, 64] and embedding_bag (mode "sum", per-sample weights) gathers and
+Tensor[sum_l B * H_l * W_l, 64] (only the rows the taps read when they are few: R50's 1000 box RoIs at
+800x1344 read 20% of them; a FeaturePyramid's later RoIAlign copies the rows it adds) and embedding_bag (mode "sum", per-sample weights) gathers and
 sums the taps of all bins, in RoI order, straight into that block's columns of the channels-last
 output (its out variant writes the strided column block: no temporary, no copy). The result is
 returned as a channels_last Tensor[R, C, S, S], so the output is never transposed. The channel
 blocks are independent: they run on the glue's threads (maskrt.kernels.glue_threads; R50's box
-RoIAlign at 800x1344 on 2 cores: 51 -> 34 ms). Both steps are memory-bound (R50's tables are
-91 MB): one thread of a core saturates its share of the bandwidth.
+RoIAlign at 800x1344 on 2 cores: 51 -> 34 ms; the tables of the rows read: 34 -> ~21 ms). Both
+steps are memory-bound (R50's whole tables are 91 MB): one thread of a core saturates its share of
+the bandwidth.
 
 RoIs whose adaptive grid is large (gh * gw > MAX_GATHER_SAMPLES, e.g. huge boxes) use an exact
 separable path instead: out = Wy @ F @ Wx^T with per-axis weights accumulated over samples, so
@@ -37,6 +39,9 @@ from .common import assign_levels, check_inputs
 MAX_GATHER_SAMPLES = 36  # gh * gw per bin above which the separable path is used
 CHANNEL_BLOCK = 64  # channels per gather and per glue task (R50: 4 blocks, 23 MB tables at 800x1344)
 THREADED_WORK = 1 << 22  # table elements + tap products below which the blocks stay on the calling thread (~1 ms)
+# taps x this below table elements: only the rows the taps read are copied (R50's 1000 box RoIs at 800x1344
+# read 20% of the 89250 rows; the bundled model's 300 at 320x320 read 80% of 8500: whole table)
+SPARSE_TABLE_TAPS = 8
 _CHUNK_BINS = 1 << 16  # samples per chunk when accumulating the separable path's axis weights
 
 
@@ -111,14 +116,18 @@ def _gather_blocks(maps: list[np.ndarray], kept: dict | None, pos: Tensor, offse
     c, bins = flat.shape[1], offsets.shape[0]
     dtype = torch.float64 if maps[0].dtype == np.float64 else torch.float32
 
+    rows = table_rows(maps)
+    # the rows this call's taps read, when few: only they are copied (the others are never touched)
+    needed = _rows_read(pos, rows) if pos.numel() * SPARSE_TABLE_TAPS < rows * c else None
+
     def table_of(c0: int) -> Tensor:
         key = (c0, min(c0 + CHANNEL_BLOCK, c), dtype)
         table = None if kept is None else kept.get(key)
         if table is None:
-            table = torch.from_numpy(pyramid_table(maps, *key[:2]))
+            table = PyramidTable(*key[:2])
             if kept is not None:
                 kept[key] = table
-        return table
+        return table.with_rows(maps, needed)
 
     def gather(table: Tensor, c0: int, b0: int, b1: int) -> None:
         t0 = int(offsets[b0])  # b0 < b1 <= bins
@@ -127,7 +136,7 @@ def _gather_blocks(maps: list[np.ndarray], kept: dict | None, pos: Tensor, offse
         _gather_sum(table, pos[t0:t1], starts, weight[t0:t1], flat[b0:b1, c0:c0 + table.shape[1]])
 
     blocks = list(range(0, c, CHANNEL_BLOCK))
-    work = (table_rows(maps) + pos.numel()) * CHANNEL_BLOCK  # per block: table rows + taps, x its channels
+    work = (rows + pos.numel()) * CHANNEL_BLOCK  # per block: table rows + taps, x its channels
     parts = glue_threads.available() // len(blocks)
     if parts < 2 or work * len(blocks) < THREADED_WORK:
         glue_threads.map_balanced(lambda c0: gather(table_of(c0), c0, 0, bins), blocks, [work] * len(blocks),
@@ -158,14 +167,42 @@ def _channels_last_rows(out: Tensor) -> bool:
 
 class FeaturePyramid(list):
     """FPN levels, a list of Tensor[B, C, H_l, W_l] as every roi_align takes, that also keeps the
-    channels-last tables the cpu kernel builds from them (`tables`: (c0, c1, dtype) -> Tensor[rows,
-    c1 - c0]), so the second RoIAlign over the same levels (the mask head's after the box head's)
-    reuses them instead of transposing the pyramid again (R50 at 800x1344: ~21 ms). Valid while the
-    levels' values are unchanged: make one per forward pass. Other implementations see a list."""
+    channels-last tables the cpu kernel builds from them (`tables`: (c0, c1, dtype) -> PyramidTable),
+    so the second RoIAlign over the same levels (the mask head's after the box head's) reuses them
+    instead of transposing the pyramid again (R50 at 800x1344: ~21 ms). Valid while the levels'
+    values are unchanged: make one per forward pass. Other implementations see a list."""
 
     def __init__(self, levels):
         super().__init__(levels)
-        self.tables: dict[tuple[int, int, torch.dtype], Tensor] = {}
+        self.tables: dict[tuple[int, int, torch.dtype], PyramidTable] = {}
+
+
+class PyramidTable:
+    """Channels c0:c1 of all levels, channels-last (`pyramid_table`'s layout), filled as the RoIAligns
+    need: all rows, or only the rows their taps read (`filled`: bool[rows], None once all are).
+
+    The rows a call reads are copied when first needed; rows no call reads are never written (nor
+    their pages touched). Not shared between threads: each channel block's table is one task's."""
+
+    def __init__(self, c0: int, c1: int):
+        self.c0, self.c1 = c0, c1
+        self.table: Tensor | None = None
+        self.filled: np.ndarray | None = None
+
+    def with_rows(self, maps: Sequence[np.ndarray], needed: np.ndarray | None) -> Tensor:
+        """Tensor[rows, c1 - c0] with every row of `needed` (bool[rows]; None: all rows) filled."""
+        if self.table is None and needed is None:
+            self.table = torch.from_numpy(pyramid_table(maps, self.c0, self.c1))
+        elif self.table is None:
+            self.table = torch.from_numpy(_uninitialised((table_rows(maps), self.c1 - self.c0), maps[0].dtype))
+            self.filled = needed.copy()
+            copy_table_rows(maps, self.c0, self.c1, needed, self.table.numpy())
+        elif self.filled is not None:
+            missing = ~self.filled if needed is None else needed & ~self.filled
+            if missing.any():
+                copy_table_rows(maps, self.c0, self.c1, missing, self.table.numpy())
+            self.filled = None if needed is None else self.filled | missing
+        return self.table
 
 
 def compute_dtype(dtype: torch.dtype) -> torch.dtype:
@@ -199,6 +236,48 @@ def pyramid_table(maps: Sequence[np.ndarray], c0: int, c1: int) -> np.ndarray:
             table[start : start + hw] = f[i, c0:c1].reshape(c1 - c0, hw).T
             start += hw
     return table
+
+
+def _uninitialised(shape: tuple[int, int], dtype: np.dtype) -> np.ndarray:
+    """A table's memory, not written: pages only faulted in where rows are copied."""
+    return np.empty(shape, dtype)
+
+
+def copy_table_rows(maps: Sequence[np.ndarray], c0: int, c1: int, rows: np.ndarray, table: np.ndarray) -> None:
+    """table[r] = channels c0:c1 of pyramid row r, for every r with rows[r] (bool[table rows]): the
+    rows of `pyramid_table`, copied one compiled pass per level and image."""
+    start = 0
+    for f in maps:
+        hw = f.shape[2] * f.shape[3]
+        for i in range(f.shape[0]):
+            plane = np.ascontiguousarray(f[i]).reshape(f.shape[1], hw)
+            _copy_rows_kernel()(plane, c0, c1, rows[start : start + hw], table, start)
+            start += hw
+
+
+def _rows_read(pos: Tensor, rows: int) -> np.ndarray:
+    """bool[rows]: True for every table row some tap in `pos` (Tensor[T] of row indices) reads."""
+    read = np.zeros(rows, np.bool_)
+    _mark_kernel()(pos.numpy().reshape(-1), read)
+    return read
+
+
+def _mark_rows(pos, read):  # pragma: no cover - compiled by numba
+    """read[pos[t]] = True for every t."""
+    for t in range(pos.shape[0]):
+        read[pos[t]] = True
+
+
+def _copy_marked_rows(plane, c0, c1, rows, table, start):  # pragma: no cover - compiled by numba
+    """table[start + p, c - c0] = plane[c, p] for c in [c0, c1) and every p with rows[p] (plane: [C, H * W])."""
+    for p in range(plane.shape[1]):
+        if rows[p]:
+            for c in range(c0, c1):
+                table[start + p, c - c0] = plane[c, p]
+
+
+_mark_kernel = compiled_on_first_use(_mark_rows)
+_copy_rows_kernel = compiled_on_first_use(_copy_marked_rows)
 
 
 def _bags(geo: dict[str, Tensor], size: int) -> tuple[Tensor, Tensor, Tensor]:
