@@ -4,10 +4,11 @@ Every output bin is a weighted sum of `4 * gh * gw` feature pixels (gh x gw samp
 4 bilinear taps each). Their positions (level base + row) and weights are computed once for all
 RoIs in float32 with torchvision's arithmetic (one numba pass per RoI: per axis, then their
 outer product). Then, per block of 64 channels, all levels are copied channels-last into a table
-Tensor[sum_l B * H_l * W_l, 64] (only the rows the taps read when they are few: R50's 1000 box RoIs at
-800x1344 read 20% of them; a FeaturePyramid's later RoIAlign copies the rows it adds) and embedding_bag (mode "sum", per-sample weights) gathers and
-sums the taps of all bins, in RoI order, straight into that block's columns of the channels-last
-output (its out variant writes the strided column block: no temporary, no copy). The result is
+Tensor[sum_l B * H_l * W_l, 64] (only the rows the taps read when they are few: R50's 1000 box RoIs
+at 800x1344 read 20% of them; a FeaturePyramid's later RoIAlign copies the rows it adds) and
+embedding_bag (mode "sum", per-sample weights) gathers and sums the taps of all bins, in RoI order,
+copied into that block's columns of the channels-last output (one strided copy; torch's out
+variant of embedding_bag would copy too). The result is
 returned as a channels_last Tensor[R, C, S, S], so the output is never transposed. The channel
 blocks are independent: they run on the glue's threads (maskrt.kernels.glue_threads; R50's box
 RoIAlign at 800x1344 on 2 cores: 51 -> 34 ms; the tables of the rows read: 34 -> ~21 ms). Both
@@ -150,14 +151,14 @@ def _gather_blocks(maps: list[np.ndarray], kept: dict | None, pos: Tensor, offse
 
 def _gather_sum(table: Tensor, pos: Tensor, offsets: Tensor, weight: Tensor, dst: Tensor) -> None:
     """dst[b] = sum of weight[t] * table[pos[t]] over the taps t of bag b (offsets: each bag's first
-    tap). dst: Tensor[bags, cb], rows may be strided (a column block of the channels-last output):
-    embedding_bag's out variant writes it there, without a temporary and a strided copy."""
-    empty = [torch.empty(0, dtype=torch.int64) for _ in range(3)]
-    got = torch.ops.aten._embedding_bag_forward_only.out(
-        table, pos, offsets, False, 0, False, weight, False, -1, out0=dst, out1=empty[0], out2=empty[1],
-        out3=empty[2])[0]
-    if got.data_ptr() != dst.data_ptr():  # a torch that resized instead of writing in place
-        dst.copy_(got)
+    tap). dst: Tensor[bags, cb], rows may be strided (a column block of the channels-last output).
+
+    embedding_bag sums the bags into a fresh contiguous Tensor[bags, cb], copied into dst by numpy
+    (one thread). torch has no kernel writing a strided output: its out variant is the same
+    computation followed by copies (of the bags and of the bag indices), ~0.6 ms more a 64-channel
+    block of R50's box RoIAlign."""
+    got = torch.ops.aten._embedding_bag_forward_only(table, pos, offsets, False, 0, False, weight, False, -1)[0]
+    np.copyto(dst.numpy(), got.numpy())
 
 
 def _channels_last_rows(out: Tensor) -> bool:
