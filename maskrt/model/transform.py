@@ -19,6 +19,7 @@ bottom/right to a multiple of 32.
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -150,6 +151,18 @@ def preprocess(images: list[Tensor], policy: InputPolicy) -> tuple[Tensor, list[
     for img, slot in zip(images, batch):
         normalize_into(img, policy, slot)
     return batch, sizes
+
+
+@functools.cache
+def warm_up() -> None:
+    """Compile (or load from numba's cache) `normalize_into`'s kernel for every layout preprocessing
+    gives it: an image at the policy's size (into the padded batch) and resized (into its own
+    tensor), in one row block and in two (large images); channels-last views as frames arrive."""
+    g = torch.Generator().manual_seed(0)
+    for h, w in ((40, 56), (520, 600)):  # 520 x 600 >= NORMALIZE_THREADED_PIXELS: two row blocks
+        image = torch.rand(h, w, 3, generator=g).permute(2, 0, 1)
+        preprocess([image], InputPolicy(min_size=h, max_size=w))  # kept at its size
+        preprocess([image], InputPolicy(min_size=h + 8, max_size=w + 8))  # resized
 
 
 def padded_to_32(size: int) -> int:

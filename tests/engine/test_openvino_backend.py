@@ -294,3 +294,40 @@ def test_head_outputs_are_lent_and_the_detections_outlive_the_next_call(small_en
     engine.backend.infer([images[1]])
     for name, value in kept.items():
         assert torch.equal(getattr(first, name), value), name
+
+
+WARM_UP_PROBE = """
+import json, sys
+import numpy as np
+import maskrt
+from maskrt.kernels._numba import compiled_signatures
+from tests.conftest import random_image
+
+engine = maskrt.load(sys.argv[1], score_threshold=0.0)
+loaded = compiled_signatures()
+large = 0
+for seed, (h, w) in enumerate(((320, 320), (96, 128), (600, 700), (200, 900))):
+    found = engine(random_image(np.random.default_rng(seed), h, w))
+    found.masks, found.instances.id_map
+    large += int(((found.boxes[:, 2:] - found.boxes[:, :2]).sum(1) > 128).sum())
+print(json.dumps({"loaded": loaded, "after": compiled_signatures(), "large_boxes": large}))
+"""
+
+
+def test_loading_a_cpu_engine_compiles_every_glue_kernel_its_frames_use(small_engine):
+    """Loading a CPU engine compiles the glue's numba kernels (while OpenVINO compiles the stages),
+    for the argument types frames give them: in a fresh process, frames of four sizes (kept and
+    resized, one and two normalising row blocks, boxes small and large for the paste, full masks and
+    the id map) compile nothing more, so no frame waits for numba (~4.5 s with its cache empty)."""
+    import json
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[2]
+    run = subprocess.run([sys.executable, "-c", WARM_UP_PROBE, str(small_engine)], cwd=root, capture_output=True,
+                         text=True, timeout=600)
+    assert run.returncode == 0, run.stderr[-2000:]
+    probe = json.loads(run.stdout.strip().splitlines()[-1])
+    assert probe["loaded"] and all(count >= 1 for count in probe["loaded"].values()), probe["loaded"]
+    assert probe["after"] == probe["loaded"]
+    assert probe["large_boxes"] > 0  # the paste's compiled rows ran on a frame
