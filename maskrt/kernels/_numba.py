@@ -14,8 +14,8 @@ after Ctrl-C or SIGTERM, once in a few runs).
 
 numba compiles each kernel for the argument types of its first call (array dtypes, dimensions and
 layouts): a CPU engine's load runs every kernel once on inputs laid out as a frame's
-(`kernels.warmup.warm_up_cpu`, `model.transform.warm_up`), so no frame waits for a compile (~4.5 s
-for all of them with numba's cache empty, ~0.4 s loading them from it). `compiled_signatures()`
+(`kernels.warmup.warm_up_cpu`, `model.transform.warm_up`), so no frame waits for a compile (~4.8 s
+for all of them with numba's cache empty, ~0.6 s loading them from it, numba's import included). `compiled_signatures()`
 lists what has been compiled, for the test that checks a frame compiles nothing more.
 """
 
