@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 export OMP_NUM_THREADS ?= 2
 export MKL_NUM_THREADS ?= 2
 
-.PHONY: setup browser test test-signals test-ptx test-triton36 gpu-check bench bench-quick bench-compare bench-smoke demo clean
+.PHONY: setup browser test test-slow test-signals test-all test-ptx test-triton36 gpu-check bench bench-quick bench-compare bench-smoke demo clean
 
 setup: $(STAMP)
 
@@ -24,8 +24,18 @@ browser:
 	@test -x /usr/bin/chromium || { apt-get update -qq && \
 		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium; }
 
+# CI runs `make test`; the tests marked slow (fault injection and at-scale checks, each with a faster
+# sibling in make test) and signals run with make test-slow / test-signals, everything with make test-all.
 test: $(STAMP) browser
-	$(PY) -m pytest -q tests -m "not signals"
+	$(PY) -m pytest -q tests -m "not signals and not slow"
+	$(MAKE) --no-print-directory test-triton36
+	$(MAKE) --no-print-directory bench-smoke
+# Killed replicas, workers, drivers and nodes, ResNet-50 engines, the Triton interpreter over whole
+# models (~6 min on 2 cores).
+test-slow: $(STAMP) browser
+	$(PY) -m pytest -q tests -m slow
+test-all: $(STAMP) browser
+	$(PY) -m pytest -q tests
 	$(MAKE) --no-print-directory test-triton36
 	$(MAKE) --no-print-directory bench-smoke
 

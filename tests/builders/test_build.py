@@ -78,6 +78,7 @@ def test_cpu_engine_matches_torch_backend(engine_dir, small_checkpoint, size):
     assert_close_detections(engine, torch_seg, image)
 
 
+@pytest.mark.slow
 def test_cpu_engine_matches_torch_on_resnet50(tmp_path):
     from torchvision.models.detection import maskrcnn_resnet50_fpn
 

@@ -118,6 +118,7 @@ def test_cluster_outputs_match_maskrt_run_and_a_rerun_skips_them(cluster, small_
     assert_exactly_once(out, paths)
 
 
+@pytest.mark.slow
 def test_workers_killed_at_any_point(cluster, small_engine, archive, reference, tmp_path, monkeypatch):
     """v0's worker dies right after its first output was renamed, v1's after its completion
     record was written (before the task returned), v2's as it starts; meanwhile one worker is
@@ -148,6 +149,7 @@ def test_workers_killed_at_any_point(cluster, small_engine, archive, reference, 
     assert record(out, archive["v0"])["pid"] != crashed[f"{keys['v0']}.after-rename"]
 
 
+@pytest.mark.slow
 def test_driver_killed_then_rerun_finishes_the_rest(cluster, small_engine, archive, reference, tmp_path):
     """The CLI as a driver process joined to the cluster, SIGKILLed once two inputs are finished;
     the same command again finishes the others and leaves the finished ones untouched."""
@@ -176,6 +178,7 @@ def test_driver_killed_then_rerun_finishes_the_rest(cluster, small_engine, archi
     assert_matches_reference(out, archive, reference, VIDEOS, video=False, coco=False)
 
 
+@pytest.mark.slow
 def test_node_removed_mid_job(cluster, small_engine, archive, reference, tmp_path, monkeypatch):
     """One worker node is killed ungracefully while both workers are busy; its actor is started
     again on the other node and the unit it was running is retried. (Last: the node is gone.)

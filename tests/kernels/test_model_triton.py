@@ -29,7 +29,7 @@ def detect(segmenter, image, impl):
     return dets, masks
 
 
-@pytest.mark.parametrize("impl", ["triton", "cpu"])
+@pytest.mark.parametrize("impl", [pytest.param("triton", marks=pytest.mark.slow), "cpu"])
 def test_model_matches_reference_kernels(segmenter, impl):
     image = random_image(np.random.default_rng(42), *SIZE)
     with K.use("reference"):

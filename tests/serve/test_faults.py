@@ -10,12 +10,15 @@ import signal
 import threading
 import time
 
+import pytest
 from PIL import Image
 
 from maskrt.data import iter_video_frames
 from maskrt.serve.loadgen import run_load
 
 from .conftest import SIZE, wait_for
+
+pytestmark = pytest.mark.slow  # ~30 s of load and a replacement replica: make test-slow
 
 HELD_PER_REPLICA = 4  # max_ongoing_requests = 2 x --max-batch 2
 

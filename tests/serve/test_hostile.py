@@ -9,6 +9,7 @@ from __future__ import annotations
 import threading
 import time
 
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from maskrt.serve.hostile import run_hostile
@@ -47,6 +48,7 @@ def healthz_seconds(service, times: int = 5, source: str | None = None) -> list[
     return took
 
 
+@pytest.mark.slow
 def test_stalled_uploads_from_one_address_take_nothing_from_others(service, picture):  # noqa: F811
     """60 uploads that send their headers and 3 bytes: MAX_CLIENT_REQUESTS are held until the
     upload deadline (408), the others are refused at once (429) and try again; meanwhile another

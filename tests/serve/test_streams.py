@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import time
 
+import pytest
+
 from .conftest import wait_for
 
 
@@ -46,6 +48,7 @@ def test_killed_stream_actor_restarts_and_its_jsonl_continues(service):
     assert records[: len(before)] == before
 
 
+@pytest.mark.slow
 def test_stream_source_that_disappears_reconnects_when_back(service):
     wait_for(lambda: service.stream("net")["state"] == "running", what="net running")
     service.net.stop()  # the camera goes away
