@@ -26,6 +26,7 @@ from maskrt.tensorrt import graph as trt_graph  # noqa: E402
 from maskrt.tensorrt import schemas  # noqa: E402
 from tests.model.detectron2 import weights as W  # noqa: E402
 from tests.model.detectron2.compare import assert_masks_agree, match_ranked  # noqa: E402
+from tests.tensorrt.reference_ops import graph_ops  # noqa: E402
 
 R18 = "r18_fpn64_c7_agnostic_mask"
 
@@ -61,7 +62,7 @@ def test_onnx_matches_the_torch_backend(exported, d2_seg):
     tensor = torch.from_numpy(image).permute(2, 0, 1).float() / 255
     batch, sizes = preprocess([tensor], detector.policy)
     hw = np.array(sizes[0], dtype=np.int64)
-    graph = ReferenceEvaluator(str(exported[0]), new_ops=trt_graph.reference_ops())
+    graph = ReferenceEvaluator(str(exported[0]), new_ops=graph_ops())
     boxes, scores, labels, probs = graph.run(None, {"images": batch.numpy(), "image_hw": hw})
     with torch.inference_mode():
         want = [t.numpy() for t in detector.run(batch, sizes)[0]]
@@ -70,7 +71,7 @@ def test_onnx_matches_the_torch_backend(exported, d2_seg):
     np.testing.assert_allclose(boxes, want[0], atol=1e-3, rtol=0)
     np.testing.assert_allclose(scores, want[1], atol=1e-4, rtol=0)
     np.testing.assert_allclose(probs, want[3], atol=1e-4, rtol=0)
-    paste = ReferenceEvaluator(str(exported[1]), new_ops=trt_graph.reference_ops())
+    paste = ReferenceEvaluator(str(exported[1]), new_ops=graph_ops())
     boxes_px, masks = paste.run(None, {"mask_probs": probs, "boxes": boxes, "image_hw": hw, "image": image})
     np.testing.assert_allclose(boxes_px, detectron2_rescale(torch.from_numpy(boxes), sizes[0], image.shape[:2]),
                                atol=1e-3, rtol=0)

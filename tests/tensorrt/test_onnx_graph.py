@@ -36,6 +36,7 @@ from maskrt.kernels.dispatch import _REGISTRY  # noqa: E402
 from maskrt.model.transform import preprocess  # noqa: E402
 from tests.conftest import random_image  # noqa: E402
 from tests.detections_compare import Found, assert_detections_agree, maskrt_expected  # noqa: E402
+from tests.tensorrt.reference_ops import ConvTranspose, graph_ops  # noqa: E402
 from tests.tensorrt.standin import Desc as _Desc, registered  # noqa: E402
 
 BUNDLED = Path(maskrt.__file__).resolve().parent / "assets" / "shapes_r18fpn64.safetensors"
@@ -212,9 +213,9 @@ def run_reference(model_path, paste_path, seg, image: np.ndarray, plugins: str =
 
     batch, sizes = preprocess([to_chw(image)], seg.backend.model.policy)
     hw = np.array(sizes[0], dtype=np.int64)
-    graph = ReferenceEvaluator(str(model_path), new_ops=trt_graph.reference_ops(plugins))
+    graph = ReferenceEvaluator(str(model_path), new_ops=graph_ops(plugins))
     boxes, scores, labels, mask_probs = graph.run(None, {"images": batch.numpy(), "image_hw": hw})
-    paste = ReferenceEvaluator(str(paste_path), new_ops=trt_graph.reference_ops(plugins))
+    paste = ReferenceEvaluator(str(paste_path), new_ops=graph_ops(plugins))
     pasted = paste.run(None, {"mask_probs": mask_probs, "boxes": boxes, "image_hw": hw, "image": image})
     return (boxes, scores, labels, mask_probs), pasted, batch, sizes
 
@@ -269,6 +270,38 @@ def test_bundled_model_onnx_matches_torch_backend(tmp_path):
     for path in paths:
         trt_graph.check_trt_onnx(path)
     assert_matches_torch_backend(*paths, seg, make_scene(11, 0, size=(120, 160)).image)
+
+
+@pytest.mark.parametrize("shape, attrs, vectorised", [
+    ((3, 5, 4, 6), {"strides": [2, 2], "kernel_shape": [2, 2]}, True),  # the mask head's upsampling
+    ((2, 4, 3, 5), {"strides": [3, 2], "kernel_shape": [3, 2]}, True),
+    ((2, 4, 3, 5), {"strides": [2, 2], "kernel_shape": [3, 3], "pads": [1, 1, 1, 1]}, False),  # onnx's own
+])
+def test_fast_conv_transpose_is_onnx_s(shape, attrs, vectorised, monkeypatch):
+    """The tests' vectorised ConvTranspose against onnx's reference implementation, one node run by
+    ReferenceEvaluator each way (float32 sums over at most 5 input channels in another order: a few
+    ulp of values ~1)."""
+    from onnx import TensorProto, helper
+    from onnx.reference import ReferenceEvaluator
+    from onnx.reference.ops import op_conv_transpose
+
+    rng = np.random.default_rng(3)
+    n, c, h, w = shape
+    kh, kw = attrs["kernel_shape"]
+    x = rng.standard_normal(shape, dtype=np.float32)
+    weight = rng.standard_normal((c, 7, kh, kw), dtype=np.float32)
+    bias = rng.standard_normal(7, dtype=np.float32)
+    node = helper.make_node("ConvTranspose", ["x", "w", "b"], ["y"], **attrs)
+    inputs = [helper.make_tensor_value_info(name, TensorProto.FLOAT, None) for name in "xwb"]
+    model = helper.make_model(helper.make_graph([node], "g", inputs, [helper.make_tensor_value_info(
+        "y", TensorProto.FLOAT, None)]), opset_imports=[helper.make_opsetid("", 17)])
+    feeds = {"x": x, "w": weight, "b": bias}
+    want, = ReferenceEvaluator(model).run(None, feeds)
+    if vectorised:  # onnx's scatter is not called
+        monkeypatch.setattr(op_conv_transpose, "col2im_naive_implementation", None)
+    ours, = ReferenceEvaluator(model, new_ops=[ConvTranspose]).run(None, feeds)
+    assert ours.shape == want.shape and ours.dtype == np.float32
+    np.testing.assert_allclose(ours, want, rtol=1e-5, atol=1e-5)
 
 
 def test_fp16_onnx_exports_and_checks(small_seg, tmp_path):
