@@ -178,6 +178,15 @@ def test_driver_killed_then_rerun_finishes_the_rest(cluster, small_engine, archi
     assert_matches_reference(out, archive, reference, VIDEOS, video=False, coco=False)
 
 
+def alive(pid: int) -> bool:
+    import psutil
+
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
 @pytest.mark.slow
 def test_node_removed_mid_job(cluster, small_engine, archive, reference, tmp_path, monkeypatch):
     """One worker node is killed ungracefully while both workers are busy; its actor is started
@@ -198,7 +207,12 @@ def test_node_removed_mid_job(cluster, small_engine, archive, reference, tmp_pat
 
     wait_for(both_nodes_hold, 300, "a unit held on each worker node")
     victim = nodes[1]
+    holds = [json.loads(p.read_text()) for p in held.glob("*.hold")]
+    victim_pids = [h["pid"] for h in holds if h["node"] == victim.node_id]
     c.remove_node(victim, allow_graceful=False)
+    # Released only once the lost node's worker has exited: an orphaned worker still running could
+    # finish its unit and answer the driver directly (actor results do not pass through the raylet).
+    wait_for(lambda: not any(alive(pid) for pid in victim_pids), 120, "the lost node's worker to exit")
     (held / "release").touch()
     thread.join(timeout=360)
     assert not thread.is_alive() and not error, error
