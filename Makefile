@@ -31,7 +31,7 @@ test: $(STAMP) browser
 	$(MAKE) --no-print-directory test-triton36
 	$(MAKE) --no-print-directory bench-smoke
 # Killed replicas, workers, drivers and nodes, ResNet-50 engines, the Triton interpreter over whole
-# models (~6 min on 2 cores).
+# models (~5 min on 2 cores).
 test-slow: $(STAMP) browser
 	$(PY) -m pytest -q tests -m slow
 test-all: $(STAMP) browser
