@@ -191,7 +191,8 @@ def _stages(v, target: str, files: dict) -> dict:
     return stages
 
 
-BOX_FORMS = ("matmul", "conv1x1")  # maskrt.builders.box_forms.FORMS
+BOX_FORMS = ("matmul", "conv1x1", "split_k")  # maskrt.builders.box_forms.FORMS
+TIMED_ALWAYS = ("matmul", "conv1x1")  # split_k is timed only where a layer is split
 
 
 def _box_form(v) -> dict:
@@ -209,8 +210,10 @@ def _box_form(v) -> dict:
             raise _Bad(f"box_form.{key}", f"must be a string, got {record.get(key)!r}")
     _positive_int(record.get("rows"), "box_form.rows")
     ms = _dict(record.get("ms"), "box_form.ms")
-    if set(ms) != set(BOX_FORMS) or not all(_is_number(t) and t > 0 for t in ms.values()):
-        raise _Bad("box_form.ms", f"must give a positive time for each of {', '.join(BOX_FORMS)}, got {ms!r}")
+    if (not set(TIMED_ALWAYS) <= set(ms) <= set(BOX_FORMS) or record["form"] not in ms
+            or not all(_is_number(t) and t > 0 for t in ms.values())):
+        raise _Bad("box_form.ms", f"must give a positive time for each of {', '.join(TIMED_ALWAYS)} and the form "
+                                  f"chosen (of {', '.join(BOX_FORMS)}), got {ms!r}")
     return record
 
 

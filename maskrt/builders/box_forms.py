@@ -5,18 +5,24 @@ predictor (class scores, box deltas) are matrix products over the RoIs: OpenVINO
 runs them as FullyConnected layers. The same products can be written as 1x1 convolutions on
 Tensor[R, F, 1, 1] (form "conv1x1"), which the plugin runs with its convolution kernels: on AVX2
 without VNNI its u8 FullyConnected reached 107 GOP/s while a u8 1x1 convolution of the same
-product ran 1.8x faster (benchmarks/results/avx2/MACHINE.md). Which form is faster depends on
-the CPU and the precision, so the builder measures both on the machine it runs on
+product ran 1.8x faster (benchmarks/results/avx2/MACHINE.md). Or a layer with many inputs (R50's
+fc6: 12544) as two products over the halves of its inputs, summed (form "split_k"): on an
+AVX-512 VNNI Zen 4 OpenVINO's u8 x i8 FullyConnected ran 1000 x 12544 x 1024 at 592 GOP/s whole
+and 752 GOP/s in halves (the int8 R50 box stage 64.5 -> 51.8 ms). Which form is faster depends
+on the CPU and the precision, so the builder measures them on the machine it runs on
 (`choose_form`: each form compiled, int8 forms quantized on a few random RoIs just for the
-timing, median of a few calls on `rows` RoIs) and keeps the faster; the manifest records the form,
-both timings and the machine (`box_form`).
+timing, median of a few calls on `rows` RoIs) and keeps the fastest; the manifest records the
+form, every timing and the machine (`box_form`).
 
 Numerics: the same products and biases with the sums in another order: float rounding only
-(~sqrt(K) * 2^-24 relative; tests/builders/test_box_forms.py).
+(~sqrt(K) * 2^-24 relative; tests/builders/test_box_forms.py). In int8, split_k's halves share
+the one activation quantizer of the whole input (torch.split exports as one Split, which NNCF
+quantizes before it), so only the int32 sums are split.
 """
 
 from __future__ import annotations
 
+import copy
 import time
 
 import torch
@@ -24,8 +30,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torchvision.models.detection.faster_rcnn import TwoMLPHead
 
-FORMS = ("matmul", "conv1x1")
-MARGIN = 0.05  # conv1x1 is kept only when it is this much faster (else the exported form stays)
+FORMS = ("matmul", "conv1x1", "split_k")
+MARGIN = 0.05  # another form is kept only when it is this much faster than matmul (the exported form)
+SPLIT_K_MIN = 8192  # split_k splits the fully connected layers with at least this many inputs
 
 
 def conv1x1(linear: nn.Linear) -> nn.Conv2d:
@@ -64,11 +71,58 @@ class Conv1x1BoxStage(nn.Module):
         return self.cls_score(x).flatten(1), self.bbox_pred(x).flatten(1)
 
 
+class SplitKLinear(nn.Module):
+    """nn.Linear(F, O) as two products over the halves of its inputs, summed:
+    Tensor[R, F] -> x[:, :F//2] W[:, :F//2]^T + x[:, F//2:] W[:, F//2:]^T + b, Tensor[R, O]."""
+
+    def __init__(self, linear: nn.Linear):
+        super().__init__()
+        self.sizes = [linear.in_features // 2, linear.in_features - linear.in_features // 2]
+        self.low = nn.Linear(self.sizes[0], linear.out_features, bias=False)
+        self.high = nn.Linear(self.sizes[1], linear.out_features, bias=linear.bias is not None)
+        with torch.no_grad():
+            self.low.weight.copy_(linear.weight[:, :self.sizes[0]])
+            self.high.weight.copy_(linear.weight[:, self.sizes[0]:])
+            if linear.bias is not None:
+                self.high.bias.copy_(linear.bias)
+
+    def forward(self, x: Tensor) -> Tensor:
+        low, high = torch.split(x, self.sizes, dim=1)  # one ONNX Split: one quantizer before it
+        return self.low(low) + self.high(high)
+
+
+def splits_k(stage: nn.Module) -> bool:
+    """Whether the stage has a fully connected layer that form split_k splits."""
+    return any(isinstance(m, nn.Linear) and m.in_features >= SPLIT_K_MIN for m in stage.modules())
+
+
+def split_k(stage: nn.Module) -> nn.Module:
+    """A copy of the box stage whose fully connected layers with >= SPLIT_K_MIN inputs are
+    SplitKLinear (the same stage otherwise)."""
+    stage = copy.deepcopy(stage)
+    for module in list(stage.modules()):
+        for name, child in list(module.named_children()):
+            if isinstance(child, nn.Linear) and child.in_features >= SPLIT_K_MIN:
+                setattr(module, name, SplitKLinear(child))
+    return stage
+
+
+def split_k_sums(model) -> list[str]:
+    """Friendly names of the Add nodes of a box stage's openvino.Model that sum two products (the
+    split_k halves; the stage has no other Add of two computed tensors). Quantization leaves them
+    out (nncf.IgnoredScope): NNCF would otherwise quantize each half's partial sums to 8 bits
+    before adding them, an error the whole layer does not have."""
+    return [op.get_friendly_name() for op in model.get_ordered_ops() if op.get_type_name() == "Add"
+            and all(v.get_node().get_type_name() != "Constant" for v in op.input_values())]
+
+
 def box_module(stage: nn.Module, form: str) -> nn.Module:
     """The box stage module to export in `form` ("matmul": the stage itself)."""
     if form not in FORMS:
         raise ValueError(f"unknown box form {form!r}; choose from {', '.join(FORMS)}")
-    return stage if form == "matmul" else Conv1x1BoxStage(stage).eval()
+    if form == "matmul":
+        return stage
+    return (Conv1x1BoxStage(stage) if form == "conv1x1" else split_k(stage)).eval()
 
 
 def time_compiled(compiled, example, calls: int = 5) -> float:
@@ -84,10 +138,11 @@ def time_compiled(compiled, example, calls: int = 5) -> float:
 
 
 def choose_form(models: dict, rows: int, int8: bool, threads: int | None = None) -> dict:
-    """Time each form's box stage (openvino.Model per form, float) on `rows` random RoIs, int8
-    forms quantized first on 4 random samples (their speed, not their accuracy, is measured);
-    returns the manifest record {"form", "chosen_by", "ms": {form: median ms}, "rows",
-    "precision"}: conv1x1 when it is at least MARGIN faster, else matmul."""
+    """Time each form's box stage ({form: openvino.Model, float}, matmul among them) on `rows`
+    random RoIs, int8 forms quantized first on 4 random samples (their speed, not their accuracy,
+    is measured); returns the manifest record {"form", "chosen_by", "ms": {form: median ms},
+    "rows", "precision"}: the fastest form when it is at least MARGIN faster than matmul, else
+    matmul."""
     import numpy as np
     import openvino as ov
 
@@ -104,7 +159,8 @@ def choose_form(models: dict, rows: int, int8: bool, threads: int | None = None)
         if int8:
             model = _quick_int8(model, shape)
         ms[form] = round(1e3 * time_compiled(core.compile_model(model, "CPU", config), example), 3)
-    form = "conv1x1" if ms["conv1x1"] < (1 - MARGIN) * ms["matmul"] else "matmul"
+    fastest = min(ms, key=ms.get)
+    form = fastest if ms[fastest] < (1 - MARGIN) * ms["matmul"] else "matmul"
     del ov
     return {"form": form, "chosen_by": "measured at build", "ms": ms, "rows": rows,
             "precision": "int8" if int8 else "float"}
@@ -121,13 +177,15 @@ def _quick_int8(model, shape):
 
     rng = np.random.default_rng(1)
     samples = [np.abs(rng.standard_normal(shape)).astype(np.float32) for _ in range(4)]
+    sums = split_k_sums(model)
     logger = logging.getLogger("nncf")
     level = logger.level
     logger.setLevel(logging.WARNING)
     try:
         with contextlib.redirect_stdout(io.StringIO()):
             return nncf.quantize(model, nncf.Dataset(samples), preset=nncf.QuantizationPreset.PERFORMANCE,
-                                 target_device=nncf.TargetDevice.CPU, subset_size=4, fast_bias_correction=True)
+                                 target_device=nncf.TargetDevice.CPU, subset_size=4, fast_bias_correction=True,
+                                 ignored_scope=nncf.IgnoredScope(names=sums) if sums else None)
     finally:
         logger.setLevel(level)
 
@@ -142,17 +200,20 @@ def export_box(model, path, form: str):
 
 
 def pick_box_form(model, onnx_paths: dict, int8: bool, rows: int) -> dict:
-    """Export the box stage's conv1x1 form beside onnx_paths["box"] (the matmul form), time both
-    (choose_form) and leave the chosen one at onnx_paths["box"]; returns choose_form's record."""
+    """Export the box stage's other forms beside onnx_paths["box"] (the matmul form): conv1x1, and
+    split_k when a layer has SPLIT_K_MIN inputs; time them all (choose_form) and leave the chosen
+    one at onnx_paths["box"]; returns choose_form's record."""
     import openvino as ov
 
     matmul = onnx_paths["box"]
-    conv = export_box(model, matmul.with_name("box_conv1x1.onnx"), "conv1x1")
+    forms = ["conv1x1"] + (["split_k"] if splits_k(model.box) else [])
+    others = {form: export_box(model, matmul.with_name(f"box_{form}.onnx"), form) for form in forms}
     try:
-        record = choose_form({"matmul": ov.convert_model(str(matmul)), "conv1x1": ov.convert_model(str(conv))},
-                             rows, int8)
-        if record["form"] == "conv1x1":
-            conv.replace(matmul)
+        models = {"matmul": ov.convert_model(str(matmul)), **{f: ov.convert_model(str(p)) for f, p in others.items()}}
+        record = choose_form(models, rows, int8)
+        if record["form"] != "matmul":
+            others[record["form"]].replace(matmul)
     finally:
-        conv.unlink(missing_ok=True)
+        for path in others.values():
+            path.unlink(missing_ok=True)
     return record

@@ -122,7 +122,7 @@ def _build_cpu(tmp: Path, loaded: LoadedModel, manifest: Manifest, say, fp16: bo
     if not onnx_only:
         from .box_forms import pick_box_form
 
-        say("timing the box stage's fully connected layers as matrix products and as 1x1 convolutions...")
+        say("timing the box stage's fully connected layers in each form (matrix products, 1x1 convolutions, split)...")
         rows = loaded.model.detector.proposals.params.post_nms_top_n
         manifest.box_form = pick_box_form(loaded.model, onnx_paths, calibration is not None, rows)
     manifest.files.update({f"onnx/{p.name}": "" for p in onnx_paths.values()})

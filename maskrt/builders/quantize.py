@@ -121,7 +121,10 @@ def quantize_stage(stage: str, model, samples: StageInputs, size: int, float_lay
 
     import nncf
 
-    ignored = nncf.IgnoredScope(names=float_layers) if float_layers else None
+    from .box_forms import split_k_sums
+
+    left_out = float_layers + (split_k_sums(model) if stage == "box" else [])
+    ignored = nncf.IgnoredScope(names=left_out) if left_out else None
     logger = logging.getLogger("nncf")
     level = logger.level
     logger.setLevel(logging.WARNING)  # its INFO lines list every layer it leaves in float

@@ -28,7 +28,7 @@ def print_engine_info(engine_dir: str | Path) -> int:
     print(f"proposals:    {proposals_line(m.thresholds['rpn'])}")
     if m.box_form:
         f = m.box_form
-        times = ", ".join(f"{form} {f['ms'][form]} ms" for form in BOX_FORMS)
+        times = ", ".join(f"{form} {f['ms'][form]} ms" for form in BOX_FORMS if form in f["ms"])
         print(f"box head:     fully connected layers as {f['form']} ({f['chosen_by']}: {times} on {f['rows']} RoIs, "
               f"{f['precision']})")
     print(f"classes ({cfg.num_classes - 1} + background): {', '.join(m.classes[1:])}")

@@ -110,6 +110,8 @@ MALFORMED = [
     ("box_form.rows", 0, "box_form.rows must be a positive integer"),
     ("box_form.ms", {"matmul": 1.0}, "box_form.ms must give a positive time for each of matmul, conv1x1"),
     ("box_form.ms.conv1x1", -2.0, "box_form.ms must give a positive time"),
+    ("box_form.form", "split_k", "box_form.ms must give a positive time for each of matmul, conv1x1 and the form"),
+    ("box_form.ms.fft", 1.0, "box_form.ms must give a positive time"),
     ("box_form.chosen_by", 3, "box_form.chosen_by must be a string"),
     ("box_form.guess", True, "box_form has an unknown key 'guess'"),
 ]
