@@ -7,7 +7,8 @@ STAMP := $(VENV)/.installed
 export OMP_NUM_THREADS ?= 2
 export MKL_NUM_THREADS ?= 2
 
-.PHONY: setup browser test test-slow test-signals test-all test-ptx test-triton36 gpu-check bench bench-quick bench-compare bench-smoke demo clean
+.PHONY: setup browser test test-slow test-signals test-all test-ptx \
+	test-triton36 gpu-check bench bench-quick bench-compare bench-smoke demo clean
 
 setup: $(STAMP)
 
