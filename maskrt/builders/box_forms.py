@@ -139,18 +139,19 @@ def time_compiled(compiled, example, calls: int = 5) -> float:
 
 def choose_form(models: dict, rows: int, int8: bool, threads: int | None = None) -> dict:
     """Time each form's box stage ({form: openvino.Model, float}, matmul among them) on `rows`
-    random RoIs, int8 forms quantized first on 4 random samples (their speed, not their accuracy,
+    random RoIs given NHWC as the engine gives them (channels_last_input), int8 forms quantized first on 4 random samples (their speed, not their accuracy,
     is measured); returns the manifest record {"form", "chosen_by", "ms": {form: median ms},
     "rows", "precision"}: the fastest form when it is at least MARGIN faster than matmul, else
     matmul."""
     import numpy as np
     import openvino as ov
 
-    from ..engine.backends.openvino_backend import shared_core
+    from ..engine.backends.openvino_backend import channels_last_input, shared_core
 
     core = shared_core()
     shape = [rows] + [d.get_length() for d in list(models["matmul"].input(0).get_partial_shape())[1:]]
-    example = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
+    # Timed as the engine runs the stage: its input given NHWC, as RoIAlign's output lies in memory.
+    example = np.random.default_rng(0).standard_normal(shape).astype(np.float32).transpose(0, 2, 3, 1).copy()
     config = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": "f32"}
     if threads:
         config["INFERENCE_NUM_THREADS"] = threads
@@ -158,7 +159,8 @@ def choose_form(models: dict, rows: int, int8: bool, threads: int | None = None)
     for form, model in models.items():
         if int8:
             model = _quick_int8(model, shape)
-        ms[form] = round(1e3 * time_compiled(core.compile_model(model, "CPU", config), example), 3)
+        compiled = core.compile_model(channels_last_input(model), "CPU", config)
+        ms[form] = round(1e3 * time_compiled(compiled, example), 3)
     fastest = min(ms, key=ms.get)
     form = fastest if ms[fastest] < (1 - MARGIN) * ms["matmul"] else "matmul"
     del ov

@@ -77,12 +77,19 @@ def test_another_form_is_kept_only_when_measured_faster_by_the_margin(small_chec
                                                                       ms, form):
     import openvino as ov
 
-    times = iter([t / 1e3 for t in ms.values()])
-    monkeypatch.setattr(box_forms, "time_compiled", lambda compiled, example: next(times))
+    times, inputs = iter([t / 1e3 for t in ms.values()]), []
+
+    def fake_time(compiled, example):  # each form timed as the engine runs it: input NHWC
+        dims = [d.get_length() for d in list(compiled.input(0).get_partial_shape())[1:]]
+        inputs.append((example.shape, example.flags.c_contiguous, dims))
+        return next(times)
+
+    monkeypatch.setattr(box_forms, "time_compiled", fake_time)
     model = load_model(small_checkpoint).model
     models = {f: ov.convert_model(str(box_forms.export_box(model, tmp_path / f"{f}.onnx", f))) for f in ms}
     record = box_forms.choose_form(models, 5, int8=False)
     assert record == {"form": form, "chosen_by": "measured at build", "ms": ms, "rows": 5, "precision": "float"}
+    assert inputs == [((5, 7, 7, 64), True, [7, 7, 64])] * len(ms)
 
 
 def test_an_engine_with_the_conv1x1_form_matches_the_torch_backend(small_checkpoint, tmp_path, monkeypatch):
