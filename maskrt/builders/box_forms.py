@@ -8,11 +8,12 @@ without VNNI its u8 FullyConnected reached 107 GOP/s while a u8 1x1 convolution 
 product ran 1.8x faster (benchmarks/results/avx2/MACHINE.md). Or a layer with many inputs (R50's
 fc6: 12544) as two products over the halves of its inputs, summed (form "split_k"): on an
 AVX-512 VNNI Zen 4 OpenVINO's u8 x i8 FullyConnected ran 1000 x 12544 x 1024 at 592 GOP/s whole
-and 752 GOP/s in halves (the int8 R50 box stage, timed at build: 63.8 -> 45.7 ms). Which form
-is faster depends on the CPU and the precision, so the builder measures them on the machine it
-runs on (`choose_form`: each form compiled, int8 forms quantized on a few random RoIs just for
-the timing, median of a few calls on `rows` RoIs) and keeps the fastest; the manifest records
-the form, every timing and the machine (`box_form`).
+and 752 GOP/s in halves (the int8 R50 box stage at build 70.6 -> 52.4 ms; in the engine 49.0 /
+62.6 -> 40.5 / 42.1 ms). Which form is faster depends on the CPU and the precision, so the
+builder measures them on the machine it runs on (`choose_form`: each form compiled, int8 forms
+quantized on a few random RoIs just for the timing, median of a few calls on `rows` RoIs given
+NHWC as the engine gives them) and keeps the fastest; the manifest records the form, every
+timing and the machine (`box_form`).
 
 Numerics: the same products and biases with the sums in another order: float rounding only
 (~sqrt(K) * 2^-24 relative; tests/builders/test_box_forms.py). In int8, split_k's halves share
@@ -139,10 +140,10 @@ def time_compiled(compiled, example, calls: int = 5) -> float:
 
 def choose_form(models: dict, rows: int, int8: bool, threads: int | None = None) -> dict:
     """Time each form's box stage ({form: openvino.Model, float}, matmul among them) on `rows`
-    random RoIs given NHWC as the engine gives them (channels_last_input), int8 forms quantized first on 4 random samples (their speed, not their accuracy,
-    is measured); returns the manifest record {"form", "chosen_by", "ms": {form: median ms},
-    "rows", "precision"}: the fastest form when it is at least MARGIN faster than matmul, else
-    matmul."""
+    random RoIs given NHWC as the engine gives them (channels_last_input), int8 forms quantized
+    first on 4 random samples (their speed, not their accuracy, is measured); returns the manifest
+    record {"form", "chosen_by", "ms": {form: median ms}, "rows", "precision"}: the fastest form
+    when it is at least MARGIN faster than matmul, else matmul."""
     import numpy as np
     import openvino as ov
 
