@@ -108,15 +108,6 @@ def split_k(stage: nn.Module) -> nn.Module:
     return stage
 
 
-def split_k_sums(model) -> list[str]:
-    """Friendly names of the Add nodes of a box stage's openvino.Model that sum two products (the
-    split_k halves; the stage has no other Add of two computed tensors). Quantization leaves them
-    out (nncf.IgnoredScope): NNCF would otherwise quantize each half's partial sums to 8 bits
-    before adding them, an error the whole layer does not have."""
-    return [op.get_friendly_name() for op in model.get_ordered_ops() if op.get_type_name() == "Add"
-            and all(v.get_node().get_type_name() != "Constant" for v in op.input_values())]
-
-
 def box_module(stage: nn.Module, form: str) -> nn.Module:
     """The box stage module to export in `form` ("matmul": the stage itself)."""
     if form not in FORMS:
@@ -170,27 +161,15 @@ def choose_form(models: dict, rows: int, int8: bool, threads: int | None = None)
 
 
 def _quick_int8(model, shape):
-    """NNCF int8 of one box-stage form on 4 random inputs of `shape` (for timing only)."""
-    import contextlib
-    import io
-    import logging
-
-    import nncf
+    """NNCF int8 of one box-stage form on 4 random inputs of `shape` (for timing only), as the
+    builder quantizes the box stage (`quantize.quantize_stage`: split_k's sums left out)."""
     import numpy as np
+
+    from .quantize import quantize_stage
 
     rng = np.random.default_rng(1)
     samples = [np.abs(rng.standard_normal(shape)).astype(np.float32) for _ in range(4)]
-    sums = split_k_sums(model)
-    logger = logging.getLogger("nncf")
-    level = logger.level
-    logger.setLevel(logging.WARNING)
-    try:
-        with contextlib.redirect_stdout(io.StringIO()):
-            return nncf.quantize(model, nncf.Dataset(samples), preset=nncf.QuantizationPreset.PERFORMANCE,
-                                 target_device=nncf.TargetDevice.CPU, subset_size=4, fast_bias_correction=True,
-                                 ignored_scope=nncf.IgnoredScope(names=sums) if sums else None)
-    finally:
-        logger.setLevel(level)
+    return quantize_stage("box", model, samples, len(samples), [])
 
 
 def export_box(model, path, form: str):

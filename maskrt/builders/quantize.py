@@ -115,13 +115,20 @@ def float_layer_names(stage: str, model, groups: tuple[str, ...]) -> list[str]:
     return names
 
 
+def split_k_sums(model) -> list[str]:
+    """Friendly names of the Add nodes of a box stage's openvino.Model that sum two products (the
+    halves of box_forms' split_k form; the stage has no other Add of two computed tensors).
+    quantize_stage leaves them out (nncf.IgnoredScope): NNCF would otherwise quantize each half's
+    partial sums to 8 bits before adding them, an error the whole layer does not have."""
+    return [op.get_friendly_name() for op in model.get_ordered_ops() if op.get_type_name() == "Add"
+            and all(v.get_node().get_type_name() != "Constant" for v in op.input_values())]
+
+
 def quantize_stage(stage: str, model, samples: StageInputs, size: int, float_layers: list[str]):
     """nncf.quantize of one stage's openvino.Model on `samples` (at most `size` of them)."""
     import logging
 
     import nncf
-
-    from .box_forms import split_k_sums
 
     left_out = float_layers + (split_k_sums(model) if stage == "box" else [])
     ignored = nncf.IgnoredScope(names=left_out) if left_out else None

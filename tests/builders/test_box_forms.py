@@ -137,10 +137,10 @@ def test_int8_split_k_quantizes_the_input_once_and_adds_the_halves_in_float(smal
                                                                           monkeypatch):
     """The builder's int8 quantization of the split_k box stage: one activation quantizer before the
     Split (torch.split exports as one Split, which NNCF quantizes before it) and none on the halves'
-    partial sums (box_forms.split_k_sums is left out), so only the int32 sums are split."""
+    partial sums (quantize.split_k_sums is left out), so only the int32 sums are split."""
     import openvino as ov
 
-    from maskrt.builders.quantize import quantize_stage
+    from maskrt.builders.quantize import quantize_stage, split_k_sums
 
     monkeypatch.setattr(box_forms, "SPLIT_K_MIN", 1024)
     model = load_model(small_checkpoint).model
@@ -154,5 +154,5 @@ def test_int8_split_k_quantizes_the_input_once_and_adds_the_halves_in_float(smal
     while upstream.get_type_name() == "Reshape":
         upstream = upstream.input_value(0).get_node()
     assert upstream.get_type_name() == "FakeQuantize"
-    (total,) = [ops[name] for name in box_forms.split_k_sums(box)]
+    (total,) = [ops[name] for name in split_k_sums(box)]
     assert all(v.get_node().get_type_name() != "FakeQuantize" for v in total.input_values())
