@@ -92,9 +92,13 @@ class SplitKLinear(nn.Module):
         return self.low(low) + self.high(high)
 
 
+def _splittable(module: nn.Module) -> bool:
+    return isinstance(module, nn.Linear) and module.in_features >= SPLIT_K_MIN
+
+
 def splits_k(stage: nn.Module) -> bool:
     """Whether the stage has a fully connected layer that form split_k splits."""
-    return any(isinstance(m, nn.Linear) and m.in_features >= SPLIT_K_MIN for m in stage.modules())
+    return any(_splittable(m) for m in stage.modules())
 
 
 def split_k(stage: nn.Module) -> nn.Module:
@@ -103,7 +107,7 @@ def split_k(stage: nn.Module) -> nn.Module:
     stage = copy.deepcopy(stage)
     for module in list(stage.modules()):
         for name, child in list(module.named_children()):
-            if isinstance(child, nn.Linear) and child.in_features >= SPLIT_K_MIN:
+            if _splittable(child):
                 setattr(module, name, SplitKLinear(child))
     return stage
 
