@@ -35,10 +35,7 @@ test: $(STAMP) browser
 # models (~5 min on 2 cores).
 test-slow: $(STAMP) browser
 	$(PY) -m pytest -q tests -m slow
-test-all: $(STAMP) browser
-	$(PY) -m pytest -q tests
-	$(MAKE) --no-print-directory test-triton36
-	$(MAKE) --no-print-directory bench-smoke
+test-all: test test-slow test-signals
 
 # Every signal at every phase of `maskrt serve` and `maskrt batch --ray` with their own Ray
 # (tests/serve/test_signals.py, tests/distributed/test_signals.py; ~6 min on 2 cores).
