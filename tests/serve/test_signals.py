@@ -33,7 +33,8 @@ PHASES = {
     "serving": lambda w: "maskrt: serving" in w.output(),
 }
 SIGNALS = {"SIGINT": signal.SIGINT, "SIGTERM": signal.SIGTERM, "SIGHUP": signal.SIGHUP}
-CASES = [pytest.param(phase, name, marks=pytest.mark.signals, id=f"{name}-{phase}") for phase in PHASES for name in SIGNALS]
+CASES = [pytest.param(phase, name, marks=pytest.mark.signals, id=f"{name}-{phase}")
+         for phase in PHASES for name in SIGNALS]
 
 
 @pytest.fixture(scope="module")

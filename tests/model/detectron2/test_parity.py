@@ -115,7 +115,8 @@ def run_stages(detector, rgb: np.ndarray):
 
 
 @pytest.mark.parametrize("name,backend,images", [
-    pytest.param(*case, id=f"{case[0]}-{case[1]}", marks=pytest.mark.slow if case[:2] in SLOW else ()) for case in CASES])
+    pytest.param(*case, id=f"{case[0]}-{case[1]}", marks=pytest.mark.slow if case[:2] in SLOW else ())
+    for case in CASES])
 def test_matches_detectron2(models, name, backend, images):
     pkl, config, gold = models[name]
     seg = maskrt.load(pkl, backend=backend, config=config)
