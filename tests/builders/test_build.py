@@ -18,7 +18,7 @@ from maskrt.hashing import sha256_file
 from maskrt.errors import EngineError, MaskrtError
 from maskrt.machine import describe
 from tests.cli_runner import run_in_process
-from tests.conftest import random_image
+from tests.conftest import cached_engine_dir, random_image
 from tests.detections_compare import assert_detections_agree, maskrt_expected
 
 
@@ -27,8 +27,10 @@ def run_cli(*args: str) -> subprocess.CompletedProcess:
 
 
 @pytest.fixture(scope="module")
-def engine_dir(small_checkpoint, tmp_path_factory):
-    return build_engine(small_checkpoint, tmp_path_factory.mktemp("eng") / "small.maskrt", progress=False)
+def engine_dir(small_checkpoint):
+    """The small model's CPU engine as maskrt.load builds and caches it (the tests here copy it
+    before they alter anything)."""
+    return cached_engine_dir(small_checkpoint)
 
 
 # The f32 CPU engine (OpenVINO / oneDNN convolutions) and the torch backend compute the same
@@ -202,11 +204,11 @@ def test_cli_bad_inputs(tmp_path, monkeypatch, args, message):
     assert "Traceback" not in result.stderr and list(tmp_path.iterdir()) == []
 
 
-def test_cpu_engine_matches_torch_on_bundled_model(tmp_path):
+def test_cpu_engine_matches_torch_on_bundled_model():
     from maskrt.data import make_scene
 
     bundled = __import__("pathlib").Path(maskrt.__file__).parent / "assets" / "shapes_r18fpn64.safetensors"
-    engine = maskrt.load(build_engine(bundled, tmp_path / "shapes.maskrt", progress=False))
+    engine = maskrt.load(bundled)  # the session's cached build (the thread-count test's too)
     torch_seg = maskrt.load(bundled, backend="torch")
     for index, size in enumerate([(320, 320), (240, 320), (480, 270)]):
         image = make_scene(55_555, index, size=size).image

@@ -11,8 +11,8 @@ import pytest
 import torch
 
 import maskrt
-from maskrt.builders import build_engine
 from maskrt.engine.backends.openvino_backend import row_bucket
+from tests.conftest import cached_engine_dir
 
 BUNDLED = Path(maskrt.__file__).parent / "assets" / "shapes_r18fpn64.safetensors"
 
@@ -48,8 +48,9 @@ class ShapeSpy:
 
 
 @pytest.fixture(scope="module")
-def small_engine(small_checkpoint, tmp_path_factory):
-    return build_engine(small_checkpoint, tmp_path_factory.mktemp("eng") / "small.maskrt", progress=False)
+def small_engine(small_checkpoint):
+    """The small model's CPU engine: the session's cached build (read only here)."""
+    return cached_engine_dir(small_checkpoint)
 
 
 @pytest.fixture(scope="module")
@@ -150,7 +151,7 @@ def test_thread_counts_agree_within_the_stated_tolerance():
             assert (a.mask_probs - b.mask_probs).abs().max() <= PROB_ATOL
 
 
-def test_two_requests_serve_two_callers_with_the_first_detectors_settings(small_checkpoint, tmp_path):
+def test_two_requests_serve_two_callers_with_the_first_detectors_settings(small_checkpoint):
     """requests=2: two streams (THROUGHPUT), two detectors; a call made while the first detector
     is busy runs on the second, with the first's settings (proposals, thresholds), and finds what
     a one-request backend finds (float rounding apart: 1 vs 2 threads per stage)."""
@@ -165,7 +166,7 @@ def test_two_requests_serve_two_callers_with_the_first_detectors_settings(small_
     from maskrt.engine import Segmenter
     from tests.detections_compare import assert_detections_agree, maskrt_expected
 
-    engine = build_engine(small_checkpoint, tmp_path / "e.maskrt", progress=False)
+    engine = cached_engine_dir(small_checkpoint)
     manifest = read_manifest(engine)
     one, two = OpenVINOBackend(engine, manifest, 2), OpenVINOBackend(engine, manifest, 2, requests=2)
     assert two.compiled["dense"].get_property("NUM_STREAMS") == 2 and len(two.detectors) == 2
@@ -234,7 +235,7 @@ def test_the_glue_uses_the_calls_share_of_the_cores(small_engine, threads, reque
     assert seen == [True]
 
 
-def test_the_process_s_first_inference_runs_alone(small_checkpoint, tmp_path, monkeypatch):
+def test_the_process_s_first_inference_runs_alone(small_checkpoint, monkeypatch):
     """Two threads making the process's first OpenVINO inference at once deadlocked inside
     OpenVINO's Python bindings (first_inference_alone): a second caller must not enter the
     engine before the first call has finished; later calls overlap (the test above)."""
@@ -248,7 +249,7 @@ def test_the_process_s_first_inference_runs_alone(small_checkpoint, tmp_path, mo
     from tests.conftest import random_image
 
     monkeypatch.setattr(ovb, "_FIRST_INFERENCE_DONE", threading.Event())  # as in a fresh process
-    engine = build_engine(small_checkpoint, tmp_path / "e.maskrt", progress=False)
+    engine = cached_engine_dir(small_checkpoint)
     backend = ovb.OpenVINOBackend(engine, read_manifest(engine), 2, requests=2)
     first, second = backend.detectors
     events, second_entered = [], threading.Event()
