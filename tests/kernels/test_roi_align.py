@@ -419,16 +419,85 @@ def test_cpu_taps_are_axis_taps_outer_product_bit_for_bit(dtype, aligned, grid):
     """The numba pass that makes every bin's taps (positions and weights) gives exactly what torch's
     per-axis ops and broadcasting give: RoIs on every level, across the borders, degenerate ones."""
     from maskrt.kernels.roi_align import cpu
-    from maskrt.kernels.roi_align.common import assign_levels
 
     feats = pyramid(dtype=dtype)
     rois = torch.cat([random_rois(300, max_size=600.0), torch.tensor([[0, 10.0, 10.0, 10.0, 40.0],
                                                                         [1, -30.0, -30.0, -25.0, -20.0],
                                                                         [0, 300.0, 250.0, 330.0, 280.0]])]).to(dtype)
-    levels = assign_levels(rois, SCALES, 224, 4, "torchvision")
-    geo = cpu._geometry(rois, levels, feats, SCALES, cpu.level_bases(feats), 7, 2, aligned)
+    geo = cpu._geometry(rois, feats, SCALES, 7, 2, aligned, 224, 4, "torchvision")
     pos, weight = cpu._taps(geo, 7, *grid)
     want_pos, want_weight = _axis_taps_outer(geo, 7, *grid)
     assert weight.dtype == dtype
     assert torch.equal(pos, want_pos)
     assert torch.equal(weight, want_weight)
+
+
+def torch_geometry(rois, features, scales, size, sampling_ratio, aligned, mapper):
+    """The CPU kernel's per-RoI geometry written with torch ops (its formulation before the numba
+    pass): levels by common.assign_levels (reference.fpn_levels), torchvision's arithmetic in the
+    compute precision on the RoI and scales rounded to the features' dtype."""
+    from maskrt.kernels.roi_align.common import assign_levels
+    from maskrt.kernels.roi_align.cpu import compute_dtype, level_bases
+
+    dtype, acc = features[0].dtype, compute_dtype(features[0].dtype)
+    levels = assign_levels(rois, scales, 224, 4, mapper)
+    assigned = (levels >= 0) & (levels < len(features))
+    levels = levels.clamp(0, len(features) - 1)
+    scale = torch.tensor([float(s) for s in scales], dtype=dtype).to(acc).index_select(0, levels)
+    height = torch.tensor([f.shape[2] for f in features]).index_select(0, levels)
+    width = torch.tensor([f.shape[3] for f in features]).index_select(0, levels)
+    r = rois.to(dtype).to(acc)
+    offset = 0.5 if aligned else 0.0
+    x1, y1, x2, y2 = (r[:, k] * scale - offset for k in range(1, 5))
+    roi_w, roi_h = x2 - x1, y2 - y1
+    if not aligned:
+        roi_w, roi_h = roi_w.clamp(min=1.0), roi_h.clamp(min=1.0)
+    if sampling_ratio > 0:
+        grid_h = grid_w = torch.full_like(levels, sampling_ratio)
+    else:
+        grid_h = torch.ceil(roi_h / size).to(torch.int64).clamp(min=0)
+        grid_w = torch.ceil(roi_w / size).to(torch.int64).clamp(min=0)
+    batch = r[:, 0].to(torch.int64)
+    base = torch.tensor(level_bases(features)).index_select(0, levels) + batch * height * width
+    return {"level": levels, "batch": batch, "base": base, "height": height, "width": width, "start_h": y1,
+            "start_w": x1, "bin_h": roi_h / size, "bin_w": roi_w / size, "grid_h": torch.where(assigned, grid_h, 0),
+            "grid_w": torch.where(assigned, grid_w, 0)}
+
+
+def rois_at_level_boundaries(dtype):
+    """Square RoIs whose sqrt(area) / 224 sits on, or one ulp either side of, each level threshold
+    (the q where FPN eq. 1 changes level), plus negative and zero areas."""
+    from maskrt.kernels.roi_align.common import level_thresholds
+
+    q_dtype = torch.float64 if dtype == torch.float64 else torch.float32
+    rows = []
+    for mapper in ("torchvision", "detectron2"):
+        for t in level_thresholds(q_dtype, 2, 5, 4, 3, mapper=mapper):
+            q = torch.tensor(t, dtype=q_dtype)
+            for side in (torch.nextafter(q, q.new_tensor(0.0)), q, torch.nextafter(q, q.new_tensor(1e9))):
+                edge = float(side) * 224.0
+                rows.append([1, 5.0, 7.0, 5.0 + edge, 7.0 + edge])
+    rows += [[0, 30.0, 30.0, 20.0, 60.0], [1, 30.0, 30.0, 60.0, 20.0], [0, 9.0, 9.0, 9.0, 9.0]]
+    return torch.tensor(rows, dtype=q_dtype)
+
+
+@pytest.mark.parametrize("features_dtype,rois_dtype", [(torch.float32, torch.float32), (torch.float64, torch.float64),
+                                                       (torch.float16, torch.float32), (torch.bfloat16, torch.float32)])
+@pytest.mark.parametrize("aligned,sampling_ratio,mapper", [(False, 2, "torchvision"), (True, 0, "detectron2"),
+                                                           (True, 2, "torchvision"), (False, 0, "detectron2")])
+@pytest.mark.parametrize("levels", [4, 1])
+def test_cpu_geometry_pass_is_the_torch_formulation_bit_for_bit(features_dtype, rois_dtype, aligned, sampling_ratio,
+                                                                mapper, levels):
+    """The numba pass that gives every RoI its level and geometry equals the same arithmetic in torch
+    ops (levels by the reference's FPN eq. 1), bit for bit: random RoIs on every level and across
+    the borders, RoIs one ulp either side of each level boundary, negative and zero areas."""
+    from maskrt.kernels.roi_align import cpu
+
+    feats = pyramid(dtype=features_dtype)[:levels]
+    rois = torch.cat([random_rois(400, max_size=700.0).to(rois_dtype), rois_at_level_boundaries(rois_dtype)])
+    got = cpu._geometry(rois, feats, SCALES[:levels], 7, sampling_ratio, aligned, 224, 4, mapper)
+    want = torch_geometry(rois, feats, SCALES[:levels], 7, sampling_ratio, aligned, mapper)
+    assert set(got) == set(want)
+    for key, value in want.items():
+        assert got[key].dtype == value.dtype, key
+        assert torch.equal(got[key], value), key

@@ -13,21 +13,12 @@ from .reference import LEVEL_MAPPERS, fpn_levels, level_range, levels_of_ratio
 FEATURE_DTYPES = (torch.float32, torch.float16, torch.bfloat16, torch.float64)
 
 
-def check_inputs(features: Sequence[Tensor], rois: Tensor, spatial_scales: Sequence[float], output_size: int) -> None:
-    """Raise ValueError for inputs no implementation can pool meaningfully.
-
-    features: L tensors Tensor[B, C, H_l, W_l] of one dtype and device; rois: Tensor[R, 5];
-    spatial_scales: L floats. RoIs with NaN or +-inf coordinates, or a batch index outside
-    [0, B), are rejected (torchvision would read out of bounds or loop forever on them), and so
-    are features of a dtype outside FEATURE_DTYPES.
-    """
-    check_shapes(features, rois, spatial_scales, output_size)
-    if rois.shape[0]:
-        raise_rois_problem(int(rois_problem(rois, features[0].shape[0])), features[0].shape[0])
-
-
 def check_shapes(features: Sequence[Tensor], rois: Tensor, spatial_scales: Sequence[float], output_size: int) -> None:
-    """The checks of check_inputs that read no tensor values (no host read on a GPU)."""
+    """Raise ValueError for inputs no implementation can pool meaningfully, reading no tensor values
+    (no host read on a GPU): features L tensors Tensor[B, C, H_l, W_l] of one dtype (FEATURE_DTYPES)
+    and device, rois Tensor[R, 5], L spatial scales, output_size >= 1. The RoIs' values (NaN or inf,
+    a batch index outside [0, B)) are checked where they are read: the CPU kernel's geometry pass
+    (raise_rois_problem); the Triton kernel pools such a RoI to zero."""
     if len(features) == 0 or len(features) != len(spatial_scales):
         raise ValueError(f"roi_align needs one spatial scale per feature level, got {len(features)} levels "
                          f"and {len(spatial_scales)} scales")
@@ -43,14 +34,8 @@ def check_shapes(features: Sequence[Tensor], rois: Tensor, spatial_scales: Seque
         raise ValueError(f"roi_align output_size must be >= 1, got {output_size}")
 
 
-def rois_problem(rois: Tensor, batch_size: int) -> Tensor:
-    """Tensor[] int64 on the rois' device: 0 fine, 1 a NaN or inf coordinate, 2 a batch index out of range."""
-    batch = rois[:, 0]
-    out_of_range = ((batch < 0) | (batch.to(torch.int64) >= batch_size)).any()
-    return torch.where(~torch.isfinite(rois).all(), 1, torch.where(out_of_range, 2, 0))
-
-
 def raise_rois_problem(code: int, batch_size: int) -> None:
+    """ValueError for a problem code: 1 a NaN or inf coordinate, 2 a batch index out of range (0: none)."""
     if code == 1:
         raise ValueError("roi_align rois contain NaN or inf coordinates")
     if code == 2:
@@ -126,5 +111,5 @@ def level_thresholds(dtype: torch.dtype, k_min: int, k_max: int, canonical_level
     return tuple(out)
 
 
-__all__ = ["FEATURE_DTYPES", "assign_levels", "check_inputs", "check_shapes", "fpn_levels", "kernel_levels",
-           "level_range", "level_thresholds", "raise_rois_problem", "rois_problem"]
+__all__ = ["FEATURE_DTYPES", "assign_levels", "check_shapes", "fpn_levels", "kernel_levels", "level_range",
+           "level_thresholds", "raise_rois_problem"]

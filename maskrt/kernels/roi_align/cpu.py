@@ -1,9 +1,10 @@
 """Fast CPU multi-level RoIAlign: every bin of every RoI as one weighted gather, per channel block.
 
 Every output bin is a weighted sum of `4 * gh * gw` feature pixels (gh x gw sampling points,
-4 bilinear taps each). Their positions (level base + row) and weights are computed once for all
-RoIs in float32 with torchvision's arithmetic (one numba pass per RoI: per axis, then their
-outer product). Then, per block of 64 channels, all levels are copied channels-last into a table
+4 bilinear taps each). Each RoI's FPN level and geometry (one numba pass over the RoIs, which
+also checks their values), then its taps' positions (level base + row) and weights (one numba pass
+per RoI: per axis, then their outer product) are computed once for all RoIs in float32 with
+torchvision's arithmetic. Then, per block of 64 channels, all levels are copied channels-last into a table
 Tensor[sum_l B * H_l * W_l, 64] (only the rows the taps read when they are few: R50's 1000 box RoIs
 at 800x1344 read 20% of them; a FeaturePyramid's later RoIAlign copies the rows it adds) and
 embedding_bag (mode "sum", per-sample weights) gathers and sums the taps of all bins, in RoI order,
@@ -35,7 +36,8 @@ from torch import Tensor
 
 from .. import glue_threads
 from .._numba import compiled_on_first_use
-from .common import assign_levels, check_inputs
+from .common import check_shapes, level_thresholds, raise_rois_problem
+from .reference import LEVEL_MAPPERS, level_range
 
 MAX_GATHER_SAMPLES = 36  # gh * gw per bin above which the separable path is used
 CHANNEL_BLOCK = 64  # channels per gather and per glue task (R50: 4 blocks, 23 MB tables at 800x1344)
@@ -68,7 +70,7 @@ def roi_align(
     stage's input; any other layout gets the result copied in).
     Raises ValueError for non-finite RoIs or batch indices out of range.
     """
-    check_inputs(features, rois, spatial_scales, output_size)
+    check_shapes(features, rois, spatial_scales, output_size)  # the rois' values: in _geometry
     with torch.autocast("cpu", enabled=False):  # compute in the features' precision, never bf16
         return _roi_align(features, rois, spatial_scales, output_size, sampling_ratio, aligned, canonical_size,
                           canonical_level, level_mapper, out)
@@ -83,9 +85,8 @@ def _roi_align(features, rois, spatial_scales, output_size, sampling_ratio, alig
         raise ValueError(f"roi_align out must be Tensor[{n}, {c}, {size}, {size}], got {tuple(out.shape)}")
     if n == 0:
         return first.new_zeros((0, size, size, c)).permute(0, 3, 1, 2) if out is None else out
-    bases = level_bases(features)
-    levels = assign_levels(rois, spatial_scales, canonical_size, canonical_level, level_mapper)
-    geo = _geometry(rois, levels, features, spatial_scales, bases, size, sampling_ratio, aligned)
+    geo = _geometry(rois, features, spatial_scales, size, sampling_ratio, aligned, canonical_size, canonical_level,
+                    level_mapper)
     pos, weight, offsets = _bags(geo, size)  # computed once, reused for every channel block
     dtype = compute_dtype(first.dtype)
     in_place = out is not None and out.dtype == dtype and _channels_last_rows(out)
@@ -300,39 +301,107 @@ def _bags(geo: dict[str, Tensor], size: int) -> tuple[Tensor, Tensor, Tensor]:
     return _mixed_bags(geo, grids, pairs, size)
 
 
-def _geometry(rois, levels, features, spatial_scales, bases, size, sampling_ratio, aligned) -> dict[str, Tensor]:
-    """Per-RoI level geometry, start, bin size and sampling grid with torchvision's arithmetic, in
-    float32 (float64 for float64 features).
+def _geometry(rois: Tensor, features: Sequence[Tensor], spatial_scales: Sequence[float], size: int,
+              sampling_ratio: int, aligned: bool, canonical_size: int, canonical_level: int,
+              level_mapper: str) -> dict[str, Tensor]:
+    """Every RoI's level, start, bin size, sampling grid and table base, in one numba pass
+    (`_roi_geometry`); ValueError for a NaN or inf coordinate or a batch index outside [0, B).
 
-    The RoI is rounded to the features' dtype first, as the reference does before pooling. RoIs
-    without a level (`levels` outside [0, L), see common.assign_levels) and adaptive grids of a
-    size <= 0 (aligned RoIs of zero or negative size) get an empty sampling grid: they pool to 0.
-    """
+    Levels as reference.fpn_levels assigns them (one level: 0 for all): q = sqrt(area) /
+    canonical_size in the rois' precision (float64 for float64 RoIs, else float32, as torchvision's
+    box_area upcasts), level = #{j: q >= t_j} with t_j = common.level_thresholds (the smallest q of
+    each higher level, found with the reference's own formula), -1 for a negative area (q NaN).
+    Geometry with torchvision's arithmetic in float32 (float64 for float64 features), the RoI and
+    the scales rounded to the features' dtype first, as the reference does before pooling: start =
+    coordinate * scale - offset (0.5 aligned), size clamped at 1 unless aligned, bin = size / S,
+    grid = sampling_ratio or ceil(size / S) clamped at 0. RoIs without a level (outside [0, L)) get
+    an empty grid: they pool to 0. Returns Tensor[R] each: "level" (clamped into [0, L)), "batch",
+    "base" (first table row of the RoI's map), "height", "width", "start_h", "start_w", "bin_h",
+    "bin_w", "grid_h", "grid_w"."""
     dtype = features[0].dtype
-    dev = levels.device
-    assigned = (levels >= 0) & (levels < len(features))
-    levels = levels.clamp(0, len(features) - 1)
-    scale = torch.tensor([float(s) for s in spatial_scales], dtype=dtype, device=dev)
-    scale = scale.to(compute_dtype(dtype)).index_select(0, levels)
-    height = torch.tensor([f.shape[2] for f in features], device=dev).index_select(0, levels)
-    width = torch.tensor([f.shape[3] for f in features], device=dev).index_select(0, levels)
-    r = rois.to(dtype).to(compute_dtype(dtype))
-    offset = 0.5 if aligned else 0.0
-    x1, y1, x2, y2 = (r[:, k] * scale - offset for k in range(1, 5))
-    roi_w, roi_h = x2 - x1, y2 - y1
-    if not aligned:
-        roi_w, roi_h = roi_w.clamp(min=1.0), roi_h.clamp(min=1.0)
-    bin_h, bin_w = roi_h / size, roi_w / size
-    if sampling_ratio > 0:
-        grid_h = torch.full_like(levels, sampling_ratio)
-        grid_w = grid_h.clone()
-    else:
-        grid_h = torch.ceil(roi_h / size).to(torch.int64).clamp(min=0)
-        grid_w = torch.ceil(roi_w / size).to(torch.int64).clamp(min=0)
-    grid_h, grid_w = torch.where(assigned, grid_h, 0), torch.where(assigned, grid_w, 0)
-    base = torch.tensor(bases, device=dev).index_select(0, levels) + r[:, 0].to(torch.int64) * height * width
-    return {"base": base, "height": height, "width": width, "start_h": y1, "start_w": x1, "bin_h": bin_h,
-            "bin_w": bin_w, "grid_h": grid_h, "grid_w": grid_w, "level": levels, "batch": r[:, 0].to(torch.int64)}
+    acc = np.float64 if compute_dtype(dtype) == torch.float64 else np.float32
+    coords = np.float64 if rois.dtype == torch.float64 else np.float32  # the levels' precision
+    checked = rois.detach().cpu().to(torch.float64 if coords == np.float64 else torch.float32).numpy()
+    rounded = rois.detach().cpu().to(dtype).to(compute_dtype(dtype)).numpy()
+    map_levels = len(features) > 1
+    thresholds = np.zeros(0, coords)
+    if map_levels:
+        if level_mapper not in LEVEL_MAPPERS:
+            raise ValueError(f"unknown level mapper {level_mapper!r}; choose from {', '.join(LEVEL_MAPPERS)}")
+        k_min, k_max = level_range(spatial_scales)
+        q_dtype = torch.float64 if coords == np.float64 else torch.float32
+        thresholds = np.array(level_thresholds(q_dtype, k_min, k_max, canonical_level,
+                                               min(k_max - k_min, len(features)), mapper=level_mapper), coords)
+    scales = torch.tensor([float(s) for s in spatial_scales], dtype=dtype).to(compute_dtype(dtype)).numpy()
+    heights = np.array([f.shape[2] for f in features], np.int64)
+    widths = np.array([f.shape[3] for f in features], np.int64)
+    consts = np.array([1.0, 0.5 if aligned else 0.0, size], acc)
+    n = rounded.shape[0]
+    out = {k: np.empty(n, np.int64) for k in ("level", "batch", "base", "height", "width", "grid_h", "grid_w")}
+    out.update({k: np.empty(n, acc) for k in ("start_h", "start_w", "bin_h", "bin_w")})
+    problem = _geometry_kernel()(
+        np.ascontiguousarray(checked), np.ascontiguousarray(rounded), thresholds, np.array([canonical_size], coords),
+        scales, heights, widths, np.array(level_bases(features), np.int64), consts, sampling_ratio, aligned,
+        features[0].shape[0], map_levels, *(out[k] for k in GEOMETRY_KEYS))
+    raise_rois_problem(problem, features[0].shape[0])
+    return {k: torch.from_numpy(v) for k, v in out.items()}
+
+
+GEOMETRY_KEYS = ("level", "batch", "base", "height", "width", "start_h", "start_w", "bin_h", "bin_w", "grid_h",
+                 "grid_w")
+
+
+def _roi_geometry(checked, rounded, thresholds, canonical, scales, heights, widths, bases, consts, sampling_ratio,
+                  aligned, batch_size, map_levels, level, batch, base, height, width, start_h, start_w, bin_h, bin_w,
+                  grid_h, grid_w):  # pragma: no cover - compiled by numba
+    """_geometry's per-RoI arithmetic (see there). checked: the rois [R, 5] in the levels' precision
+    (their values are checked); rounded: the rois in the features' dtype, in the compute precision
+    (the geometry's). consts: 1, the offset and S in the compute precision. Returns 0, or 1 for a
+    NaN or inf coordinate anywhere (the rows are not computed then), else 2 for a batch index < 0
+    or >= batch_size."""
+    one, offset, size = consts[0], consts[1], consts[2]
+    levels = scales.shape[0]
+    non_finite, out_of_range = False, False
+    for i in range(checked.shape[0]):
+        finite = True
+        for k in range(5):
+            if not np.isfinite(checked[i, k]):
+                finite = False
+        if not finite:
+            non_finite = True
+            continue
+        if checked[i, 0] < 0 or np.int64(checked[i, 0]) >= batch_size:
+            out_of_range = True
+            continue
+        lvl = 0
+        if map_levels:
+            q = np.sqrt((checked[i, 3] - checked[i, 1]) * (checked[i, 4] - checked[i, 2])) / canonical[0]
+            if np.isnan(q):
+                lvl = -1
+            else:
+                for t in range(thresholds.shape[0]):
+                    if q >= thresholds[t]:
+                        lvl += 1
+        assigned = 0 <= lvl < levels
+        lvl = min(max(lvl, 0), levels - 1)
+        scale = scales[lvl]
+        x1, y1 = rounded[i, 1] * scale - offset, rounded[i, 2] * scale - offset
+        x2, y2 = rounded[i, 3] * scale - offset, rounded[i, 4] * scale - offset
+        roi_w, roi_h = x2 - x1, y2 - y1
+        if not aligned:
+            roi_w, roi_h = max(roi_w, one), max(roi_h, one)
+        gh, gw = sampling_ratio, sampling_ratio
+        if sampling_ratio <= 0:
+            gh, gw = max(np.int64(np.ceil(roi_h / size)), 0), max(np.int64(np.ceil(roi_w / size)), 0)
+        b = np.int64(rounded[i, 0])
+        level[i], batch[i], height[i], width[i] = lvl, b, heights[lvl], widths[lvl]
+        base[i] = bases[lvl] + b * heights[lvl] * widths[lvl]
+        start_h[i], start_w[i], bin_h[i], bin_w[i] = y1, x1, roi_h / size, roi_w / size
+        grid_h[i], grid_w[i] = (gh, gw) if assigned else (0, 0)
+    return 1 if non_finite else 2 if out_of_range else 0
+
+
+_geometry_kernel = compiled_on_first_use(_roi_geometry)  # no fastmath: rounds as torch's ops
 
 
 def _mixed_bags(geo: dict[str, Tensor], grids: Tensor, pairs, size: int) -> tuple[Tensor, Tensor, Tensor]:
