@@ -319,36 +319,34 @@ def _geometry(rois: Tensor, features: Sequence[Tensor], spatial_scales: Sequence
     "base" (first table row of the RoI's map), "height", "width", "start_h", "start_w", "bin_h",
     "bin_w", "grid_h", "grid_w"."""
     dtype = features[0].dtype
-    acc = np.float64 if compute_dtype(dtype) == torch.float64 else np.float32
-    coords = np.float64 if rois.dtype == torch.float64 else np.float32  # the levels' precision
-    checked = rois.detach().cpu().to(torch.float64 if coords == np.float64 else torch.float32).numpy()
-    rounded = rois.detach().cpu().to(dtype).to(compute_dtype(dtype)).numpy()
+    q_dtype = torch.float64 if rois.dtype == torch.float64 else torch.float32  # the levels' precision
+    checked = np.ascontiguousarray(rois.detach().cpu().to(q_dtype).numpy())
+    rounded = np.ascontiguousarray(rois.detach().cpu().to(dtype).to(compute_dtype(dtype)).numpy())
     map_levels = len(features) > 1
-    thresholds = np.zeros(0, coords)
+    thresholds = np.zeros(0, checked.dtype)
     if map_levels:
         if level_mapper not in LEVEL_MAPPERS:
             raise ValueError(f"unknown level mapper {level_mapper!r}; choose from {', '.join(LEVEL_MAPPERS)}")
         k_min, k_max = level_range(spatial_scales)
-        q_dtype = torch.float64 if coords == np.float64 else torch.float32
         thresholds = np.array(level_thresholds(q_dtype, k_min, k_max, canonical_level,
-                                               min(k_max - k_min, len(features)), mapper=level_mapper), coords)
+                                               min(k_max - k_min, len(features)), mapper=level_mapper), checked.dtype)
     scales = torch.tensor([float(s) for s in spatial_scales], dtype=dtype).to(compute_dtype(dtype)).numpy()
     heights = np.array([f.shape[2] for f in features], np.int64)
     widths = np.array([f.shape[3] for f in features], np.int64)
-    consts = np.array([1.0, 0.5 if aligned else 0.0, size], acc)
-    n = rounded.shape[0]
-    out = {k: np.empty(n, np.int64) for k in ("level", "batch", "base", "height", "width", "grid_h", "grid_w")}
-    out.update({k: np.empty(n, acc) for k in ("start_h", "start_w", "bin_h", "bin_w")})
+    consts = np.array([1.0, 0.5 if aligned else 0.0, size], rounded.dtype)
+    out = {k: np.empty(rounded.shape[0], rounded.dtype if k in FLOAT_GEOMETRY else np.int64) for k in GEOMETRY_KEYS}
     problem = _geometry_kernel()(
-        np.ascontiguousarray(checked), np.ascontiguousarray(rounded), thresholds, np.array([canonical_size], coords),
-        scales, heights, widths, np.array(level_bases(features), np.int64), consts, sampling_ratio, aligned,
-        features[0].shape[0], map_levels, *(out[k] for k in GEOMETRY_KEYS))
+        checked, rounded, thresholds, np.array([canonical_size], checked.dtype), scales, heights, widths,
+        np.array(level_bases(features), np.int64), consts, sampling_ratio, aligned, features[0].shape[0], map_levels,
+        *out.values())
     raise_rois_problem(problem, features[0].shape[0])
     return {k: torch.from_numpy(v) for k, v in out.items()}
 
 
+# _roi_geometry's outputs, in its argument order; the four geometry values in the compute precision, the rest int64
 GEOMETRY_KEYS = ("level", "batch", "base", "height", "width", "start_h", "start_w", "bin_h", "bin_w", "grid_h",
                  "grid_w")
+FLOAT_GEOMETRY = ("start_h", "start_w", "bin_h", "bin_w")
 
 
 def _roi_geometry(checked, rounded, thresholds, canonical, scales, heights, widths, bases, consts, sampling_ratio,
