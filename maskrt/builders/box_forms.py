@@ -140,7 +140,6 @@ def choose_form(models: dict, rows: int, int8: bool, threads: int | None = None)
     record {"form", "chosen_by", "ms": {form: median ms}, "rows", "precision"}: the fastest form
     when it is at least MARGIN faster than matmul, else matmul."""
     import numpy as np
-    import openvino as ov
 
     from ..engine.backends.openvino_backend import channels_last_input, shared_core
 
@@ -159,7 +158,6 @@ def choose_form(models: dict, rows: int, int8: bool, threads: int | None = None)
         ms[form] = round(1e3 * time_compiled(compiled, example), 3)
     fastest = min(ms, key=ms.get)
     form = fastest if ms[fastest] < (1 - MARGIN) * ms["matmul"] else "matmul"
-    del ov
     return {"form": form, "chosen_by": "measured at build", "ms": ms, "rows": rows,
             "precision": "int8" if int8 else "float"}
 
