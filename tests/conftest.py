@@ -28,10 +28,34 @@ def _children_get_default_signals() -> None:
 _children_get_default_signals()
 
 
+# make test runs two pytest-xdist workers (--dist loadgroup): a module's tests stay in one worker, so
+# its module fixtures are made once; these folders' session fixtures (a Ray cluster and `maskrt serve`;
+# batch's engine, archive and reference outputs; the TensorRT-target engines) are too costly to make
+# twice, so each folder runs whole in one worker, and the two Ray folders are handed out first (the
+# longest groups: the other worker's modules fill the time they spend waiting on Ray).
+WHOLE_FOLDERS = ("tests/serve/", "tests/distributed/", "tests/tensorrt/")
+FIRST_FOLDERS = ("tests/serve/", "tests/distributed/")
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook appends the group to each test's id
+def pytest_collection_modifyitems(config, items):
+    def group(item) -> str:
+        module = item.nodeid.split("::")[0]
+        return next((folder for folder in WHOLE_FOLDERS if module.startswith(folder)), module)
+
+    for item in items:
+        item.add_marker(pytest.mark.xdist_group(group(item)))
+    items.sort(key=lambda item: not group(item).startswith(FIRST_FOLDERS))  # stable: the rest keep their order
+
+
 @pytest.fixture(scope="session", autouse=True)
 def engine_cache(tmp_path_factory):
-    """Engines built from checkpoints on first use are cached in a per-session folder, not ~/.cache."""
-    path = tmp_path_factory.mktemp("engine_cache")
+    """Engines built from checkpoints on first use are cached in a per-run folder, not ~/.cache;
+    pytest-xdist's workers share it (maskrt.api.cached_cpu_engine: a process needing an engine
+    another is building waits for it)."""
+    base = tmp_path_factory.getbasetemp()
+    path = base.parent / "engine_cache" if os.environ.get("PYTEST_XDIST_WORKER") else base / "engine_cache"
+    path.mkdir(exist_ok=True)
     os.environ["MASKRT_CACHE_DIR"] = str(path)
     return path
 
