@@ -28,10 +28,10 @@ browser:
 # CI runs `make test`; the tests marked slow (fault injection and at-scale checks, each with a faster
 # sibling in make test) and signals run with make test-slow / test-signals, everything with make test-all.
 # Two pytest-xdist workers: the suite alone keeps ~1.15 of the two cores busy (Ray, subprocesses and
-# the Triton interpreter wait or run on one thread); tests/conftest.py groups what must share a worker.
+# the Triton interpreter wait or run on one thread); tests/conftest.py says what must share a worker.
 TEST_WORKERS ?= 2
 test: $(STAMP) browser
-	$(PY) -m pytest -q tests -m "not signals and not slow" -n $(TEST_WORKERS) --dist loadgroup --no-loadscope-reorder
+	$(PY) -m pytest -q tests -m "not signals and not slow" -n $(TEST_WORKERS) --dist loadscope --no-loadscope-reorder
 	$(MAKE) --no-print-directory test-triton36
 	$(MAKE) --no-print-directory bench-smoke
 # Killed replicas, workers, drivers and nodes, ResNet-50 engines, the Triton interpreter over whole

@@ -11,7 +11,10 @@ import torch
 
 from maskrt.testing import small_torchvision_maskrcnn  # noqa: F401 - re-exported for the tests
 
-torch.set_num_threads(int(os.environ.get("MASKRT_TEST_THREADS", "2")))
+# torch's intra-op threads: the machine's two cores, or one in each of make test's two xdist workers
+# (two workers of two spinning OpenMP threads each made torch's eager tests ~3x slower).
+_DEFAULT_THREADS = "1" if os.environ.get("PYTEST_XDIST_WORKER") else "2"
+torch.set_num_threads(int(os.environ.get("MASKRT_TEST_THREADS", _DEFAULT_THREADS)))
 
 
 def _children_get_default_signals() -> None:
@@ -28,24 +31,36 @@ def _children_get_default_signals() -> None:
 _children_get_default_signals()
 
 
-# make test runs two pytest-xdist workers (--dist loadgroup): a module's tests stay in one worker, so
+# make test runs two pytest-xdist workers (--dist loadscope): a module's tests run in one worker, so
 # its module fixtures are made once; these folders' session fixtures (a Ray cluster and `maskrt serve`;
 # batch's engine, archive and reference outputs; the TensorRT-target engines) are too costly to make
-# twice, so each folder runs whole in one worker, and the two Ray folders are handed out first (the
-# longest groups: the other worker's modules fill the time they spend waiting on Ray).
+# twice, so each folder runs whole in one worker. (xdist's loadgroup marks do not work with pytest 9:
+# xdist 3.8 renames items through `_nodeid`, which pytest 9 no longer reads.)
 WHOLE_FOLDERS = ("tests/serve/", "tests/distributed/", "tests/tensorrt/")
-FIRST_FOLDERS = ("tests/serve/", "tests/distributed/")
+FIRST_FOLDER = "tests/serve/"  # the longest scope (~1.5-2 min) is handed out first, not last
 
 
-@pytest.hookimpl(tryfirst=True)  # before xdist's own hook appends the group to each test's id
+def scope_of(nodeid: str) -> str:
+    """xdist's unit of work for a test: its folder when in WHOLE_FOLDERS, else its module."""
+    module = nodeid.split("::")[0]
+    return next((folder for folder in WHOLE_FOLDERS if module.startswith(folder)), module)
+
+
+@pytest.hookimpl(optionalhook=True, tryfirst=True)
+def pytest_xdist_make_scheduler(config, log):
+    if config.getoption("dist") != "loadscope":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class FolderScopes(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return scope_of(nodeid)
+
+    return FolderScopes(config, log)
+
+
 def pytest_collection_modifyitems(config, items):
-    def group(item) -> str:
-        module = item.nodeid.split("::")[0]
-        return next((folder for folder in WHOLE_FOLDERS if module.startswith(folder)), module)
-
-    for item in items:
-        item.add_marker(pytest.mark.xdist_group(group(item)))
-    items.sort(key=lambda item: not group(item).startswith(FIRST_FOLDERS))  # stable: the rest keep their order
+    items.sort(key=lambda item: not item.nodeid.startswith(FIRST_FOLDER))  # stable: the rest keep their order
 
 
 @pytest.fixture(scope="session", autouse=True)

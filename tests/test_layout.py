@@ -67,3 +67,18 @@ def test_the_tensorrt_target_lists_its_files_in_one_place():
     for name in files:
         assert re.search(rf"^- {re.escape(name)}\s", listed, re.M), f"{name} missing from maskrt/tensorrt/__init__.py"
         assert f"tensorrt/{name}" in guide, f"{name} missing from TENSORRT.md"
+
+
+def test_folders_with_shared_fixtures_run_whole_in_one_xdist_worker():
+    """make test's two xdist workers each make the session and package fixtures of the tests they
+    run: a folder whose conftest makes such fixtures (a Ray cluster, `maskrt serve`, engines) runs
+    whole in one worker (tests/conftest.py, WHOLE_FOLDERS), or they would be made twice."""
+    from tests.conftest import WHOLE_FOLDERS, scope_of
+
+    shared = {str(path.parent.relative_to(ROOT)) + "/" for path in (ROOT / "tests").rglob("conftest.py")
+              if re.search(r'scope="(session|package)"', path.read_text()) and path.parent != ROOT / "tests"}
+    assert shared and shared <= set(WHOLE_FOLDERS)
+    for folder in WHOLE_FOLDERS:
+        assert scope_of(f"{folder}test_a.py::test_x") == scope_of(f"{folder}sub/test_b.py::test_y[1]") == folder
+    assert scope_of("tests/kernels/test_nms.py::test_x[a::b]") == "tests/kernels/test_nms.py"
+    assert scope_of("tests/kernels/test_nms.py::test_x") != scope_of("tests/kernels/test_paste.py::test_x")

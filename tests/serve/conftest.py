@@ -125,10 +125,11 @@ class VideoServer:
         return f"http://127.0.0.1:{self.port}/clip.ts"
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def ray_cluster(engine_cache):
     """A head node and a worker node (ray.cluster_utils.Cluster), 3 logical CPUs each; this
-    process is connected to it. Workers import maskrt from this tree."""
+    process is connected to it while tests/serve runs (package scope: disconnected before another
+    folder's tests start their own Ray, in whatever order they run). Workers import maskrt from this tree."""
     import ray
     from ray.cluster_utils import Cluster
 
@@ -167,7 +168,7 @@ class Service:
         return [json.loads(line) for line in text.splitlines(keepends=True) if line.endswith("\n")]
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def service(ray_cluster, tmp_path_factory):
     from maskrt.api import cached_cpu_engine
 
@@ -190,6 +191,9 @@ def service(ray_cluster, tmp_path_factory):
         assert process.poll() is None, f"maskrt serve exited: {log.read_text()[-2000:]}"
         wait_for(lambda: all(s["state"] == "running" and s["frames"] > 0 for s in svc.get("/v1/streams").json()),
                  what="both streams running")
+        # ready: /healthz has read the replicas' states once (its first reading waits at most 0.5 s
+        # for Serve's controller, which a loaded machine can take longer to answer: 503 until then)
+        wait_for(lambda: svc.get("/healthz").status_code == 200, what="/healthz to answer 200")
         yield svc
     finally:
         stopped = _stop(process)
