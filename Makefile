@@ -29,15 +29,17 @@ browser:
 # sibling in make test) and signals run with make test-slow / test-signals, everything with make test-all.
 # Two pytest-xdist workers: the suite alone keeps ~1.15 of the two cores busy (Ray, subprocesses and
 # the Triton interpreter wait or run on one thread); tests/conftest.py says what must share a worker.
+# make test-signals stays in one process: each case starts its own Ray and bounds the exit after a signal.
 TEST_WORKERS ?= 2
+XDIST := -n $(TEST_WORKERS) --dist loadscope --no-loadscope-reorder
 test: $(STAMP) browser
-	$(PY) -m pytest -q tests -m "not signals and not slow" -n $(TEST_WORKERS) --dist loadscope --no-loadscope-reorder
+	$(PY) -m pytest -q tests -m "not signals and not slow" $(XDIST)
 	$(MAKE) --no-print-directory test-triton36
 	$(MAKE) --no-print-directory bench-smoke
 # Killed replicas, workers, drivers and nodes, ResNet-50 engines, the Triton interpreter over whole
-# models (~5 min on 2 cores).
+# models (~4.5 min on 2 cores, two xdist workers).
 test-slow: $(STAMP) browser
-	$(PY) -m pytest -q tests -m slow
+	$(PY) -m pytest -q tests -m slow $(XDIST)
 test-all: test test-slow test-signals
 
 # Every signal at every phase of `maskrt serve` and `maskrt batch --ray` with their own Ray
