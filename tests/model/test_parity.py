@@ -20,6 +20,11 @@ MIN_SIZE, MAX_SIZE = 320, 512  # torchvision's transform takes these; keeps the 
 # and 100 masks through R50's mask head and the paste, on both sides, took ~30% of these tests' time.
 DETECTIONS = 30
 BUILDERS = {"v1": maskrcnn_resnet50_fpn, "v2": maskrcnn_resnet50_fpn_v2}
+# RPN proposals per image, both sides: v1 at torchvision's test default (1000, through the checkpoint's
+# own setting); v2 at 250 through `proposals=` (tests/model/test_rpn.py checks that setting against
+# torchvision's): v2's box head runs four 3x3 convolutions over every proposal's 7x7 features, 0.23
+# GFLOP each, 231 GFLOP a call at 1000 on each side, ~70% of these tests' time at 1000.
+PROPOSALS = {"v1": None, "v2": 250}
 
 
 @pytest.fixture(autouse=True)
@@ -59,12 +64,15 @@ def mask_ious(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 def resnet50_pair(request, tmp_path_factory):
     """(torchvision oracle, maskrt Segmenter) on the same seeded ResNet-50 weights, via a .pth file."""
     torch.manual_seed({"v1": 11, "v2": 22}[request.param])
+    proposals = PROPOSALS[request.param]
+    rpn = {} if proposals is None else {"rpn_pre_nms_top_n_test": proposals, "rpn_post_nms_top_n_test": proposals}
     oracle = BUILDERS[request.param](weights=None, weights_backbone=None, num_classes=7, box_score_thresh=0.01,
-                                     box_detections_per_img=DETECTIONS, min_size=MIN_SIZE, max_size=MAX_SIZE).eval()
+                                     box_detections_per_img=DETECTIONS, min_size=MIN_SIZE, max_size=MAX_SIZE,
+                                     **rpn).eval()
     path = tmp_path_factory.mktemp(request.param) / "model.pth"
     torch.save({"model": oracle.state_dict()}, path)
     seg = maskrt.load(str(path), backend="torch", score_threshold=0.01, max_detections=DETECTIONS, min_size=MIN_SIZE,
-                      max_size=MAX_SIZE)
+                      max_size=MAX_SIZE, proposals=proposals)
     return oracle, seg
 
 
