@@ -11,9 +11,10 @@ import torch
 
 from maskrt.testing import small_torchvision_maskrcnn  # noqa: F401 - re-exported for the tests
 
+IN_XDIST_WORKER = bool(os.environ.get("PYTEST_XDIST_WORKER"))  # one of make test's pytest-xdist workers
 # torch's intra-op threads: the machine's two cores, or one in each of make test's two xdist workers
 # (two workers of two spinning OpenMP threads each made torch's eager tests ~3x slower).
-_DEFAULT_THREADS = "1" if os.environ.get("PYTEST_XDIST_WORKER") else "2"
+_DEFAULT_THREADS = "1" if IN_XDIST_WORKER else "2"
 torch.set_num_threads(int(os.environ.get("MASKRT_TEST_THREADS", _DEFAULT_THREADS)))
 
 
@@ -69,7 +70,7 @@ def engine_cache(tmp_path_factory):
     pytest-xdist's workers share it (maskrt.api.cached_cpu_engine: a process needing an engine
     another is building waits for it)."""
     base = tmp_path_factory.getbasetemp()
-    path = base.parent / "engine_cache" if os.environ.get("PYTEST_XDIST_WORKER") else base / "engine_cache"
+    path = base.parent / "engine_cache" if IN_XDIST_WORKER else base / "engine_cache"
     path.mkdir(exist_ok=True)
     os.environ["MASKRT_CACHE_DIR"] = str(path)
     return path
