@@ -6,6 +6,7 @@ import concurrent.futures
 import contextlib
 import os
 import queue
+import re
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -112,9 +113,22 @@ def _stage_errors(engine_dir: Path, stage: str, manifest: Manifest):
     try:
         yield
     except RuntimeError as exc:
-        first = next((line.strip() for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
         file = manifest.stages.get(stage, "in memory")
-        raise EngineError(f"{engine_dir}: stage {stage} ({file}) cannot be loaded by OpenVINO: {first}") from None
+        raise EngineError(f"{engine_dir}: stage {stage} ({file}) cannot be loaded by OpenVINO: "
+                          f"{openvino_reason(exc)}") from None
+
+
+# OpenVINO prefixes its message with where it was raised and re-raised, a line each:
+# "Exception from src/inference/src/cpp/core.cpp:84:", "Check '...' failed at src/.../node.cpp:345:".
+_OPENVINO_LOCATION = re.compile(r"^(Exception from \S+:\d+:|Check '.*' failed at \S+:\d+:)$")
+
+
+def openvino_reason(exc: BaseException) -> str:
+    """The first line of an OpenVINO exception that says what is wrong (not where it was raised):
+    "Incorrect weights in bin file!" rather than "Exception from src/inference/src/cpp/core.cpp:84:"."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return next((line for line in lines if not _OPENVINO_LOCATION.match(line)),
+                lines[0] if lines else type(exc).__name__)
 
 
 CHANNELS_LAST_STAGES = ("box", "mask")  # their input is RoIAlign's output, channels_last: taken as NHWC
