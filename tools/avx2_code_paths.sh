@@ -2,7 +2,7 @@
 # make test's pytest selection with the AVX2 code paths of its libraries, on an AVX-512 machine:
 # the numerics an AVX2-only CPU runs (oneDNN's u8 x i8 convolutions without VNNI, ATen's kernels,
 # numba's and numpy's SIMD), for sessions that have no AVX2 machine. Not its speed: an AVX-512 core
-# running AVX2 code is no AVX2 machine. Usage: tools/avx2_code_paths.sh [extra pytest arguments]
+# running AVX2 code is no AVX2 machine. Usage, after make setup: tools/avx2_code_paths.sh [pytest args]
 #
 # Not covered: OpenVINO's own JIT emitters (some of its float kernels stay AVX-512) and its list of
 # capabilities, which still has BF16. So an fp16 engine asks for bf16 (compute_precision) and oneDNN,

@@ -23,7 +23,8 @@ BUILDERS = {"v1": maskrcnn_resnet50_fpn, "v2": maskrcnn_resnet50_fpn_v2}
 # RPN proposals per image, both sides: v1 at torchvision's test default (1000, through the checkpoint's
 # own setting); v2 at 250 through `proposals=` (tests/model/test_rpn.py checks that setting against
 # torchvision's): v2's box head runs four 3x3 convolutions over every proposal's 7x7 features, 0.23
-# GFLOP each, 231 GFLOP a call at 1000 on each side, ~70% of these tests' time at 1000.
+# GFLOP each, 231 GFLOP a call at 1000 on each side (this module alone, one torch thread: 76 s at 1000,
+# 53 s at 250).
 PROPOSALS = {"v1": None, "v2": 250}
 
 
@@ -122,7 +123,8 @@ def test_fast_cpu_kernels_match_torchvision(resnet50_pair):
     oracle gets back through its float32 resize ratio to ~1 ulp (1.2e-4 px at 1500 px, 3e-5
     feature px at stride 4); seeded features change by up to their own size per feature pixel,
     so pooled features differ by ~3e-5 relative, seeded mask logits (up to ~200) by <= 6e-3 and
-    probabilities by <= 1.5e-3 (sigmoid' <= 1/4): 2e-3. Measured: 6.1e-4 (v2), 2.8e-4 (v1).
+    probabilities by <= 1.5e-3 (sigmoid' <= 1/4): 2e-3. Measured: 2.0e-4 (v2, 250
+    proposals; 6.1e-4 at 1000), 2.3e-4 (v1).
     Comparing masks by IoU instead fails for no reason: a 1e-2 px box move can shift
     torchvision's truncated paste of a small box by one pixel (a 28x6 px box: IoU 0.82)."""
     oracle, seg = resnet50_pair
