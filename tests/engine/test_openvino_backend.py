@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import tracemalloc
 
 from pathlib import Path
 
@@ -296,6 +297,29 @@ def test_head_outputs_are_lent_and_the_detections_outlive_the_next_call(small_en
     for name, value in kept.items():
         assert torch.equal(getattr(first, name), value), name
 
+
+
+def test_a_stage_call_allocates_no_copy_of_its_outputs(small_engine):
+    """Every stage's outputs are read in place from OpenVINO's output tensors: the call allocates
+    none of them again (OpenVINO's infer copies each output into a fresh array unless asked to share
+    them: R50's dense stage would copy its ~90 MB of FPN features every frame for nothing)."""
+    detector = maskrt.load(small_engine).backend.detector
+    shapes = {"dense": (1, 3, 320, 320), "box_fn": (300, 64, 7, 7), "mask_fn": (100, 64, 14, 14)}
+    for name, shape in shapes.items():
+        stage = getattr(detector, name, None) or getattr(detector.heads, name)
+        x = torch.rand(shape, generator=torch.Generator().manual_seed(6))
+        stage(x)  # OpenVINO's output tensors exist now
+        if name != "dense":  # the heads' input as the frame gives it: RoIAlign writes into the lent buffer
+            x = stage.input_view(shape[0], shape[1:]).copy_(x)
+        tracemalloc.start()
+        try:
+            outputs = stage(x)
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+        outputs = outputs if isinstance(outputs, tuple) else (outputs,)
+        output_bytes = sum(o.numel() * o.element_size() for o in outputs)
+        assert peak < output_bytes / 4, (name, peak, output_bytes)
 
 WARM_UP_PROBE = """
 import json, sys
