@@ -95,3 +95,42 @@ def test_bundled_model_default_comes_from_its_metadata():
     params = load_model(bundled_checkpoint()).model.detector.proposals.params
     assert params.post_nms_top_n == meta["proposals"] < 1000
     assert params.pre_nms_top_n == meta["proposals"]
+
+
+@pytest.mark.parametrize("numerics", ["torchvision", "detectron2"])
+@pytest.mark.parametrize("stride", [(4, 4), (61, 64), (32, 8)])
+def test_the_compiled_pick_equals_torchvision_s_anchors_and_delta_layout(numerics, stride):
+    """The proposals' compiled pass (picked_anchors_and_deltas) against torchvision's own layout: its
+    AnchorGenerator.grid_anchors for the level's anchors and concat_box_prediction_layers for the
+    deltas, rows `index` of each, bit for bit; detectron2's cells are not integers, a stride of 61 is
+    torchvision's at P6 of an 800-row batch. The deltas also as a strided view (copied first)."""
+    from torchvision.models.detection.anchor_utils import AnchorGenerator
+    from torchvision.models.detection.rpn import concat_box_prediction_layers
+
+    from maskrt.model.rpn import cell_anchors, on_host, picked_anchors_and_deltas
+
+    h, w = 13, 17
+    cells = cell_anchors(numerics)[1]  # 3 cells of one level
+    a = cells.shape[0]
+    g = torch.Generator().manual_seed(7)
+    wide = torch.randn(1, 4 * a, h, w + 5, generator=g)
+    index = torch.cat([torch.tensor([0, h * w * a - 1]), torch.randperm(h * w * a, generator=g)[:200]])
+    generator = AnchorGenerator(((32,),), ((0.5, 1.0, 2.0),))
+    generator.cell_anchors = [cells]
+    want_anchors = generator.grid_anchors([[h, w]], [[torch.tensor(stride[0]), torch.tensor(stride[1])]])[0]
+    for deltas in (wide[..., :w].contiguous(), wide[..., :w]):
+        assert on_host(deltas, stride)
+        want_deltas = concat_box_prediction_layers([torch.zeros(1, a, h, w)], [deltas])[1]
+        picked, anchors = picked_anchors_and_deltas(index, deltas, cells, w, stride)
+        assert torch.equal(picked, want_deltas[index])
+        assert torch.equal(anchors, want_anchors[index])
+
+
+def test_traced_or_tensor_strides_keep_the_torch_ops():
+    """A traced graph (the TensorRT export) and tensor strides keep the Gather ops, not the compiled pass."""
+    from maskrt.model.rpn import on_host
+
+    deltas = torch.zeros(1, 12, 4, 4)
+    assert on_host(deltas, (4, 4))
+    assert not on_host(deltas, (torch.tensor(4), torch.tensor(4)))
+    assert not on_host(deltas.double(), (4, 4))

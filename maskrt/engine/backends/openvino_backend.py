@@ -19,7 +19,7 @@ from ...artifact.stages import Port, check_stage
 from ...errors import EngineError
 from ...model import DetectionParams, InputPolicy, RawDetections, RPNParams
 from ...model.network import Detector
-from ...model.rpn import cell_anchors
+from ...model.rpn import cell_anchors, warm_up as warm_up_proposals
 from ...kernels import glue_threads
 from ...kernels.warmup import warm_up_cpu
 from ...model.transform import warm_up as warm_up_preprocessing
@@ -223,9 +223,10 @@ class _Stage:
 
 def warm_up_glue() -> None:
     """Every numba kernel of a CPU engine's glue compiled for a frame's argument types: the ops'
-    (RoIAlign, NMS, paste) and preprocessing's. Once per process."""
+    (RoIAlign, NMS, paste), preprocessing's and the proposals' picking pass. Once per process."""
     warm_up_cpu()
     warm_up_preprocessing()
+    warm_up_proposals()
 
 
 class OpenVINOBackend:
