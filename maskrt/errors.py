@@ -19,3 +19,9 @@ class EngineError(MaskrtError):
 
 class OutputError(MaskrtError):
     """An output path that cannot be written safely (a folder, a device, an input, locked, full)."""
+
+
+def first_line(exc: BaseException) -> str:
+    """The first non-blank line of an exception's message, or its type's name when it has none: the
+    detail a one-line error quotes from a library's exception (pugixml, safetensors, YAML, JSON)."""
+    return next((line.strip() for line in str(exc).splitlines() if line.strip()), type(exc).__name__)

@@ -28,7 +28,7 @@ from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
-from ..errors import MaskrtError
+from ..errors import MaskrtError, first_line
 
 IOU_TYPES = ("bbox", "segm")
 STAT_NAMES = ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "ARs", "ARm", "ARl")
@@ -71,7 +71,7 @@ def _read_json(path: Path) -> dict:
         with open(path, encoding="utf-8") as f:
             return json.load(f)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise MaskrtError(f"{path} is not valid JSON: {str(exc).splitlines()[0]}") from None
+        raise MaskrtError(f"{path} is not valid JSON: {first_line(exc)}") from None
     except OSError as exc:
         raise MaskrtError(f"cannot read {path}: {exc.strerror or exc}") from None
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-from ..errors import CheckpointError
+from ..errors import CheckpointError, first_line
 
 SAFETENSORS_SUFFIXES = {".safetensors"}
 DETECTRON2_PICKLE_SUFFIX = ".pkl"  # detectron2's model zoo (read by maskrt.model.detectron2.pickles)
@@ -70,7 +70,7 @@ def _read_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], dict]:
             raw_meta = f.metadata() or {}
             state_dict = {k: f.get_tensor(k) for k in f.keys()}
     except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
-        raise CheckpointError(f"{path} is not a valid safetensors file ({_first_line(exc)})") from None
+        raise CheckpointError(f"{path} is not a valid safetensors file ({first_line(exc)})") from None
     meta = {}
     for key in _METADATA_KEYS:
         if key in raw_meta:
@@ -87,7 +87,7 @@ def _read_torch(path: Path) -> tuple[dict[str, torch.Tensor], dict]:
     try:
         obj = torch.load(str(path), map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        msg = _first_line(exc)
+        msg = first_line(exc)
         lowered = msg.lower()
         if any(t in lowered for t in ("weights only", "weights_only", "unsupported global", "global")):
             raise CheckpointError(
@@ -96,9 +96,9 @@ def _read_torch(path: Path) -> tuple[dict[str, torch.Tensor], dict]:
             ) from None
         raise CheckpointError(f"{path} is not a PyTorch checkpoint ({msg})") from None
     except (RuntimeError, EOFError, zipfile.BadZipFile) as exc:
-        raise CheckpointError(f"{path} is truncated or not a PyTorch checkpoint ({_first_line(exc)})") from None
+        raise CheckpointError(f"{path} is truncated or not a PyTorch checkpoint ({first_line(exc)})") from None
     except Exception as exc:  # garbage bytes make the unpickler fail in arbitrary ways
-        raise CheckpointError(f"{path} is not a PyTorch checkpoint ({type(exc).__name__}: {_first_line(exc)})") from None
+        raise CheckpointError(f"{path} is not a PyTorch checkpoint ({type(exc).__name__}: {first_line(exc)})") from None
     return _unwrap(obj, path)
 
 
@@ -121,8 +121,3 @@ def _clean_state_dict(state_dict: dict, path: Path) -> dict[str, torch.Tensor]:
     if all(k.startswith("module.") for k in state_dict):  # saved from DataParallel
         state_dict = {k[len("module."):]: v for k, v in state_dict.items()}
     return dict(state_dict)
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__

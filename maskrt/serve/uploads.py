@@ -26,7 +26,7 @@ import re
 import numpy as np
 
 from ..engine.images import decoded_rgb
-from ..errors import InputError
+from ..errors import InputError, first_line
 
 RAW_TYPES = ("image/jpeg", "image/jpg", "image/pjpeg", "image/png", "application/octet-stream")
 SIGNATURES = {b"\xff\xd8\xff": "JPEG", b"\x89PNG\r\n\x1a\n": "PNG"}
@@ -125,7 +125,7 @@ def _multipart_file(content_type: str, body: bytes, max_parts: int = MAX_PARTS) 
         parser.write(body)
         parser.finalize()
     except (FormParserError, ValueError) as exc:
-        raise UploadError(400, f"the multipart body is malformed ({_first_line(exc)})") from None
+        raise UploadError(400, f"the multipart body is malformed ({first_line(exc)})") from None
     if not parts:
         raise UploadError(400, "the multipart body has no parts")
     chosen = next((p for p in parts if p.filename()), parts[0])
@@ -133,10 +133,6 @@ def _multipart_file(content_type: str, body: bytes, max_parts: int = MAX_PARTS) 
     if not payload:
         raise UploadError(400, "the multipart file is empty")
     return payload, chosen.filename()
-
-
-def _first_line(exc: BaseException) -> str:
-    return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
 
 
 def checked_upload(content_type: str | None, body: bytes, max_bytes: int = MAX_BYTES, max_pixels: int = MAX_PIXELS,
@@ -178,7 +174,7 @@ def _open(data: bytes, max_pixels: int, then):
     except UnidentifiedImageError:  # PIL's text names the BytesIO object, not the upload
         raise UploadError(400, "the image does not decode (not a readable JPEG or PNG)") from None
     except (OSError, SyntaxError, ValueError) as exc:
-        raise UploadError(400, f"the image does not decode ({_first_line(exc)})") from None
+        raise UploadError(400, f"the image does not decode ({first_line(exc)})") from None
 
 
 def score_threshold(text: str | None, floor: float) -> float | None:

@@ -21,7 +21,7 @@ import ast
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ...errors import CheckpointError
+from ...errors import CheckpointError, first_line
 from ..arch import ArchConfig
 
 # key: (detectron2's default, the model zoo's Mask R-CNN FPN value)
@@ -169,7 +169,7 @@ def _load(path: Path, chain: list[str]) -> dict:
     except (OSError, UnicodeDecodeError) as exc:
         raise CheckpointError(f"cannot read config {path}: {exc}") from None
     except yaml.YAMLError as exc:
-        raise CheckpointError(f"{path} is not valid YAML ({str(exc).splitlines()[0]})") from None
+        raise CheckpointError(f"{path} is not valid YAML ({first_line(exc)})") from None
     if data is None:
         data = {}
     if not isinstance(data, dict):

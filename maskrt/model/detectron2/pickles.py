@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ...errors import CheckpointError
+from ...errors import CheckpointError, first_line
 
 # (module, name) the unpickler may import: how numpy (1.x and 2.x) pickles arrays, dtypes and
 # scalars, OrderedDict, and how Python 3 writes bytes in protocol 2.
@@ -56,7 +56,7 @@ def read_model_pickle(path: Path) -> dict:
             MemoryError, UnicodeDecodeError) as exc:
         truncated = isinstance(exc, EOFError) or "truncated" in str(exc)
         what = "is truncated" if truncated else "is not a readable pickle"
-        raise CheckpointError(f"{path} {what} ({type(exc).__name__}: {_first_line(exc)})") from None
+        raise CheckpointError(f"{path} {what} ({type(exc).__name__}: {first_line(exc)})") from None
     if not isinstance(data, dict):
         raise CheckpointError(f"{path} holds a pickled {type(data).__name__}, not a checkpoint dict")
     return data
@@ -80,8 +80,3 @@ def model_state_dict(data: dict, path: Path) -> dict[str, torch.Tensor]:
         tensor = torch.from_numpy(np.ascontiguousarray(value, dtype=value.dtype.newbyteorder("=")))
         out[key] = tensor.float() if tensor.is_floating_point() else tensor
     return out
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__
