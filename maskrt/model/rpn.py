@@ -181,11 +181,11 @@ def picked_anchors_and_deltas(index: Tensor, deltas: Tensor, cells: Tensor, widt
     index: Tensor[k] int64 in the level's (y, x, anchor) order; deltas: Tensor[1, 4A, H, W] float32;
     cells: Tensor[A, 4] float32; stride: (h, w) ints."""
     a = cells.shape[0]
-    planes = np.ascontiguousarray(deltas[0].reshape(4 * a, -1).numpy())  # a view for a dense output
+    planes = np.ascontiguousarray(deltas.detach()[0].reshape(4 * a, -1).numpy())  # a view for a dense output
     k = index.shape[0]
     picked, anchors = np.empty((k, 4), np.float32), np.empty((k, 4), np.float32)
-    _pick_kernel()(np.ascontiguousarray(index.numpy()), planes, np.ascontiguousarray(cells.numpy()), int(width),
-                   int(stride[0]), int(stride[1]), picked, anchors)
+    _pick_kernel()(np.ascontiguousarray(index.numpy()), planes, np.ascontiguousarray(cells.detach().numpy()),
+                   int(width), int(stride[0]), int(stride[1]), picked, anchors)
     return torch.from_numpy(picked), torch.from_numpy(anchors)
 
 
