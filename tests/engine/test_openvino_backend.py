@@ -298,7 +298,6 @@ def test_head_outputs_are_lent_and_the_detections_outlive_the_next_call(small_en
         assert torch.equal(getattr(first, name), value), name
 
 
-
 def test_a_stage_call_allocates_no_copy_of_its_outputs(small_engine):
     """Every stage's outputs are read in place from OpenVINO's output tensors: the call allocates
     none of them again (OpenVINO's infer copies each output into a fresh array unless asked to share
@@ -320,6 +319,7 @@ def test_a_stage_call_allocates_no_copy_of_its_outputs(small_engine):
         outputs = outputs if isinstance(outputs, tuple) else (outputs,)
         output_bytes = sum(o.numel() * o.element_size() for o in outputs)
         assert peak < output_bytes / 4, (name, peak, output_bytes)
+
 
 WARM_UP_PROBE = """
 import json, sys

@@ -134,3 +134,11 @@ def test_traced_or_tensor_strides_keep_the_torch_ops():
     assert on_host(deltas, (4, 4))
     assert not on_host(deltas, (torch.tensor(4), torch.tensor(4)))
     assert not on_host(deltas.double(), (4, 4))
+    seen = []
+
+    def level(x):
+        seen.append(on_host(x, (4, 4)))
+        return x + 1
+
+    torch.jit.trace(level, deltas, check_trace=False)
+    assert seen == [False]
