@@ -412,24 +412,54 @@ def _axis_taps_outer(geo, size, gh, gw):
     return pos.reshape(n, size, size, -1), weight.reshape(n, size, size, -1)
 
 
+def _bin_pixel_weights(bins, pos, weight):
+    """A coalesced sparse Tensor[bins, pixels] in float64: the summed weight of every (bin, pixel) pair."""
+    return torch.sparse_coo_tensor(torch.stack([bins, pos]), weight.double(), (int(bins.max()) + 1, int(pos.max()) + 1)
+                                   ).coalesce()
+
+
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 @pytest.mark.parametrize("aligned", [False, True])
-@pytest.mark.parametrize("grid", [(2, 2), (1, 3), (4, 1)])
-def test_cpu_taps_are_axis_taps_outer_product_bit_for_bit(dtype, aligned, grid):
-    """The numba pass that makes every bin's taps (positions and weights) gives exactly what torch's
-    per-axis ops and broadcasting give: RoIs on every level, across the borders, degenerate ones."""
+@pytest.mark.parametrize("sampling_ratio", [2, 3, 0])
+def test_cpu_bags_read_each_pixel_once_with_the_summed_weights_of_its_taps(dtype, aligned, sampling_ratio):
+    """Every bin's bag (the numba pass) holds each pixel its bilinear taps read exactly once, with the
+    sum of those taps' weights, the taps as torch composes them from `axis_taps` (the per-axis
+    arithmetic the separable path uses too): the same (bin, pixel) pairs, zero-weight ones included,
+    and weights within the rounding of the merge: a merged weight is a product of two sums of at
+    most 2 * g non-negative terms (g <= 36 samples per axis), so it is off by at most ~(4 * g + 1)
+    units in the last place. Fixed grids and adaptive ones (sampling_ratio 0: RoIs of every grid, a
+    separable one with an empty bag); RoIs on every level, across the borders, degenerate ones."""
     from maskrt.kernels.roi_align import cpu
 
     feats = pyramid(dtype=dtype)
-    rois = torch.cat([random_rois(300, max_size=600.0), torch.tensor([[0, 10.0, 10.0, 10.0, 40.0],
-                                                                        [1, -30.0, -30.0, -25.0, -20.0],
-                                                                        [0, 300.0, 250.0, 330.0, 280.0]])]).to(dtype)
-    geo = cpu._geometry(rois, feats, SCALES, 7, 2, aligned, 224, 4, "torchvision")
-    pos, weight = cpu._taps(geo, 7, *grid)
-    want_pos, want_weight = _axis_taps_outer(geo, 7, *grid)
-    assert weight.dtype == dtype
-    assert torch.equal(pos, want_pos)
-    assert torch.equal(weight, want_weight)
+    edge_cases = torch.tensor([[0, 10.0, 10.0, 10.0, 40.0], [1, -30.0, -30.0, -25.0, -20.0],
+                               [0, 300.0, 250.0, 330.0, 280.0], [1, -900.0, -900.0, 1100.0, 1100.0]])
+    rois = torch.cat([random_rois(300, max_size=600.0), edge_cases]).to(dtype)
+    size = 7
+    geo = cpu._geometry(rois, feats, SCALES, size, sampling_ratio, aligned, 224, 4, "torchvision")
+    pos, weight, offsets = cpu._bags(geo, size)
+    assert pos.dtype == torch.int64 and weight.dtype == dtype and offsets.shape == (rois.shape[0] * size * size,)
+    bag_sizes = torch.diff(offsets, append=torch.tensor([pos.shape[0]]))
+    got = _bin_pixel_weights(torch.arange(offsets.shape[0]).repeat_interleave(bag_sizes), pos, weight)
+    assert got.values().shape == pos.shape  # no pixel twice in a bag
+
+    grids = torch.stack([geo["grid_h"], geo["grid_w"]], 1)
+    samples = grids.prod(1)
+    assert sampling_ratio > 0 or bool((samples > cpu.MAX_GATHER_SAMPLES).any())
+    want_bins, want_pos, want_weight = [], [], []
+    for gh, gw in torch.unique(grids, dim=0).tolist():
+        if not 0 < gh * gw <= cpu.MAX_GATHER_SAMPLES:
+            continue  # no samples, or the separable path's: empty bags
+        sel = torch.where((grids[:, 0] == gh) & (grids[:, 1] == gw))[0]
+        p, w = _axis_taps_outer({k: v[sel] for k, v in geo.items()}, size, gh, gw)
+        bins = (sel[:, None] * size * size + torch.arange(size * size)[None, :])[:, :, None].expand(-1, -1, p.shape[-1])
+        want_bins.append(bins.reshape(-1)), want_pos.append(p.reshape(-1)), want_weight.append(w.reshape(-1))
+    want = _bin_pixel_weights(torch.cat(want_bins), torch.cat(want_pos), torch.cat(want_weight))
+    assert torch.equal(got.indices(), want.indices())
+    widest = int(grids[(samples > 0) & (samples <= cpu.MAX_GATHER_SAMPLES)].max())
+    ulps = (4 * widest + 1) * torch.finfo(dtype).eps
+    torch.testing.assert_close(got.values(), want.values(), rtol=ulps, atol=0)
+    assert bool((bag_sizes[samples.repeat_interleave(size * size) > cpu.MAX_GATHER_SAMPLES] == 0).all())
 
 
 def torch_geometry(rois, features, scales, size, sampling_ratio, aligned, mapper):

@@ -1,9 +1,11 @@
 """Fast CPU multi-level RoIAlign: every bin of every RoI as one weighted gather, per channel block.
 
-Every output bin is a weighted sum of `4 * gh * gw` feature pixels (gh x gw sampling points,
-4 bilinear taps each). Each RoI's FPN level and geometry (one numba pass over the RoIs, which
-also checks their values), then its taps' positions (level base + row) and weights (one numba pass
-per RoI: per axis, then their outer product) are computed once for all RoIs in float32 with
+Every output bin is a weighted sum of `4 * gh * gw` bilinear taps (gh x gw sampling points, 4
+taps each), which read fewer distinct pixels when samples share a cell (the bundled model's 300 box
+RoIs: 128k pixels for 235k taps). Each RoI's FPN level and geometry (one numba pass over the RoIs,
+which also checks their values), then every bin's bag, each pixel it reads once with its taps'
+weights summed (table row = level base + row * width + column; one numba pass: per axis, the
+taps merged, then their outer product), are computed once for all RoIs in float32 with
 torchvision's arithmetic. Then, per block of 64 channels, all levels are copied channels-last into a table
 Tensor[sum_l B * H_l * W_l, 64] (only the rows the taps read when they are few: R50's 1000 box RoIs
 at 800x1344 read 20% of them; a FeaturePyramid's later RoIAlign copies the rows it adds) and
@@ -283,22 +285,112 @@ _copy_rows_kernel = compiled_on_first_use(_copy_marked_rows)
 
 
 def _bags(geo: dict[str, Tensor], size: int) -> tuple[Tensor, Tensor, Tensor]:
-    """Table rows, weights and bag offsets of every output bin, bins in (RoI, row, column) order.
+    """Table rows, weights and bag offsets of every output bin, bins in (RoI, row, column) order:
+    (pos Tensor[T] int64, weight Tensor[T] in the geometry's float dtype, offsets Tensor[R * S * S]
+    int64, each bin's first tap).
 
-    Returns flat 1-D positions and weights with per-bin offsets (Tensor[R * S * S]). With one sampling
-    grid for all RoIs (fixed sampling_ratio) every bag has 4 * gh * gw taps; with adaptive grids
-    bags differ, and RoIs using the separable path get empty bags (filled afterwards).
+    A bin's bag holds each pyramid pixel its samples read once (`_merged_bags`): the outer product of
+    the bin's row taps and column taps, each axis with its equal positions merged (weights summed).
+    RoIs without samples (no level) and those the separable path pools (gh * gw >
+    MAX_GATHER_SAMPLES) get empty bags (embedding_bag sums them to 0; the latter are filled afterwards).
     """
     n = geo["start_h"].shape[0]
-    grids = torch.stack([geo["grid_h"], geo["grid_w"]], 1)
-    # one grid for all (a fixed sampling_ratio): no unique() (0.1-0.4 ms for 300-1000 RoIs)
-    pairs = [grids[0].tolist()] if bool((grids == grids[0]).all()) else torch.unique(grids, dim=0).tolist()
-    if len(pairs) == 1 and 0 < pairs[0][0] * pairs[0][1] <= MAX_GATHER_SAMPLES:
-        pos, weight = _taps(geo, size, *pairs[0])
-        taps = pos.shape[-1]
-        # flat input + explicit offsets: embedding_bag would otherwise rebuild both on every call
-        return pos.reshape(-1), weight.reshape(-1), torch.arange(0, n * size * size * taps, taps)
-    return _mixed_bags(geo, grids, pairs, size)
+    grid_h, grid_w = geo["grid_h"].numpy(), geo["grid_w"].numpy()
+    samples = grid_h * grid_w
+    gathered = (samples > 0) & (samples <= MAX_GATHER_SAMPLES)
+    bound = 4 * size * size * int(samples[gathered].sum())  # the taps before merging
+    widest = max(int(grid_h[gathered].max(initial=0)), int(grid_w[gathered].max(initial=0)), 1)
+    dtype = geo["start_h"].numpy().dtype
+    pos, weight, offsets = np.empty(bound, np.int64), np.empty(bound, dtype), np.empty(n * size * size, np.int64)
+    # constants in the features' dtype: numba would widen float32 arithmetic with a float64 literal
+    consts = np.array([0.0, 1.0, -1.0, 0.5], dtype)
+    args = [geo[k].numpy() for k in ("start_h", "start_w", "bin_h", "bin_w", "height", "width", "base")]
+    limits = [geo[k].numpy().astype(dtype) for k in ("height", "width")]
+    scratch = (np.empty((size, 2 * widest), np.int64), np.empty((size, 2 * widest), dtype),
+               np.empty((size, 2 * widest), np.int64), np.empty((size, 2 * widest), dtype), np.empty(size, np.int64),
+               np.empty(size, np.int64), np.empty(1, dtype))
+    used = _bags_kernel()(*args, *limits, grid_h, grid_w, MAX_GATHER_SAMPLES, consts, *scratch, pos, weight, offsets)
+    return torch.from_numpy(pos[:used]), torch.from_numpy(weight[:used]), torch.from_numpy(offsets)
+
+
+def _merged_bags(start_h, start_w, bin_h, bin_w, height, width, base, height_f, width_f, grid_h, grid_w,
+                 max_samples, consts, rows, wy, cols, wx, row_count, col_count, cast, pos,
+                 weight, offsets):  # pragma: no cover - compiled by numba
+    """_bags' taps: fills pos, weight (the first `used` entries) and offsets (every bin's first tap);
+    returns used.
+
+    Per RoI and axis, `axis_taps`' arithmetic in the dtype of the inputs (consts: 0, 1, -1, 0.5):
+    sample k of bin p at start + p * bin + (k + 0.5) * bin / grid, taps (low, high) with weights
+    ((1 - frac) * share, frac * share), share 0 where the sample is outside [-1, limit] (a row sample's
+    share also carries 1 / (gh * gw), the bin's mean). An axis's taps are merged in sample order: a
+    position met before gets the tap's weight added, so every pixel a bin reads appears once in its
+    bag (zero-weight taps stay: a NaN read still propagates). A sample's low position is monotone in
+    the sample (its high one is low + 1, or low at the edge), so a position met before is among the
+    last three merged (the previous sample's low and high, or, with a negative bin, the one before):
+    only those are searched. Then each bin's bag is the outer product, rows outer: pos = base + row * width +
+    column, weight = wy * wx. rows, wy: [S, 2 * g] scratch (row_count: merged taps per bin), cols,
+    wx likewise; cast: one scalar of the dtype (converts the integer grids)."""
+    zero, one, minus_one, half = consts[0], consts[1], consts[2], consts[3]
+    size = rows.shape[0]
+    used = 0
+    for i in range(start_h.shape[0]):
+        gh, gw = grid_h[i], grid_w[i]
+        first_bin = i * size * size
+        if gh * gw == 0 or gh * gw > max_samples:  # no samples, or the separable path's: empty bags
+            for b in range(size * size):
+                offsets[first_bin + b] = used
+            continue
+        cast[0] = gh * gw
+        mean_share = one / cast[0]
+        for axis in range(2):
+            if axis == 0:
+                start, bin_size, grid, limit, limit_f, share, index, taps, count = \
+                    start_h[i], bin_h[i], gh, height[i], height_f[i], mean_share, rows, wy, row_count
+            else:
+                start, bin_size, grid, limit, limit_f, share, index, taps, count = \
+                    start_w[i], bin_w[i], gw, width[i], width_f[i], one, cols, wx, col_count
+            cast[0] = grid
+            grid_f = cast[0]
+            for p in range(size):
+                cast[0] = p
+                first = start + cast[0] * bin_size
+                m = 0
+                for k in range(grid):
+                    cast[0] = k
+                    coord = first + (cast[0] + half) * bin_size / grid_f
+                    scale = share if coord >= minus_one and coord <= limit_f else zero
+                    if coord < zero:
+                        coord = zero
+                    low = np.int64(coord)
+                    if low >= limit - 1:
+                        low, high, w_low, w_high = limit - 1, limit - 1, one * scale, zero * scale
+                    else:
+                        frac = coord - np.floor(coord)  # coord >= 0: coord - float(low), exactly
+                        high, w_low, w_high = low + 1, (one - frac) * scale, frac * scale
+                    for t in range(2):  # merged: a position met before is among the last three
+                        at, w = (low, w_low) if t == 0 else (high, w_high)
+                        j = m - 1
+                        while j >= 0 and j > m - 4 and index[p, j] != at:
+                            j -= 1
+                        if j >= 0 and j > m - 4:
+                            taps[p, j] += w
+                        else:
+                            index[p, m], taps[p, m] = at, w
+                            m += 1
+                count[p] = m
+        for p in range(size):
+            for q in range(size):
+                offsets[first_bin + p * size + q] = used
+                for a in range(row_count[p]):
+                    row = base[i] + rows[p, a] * width[i]
+                    for c in range(col_count[q]):
+                        pos[used] = row + cols[q, c]
+                        weight[used] = wy[p, a] * wx[q, c]
+                        used += 1
+    return used
+
+
+_bags_kernel = compiled_on_first_use(_merged_bags)  # no fastmath: products and sums round as torch's
 
 
 def _geometry(rois: Tensor, features: Sequence[Tensor], spatial_scales: Sequence[float], size: int,
@@ -402,27 +494,6 @@ def _roi_geometry(checked, rounded, thresholds, canonical, scales, heights, widt
 _geometry_kernel = compiled_on_first_use(_roi_geometry)  # no fastmath: rounds as torch's ops
 
 
-def _mixed_bags(geo: dict[str, Tensor], grids: Tensor, pairs, size: int) -> tuple[Tensor, Tensor, Tensor]:
-    """Adaptive grids: one variable-length bag per bin, bags in RoI order (flat pos, weight, offsets)."""
-    taps = 4 * grids.prod(1)
-    taps = torch.where(taps > 4 * MAX_GATHER_SAMPLES, 0, taps)  # separable RoIs get empty bags here
-    per_roi = taps * size * size
-    starts = torch.cumsum(per_roi, 0) - per_roi
-    total = int(per_roi.sum())
-    flat_pos = torch.zeros(total, dtype=torch.int64)
-    flat_w = torch.zeros(total, dtype=geo["bin_h"].dtype)
-    for gh, gw in pairs:
-        if gh * gw > MAX_GATHER_SAMPLES or gh * gw == 0:  # separable, or no samples (an empty bag: 0)
-            continue
-        sel = torch.where((grids[:, 0] == gh) & (grids[:, 1] == gw))[0]
-        pos, weight = _taps({k: v.index_select(0, sel) for k, v in geo.items()}, size, gh, gw)
-        dst = (starts.index_select(0, sel)[:, None] + torch.arange(pos[0].numel())[None, :]).reshape(-1)
-        flat_pos.index_copy_(0, dst, pos.reshape(-1))
-        flat_w.index_copy_(0, dst, weight.reshape(-1))
-    bag_sizes = taps.repeat_interleave(size * size)
-    return flat_pos, flat_w, torch.cumsum(bag_sizes, 0) - bag_sizes
-
-
 def axis_taps(start: Tensor, bin_size: Tensor, grid: int, size: int, limit: Tensor | int, first: int = 0):
     """Bilinear taps along one axis for samples `first .. first + g` of every bin (g <= _CHUNK_BINS).
 
@@ -445,79 +516,6 @@ def axis_taps(start: Tensor, bin_size: Tensor, grid: int, size: int, limit: Tens
     high = torch.where(at_edge, low, low + 1)
     frac = torch.where(at_edge, 0.0, coord - low)
     return torch.stack([low, high], -1), torch.stack([1.0 - frac, frac], -1), valid
-
-
-def _taps(geo: dict[str, Tensor], size: int, gh: int, gw: int) -> tuple[Tensor, Tensor]:
-    """Table rows and weights of every bin's 4 * gh * gw bilinear taps: two Tensor[n, S, S, 4 * gh * gw],
-    taps in (sample row, low/high row, sample column, low/high column) order. A tap's weight is
-    (wy * valid_y / count) * (wx * valid_x), count = gh * gw (the bin's mean folded in).
-
-    One numba pass per RoI (`_grid_taps`): `axis_taps`' arithmetic per axis in the features' float
-    dtype (the same values, bit for bit), then the taps' outer product; no tensor op per step."""
-    dtype = geo["start_h"].numpy().dtype
-    n = geo["start_h"].shape[0]
-    pos = np.empty((n, size, size, 4 * gh * gw), np.int64)
-    weight = np.empty(pos.shape, dtype)
-    # constants in the features' dtype: numba would widen float32 arithmetic with a float64 literal
-    consts = np.array([0.0, 1.0, -1.0, gh, gw, 1.0], dtype)
-    consts[5] = consts[1] / dtype.type(max(gh * gw, 1))  # a valid row sample's share of the bin's mean
-    steps = np.arange(size, dtype=dtype)
-    samples_h, samples_w = np.arange(gh, dtype=dtype) + dtype.type(0.5), np.arange(gw, dtype=dtype) + dtype.type(0.5)
-    args = [geo[k].numpy() for k in ("start_h", "start_w", "bin_h", "bin_w", "height", "width", "base")]
-    limits = [geo[k].to(geo["start_h"].dtype).numpy() for k in ("height", "width")]
-    scratch = (np.empty((size, gh, 2), np.int64), np.empty((size, gh, 2), dtype), np.empty((size, gw, 2), np.int64),
-               np.empty((size, gw, 2), dtype))
-    _taps_kernel()(*args, *limits, steps, samples_h, samples_w, consts, *scratch, pos, weight)
-    return torch.from_numpy(pos), torch.from_numpy(weight)
-
-
-def _grid_taps(start_h, start_w, bin_h, bin_w, height, width, base, height_f, width_f, steps, samples_h,
-               samples_w, consts, rows, wy, cols, wx, pos, weight):  # pragma: no cover - compiled by numba
-    """pos[i, p, q, t] = base[i] + row * width[i] + column and weight = wy * wx for tap t = ((a * 2 + b) *
-    gw + c) * 2 + d of bin (p, q): row sample a's tap b, column sample c's tap d.
-
-    Per RoI and axis, axis_taps' arithmetic in the dtype of the inputs (consts: 0, 1, -1, gh, gw and a
-    valid row sample's share of the bin's mean, 1 / count): sample k of bin p at start + p * bin + (k +
-    0.5) * bin / grid, taps (low, high) with weights ((1 - frac) * share, frac * share), share 0 where
-    the sample is outside [-1, limit]. rows, wy: [S, gh, 2] and cols, wx: [S, gw, 2] scratch."""
-    zero, one, minus_one = consts[0], consts[1], consts[2]
-    for i in range(pos.shape[0]):
-        for axis in range(2):
-            if axis == 0:
-                start, bin_size, samples, grid, limit, limit_f, share, index, taps = \
-                    start_h[i], bin_h[i], samples_h, consts[3], height[i], height_f[i], consts[5], rows, wy
-            else:
-                start, bin_size, samples, grid, limit, limit_f, share, index, taps = \
-                    start_w[i], bin_w[i], samples_w, consts[4], width[i], width_f[i], one, cols, wx
-            for p in range(steps.shape[0]):
-                first = start + steps[p] * bin_size
-                for k in range(samples.shape[0]):
-                    coord = first + samples[k] * bin_size / grid
-                    scale = share if coord >= minus_one and coord <= limit_f else zero
-                    if coord < zero:
-                        coord = zero
-                    low = np.int64(coord)
-                    if low >= limit - 1:
-                        index[p, k, 0], index[p, k, 1] = limit - 1, limit - 1
-                        taps[p, k, 0], taps[p, k, 1] = one * scale, zero * scale
-                    else:
-                        frac = coord - np.floor(coord)  # coord >= 0: coord - float(low), exactly
-                        index[p, k, 0], index[p, k, 1] = low, low + 1
-                        taps[p, k, 0], taps[p, k, 1] = (one - frac) * scale, frac * scale
-        for p in range(pos.shape[1]):  # the outer product of the two axes' taps
-            for q in range(pos.shape[2]):
-                t = 0
-                for a in range(rows.shape[1]):
-                    for b in range(2):
-                        row = base[i] + rows[p, a, b] * width[i]
-                        for c in range(cols.shape[1]):
-                            for d in range(2):
-                                pos[i, p, q, t] = row + cols[q, c, d]
-                                weight[i, p, q, t] = wy[p, a, b] * wx[q, c, d]
-                                t += 1
-
-
-_taps_kernel = compiled_on_first_use(_grid_taps)  # no fastmath: products and sums round as torch's
 
 
 def _separable(features: Sequence[Tensor], geo: dict[str, Tensor], size: int) -> Tensor:
