@@ -9,27 +9,12 @@ only), float64 boxes in float64 (torchvision's kernel computes their IoUs in dou
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
-import numpy as np
 import torch
 from torch import Tensor
 
 
-@dataclass(frozen=True)
-class NmsInput:
-    """Finite rows of the input. boxes: Tensor[n, 4] float32 (float64 for float64 input); scores:
-    Tensor[n] of the boxes' dtype; classes: Tensor[n] int64; index: Tensor[n] int64 row of each in
-    the caller's tensors."""
-
-    boxes: Tensor
-    scores: Tensor
-    classes: Tensor
-    index: Tensor
-
-
-def prepare(boxes: Tensor, scores: Tensor, classes: Tensor) -> NmsInput:
-    """Validate shapes and drop non-finite rows (see the module docstring)."""
+def check_inputs(boxes: Tensor, scores: Tensor, classes: Tensor) -> None:
+    """ValueError unless boxes is Tensor[N, 4] and scores and classes Tensor[N], classes finite."""
     if boxes.dim() != 2 or boxes.shape[1] != 4:
         raise ValueError(f"nms boxes must be Tensor[N, 4], got {tuple(boxes.shape)}")
     n = boxes.shape[0]
@@ -38,43 +23,6 @@ def prepare(boxes: Tensor, scores: Tensor, classes: Tensor) -> NmsInput:
                          f"{tuple(classes.shape)}")
     if classes.is_floating_point() and not bool(torch.isfinite(classes).all()):
         raise ValueError("nms classes contain NaN or inf")
-    b = boxes.float() if boxes.dtype != torch.float64 else boxes
-    s = scores.to(b.dtype)
-    ok = torch.isfinite(b).all(1) & ~torch.isnan(s)
-    if bool(ok.all()):
-        return NmsInput(b.contiguous(), s.contiguous(), classes.to(torch.int64), torch.arange(n, device=boxes.device))
-    index = torch.where(ok)[0]
-    return NmsInput(b.index_select(0, index), s.index_select(0, index), classes.index_select(0, index).to(torch.int64),
-                    index)
-
-
-def uses_coordinate_trick(boxes: Tensor) -> bool:
-    """torchvision.ops.batched_nms's own switch: one NMS over class-offset boxes for small inputs,
-    one NMS per class above (4000 coordinates on CPU, 100000 elsewhere). Mirrored so every
-    implementation keeps exactly the reference's set, including IoUs that round differently.
-
-    The trick keeps classes apart only when no coordinate is negative (torchvision then lets boxes
-    of different classes suppress each other, a bug); such inputs, which the model never makes
-    (its boxes are clipped to the image), take the per-class path, NMS's definition."""
-    limit = 4000 if boxes.device.type == "cpu" else 100_000
-    return boxes.numel() <= limit and not bool((boxes < 0).any())
-
-
-def per_class_order(scores: Tensor, classes: Tensor) -> tuple[Tensor, np.ndarray]:
-    """Rows grouped by class (ascending), each class by decreasing score, ties by lower row.
-
-    Returns (order Tensor[n] int64, segments int64[C + 1]: class c occupies order[s[c]:s[c+1]]).
-    """
-    by_score = scores.sort(descending=True, stable=True)[1]
-    order = by_score.index_select(0, classes.index_select(0, by_score).sort(stable=True)[1])
-    sorted_classes = classes.index_select(0, order).cpu().numpy()
-    starts = np.flatnonzero(sorted_classes[1:] != sorted_classes[:-1]) + 1
-    return order, np.concatenate([[0], starts, [sorted_classes.size]]).astype(np.int64)
-
-
-def offset_boxes(boxes: Tensor, classes: Tensor) -> Tensor:
-    """batched_nms's coordinate trick, same ops: boxes + class * (max coordinate + 1)."""
-    return boxes + class_offsets(classes, boxes.max())[:, None]
 
 
 def class_offsets(classes: Tensor, max_coordinate: Tensor) -> Tensor:
@@ -89,13 +37,6 @@ def order_by_score(kept: Tensor, scores: Tensor) -> Tensor:
     return kept.index_select(0, scores.index_select(0, kept).sort(descending=True)[1])
 
 
-def finish(kept: Tensor, prepared: NmsInput, max_output: int) -> Tensor:
-    """Map rows of the finite subset back to the caller's indices and truncate to max_output."""
-    if max_output >= 0:
-        kept = kept[:max_output]
-    return prepared.index.index_select(0, kept)
-
-
 def float32_threshold(iou_threshold: float) -> float:
     """Largest float32 t with (x > t) == (x > iou_threshold as double) for every float32 x:
     torchvision compares the float IoU with a double threshold."""
@@ -108,22 +49,22 @@ def float32_threshold(iou_threshold: float) -> float:
 # --- the same on the device, without host reads (the triton implementation) ------------------
 
 def trick_limit(device: torch.device) -> int:
-    """uses_coordinate_trick's size limit (coordinates) for tensors on `device`."""
+    """torchvision.ops.batched_nms's own switch, mirrored by every implementation so each keeps
+    exactly the reference's set, including IoUs that round differently: one NMS over class-offset
+    boxes (boxes + class * (max coordinate + 1)) for inputs of at most this many coordinates (4000
+    on CPU, 100000 elsewhere), one NMS per class above.
+
+    The trick keeps classes apart only when no coordinate is negative (torchvision then lets boxes
+    of different classes suppress each other, a bug); such inputs, which the model never makes
+    (its boxes are clipped to the image), take the per-class path, NMS's definition."""
     return 4000 if device.type == "cpu" else 100_000
 
 
 def device_inputs(boxes: Tensor, scores: Tensor, classes: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    """prepare() without dropping rows (no host read): (boxes Tensor[n, 4] float32, or float64 as
+    """The cpu nms's inputs without dropping rows (no host read): (boxes Tensor[n, 4] float32, or float64 as
     given; scores Tensor[n] in that dtype; classes Tensor[n] int64; valid Tensor[n] bool, False
-    for the rows prepare() drops). Float classes are checked on the host (the model's are int64)."""
-    if boxes.dim() != 2 or boxes.shape[1] != 4:
-        raise ValueError(f"nms boxes must be Tensor[N, 4], got {tuple(boxes.shape)}")
-    n = boxes.shape[0]
-    if scores.shape != (n,) or classes.shape != (n,):
-        raise ValueError(f"nms scores and classes must be Tensor[{n}], got {tuple(scores.shape)} and "
-                         f"{tuple(classes.shape)}")
-    if classes.is_floating_point() and not bool(torch.isfinite(classes).all()):
-        raise ValueError("nms classes contain NaN or inf")
+    for the rows the cpu nms drops). Float classes are checked on the host (the model's are int64)."""
+    check_inputs(boxes, scores, classes)
     b = (boxes.float() if boxes.dtype != torch.float64 else boxes).contiguous()
     s = scores.to(b.dtype).contiguous()
     valid = torch.isfinite(b).all(1) & ~torch.isnan(s)
@@ -131,13 +72,13 @@ def device_inputs(boxes: Tensor, scores: Tensor, classes: Tensor) -> tuple[Tenso
 
 
 def device_trick(boxes: Tensor, valid: Tensor) -> Tensor:
-    """uses_coordinate_trick of the valid rows as a device bool Tensor[] (no host read)."""
+    """Whether the valid rows take the coordinate trick (trick_limit) as a device bool Tensor[] (no host read)."""
     small = valid.sum() * 4 <= trick_limit(boxes.device)
     return small & ~((boxes < 0) & valid[:, None]).any()
 
 
 def valid_offset_boxes(boxes: Tensor, classes: Tensor, valid: Tensor) -> Tensor:
-    """offset_boxes over the valid rows (same ops, the maximum taken over valid rows only)."""
+    """batched_nms's class-offset boxes (class_offsets added, same ops), the maximum taken over valid rows only."""
     max_coordinate = torch.where(valid[:, None], boxes, -torch.inf).max()
     return boxes + class_offsets(classes, max_coordinate)[:, None]
 
@@ -145,7 +86,7 @@ def valid_offset_boxes(boxes: Tensor, classes: Tensor, valid: Tensor) -> Tensor:
 def valid_first_order(scores: Tensor, valid: Tensor, key: Tensor | None = None) -> Tensor:
     """Tensor[n] int64 processing order: valid rows first, grouped by ascending `key` if given, each
     group by decreasing score (ties: lower row), then the invalid rows. For the valid rows this is
-    the order of `scores.sort(descending=True, stable=True)` (key None) or per_class_order."""
+    the order of `scores.sort(descending=True, stable=True)` (key None) or of the cpu nms's per-class path."""
     order = scores.sort(descending=True, stable=True)[1]
     if key is not None:
         order = order.index_select(0, key.index_select(0, order).sort(stable=True)[1])

@@ -2,7 +2,7 @@
 
 Rows whose score is NaN or whose box is not finite are kept in place but flagged invalid and
 sorted last (common.valid_first_order): never kept, never suppressing (no host-side filtering).
-Which of torchvision's two algorithms applies (common.uses_coordinate_trick) is decided on the
+Which of torchvision's two algorithms applies (common.trick_limit) is decided on the
 device too (common.device_trick): the boxes are class-offset and the class check is off when it
 holds, the raw boxes with the class check otherwise. Two kernel paths, by the row count n alone:
 
