@@ -133,14 +133,17 @@ def batch_images(images: list[Tensor]) -> Tensor:
 
 
 def preprocess(images: list[Tensor], policy: InputPolicy) -> tuple[Tensor, list[tuple[int, int]]]:
-    """Float images Tensor[3, H, W] in [0, 1] -> (padded batch Tensor[B, 3, H', W'], resized sizes).
+    """Images Tensor[3, H, W] -> (padded batch Tensor[B, 3, H', W'], resized sizes). An image is
+    float in [0, 1], or uint8 standing for value / 255 (`to_float`'s values; any strides, e.g. the
+    channels-last view of an RGB frame: the engine's frames are never converted to float whole).
 
-    float32 images on the host (torchvision's transform, not traced) are normalised in one pass
-    (`normalize_into`: the same float32 subtraction and division, bitwise the same result), straight
-    into the padded batch when the policy keeps their size (R50 at 800x1333: 7.6 -> 2.8 ms on one
-    thread); everything else (GPU tensors, a traced graph, detectron2's transform) runs torch's ops."""
-    if not all(_host_float32(img, policy) for img in images):
-        resized = [normalize_and_resize(img, policy) for img in images]
+    float32 and uint8 images on the host (torchvision's transform, not traced) are normalised in one
+    pass (`normalize_into`: the same float32 subtraction and division, bitwise the same result),
+    straight into the padded batch when the policy keeps their size (R50 at 800x1333: 7.6 -> 2.8 ms
+    on one thread); everything else (GPU tensors, a traced graph, detectron2's transform) runs
+    torch's ops."""
+    if not all(_on_the_host_path(img, policy) for img in images):
+        resized = [normalize_and_resize(to_float(img), policy) for img in images]
         return batch_images(resized), [(int(r.shape[-2]), int(r.shape[-1])) for r in resized]
     sizes = [policy.resized_size(int(img.shape[-2]), int(img.shape[-1])) for img in images]
     if any(tuple(size) != tuple(img.shape[-2:]) for img, size in zip(images, sizes)):
@@ -157,12 +160,14 @@ def preprocess(images: list[Tensor], policy: InputPolicy) -> tuple[Tensor, list[
 def warm_up() -> None:
     """Compile (or load from numba's cache) `normalize_into`'s kernel for every layout preprocessing
     gives it: an image at the policy's size (into the padded batch) and resized (into its own
-    tensor), in one row block and in two (large images); channels-last views as frames arrive."""
+    tensor), in one row block and in two (large images); channels-last views as frames arrive,
+    uint8 (an engine's frames) and float32."""
     g = torch.Generator().manual_seed(0)
     for h, w in ((40, 56), (520, 600)):  # 520 x 600 >= NORMALIZE_THREADED_PIXELS: two row blocks
-        image = torch.rand(h, w, 3, generator=g).permute(2, 0, 1)
-        preprocess([image], InputPolicy(min_size=h, max_size=w))  # kept at its size
-        preprocess([image], InputPolicy(min_size=h + 8, max_size=w + 8))  # resized
+        pixels = torch.randint(0, 256, (h, w, 3), generator=g, dtype=torch.uint8)
+        for image in (pixels.permute(2, 0, 1), to_float(pixels).permute(2, 0, 1)):
+            preprocess([image], InputPolicy(min_size=h, max_size=w))  # kept at its size
+            preprocess([image], InputPolicy(min_size=h + 8, max_size=w + 8))  # resized
 
 
 def padded_to_32(size: int) -> int:
@@ -170,29 +175,51 @@ def padded_to_32(size: int) -> int:
     return int(math.ceil(size / SIZE_DIVISIBLE) * SIZE_DIVISIBLE)
 
 
-def _host_float32(image: Tensor, policy: InputPolicy) -> bool:
-    return (policy.resize == "torchvision" and image.device.type == "cpu" and image.dtype == torch.float32
-            and not torch.jit.is_tracing())
+def _on_the_host_path(image: Tensor, policy: InputPolicy) -> bool:
+    return (policy.resize == "torchvision" and image.device.type == "cpu"
+            and image.dtype in (torch.float32, torch.uint8) and not torch.jit.is_tracing())
+
+
+def to_float(image: Tensor) -> Tensor:
+    """A uint8 image as float32 value / 255 (the values every frame is taken as: to_float_chw's
+    `float().div_(255.0)`); a float image as it is."""
+    return image.float().div_(255.0) if image.dtype == torch.uint8 else image
+
+
+@functools.lru_cache(maxsize=8)
+def normalizing_table(mean: tuple[float, ...], std: tuple[float, ...]) -> np.ndarray:
+    """float32 [3, 256]: table[k, v] = (to_float(v) - mean[k]) / std[k], computed by torch's own ops
+    (to_float's division, normalize_and_resize's subtraction and division): a uint8 image is then
+    normalised by looking its values up, bit for bit the float path's result."""
+    values = to_float(torch.arange(256, dtype=torch.uint8))
+    mean_t, std_t = torch.tensor(mean, dtype=torch.float32), torch.tensor(std, dtype=torch.float32)
+    return (values[None, :] - mean_t[:, None]).div_(std_t[:, None]).numpy()
 
 
 NORMALIZE_THREADED_PIXELS = 1 << 18  # output pixels below which one thread normalises the whole image
 
 
 def normalize_into(image: Tensor, policy: InputPolicy, out: Tensor) -> Tensor:
-    """Tensor[3, h, w] float32 in [0, 1], RGB, any strides (to_float_chw's channels-last view) ->
-    `out` Tensor[3, H, W] float32 (H >= h, W >= w), returned: out[k, :h, :w] = (image[c_k] -
-    mean[k]) / std[k] in float32, c_k the network's channel order, and zeros elsewhere (the
-    batch's padding). One pass in numba (`_normalize_rows`), by row blocks on the glue's threads
-    when large; bitwise normalize_and_resize's values (float32 subtraction, then division)."""
+    """Tensor[3, h, w] RGB, float32 in [0, 1] or uint8 (value / 255), any strides (an RGB frame's
+    channels-last view) -> `out` Tensor[3, H, W] float32 (H >= h, W >= w), returned: out[k, :h, :w] =
+    (image[c_k] - mean[k]) / std[k] in float32, c_k the network's channel order, and zeros elsewhere
+    (the batch's padding). One pass in numba, by row blocks on the glue's threads when large;
+    bitwise normalize_and_resize's values: float32 subtraction, then division (`_normalize_rows`),
+    or for uint8 the same values looked up (`normalizing_table`, `_look_up_rows`)."""
     pixels = image.numpy()
     if policy.channels == "BGR":
         pixels = pixels[::-1]
-    mean, std = np.asarray(policy.mean, np.float32), np.asarray(policy.std, np.float32)
-    target, kernel = out.numpy(), _normalize_kernel()
+    if pixels.dtype == np.uint8:
+        table = normalizing_table(tuple(policy.mean), tuple(policy.std))
+        kernel, constants = _look_up_kernel(), (table,)
+    else:
+        kernel, constants = _normalize_kernel(), (np.asarray(policy.mean, np.float32),
+                                                  np.asarray(policy.std, np.float32))
+    target = out.numpy()
     rows = target.shape[1]
     blocks = 2 if rows * target.shape[2] >= NORMALIZE_THREADED_PIXELS else 1
     edges = [rows * i // blocks for i in range(blocks + 1)]
-    glue_threads.map_balanced(lambda i: kernel(pixels[:, edges[i]:edges[i + 1]], mean, std,
+    glue_threads.map_balanced(lambda i: kernel(pixels[:, edges[i]:edges[i + 1]], *constants,
                                                target[:, edges[i]:edges[i + 1]]), range(blocks))
     return out
 
@@ -215,4 +242,24 @@ def _normalize_rows(pixels, mean, std, out):  # pragma: no cover - compiled by n
                     out[k, y, x] = zero
 
 
-_normalize_kernel = compiled_on_first_use(_normalize_rows)  # no fastmath: float32 ops as torch's
+_normalize_kernel = compiled_on_first_use(_normalize_rows)
+
+
+def _look_up_rows(pixels, table, out):  # pragma: no cover - compiled by numba
+    """out[k, y, x] = table[k, pixels[k, y, x]] where pixels has that pixel, else 0.
+    pixels: uint8 [3, h, w] (h, w <= out's; h may be 0); table: float32 [3, 256]; out: float32 [3, H, W]."""
+    h, w = pixels.shape[1], pixels.shape[2]
+    zero = np.float32(0.0)
+    for k in range(out.shape[0]):
+        for y in range(out.shape[1]):
+            if y < h:
+                for x in range(w):
+                    out[k, y, x] = table[k, pixels[k, y, x]]
+                for x in range(w, out.shape[2]):
+                    out[k, y, x] = zero
+            else:
+                for x in range(out.shape[2]):
+                    out[k, y, x] = zero
+
+
+_look_up_kernel = compiled_on_first_use(_look_up_rows)  # no fastmath: float32 ops as torch's

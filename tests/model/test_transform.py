@@ -59,37 +59,60 @@ def _torchvision_batch(images: list[torch.Tensor], policy: InputPolicy) -> tuple
     return batch.tensors, [tuple(s) for s in batch.image_sizes]
 
 
-def _host_images(sizes, seed=0):
-    """float32 images in [0, 1] as the engines make them: uint8 / 255 over channels-last memory."""
+def _host_frames(sizes, seed=0):
+    """RGB frames as the CPU engine passes them: Tensor[3, h, w] uint8 views of channels-last memory
+    (every value 0..255 present)."""
     rng = np.random.default_rng(seed)
-    return [torch.from_numpy(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)).permute(2, 0, 1).float().div_(255)
-            for h, w in sizes]
+    return [torch.from_numpy(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)).permute(2, 0, 1) for h, w in sizes]
 
 
+def _as_floats(frames):
+    """The frames' float32 images in [0, 1], uint8 / 255 over the same memory layout (to_float_chw's)."""
+    return [frame.float().div_(255) for frame in frames]
+
+
+@pytest.mark.parametrize("frames", ["uint8", "float32"])
 @pytest.mark.parametrize("sizes", [[(320, 480)], [(600, 800)], [(300, 512), (320, 416)], [(240, 320)],
                                    [(576, 768), (320, 480)]])
-def test_host_preprocess_is_torchvision_s_batch_bit_for_bit(sizes):
+def test_host_preprocess_is_torchvision_s_batch_bit_for_bit(sizes, frames):
     """The host's one-pass normalisation (into the padded batch at the policy's size, before the
-    resampling otherwise; 600x800 is normalised by two threads) gives torchvision's batch exactly,
-    padding zeros included."""
+    resampling otherwise; 600x800 is normalised by two threads) gives torchvision's batch of the
+    float images exactly, padding zeros included: from float32 images, and from uint8 frames (their
+    values looked up in a table torch's ops computed)."""
     from maskrt.model.transform import NORMALIZE_THREADED_PIXELS, preprocess
 
     policy = InputPolicy(320, 512) if sizes != [(600, 800)] else InputPolicy(600, 800)
     assert 600 * 800 >= NORMALIZE_THREADED_PIXELS
-    images = _host_images(sizes)
-    batch, resized = preprocess(images, policy)
+    uint8 = _host_frames(sizes)
+    images = _as_floats(uint8)
+    batch, resized = preprocess(uint8 if frames == "uint8" else images, policy)
     want, want_sizes = _torchvision_batch(images, policy)
     assert resized == want_sizes
     assert batch.shape == want.shape and torch.equal(batch, want)
 
 
-def test_host_preprocess_bgr_takes_the_channels_in_the_network_s_order():
+@pytest.mark.parametrize("frames", ["uint8", "float32"])
+def test_host_preprocess_bgr_takes_the_channels_in_the_network_s_order(frames):
     """channels="BGR": the network's channel k is the image's channel 2 - k, normalised with the
     policy's mean and std (given in the network's order): torchvision's batch of the flipped image."""
     from maskrt.model.transform import preprocess
 
     policy = InputPolicy(320, 512, mean=(0.1, 0.5, 0.9), std=(0.2, 0.3, 0.4), channels="BGR")
-    images = _host_images([(320, 480), (400, 300)], seed=1)
-    batch, _ = preprocess(images, policy)
+    uint8 = _host_frames([(320, 480), (400, 300)], seed=1)
+    images = _as_floats(uint8)
+    batch, _ = preprocess(uint8 if frames == "uint8" else images, policy)
     want, _ = _torchvision_batch([img.flip(0) for img in images], policy)
     assert torch.equal(batch, want)
+
+
+def test_uint8_frames_off_the_host_path_are_taken_as_value_over_255():
+    """Where the one-pass normalisation does not apply (here detectron2's transform), a uint8 frame
+    is converted to the float image first: the same batch as from that float image."""
+    from maskrt.model.transform import preprocess
+
+    policy = InputPolicy(320, 512, mean=(103.5, 116.3, 123.7), std=(1.0, 1.0, 1.0), channels="BGR",
+                         resize="detectron2")
+    uint8 = _host_frames([(240, 300)], seed=2)
+    batch, sizes = preprocess(uint8, policy)
+    want, want_sizes = preprocess(_as_floats(uint8), policy)
+    assert sizes == want_sizes and torch.equal(batch, want)

@@ -23,7 +23,7 @@ from ...model.rpn import cell_anchors, warm_up as warm_up_proposals
 from ...kernels import glue_threads
 from ...kernels.warmup import warm_up_cpu
 from ...model.transform import warm_up as warm_up_preprocessing
-from .torch_backend import to_float_chw
+from .torch_backend import uint8_chw
 
 
 _CORE = None
@@ -311,7 +311,7 @@ class OpenVINOBackend:
                 detector.heads.params = self.detector.heads.params
             with first_inference_alone(), glue_threads.single_threaded_torch(), \
                     glue_threads.limited_to(self.glue_workers):
-                return detector.detect([to_float_chw(img) for img in images])
+                return detector.detect([uint8_chw(img) for img in images])
         finally:
             self._free.put(detector)
 

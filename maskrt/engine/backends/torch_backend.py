@@ -10,6 +10,7 @@ import torch
 
 from ...kernels._triton import upload
 from ...model import MaskRCNN, RawDetections
+from ...model.transform import to_float
 
 
 class TorchBackend:
@@ -35,8 +36,14 @@ class TorchBackend:
 
 
 def to_float_chw(image: np.ndarray, device: torch.device | str = "cpu") -> torch.Tensor:
-    """np.ndarray[H, W, 3] uint8 -> Tensor[3, H, W] float32 in [0, 1] (divided by 255)."""
-    if not image.flags.writeable:  # e.g. PIL-backed arrays; torch.from_numpy needs writable memory
+    """np.ndarray[H, W, 3] uint8 -> Tensor[3, H, W] float32 in [0, 1] (divided by 255: transform.to_float)."""
+    return to_float(upload(uint8_chw(image), device, "frame"))
+
+
+def uint8_chw(image: np.ndarray) -> torch.Tensor:
+    """np.ndarray[H, W, 3] uint8 -> its Tensor[3, H, W] uint8 view (channels-last strides; a copy only
+    when not contiguous or not writable, e.g. PIL-backed: torch.from_numpy needs writable memory).
+    The model's preprocessing takes it as value / 255 (transform.preprocess)."""
+    if not image.flags.writeable:
         image = image.copy()
-    tensor = upload(torch.from_numpy(np.ascontiguousarray(image)), device, "frame")
-    return tensor.permute(2, 0, 1).float().div_(255.0)
+    return torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)
