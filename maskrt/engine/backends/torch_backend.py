@@ -36,14 +36,20 @@ class TorchBackend:
 
 
 def to_float_chw(image: np.ndarray, device: torch.device | str = "cpu") -> torch.Tensor:
-    """np.ndarray[H, W, 3] uint8 -> Tensor[3, H, W] float32 in [0, 1] (divided by 255: transform.to_float)."""
-    return to_float(upload(uint8_chw(image), device, "frame"))
+    """np.ndarray[H, W, 3] uint8 -> Tensor[3, H, W] float32 in [0, 1] (divided by 255: transform.to_float);
+    the frame goes to `device` as it is laid out (one contiguous upload), then is converted there."""
+    return to_float(upload(_hwc_tensor(image), device, "frame").permute(2, 0, 1))
 
 
 def uint8_chw(image: np.ndarray) -> torch.Tensor:
-    """np.ndarray[H, W, 3] uint8 -> its Tensor[3, H, W] uint8 view (channels-last strides; a copy only
-    when not contiguous or not writable, e.g. PIL-backed: torch.from_numpy needs writable memory).
-    The model's preprocessing takes it as value / 255 (transform.preprocess)."""
+    """np.ndarray[H, W, 3] uint8 -> its Tensor[3, H, W] uint8 view (channels-last strides). The
+    model's preprocessing takes it as value / 255 (transform.preprocess)."""
+    return _hwc_tensor(image).permute(2, 0, 1)
+
+
+def _hwc_tensor(image: np.ndarray) -> torch.Tensor:
+    """The frame as a Tensor[H, W, 3] uint8, sharing its memory (a copy only when not contiguous or
+    not writable, e.g. PIL-backed arrays: torch.from_numpy needs writable memory)."""
     if not image.flags.writeable:
         image = image.copy()
-    return torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)
+    return torch.from_numpy(np.ascontiguousarray(image))
