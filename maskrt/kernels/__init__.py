@@ -20,7 +20,7 @@ import torch
 from . import library  # noqa: F401  (registers torch.ops.maskrt.*)
 from .dispatch import available, current, get, register, resolve, set_implementation, use
 from .paste.common import PastedInstances
-from .roi_align.cpu import FeaturePyramid
+from .roi_align.cpu import FeaturePyramid, TableMemory
 from .roi_align.cpu import roi_align as _cpu_roi_align
 
 
@@ -68,5 +68,5 @@ def paste_id_map(*args, impl: str | None = None, **kwargs) -> PastedInstances:
     return fn(*args, **kwargs)
 
 
-__all__ = ["FeaturePyramid", "PastedInstances", "available", "current", "get", "nms", "paste", "paste_id_map", "register", "resolve",
-           "roi_align", "set_implementation", "use"]
+__all__ = ["FeaturePyramid", "PastedInstances", "TableMemory", "available", "current", "get", "nms", "paste",
+           "paste_id_map", "register", "resolve", "roi_align", "set_implementation", "use"]

@@ -67,6 +67,7 @@ class RoIHeads:
         self.params = params
         self.box_pool, self.mask_pool = box_pool, mask_pool
         self.detectron2 = numerics == "detectron2"
+        self.table_memory = kernels.TableMemory()  # the cpu RoIAlign's tables, kept from frame to frame
 
     def __call__(self, features: list[Tensor], proposals: list[Tensor], image_sizes: list,
                  spatial_scales: list[float] | None = None):
@@ -76,7 +77,7 @@ class RoIHeads:
         per level (default: inferred from the features as torchvision does)."""
         scales = spatial_scales or (FPN_SCALES if self.detectron2 else infer_spatial_scales(features, image_sizes))
         if not torch.jit.is_tracing():  # the box and mask RoIAligns share the cpu kernel's tables
-            features = kernels.FeaturePyramid(features)
+            features = kernels.FeaturePyramid(features, self.table_memory)
         class_logits, box_regression = self.box_fn(self._pool(features, proposals, scales, self.box_pool, self.box_fn))
         per_image = zip(_split(class_logits.float(), proposals), _split(box_regression.float(), proposals),
                         proposals, image_sizes)

@@ -182,7 +182,7 @@ def test_a_feature_pyramid_builds_the_cpu_tables_once(monkeypatch):
     feats, rois = pyramid(channels=96), random_rois(20)  # two channel blocks (64 + 32)
     built = []
     real = cpu.PyramidTable
-    monkeypatch.setattr(cpu, "PyramidTable", lambda c0, c1: built.append((c0, c1)) or real(c0, c1))
+    monkeypatch.setattr(cpu, "PyramidTable", lambda c0, c1, memory: built.append((c0, c1)) or real(c0, c1, memory))
     levels = K.FeaturePyramid(feats)
     for size in (7, 14):
         got = K.roi_align(levels, rois, SCALES, size, 2, False, impl="cpu")
@@ -246,6 +246,26 @@ def test_a_pyramids_table_fills_the_rows_a_later_roi_align_reads(monkeypatch, se
         assert (copies[0] | copies[1]).all()
     else:
         assert not (copies[0] | copies[1]).all()
+
+
+@pytest.mark.parametrize("rois_count", [3, 400])  # few taps: tables of the rows read; many: whole tables
+def test_a_table_memory_serves_the_next_pyramids_tables(rois_count):
+    """Pyramids made with one TableMemory (a detector's frames) write their tables into the same
+    buffers: no new memory for a pyramid of the same or a smaller size, the earlier pyramid's values
+    left in the rows a call does not read are never read (each result is the reference's)."""
+    from maskrt.kernels.roi_align import cpu
+
+    memory = cpu.TableMemory()
+    rois = random_rois(rois_count, seed=4)
+    pyramids = [pyramid(seed=0), pyramid(seed=5), pyramid(height=48, width=64, seed=6)]
+    addresses = []
+    for feats in pyramids:
+        levels = K.FeaturePyramid(feats, memory)
+        for size in (7, 14):  # the box head's RoIAlign, then the mask head's over the same tables
+            torch.testing.assert_close(K.roi_align(levels, rois, SCALES, size, 2, False, impl="cpu"),
+                                       reference(feats, rois, SCALES, size, 2, False), atol=1e-5, rtol=1e-5)
+        addresses.append({key: buffer.ctypes.data for key, buffer in memory._buffers.items()})
+    assert addresses[0] and addresses[0] == addresses[1] == addresses[2]
 
 
 @pytest.mark.parametrize("sampling_ratio", [2, 0])

@@ -97,7 +97,8 @@ def _roi_align(features, rois, spatial_scales, output_size, sampling_ratio, alig
         torch.from_numpy(np.empty((n, size, size, c), np.float64 if dtype == torch.float64 else np.float32))
     flat = rows.view(n * size * size, c)
     maps = [f.detach().to(dtype).numpy() for f in features]
-    _gather_blocks(maps, getattr(features, "tables", None), pos, offsets, weight, flat)
+    _gather_blocks(maps, getattr(features, "tables", None), getattr(features, "memory", None), pos, offsets, weight,
+                   flat)
     large = torch.where(geo["grid_h"] * geo["grid_w"] > MAX_GATHER_SAMPLES)[0].tolist()
     for i in large:
         rows[i] = _separable(features, {k: v[i : i + 1] for k, v in geo.items()}, size)
@@ -110,13 +111,14 @@ def _roi_align(features, rois, spatial_scales, output_size, sampling_ratio, alig
     return out.copy_(result)
 
 
-def _gather_blocks(maps: list[np.ndarray], kept: dict | None, pos: Tensor, offsets: Tensor, weight: Tensor,
-                   flat: Tensor) -> None:
+def _gather_blocks(maps: list[np.ndarray], kept: dict | None, memory: TableMemory | None, pos: Tensor,
+                   offsets: Tensor, weight: Tensor, flat: Tensor) -> None:
     """flat[:, c0:c1] = every bin's weighted taps from the channel block's table, per block of
     CHANNEL_BLOCK channels, on the glue's threads: one task per block (its table, then its gather);
     with fewer blocks than threads (the bundled model's 64 channels) the tables are made first and
     each block's bins are split into RoI ranges, one gather per range. kept: a FeaturePyramid's
-    tables, reused and filled. flat: Tensor[bins, C], bins in RoI order (offsets: Tensor[bins])."""
+    tables, reused and filled; memory: its TableMemory, where new tables take their memory. flat:
+    Tensor[bins, C], bins in RoI order (offsets: Tensor[bins])."""
     c, bins = flat.shape[1], offsets.shape[0]
     dtype = torch.float64 if maps[0].dtype == np.float64 else torch.float32
 
@@ -128,7 +130,7 @@ def _gather_blocks(maps: list[np.ndarray], kept: dict | None, pos: Tensor, offse
         key = (c0, min(c0 + CHANNEL_BLOCK, c), dtype)
         table = None if kept is None else kept.get(key)
         if table is None:
-            table = PyramidTable(*key[:2])
+            table = PyramidTable(*key[:2], memory)
             if kept is not None:
                 kept[key] = table
         return table.with_rows(maps, needed)
@@ -174,11 +176,36 @@ class FeaturePyramid(list):
     channels-last tables the cpu kernel builds from them (`tables`: (c0, c1, dtype) -> PyramidTable),
     so the second RoIAlign over the same levels (the mask head's after the box head's) reuses them
     instead of transposing the pyramid again (R50 at 800x1344: ~21 ms). Valid while the levels'
-    values are unchanged: make one per forward pass. Other implementations see a list."""
+    values are unchanged: make one per forward pass. memory: a TableMemory the tables are written
+    into (kept from one pyramid to the next). Other implementations see a list."""
 
-    def __init__(self, levels):
+    def __init__(self, levels, memory: TableMemory | None = None):
         super().__init__(levels)
         self.tables: dict[tuple[int, int, torch.dtype], PyramidTable] = {}
+        self.memory = memory
+
+
+class TableMemory:
+    """The memory of the tables of one FeaturePyramid at a time, kept for the next one (a detector's
+    next frame): a fresh table is a fresh mapping whose pages fault in, and are zeroed, as its rows
+    are written (R50 at 800x1344: four 23 MB tables a frame; in the frame the box and mask RoIAligns
+    took 29-36 and 8-9 ms with the memory kept against 30-39 and 8-88 ms without: FRAME-TIME.md 6l).
+
+    One buffer per channel block (c0, c1, dtype), as large as the largest pyramid seen; a smaller one
+    takes its leading rows. Rows a call does not read keep an earlier frame's values, never read (as
+    a fresh table's unwritten rows). The owner (RoIHeads: one forward pass at a time) must not use
+    two pyramids with one TableMemory at once."""
+
+    def __init__(self):
+        self._buffers: dict[tuple[int, int, np.dtype], np.ndarray] = {}
+
+    def take(self, c0: int, c1: int, rows: int, dtype: np.dtype) -> np.ndarray:
+        """np.ndarray[rows, c1 - c0] of `dtype`, unwritten or holding an earlier table's values."""
+        key = (c0, c1, np.dtype(dtype))
+        buffer = self._buffers.get(key)
+        if buffer is None or buffer.shape[0] < rows:
+            buffer = self._buffers[key] = _uninitialised((rows, c1 - c0), dtype)
+        return buffer[:rows]
 
 
 class PyramidTable:
@@ -186,21 +213,27 @@ class PyramidTable:
     need: all rows, or only the rows their taps read (`filled`: bool[rows], None once all are).
 
     The rows a call reads are copied when first needed; rows no call reads are never written (nor
-    their pages touched). Not shared between threads: each channel block's table is one task's."""
+    their pages touched). Its memory comes from `memory` when given (a TableMemory), else fresh.
+    Not shared between threads: each channel block's table is one task's."""
 
-    def __init__(self, c0: int, c1: int):
+    def __init__(self, c0: int, c1: int, memory: TableMemory | None = None):
         self.c0, self.c1 = c0, c1
+        self.memory = memory
         self.table: Tensor | None = None
         self.filled: np.ndarray | None = None
 
     def with_rows(self, maps: Sequence[np.ndarray], needed: np.ndarray | None) -> Tensor:
         """Tensor[rows, c1 - c0] with every row of `needed` (bool[rows]; None: all rows) filled."""
-        if self.table is None and needed is None:
-            self.table = torch.from_numpy(pyramid_table(maps, self.c0, self.c1))
-        elif self.table is None:
-            self.table = torch.from_numpy(_uninitialised((table_rows(maps), self.c1 - self.c0), maps[0].dtype))
-            self.filled = needed.copy()
-            copy_table_rows(maps, self.c0, self.c1, needed, self.table.numpy())
+        if self.table is None:
+            rows, dtype = table_rows(maps), maps[0].dtype
+            memory = self.memory.take(self.c0, self.c1, rows, dtype) if self.memory is not None else \
+                _uninitialised((rows, self.c1 - self.c0), dtype)
+            self.table = torch.from_numpy(memory)
+            if needed is None:
+                pyramid_table(maps, self.c0, self.c1, out=memory)
+            else:
+                self.filled = needed.copy()
+                copy_table_rows(maps, self.c0, self.c1, needed, memory)
         elif self.filled is not None:
             missing = ~self.filled if needed is None else needed & ~self.filled
             if missing.any():
@@ -225,14 +258,15 @@ def table_rows(levels: Sequence) -> int:
     return sum(f.shape[0] * f.shape[2] * f.shape[3] for f in levels)
 
 
-def pyramid_table(maps: Sequence[np.ndarray], c0: int, c1: int) -> np.ndarray:
-    """Channels c0:c1 of all levels, channels-last: [sum_l B * H_l * W_l, c1 - c0] in the maps' dtype.
+def pyramid_table(maps: Sequence[np.ndarray], c0: int, c1: int, out: np.ndarray | None = None) -> np.ndarray:
+    """Channels c0:c1 of all levels, channels-last: [sum_l B * H_l * W_l, c1 - c0] in the maps' dtype
+    (written into `out` when given, and returned).
 
     A numpy copy: many mid-sized torch copies would each wake torch's thread pool, which costs
     milliseconds per op when the other core is busy.
     """
     b = maps[0].shape[0]
-    table = np.empty((table_rows(maps), c1 - c0), dtype=maps[0].dtype)
+    table = np.empty((table_rows(maps), c1 - c0), dtype=maps[0].dtype) if out is None else out
     start = 0
     for f in maps:
         for i in range(b):
