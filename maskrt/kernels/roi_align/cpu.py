@@ -188,8 +188,9 @@ class FeaturePyramid(list):
 class TableMemory:
     """The memory of the tables of one FeaturePyramid at a time, kept for the next one (a detector's
     next frame): a fresh table is a fresh mapping whose pages fault in, and are zeroed, as its rows
-    are written (R50 at 800x1344: four 23 MB tables a frame; in the frame the box and mask RoIAligns
-    took 29-36 and 8-9 ms with the memory kept against 30-39 and 8-88 ms without: FRAME-TIME.md 6l).
+    are written (R50 at 800x1344: four 23 MB tables a frame; its int8 engine's box and mask RoIAligns,
+    10 calls each alternating, medians 26.7 and 7.9 ms with the memory kept against 44.8 and 13.7 ms
+    without, and 22-33 against 26-144 ms call to call: FRAME-TIME.md 6l).
 
     One buffer per channel block (c0, c1, dtype), as large as the largest pyramid seen; a smaller one
     takes its leading rows. Rows a call does not read keep an earlier frame's values, never read (as
