@@ -203,9 +203,10 @@ def normalize_into(image: Tensor, policy: InputPolicy, out: Tensor) -> Tensor:
     """Tensor[3, h, w] RGB, float32 in [0, 1] or uint8 (value / 255), any strides (an RGB frame's
     channels-last view) -> `out` Tensor[3, H, W] float32 (H >= h, W >= w), returned: out[k, :h, :w] =
     (image[c_k] - mean[k]) / std[k] in float32, c_k the network's channel order, and zeros elsewhere
-    (the batch's padding). One pass in numba, by row blocks on the glue's threads when large;
-    bitwise normalize_and_resize's values: float32 subtraction, then division (`_normalize_rows`),
-    or for uint8 the same values looked up (`normalizing_table`, `_look_up_rows`)."""
+    (the batch's padding, zeroed by numpy). One pass in numba over the image's rows, by row blocks on
+    the glue's threads when large; bitwise normalize_and_resize's values: float32 subtraction, then
+    division (`_normalize_rows`), or for uint8 the same values looked up (`normalizing_table`,
+    `_look_up_rows`)."""
     pixels = image.numpy()
     if policy.channels == "BGR":
         pixels = pixels[::-1]
@@ -216,50 +217,36 @@ def normalize_into(image: Tensor, policy: InputPolicy, out: Tensor) -> Tensor:
         kernel, constants = _normalize_kernel(), (np.asarray(policy.mean, np.float32),
                                                   np.asarray(policy.std, np.float32))
     target = out.numpy()
-    rows = target.shape[1]
-    blocks = 2 if rows * target.shape[2] >= NORMALIZE_THREADED_PIXELS else 1
-    edges = [rows * i // blocks for i in range(blocks + 1)]
+    h, w = pixels.shape[1], pixels.shape[2]
+    target[:, :h, w:] = 0  # the batch's padding
+    target[:, h:] = 0
+    blocks = 2 if h * w >= NORMALIZE_THREADED_PIXELS else 1
+    edges = [h * i // blocks for i in range(blocks + 1)]
     glue_threads.map_balanced(lambda i: kernel(pixels[:, edges[i]:edges[i + 1]], *constants,
                                                target[:, edges[i]:edges[i + 1]]), range(blocks))
     return out
 
 
 def _normalize_rows(pixels, mean, std, out):  # pragma: no cover - compiled by numba
-    """out[k, y, x] = (pixels[k, y, x] - mean[k]) / std[k] where pixels has that pixel, else 0.
-    pixels: [3, h, w] (h, w <= out's; h may be 0); out: [3, H, W]; all float32."""
-    h, w = pixels.shape[1], pixels.shape[2]
-    zero = np.float32(0.0)
-    for k in range(out.shape[0]):
+    """out[k, y, x] = (pixels[k, y, x] - mean[k]) / std[k] over pixels' [3, h, w] (out: [3, >= h, >= w]);
+    all float32."""
+    for k in range(pixels.shape[0]):
         m, s = mean[k], std[k]
-        for y in range(out.shape[1]):
-            if y < h:
-                for x in range(w):
-                    out[k, y, x] = (pixels[k, y, x] - m) / s
-                for x in range(w, out.shape[2]):
-                    out[k, y, x] = zero
-            else:
-                for x in range(out.shape[2]):
-                    out[k, y, x] = zero
+        for y in range(pixels.shape[1]):
+            for x in range(pixels.shape[2]):
+                out[k, y, x] = (pixels[k, y, x] - m) / s
 
 
-_normalize_kernel = compiled_on_first_use(_normalize_rows)
+_normalize_kernel = compiled_on_first_use(_normalize_rows)  # no fastmath: float32 ops as torch's
 
 
 def _look_up_rows(pixels, table, out):  # pragma: no cover - compiled by numba
-    """out[k, y, x] = table[k, pixels[k, y, x]] where pixels has that pixel, else 0.
-    pixels: uint8 [3, h, w] (h, w <= out's; h may be 0); table: float32 [3, 256]; out: float32 [3, H, W]."""
-    h, w = pixels.shape[1], pixels.shape[2]
-    zero = np.float32(0.0)
-    for k in range(out.shape[0]):
-        for y in range(out.shape[1]):
-            if y < h:
-                for x in range(w):
-                    out[k, y, x] = table[k, pixels[k, y, x]]
-                for x in range(w, out.shape[2]):
-                    out[k, y, x] = zero
-            else:
-                for x in range(out.shape[2]):
-                    out[k, y, x] = zero
+    """out[k, y, x] = table[k, pixels[k, y, x]] over pixels' uint8 [3, h, w] (out: float32 [3, >= h,
+    >= w]; table: float32 [3, 256])."""
+    for k in range(pixels.shape[0]):
+        for y in range(pixels.shape[1]):
+            for x in range(pixels.shape[2]):
+                out[k, y, x] = table[k, pixels[k, y, x]]
 
 
-_look_up_kernel = compiled_on_first_use(_look_up_rows)  # no fastmath: float32 ops as torch's
+_look_up_kernel = compiled_on_first_use(_look_up_rows)
