@@ -280,7 +280,7 @@ def test_cpu_channel_blocks_on_the_glue_threads_match_the_reference(monkeypatch,
     monkeypatch.setattr(glue_threads, "WORKERS", 2)
     monkeypatch.setattr(cpu, "THREADED_WORK", 0)
     names = set()
-    for name in ("pyramid_table", "copy_table_rows"):  # whole tables or the rows read: on the glue threads
+    for name in ("copy_pyramid_table", "copy_table_rows"):  # whole tables or the rows read: on the glue threads
         real = getattr(cpu, name)
         monkeypatch.setattr(cpu, name, lambda *a, real=real: names.add(threading.current_thread().name) or real(*a))
     feats, rois = pyramid(channels=200), random_rois(30, max_size=2000.0)  # blocks of 64, 64, 64, 8 channels

@@ -210,7 +210,7 @@ class TableMemory:
 
 
 class PyramidTable:
-    """Channels c0:c1 of all levels, channels-last (`pyramid_table`'s layout), filled as the RoIAligns
+    """Channels c0:c1 of all levels, channels-last (`copy_pyramid_table`'s layout), filled as the RoIAligns
     need: all rows, or only the rows their taps read (`filled`: bool[rows], None once all are).
 
     The rows a call reads are copied when first needed; rows no call reads are never written (nor
@@ -231,7 +231,7 @@ class PyramidTable:
                 _uninitialised((rows, self.c1 - self.c0), dtype)
             self.table = torch.from_numpy(memory)
             if needed is None:
-                pyramid_table(maps, self.c0, self.c1, out=memory)
+                copy_pyramid_table(maps, self.c0, self.c1, memory)
             else:
                 self.filled = needed.copy()
                 copy_table_rows(maps, self.c0, self.c1, needed, memory)
@@ -259,22 +259,19 @@ def table_rows(levels: Sequence) -> int:
     return sum(f.shape[0] * f.shape[2] * f.shape[3] for f in levels)
 
 
-def pyramid_table(maps: Sequence[np.ndarray], c0: int, c1: int, out: np.ndarray | None = None) -> np.ndarray:
-    """Channels c0:c1 of all levels, channels-last: [sum_l B * H_l * W_l, c1 - c0] in the maps' dtype
-    (written into `out` when given, and returned).
+def copy_pyramid_table(maps: Sequence[np.ndarray], c0: int, c1: int, table: np.ndarray) -> None:
+    """table[:] = channels c0:c1 of all levels, channels-last: table is [sum_l B * H_l * W_l, c1 - c0]
+    in the maps' dtype (the whole table; `copy_table_rows` copies some of its rows).
 
     A numpy copy: many mid-sized torch copies would each wake torch's thread pool, which costs
     milliseconds per op when the other core is busy.
     """
-    b = maps[0].shape[0]
-    table = np.empty((table_rows(maps), c1 - c0), dtype=maps[0].dtype) if out is None else out
     start = 0
     for f in maps:
-        for i in range(b):
+        for i in range(f.shape[0]):
             hw = f.shape[2] * f.shape[3]
             table[start : start + hw] = f[i, c0:c1].reshape(c1 - c0, hw).T
             start += hw
-    return table
 
 
 def _uninitialised(shape: tuple[int, int], dtype: np.dtype) -> np.ndarray:
@@ -284,7 +281,7 @@ def _uninitialised(shape: tuple[int, int], dtype: np.dtype) -> np.ndarray:
 
 def copy_table_rows(maps: Sequence[np.ndarray], c0: int, c1: int, rows: np.ndarray, table: np.ndarray) -> None:
     """table[r] = channels c0:c1 of pyramid row r, for every r with rows[r] (bool[table rows]): the
-    rows of `pyramid_table`, copied one compiled pass per level and image."""
+    rows of `copy_pyramid_table`, copied one compiled pass per level and image."""
     start = 0
     for f in maps:
         hw = f.shape[2] * f.shape[3]
